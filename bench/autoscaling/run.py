@@ -1,0 +1,370 @@
+"""Autoscaling benchmark entry point.
+
+    PYTHONPATH=operator:. python -m bench.autoscaling.run --out bench/results/
+
+Writes <out>/autoscaling.json and <out>/autoscaling.md.  See bench/autoscaling/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import multiprocessing as mp
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from qwen_operator.autoscaling.policy import AutoscalingConfig
+
+from .oracle import compute_oracle
+from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
+from .service import QWEN3_8B, ServiceModel, cold_start_for
+from .sim import FixedSchedule, SimConfig, run_sim
+from .traces import (
+    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_fanout, synthetic_step,
+)
+
+TRACE_DIR = Path(os.environ.get("QWEN_TRACES", "/work/shared/traces"))
+AZURE = TRACE_DIR / "AzureLLMInferenceTrace_conv.csv"
+MOONCAKE = TRACE_DIR / "mooncake_synthetic_trace.jsonl"
+
+SLO_DELAY_S = 2.0  # TTFT SLO: 2 s on top of the prompt's own prefill time on an idle replica
+SLO_GOAL = 0.99
+MIN_REPLICAS = 1
+MAX_REPLICAS = 20
+
+
+@dataclass(frozen=True)
+class TraceSpec:
+    name: str
+    kind: str  # azure | mooncake | step | fanout | diurnal
+    params: dict[str, float] = field(default_factory=dict)
+    description: str = ""
+
+
+def trace_specs(quick: bool = False) -> list[TraceSpec]:
+    q = 0.25 if quick else 1.0
+    return [
+        TraceSpec("azure-conv", "azure", {"rate_scale": 20.0 * q, "time_scale": 1.0},
+                  "Azure LLM inference 2023, conversation; rate x20 (each request -> 20 copies, +-5 s jitter)"),
+        TraceSpec("mooncake", "mooncake", {"rate_scale": 2.0 * q, "time_scale": 1.0},
+                  "Mooncake FAST'25 synthetic trace; rate x2"),
+        TraceSpec("step-10x", "step", {"base_rps": 25.0 * q, "factor": 10.0},
+                  "Poisson 25 req/s -> 250 req/s for 20 min -> 25 req/s (Azure conv lengths)"),
+        TraceSpec("agent-fanout", "fanout", {"sessions_per_s": 15.0 * q, "fanout": 10, "duration": 2400.0},
+                  "15 user sessions/s (+-50 % over 20 min), each fanning out to 10 calls within 0.5 s"),
+        TraceSpec("diurnal", "diurnal", {"mean_rps": 100.0 * q, "peak_to_trough": 4.0, "period": 3600.0,
+                                         "duration": 3600.0},
+                  "one day compressed into 1 h, 40 -> 160 -> 40 req/s (Azure conv lengths)"),
+    ]
+
+
+_TRACE_CACHE: dict[str, Trace] = {}
+
+
+def build_trace(spec: TraceSpec) -> Trace:
+    if spec.name in _TRACE_CACHE:
+        return _TRACE_CACHE[spec.name]
+    p = spec.params
+    if spec.kind in ("azure", "mooncake"):
+        path = AZURE if spec.kind == "azure" else MOONCAKE
+        rows = scale_trace(load_trace(path), time_scale=p.get("time_scale", 1.0), rate_scale=p.get("rate_scale", 1.0))
+        src = str(path)
+    else:
+        pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
+        src = f"synthetic ({AZURE.name} length pairs)"
+        if spec.kind == "step":
+            rows = synthetic_step(pool, base_rps=p["base_rps"], factor=p["factor"])
+        elif spec.kind == "fanout":
+            rows = synthetic_fanout(pool, sessions_per_s=p["sessions_per_s"], fanout=int(p["fanout"]),
+                                    duration=p["duration"])
+        elif spec.kind == "diurnal":
+            rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
+                                     period=p["period"], duration=p["duration"])
+        else:
+            raise ValueError(spec.kind)
+    tr = Trace(spec.name, src, tuple(rows), spec.description)
+    _TRACE_CACHE[spec.name] = tr
+    return tr
+
+
+_ISO: dict[int, float] = {}
+
+
+def fresh_requests(trace: Trace, sm: ServiceModel):
+    reqs = trace.requests()
+    for r in reqs:
+        iso = _ISO.get(r.prompt)
+        if iso is None:
+            iso = _ISO[r.prompt] = sm.isolated_ttft(r.prompt)
+        r.slo = SLO_DELAY_S + iso
+    return reqs
+
+
+def ours_config(**over: Any) -> AutoscalingConfig:
+    base: dict[str, Any] = dict(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, max_num_seqs=256)
+    base.update(over)
+    return AutoscalingConfig(**base)
+
+
+POLICIES: dict[str, tuple[Callable[[], Any], str]] = {
+    "ours": (lambda: Ours(ours_config()), "baked"),
+    "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
+    "ours-unbaked": (lambda: Ours(ours_config(), name="ours-unbaked"), "unbaked"),
+    "ours-unbaked-a10g-penalty": (lambda: Ours(ours_config(), name="ours-unbaked-a10g-penalty"), "unbaked-a10g"),
+    "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
+    "keda-prodstack": (lambda: KedaQueue(MIN_REPLICAS, MAX_REPLICAS), "baked"),
+    "aibrix-kpa": (lambda: AibrixKpa(MIN_REPLICAS, MAX_REPLICAS, target=5.0), "baked"),
+    "kubeai": (lambda: KubeAI(MIN_REPLICAS, MAX_REPLICAS), "baked"),
+}
+ANCHORS = ("hpa-gpu-util", "keda-prodstack", "aibrix-kpa", "kubeai")
+
+
+def pct(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * p
+    lo = math.floor(k)
+    hi = min(len(xs) - 1, lo + 1)
+    a, b = xs[lo], xs[hi]
+    if math.isinf(a) or math.isinf(b):
+        return math.inf if (k - lo > 0 and math.isinf(b)) or math.isinf(a) else a
+    return a + (b - a) * (k - lo)
+
+
+def summarize(requests, gpu_seconds: float, events: int) -> dict[str, Any]:
+    served = [r for r in requests if not r.rejected]
+    tt = sorted(r.ttft for r in served)
+    ok = sum(1 for r in served if r.ttft <= r.slo)
+    return {
+        "requests": len(requests),
+        "rejected": len(requests) - len(served),
+        "ttft_p50_s": pct(tt, 0.50),
+        "ttft_p95_s": pct(tt, 0.95),
+        "ttft_p99_s": pct(tt, 0.99),
+        "within_slo": ok / len(served) if served else float("nan"),
+        "gpu_hours": gpu_seconds / 3600.0,
+        "scaling_events": events,
+    }
+
+
+def initial_replicas(counts: list[int]) -> int:
+    return max(MIN_REPLICAS, counts[0] if counts else 1)
+
+
+def job_oracle(spec: TraceSpec) -> dict[str, Any]:
+    sm = ServiceModel()
+    tr = build_trace(spec)
+    t0 = time.time()
+    reqs = fresh_requests(tr, sm)
+    orc = compute_oracle(reqs, sm, goal=SLO_GOAL, interval_s=60.0)
+    out = summarize(orc.requests, orc.gpu_seconds, sum(1 for a, b in zip(orc.counts, orc.counts[1:]) if a != b))
+    out.update({"counts": orc.counts, "trials": orc.trials, "wall_s": round(time.time() - t0, 1)})
+    return out
+
+
+def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | None) -> dict[str, Any]:
+    sm = ServiceModel()
+    tr = build_trace(spec)
+    t0 = time.time()
+    reqs = fresh_requests(tr, sm)
+    if pname == "oracle-replay":
+        assert oracle_counts is not None
+        pol: Any = FixedSchedule("oracle-replay", 60.0, oracle_counts)
+        cold = 0.0
+        cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n0)
+    else:
+        factory, scenario = POLICIES[pname]
+        pol = factory()
+        cold = cold_start_for(QWEN3_8B, scenario).total_s
+        cfg = SimConfig(cold_start_s=cold, min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, initial_replicas=n0)
+    res = run_sim(reqs, pol, sm, cfg)
+    out = summarize(res.requests, res.gpu_seconds, res.scaling_events)
+    ready = [x[2] for x in res.timeline]
+    out.update({
+        "cold_start_s": round(cold, 1),
+        "max_desired": max((x[1] for x in res.timeline), default=n0),
+        "mean_ready": sum(ready) / len(ready) if ready else float("nan"),
+        "reasons": res.reasons,
+        "wall_s": round(time.time() - t0, 1),
+    })
+    return out
+
+
+def _run_job(args: tuple) -> tuple[str, str, dict[str, Any]]:
+    kind = args[0]
+    if kind == "oracle":
+        spec = args[1]
+        return spec.name, "oracle", job_oracle(spec)
+    _, spec, pname, n0, counts = args
+    return spec.name, pname, job_policy(spec, pname, n0, counts)
+
+
+def git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except Exception:  # noqa: BLE001 - no git is fine
+        return None
+
+
+def fmt(x: float, nd: int = 2) -> str:
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    if isinstance(x, float) and math.isnan(x):
+        return "-"
+    return f"{x:.{nd}f}"
+
+
+def render_md(doc: dict[str, Any]) -> str:
+    L: list[str] = []
+    m = doc["machine"]
+    L.append("# Autoscaling benchmark results\n")
+    L.append(f"- command: `{doc['command']}`")
+    L.append(f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}")
+    L.append(f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}")
+    p = doc["params"]
+    L.append(f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
+             f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
+             f"cold start baked {p['cold_start_s']['baked']:.0f} s, unbaked {p['cold_start_s']['unbaked']:.0f} s, "
+             f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.0f} s")
+    L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica; goal {SLO_GOAL:.0%} "
+             f"of requests; replicas in [{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
+    L.append("- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
+             "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.\n")
+    for tname, tr in doc["traces"].items():
+        st = tr["stats"]
+        L.append(f"## {tname}\n")
+        L.append(f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
+                 f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
+                 f"scaling: {json.dumps(tr['params'])}.\n")
+        L.append("| policy | cold start s | TTFT p50 s | p95 s | p99 s | within SLO | meets SLO | GPU-h | vs oracle | scale events | max replicas |")
+        L.append("|---|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|")
+        for pname, r in tr["results"].items():
+            L.append(
+                f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 0)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
+                f"{fmt(r['ttft_p99_s'])} | {100 * r['within_slo']:.2f}% | {'yes' if r['meets_slo'] else 'no'} | "
+                f"{fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | {r.get('max_desired', max(r.get('counts', [0])))} |")
+        v = tr["verdict"]
+        L.append(f"\nours: meets SLO {v['ours_meets_slo']}, {fmt(v['ours_vs_oracle'])}x oracle GPU-h "
+                 f"(goal <= 1.25x: {v['ours_within_1_25x_oracle']}), fewer GPU-h than every anchor meeting the SLO: "
+                 f"{v['ours_beats_anchors_meeting_slo']} (anchors meeting SLO: {', '.join(v['anchors_meeting_slo']) or 'none'}).\n")
+    return "\n".join(L) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--out", default="bench/results/", help="output directory")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
+    ap.add_argument("--traces", default="", help="comma-separated subset of trace names")
+    ap.add_argument("--policies", default="", help="comma-separated subset of policies")
+    ap.add_argument("--quick", action="store_true", help="4x lighter traces (smoke test)")
+    args = ap.parse_args(argv)
+    t_start = time.time()
+    specs = trace_specs(args.quick)
+    if args.traces:
+        keep = set(args.traces.split(","))
+        specs = [s for s in specs if s.name in keep]
+    pnames = list(POLICIES)
+    if args.policies:
+        pnames = [p for p in args.policies.split(",") if p in POLICIES]
+    sm = ServiceModel()
+    pool = mp.get_context("fork").Pool(args.jobs) if args.jobs > 1 else None
+    mapper = pool.imap_unordered if pool else map
+    oracle: dict[str, dict[str, Any]] = {}
+    for name, _, res in mapper(_run_job, [("oracle", s) for s in specs]):
+        oracle[name] = res
+        print(f"[{time.time() - t_start:6.0f}s] {name:14s} oracle: {res['gpu_hours']:.2f} GPU-h, "
+              f"{100 * res['within_slo']:.2f}% within SLO, {res['trials']} trials, {res['wall_s']} s", flush=True)
+    jobs = []
+    for s in specs:
+        counts = oracle[s.name]["counts"]
+        n0 = initial_replicas(counts)
+        for pn in pnames + ["oracle-replay"]:
+            jobs.append(("policy", s, pn, n0, counts))
+    results: dict[str, dict[str, dict[str, Any]]] = {s.name: {} for s in specs}
+    for name, pn, res in mapper(_run_job, jobs):
+        results[name][pn] = res
+        print(f"[{time.time() - t_start:6.0f}s] {name:14s} {pn:26s} {100 * res['within_slo']:6.2f}% "
+              f"{res['gpu_hours']:7.2f} GPU-h p99 {fmt(res['ttft_p99_s'])} s events {res['scaling_events']} "
+              f"({res['wall_s']} s)", flush=True)
+    if pool:
+        pool.close()
+        pool.join()
+    doc: dict[str, Any] = {
+        "command": "PYTHONPATH=operator:. python -m bench.autoscaling.run " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+                    "processor": platform.processor() or platform.machine()},
+        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+        "params": {
+            "jobs": args.jobs,
+            "quick": args.quick,
+            "slo": {"ttft_delay_s": SLO_DELAY_S, "definition": "ttft <= delay + isolated prefill time", "goal": SLO_GOAL},
+            "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
+            "scrape_interval_s": 15.0,
+            "service_model": sm.describe(),
+            "cold_start_s": {k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")},
+            "ours_config": asdict(ours_config()),
+            "anchor_params": {
+                "hpa-gpu-util": {"target_util": 0.70, "tolerance": 0.1, "down_stabilization_s": 300, "up": "max(+4,+100%)/15s"},
+                "keda-prodstack": {"metric": "sum(vllm:num_requests_waiting)", "threshold": 5, "polling_s": 15,
+                                   "cooldown_s": 360, "tolerance": 0.1, "down_stabilization_s": 300},
+                "aibrix-kpa": {"metric": "vllm:num_requests_waiting", "target_per_replica": 5, "stable_s": 180,
+                               "panic_s": 60, "panic_threshold": 2.0, "resync_s": 10, "scale_down_delay_s": 300},
+                "kubeai": {"metric": "in-flight requests (proxy)", "target_requests": 100, "window_s": 600,
+                           "interval_s": 10, "scale_down_delay_s": 30},
+            },
+        },
+        "traces": {},
+    }
+    for s in specs:
+        tr = build_trace(s)
+        orc = oracle[s.name]
+        og = orc["gpu_hours"]
+        rows: dict[str, Any] = {"oracle": orc}
+        rows.update({pn: results[s.name][pn] for pn in pnames + ["oracle-replay"] if pn in results[s.name]})
+        for pn, r in rows.items():
+            r["meets_slo"] = bool(r["within_slo"] >= SLO_GOAL)
+            r["vs_oracle"] = r["gpu_hours"] / og if og > 0 else float("nan")
+        anchors_ok = [a for a in ANCHORS if a in rows and rows[a]["meets_slo"]]
+        ours = rows.get("ours")
+        verdict = {}
+        if ours:
+            verdict = {
+                "ours_meets_slo": ours["meets_slo"],
+                "ours_vs_oracle": ours["vs_oracle"],
+                "ours_within_1_25x_oracle": bool(ours["vs_oracle"] <= 1.25),
+                "anchors_meeting_slo": anchors_ok,
+                "ours_beats_anchors_meeting_slo": bool(all(ours["gpu_hours"] < rows[a]["gpu_hours"] for a in anchors_ok)),
+            }
+        doc["traces"][s.name] = {
+            "description": s.description, "source": tr.source, "params": s.params, "stats": tr.stats(),
+            "results": rows, "verdict": verdict,
+        }
+    doc["wall_s"] = time.time() - t_start
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def clean(o: Any) -> Any:
+        if isinstance(o, float) and (math.isinf(o) or math.isnan(o)):
+            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    (out / "autoscaling.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
+    (out / "autoscaling.md").write_text(render_md(doc))
+    print(f"wrote {out / 'autoscaling.json'} and {out / 'autoscaling.md'} in {doc['wall_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

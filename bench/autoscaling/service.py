@@ -1,0 +1,200 @@
+"""Per-replica service model: Qwen3-8B (bf16) served by vLLM on one NVIDIA H100 SXM5 80 GB.
+
+Derived from first principles (roofline) with stated efficiencies; every constant is documented in
+bench/autoscaling/README.md together with its source.  Nothing here was fitted to the traces.
+
+A vLLM engine step (continuous batching with chunked prefill, vLLM V1 scheduler) processes one token
+for every decoding sequence plus up to ``max_num_batched_tokens - n_decode`` prompt tokens.  Its time is
+
+    T = t_overhead + max(bytes_moved / (HBM bandwidth * eta_mem), flops / (peak bf16 * eta_flops))
+
+where bytes_moved = weight bytes + KV bytes read by decode attention, and flops = 2 * linear params per
+processed token (+ lm_head per generated token) + attention flops.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture numbers from the model's config.json / model card."""
+
+    name: str
+    n_layers: int
+    hidden: int
+    n_heads: int
+    n_kv_heads: int
+    head_dim: int
+    vocab: int
+    total_params: float  # including embeddings and lm_head
+    non_embedding_params: float
+    bytes_per_param: float = 2.0  # bf16
+    max_model_len: int = 32768
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.total_params * self.bytes_per_param
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        # K and V, every layer, every KV head, head_dim elements of 2 bytes (bf16 KV cache)
+        return 2.0 * self.n_layers * self.n_kv_heads * self.head_dim * 2.0
+
+    @property
+    def attn_width(self) -> int:
+        return self.n_heads * self.head_dim
+
+    @property
+    def lm_head_params(self) -> float:
+        return float(self.vocab * self.hidden)
+
+
+@dataclass(frozen=True)
+class GpuSpec:
+    """Datasheet numbers."""
+
+    name: str
+    hbm_bytes: float
+    hbm_bandwidth: float  # bytes/s
+    bf16_dense_flops: float  # FLOP/s, dense (no sparsity)
+
+
+# Qwen3-8B: 36 layers, hidden 4096, 32 query heads / 8 KV heads, head_dim 128, vocab 151,936,
+# 8.2 B parameters of which 6.95 B non-embedding, embeddings not tied; 32,768 native context,
+# 131,072 with YaRN (Qwen3-8B model card and config.json).
+QWEN3_8B = ModelSpec(
+    name="Qwen/Qwen3-8B (bf16)",
+    n_layers=36,
+    hidden=4096,
+    n_heads=32,
+    n_kv_heads=8,
+    head_dim=128,
+    vocab=151_936,
+    total_params=8.19e9,
+    non_embedding_params=6.95e9,
+    max_model_len=131_072,  # served with YaRN factor 4 so that Mooncake's long prompts are admissible
+)
+
+# NVIDIA H100 SXM5 80 GB datasheet: 3.35 TB/s HBM3, 989 TFLOPS dense BF16.
+H100_SXM = GpuSpec(name="NVIDIA H100 SXM5 80GB", hbm_bytes=80 * 2**30, hbm_bandwidth=3.35e12, bf16_dense_flops=989e12)
+
+
+@dataclass(frozen=True)
+class ColdStart:
+    """Time from pod creation to Ready, split as in the llm-d GKE snapshot guide's Qwen3-32B breakdown."""
+
+    name: str
+    imports_s: float
+    weights_s: float
+    engine_init_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.imports_s + self.weights_s + self.engine_init_s
+
+
+def cold_start_for(model: ModelSpec, scenario: str) -> ColdStart:
+    """Scale the published Qwen3-32B / H100 breakdown (imports 73 s, weights 130 s for 61 GiB, engine
+    init 73 s incl. compile and 9 s CUDA-graph capture) to ``model``.
+
+    * imports: model-independent, 73 s.
+    * weights: proportional to the checkpoint size (130 s / 61 GiB = 2.13 s/GiB).
+    * engine init: 73 s with a cold compile cache.  A baked torch.compile cache saves the compile
+      share: vLLM PR 32191 measured compile 30.7 s -> 15.0 s for Qwen3-32B (-15.7 s).
+    * 'unbaked-a10g': the founding notes' Qwen3.5-4B on A10G measured 697 s -> 156 s with a baked
+      cache, i.e. 541 s of compile/JIT work that a bake removes; we add that penalty to the baked
+      figure as the pessimistic no-cache case.
+    """
+    weights_gib = model.weight_bytes / 2**30
+    weights_s = 130.0 / 61.0 * weights_gib
+    if scenario == "baked":
+        return ColdStart("baked compile cache", 73.0, weights_s, 73.0 - 15.7)
+    if scenario == "unbaked":
+        return ColdStart("no baked cache (H100, PR 32191 compile time)", 73.0, weights_s, 73.0)
+    if scenario == "unbaked-a10g":
+        return ColdStart("no baked cache (A10G-like compile penalty, +541 s)", 73.0, weights_s, 73.0 - 15.7 + 541.0)
+    if scenario == "none":
+        return ColdStart("instant (oracle)", 0.0, 0.0, 0.0)
+    raise ValueError(f"unknown cold-start scenario {scenario!r}")
+
+
+@dataclass(frozen=True)
+class ServiceModel:
+    """Everything the simulator needs to time one vLLM replica."""
+
+    model: ModelSpec = QWEN3_8B
+    gpu: GpuSpec = H100_SXM
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int = 8192
+    gpu_memory_utilization: float = 0.90
+    activation_reserve_bytes: float = 3.0e9  # activations for an 8192-token step + CUDA graphs (assumed)
+    eta_mem: float = 0.80  # achieved fraction of HBM bandwidth in decode (assumed)
+    eta_flops: float = 0.50  # achieved fraction of dense bf16 peak in prefill GEMMs (assumed MFU)
+    step_overhead_s: float = 0.0015  # scheduler + sampling + launch per step with CUDA graphs (assumed)
+    # derived (filled in __post_init__)
+    kv_capacity_tokens: int = field(default=0)
+    f_dec: float = field(default=0.0)
+    attn_flops_per_ctx_token: float = field(default=0.0)
+
+    def __post_init__(self) -> None:
+        usable = self.gpu.hbm_bytes * self.gpu_memory_utilization - self.model.weight_bytes - self.activation_reserve_bytes
+        object.__setattr__(self, "kv_capacity_tokens", int(usable // self.model.kv_bytes_per_token))
+        # a generated token: every linear layer + lm_head, 2 FLOPs per MAC
+        object.__setattr__(self, "f_dec", 2.0 * (self.model.non_embedding_params + self.model.lm_head_params))
+        # attention of one new token against one cached token: QK^T and AV, 2 FLOPs per MAC
+        object.__setattr__(self, "attn_flops_per_ctx_token", 4.0 * self.model.n_layers * self.model.attn_width)
+
+    @property
+    def bw(self) -> float:
+        return self.gpu.hbm_bandwidth * self.eta_mem
+
+    @property
+    def flops(self) -> float:
+        return self.gpu.bf16_dense_flops * self.eta_flops
+
+    def prefill_flops_per_token(self, prompt_len: int) -> float:
+        """Average FLOPs per prompt token of a prompt of ``prompt_len`` tokens: linear layers plus
+        causal attention (sum over positions x of 4*L*d*x = 2*L*d*n^2, i.e. 2*L*d*n per token)."""
+        return 2.0 * self.model.non_embedding_params + 0.5 * self.attn_flops_per_ctx_token * prompt_len
+
+    def step_time(self, n_dec: int, ctx_dec: float, p_tokens: float, f_pf: float) -> float:
+        """Duration of one engine step with ``n_dec`` decoding sequences holding ``ctx_dec`` tokens of
+        context in total, and ``p_tokens`` prompt tokens (average cost ``f_pf`` FLOPs each)."""
+        m = self.model
+        mem = (m.weight_bytes + m.kv_bytes_per_token * ctx_dec) / self.bw
+        comp = (n_dec * self.f_dec + p_tokens * f_pf + self.attn_flops_per_ctx_token * ctx_dec) / self.flops
+        return self.step_overhead_s + (mem if mem > comp else comp)
+
+    def isolated_ttft(self, prompt_len: int) -> float:
+        """TTFT of a prompt alone on an idle replica (chunks of max_num_batched_tokens)."""
+        f = self.prefill_flops_per_token(prompt_len)
+        t = 0.0
+        left = prompt_len
+        while left > 0:
+            c = min(left, self.max_num_batched_tokens)
+            t += self.step_time(0, 0.0, c, f)
+            left -= c
+        return t
+
+    def describe(self) -> dict[str, object]:
+        m = self.model
+        return {
+            "model": m.name,
+            "gpu": self.gpu.name,
+            "weight_GB": round(m.weight_bytes / 1e9, 2),
+            "kv_bytes_per_token": m.kv_bytes_per_token,
+            "kv_capacity_tokens": self.kv_capacity_tokens,
+            "max_num_seqs": self.max_num_seqs,
+            "max_num_batched_tokens": self.max_num_batched_tokens,
+            "max_model_len": m.max_model_len,
+            "eta_mem": self.eta_mem,
+            "eta_flops": self.eta_flops,
+            "step_overhead_s": self.step_overhead_s,
+            "decode_step_ms_batch1": round(1e3 * self.step_time(1, 1000, 0, 0), 2),
+            "decode_step_ms_batch64_ctx1400": round(1e3 * self.step_time(64, 64 * 1400, 0, 0), 2),
+            "decode_step_ms_batch256_ctx1400": round(1e3 * self.step_time(256, 256 * 1400, 0, 0), 2),
+            "prefill_tokens_per_s_1k_prompt": round(1000 / self.isolated_ttft(1000)),
+            "isolated_ttft_s": {n: round(self.isolated_ttft(n), 3) for n in (1000, 8000, 32000, 100000)},
+        }

@@ -1,0 +1,465 @@
+"""Discrete-event simulation of a vLLM fleet serving a trace under an autoscaling policy.
+
+Model (see README.md for the numbers):
+* Each replica runs vLLM's continuous batching with chunked prefill as a fluid between events: every
+  engine step gives one token to each decoding sequence and up to ``max_num_batched_tokens - n_decode``
+  prompt tokens to the prefill queue, served first-come first-served; the step time comes from the
+  roofline model in service.py and is recomputed whenever the batch changes (arrival, prefill done,
+  sequence finished).  A waiting request is admitted when a sequence slot (max_num_seqs) and KV space
+  for prompt + output are free and the step still has token budget left (as vLLM V1 schedules
+  running requests before waiting ones).
+* TTFT = end of the request's prefill - arrival.  Requests longer than max_model_len are rejected.
+* Routing: least outstanding requests among Ready, non-terminating replicas.
+* Pods: a scale-up creates pods that become Ready after the cold start; a GPU is held (and counted in
+  GPU-hours) from creation.  A scale-down deletes pods that are still starting first, then the newest
+  Ready pods; a deleted Ready pod leaves the Service and drains its in-flight requests before it exits.
+* Observability: Prometheus scrapes every replica every 15 s (vllm:num_requests_waiting,
+  vllm:num_requests_running, vllm:kv_cache_usage_perc, DCGM GPU utilisation = busy fraction since the
+  previous scrape).  Policies that read Prometheus see the last scrape, i.e. 0-15 s old data.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from .service import ServiceModel
+from .traces import Request
+
+STARTING, READY, DRAINING, GONE = 0, 1, 2, 3
+EV_REPLICA, EV_POD_READY, EV_CALL = 0, 1, 2
+EPS_TOK = 1e-6
+EPS_D = 1e-7
+
+
+class Replica:
+    """One vLLM engine, fluid between events."""
+
+    __slots__ = (
+        "rid", "sm", "state", "created", "ready_at", "ended", "queue", "pf", "head_rem", "pf_backlog",
+        "dec", "D", "n_dec", "sum_prompt_dec", "sum_D0", "kv_res", "t", "T", "p", "busy", "ver",
+        "busy_at_scrape", "t_at_scrape", "seqno", "qtok",
+    )
+
+    def __init__(self, rid: int, sm: ServiceModel, created: float, ready_at: float) -> None:
+        self.rid = rid
+        self.sm = sm
+        self.state = STARTING
+        self.created = created
+        self.ready_at = ready_at
+        self.ended = math.inf
+        self.queue: deque[Request] = deque()
+        self.pf: deque[Request] = deque()
+        self.head_rem = 0.0
+        self.pf_backlog = 0.0
+        self.dec: list[tuple[float, int, Request]] = []
+        self.D = 0.0
+        self.n_dec = 0
+        self.sum_prompt_dec = 0.0
+        self.sum_D0 = 0.0
+        self.kv_res = 0
+        self.t = created
+        self.T = 0.0
+        self.p = 0.0
+        self.busy = 0.0
+        self.ver = 0
+        self.busy_at_scrape = 0.0
+        self.t_at_scrape = created
+        self.seqno = 0
+        self.qtok = 0
+
+    # --- gauges -------------------------------------------------------------------------------
+    def outstanding(self) -> int:
+        return len(self.queue) + len(self.pf) + self.n_dec
+
+    def waiting(self) -> int:
+        return len(self.queue)
+
+    def running(self) -> int:
+        return len(self.pf) + self.n_dec
+
+    def kv_usage(self) -> float:
+        used = self.sum_prompt_dec + self.n_dec * self.D - self.sum_D0
+        if self.pf:
+            used += self.pf[0].prompt - self.head_rem
+        return max(0.0, min(1.0, used / self.sm.kv_capacity_tokens))
+
+    def gpu_util_since_scrape(self, t: float) -> float:
+        self.advance(t)
+        dt = t - self.t_at_scrape
+        u = (self.busy - self.busy_at_scrape) / dt if dt > 0 else 0.0
+        self.busy_at_scrape = self.busy
+        self.t_at_scrape = t
+        return max(0.0, min(1.0, u))
+
+    # --- dynamics -----------------------------------------------------------------------------
+    def advance(self, t: float) -> None:
+        dt = t - self.t
+        if dt > 0.0:
+            if self.n_dec or self.pf:
+                steps = dt / self.T
+                self.D += steps
+                if self.pf:
+                    prog = steps * self.p
+                    self.head_rem -= prog
+                    self.pf_backlog -= prog
+                self.busy += dt
+            self.t = t
+
+    def process(self, t: float) -> float:
+        """Bring the replica to time ``t``, apply completions and admissions; return next event time."""
+        self.advance(t)
+        sm = self.sm
+        pf = self.pf
+        # prefill completions (head of the FIFO)
+        while pf and self.head_rem <= EPS_TOK:
+            r = pf.popleft()
+            self.pf_backlog -= self.head_rem
+            r.ttft = t - r.arrival
+            if r.output <= 1:
+                r.done = t
+                self.kv_res -= r.prompt + r.output
+            else:
+                self.seqno += 1
+                heapq.heappush(self.dec, (self.D + (r.output - 1), self.seqno, r))
+                self.n_dec += 1
+                self.sum_prompt_dec += r.prompt
+                self.sum_D0 += self.D
+            if pf:
+                self.head_rem = float(pf[0].prompt)
+            else:
+                self.head_rem = 0.0
+                self.pf_backlog = 0.0
+        # decode completions
+        dec = self.dec
+        lim = self.D + EPS_D
+        while dec and dec[0][0] <= lim:
+            fD, _, r = heapq.heappop(dec)
+            self.n_dec -= 1
+            self.sum_prompt_dec -= r.prompt
+            self.sum_D0 -= fD - (r.output - 1)
+            self.kv_res -= r.prompt + r.output
+            r.done = t
+        if self.n_dec == 0:
+            self.sum_prompt_dec = 0.0
+            self.sum_D0 = 0.0
+        # admissions
+        q = self.queue
+        budget = sm.max_num_batched_tokens
+        S = sm.max_num_seqs
+        cap = sm.kv_capacity_tokens
+        while q and len(pf) + self.n_dec < S and self.pf_backlog < budget - self.n_dec:
+            r = q[0]
+            need = r.prompt + r.output
+            if self.kv_res + need > cap:
+                break
+            q.popleft()
+            self.qtok -= r.prompt
+            pf.append(r)
+            self.kv_res += need
+            self.pf_backlog += r.prompt
+            if len(pf) == 1:
+                self.head_rem = float(r.prompt)
+        # next segment
+        if not pf and not self.n_dec:
+            return math.inf
+        n_dec = self.n_dec
+        ctx = self.sum_prompt_dec + n_dec * self.D - self.sum_D0
+        if pf:
+            p = budget - n_dec
+            if self.pf_backlog < p:
+                p = self.pf_backlog
+            T = sm.step_time(n_dec, ctx, p, sm.prefill_flops_per_token(pf[0].prompt))
+            self.T = T
+            self.p = p
+            nxt = t + self.head_rem / p * T
+        else:
+            T = sm.step_time(n_dec, ctx, 0.0, 0.0)
+            self.T = T
+            self.p = 0.0
+            nxt = math.inf
+        if dec:
+            td = t + max(0.0, dec[0][0] - self.D) * T
+            if td < nxt:
+                nxt = td
+        return nxt
+
+
+class View(Protocol):
+    """What a policy may look at (built by Sim.view())."""
+
+
+@dataclass
+class Sample:
+    t: float
+    waiting: float
+    running: float
+    kv: float
+    util: float
+
+
+@dataclass
+class FleetView:
+    now: float
+    desired: int
+    ready_ids: list[int]
+    starting: int
+    samples: dict[int, Sample]  # last Prometheus scrape of each Ready replica (may be missing)
+    live_waiting: list[int]  # direct pod reads (AIBrix scrapes pods itself), Ready replicas
+    live_running: list[int]
+    proxy_inflight: int  # requests in flight as a proxy counts them (KubeAI), incl. queued
+
+
+class Policy(Protocol):
+    name: str
+    period_s: float
+
+    def decide(self, view: FleetView) -> int: ...
+
+
+@dataclass
+class SimConfig:
+    cold_start_s: float
+    cold_start_jitter: float = 0.05
+    scrape_interval_s: float = 15.0
+    min_replicas: int = 1
+    max_replicas: int = 20
+    initial_replicas: int = 1
+    horizon_tail_s: float = 120.0
+    seed: int = 7
+
+
+@dataclass
+class SimResult:
+    policy: str
+    requests: list[Request]
+    gpu_seconds: float
+    scaling_events: int
+    horizon: float
+    timeline: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, desired, ready, starting
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class Fleet:
+    """Replicas, routing, pod lifecycle and the event heap."""
+
+    def __init__(self, sm: ServiceModel, cold_start_s: float, jitter: float = 0.0, seed: int = 0) -> None:
+        self.sm = sm
+        self.cold = cold_start_s
+        self.jitter = jitter
+        self.rng = random.Random(seed)
+        self.replicas: list[Replica] = []
+        self.routable: list[Replica] = []
+        self.heap: list[tuple[float, int, int, object, int]] = []
+        self.seq = 0
+        self.t = 0.0
+        self.arrivals: list[Request] = []
+        self.ai = 0
+        self.rejected = 0
+
+    # --- events ---------------------------------------------------------------------------------
+    def push(self, t: float, kind: int, obj: object, ver: int = 0) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, kind, obj, ver))
+
+    def _touch(self, r: Replica, t: float) -> None:
+        nxt = r.process(t)
+        r.ver += 1
+        if nxt < math.inf:
+            self.push(nxt, EV_REPLICA, r, r.ver)
+        elif r.state == DRAINING:
+            r.state = GONE
+            r.ended = t
+
+    # --- pods -----------------------------------------------------------------------------------
+    def alive(self) -> list[Replica]:
+        return [r for r in self.replicas if r.state in (STARTING, READY)]
+
+    def n_starting(self) -> int:
+        return sum(1 for r in self.replicas if r.state == STARTING)
+
+    def add_pod(self, t: float, instant: bool = False) -> Replica:
+        cold = 0.0 if instant else self.cold * (1.0 + self.jitter * (2 * self.rng.random() - 1))
+        r = Replica(len(self.replicas), self.sm, t, t + cold)
+        self.replicas.append(r)
+        if cold <= 0.0:
+            self._make_ready(r, t)
+        else:
+            self.push(t + cold, EV_POD_READY, r)
+        return r
+
+    def _make_ready(self, r: Replica, t: float) -> None:
+        if r.state != STARTING:
+            return
+        r.state = READY
+        r.t = t
+        r.t_at_scrape = t
+        self.routable.append(r)
+
+    def set_desired(self, n: int, t: float, instant: bool = False) -> None:
+        alive = self.alive()
+        cur = len(alive)
+        if n > cur:
+            for _ in range(n - cur):
+                self.add_pod(t, instant)
+        elif n < cur:
+            k = cur - n
+            starting = sorted((r for r in alive if r.state == STARTING), key=lambda r: -r.rid)
+            for r in starting[:k]:
+                r.state = GONE
+                r.ended = t
+            k -= min(k, len(starting))
+            if k:
+                ready = sorted((r for r in alive if r.state == READY), key=lambda r: -r.rid)
+                for r in ready[:k]:
+                    self.drain(r, t)
+
+    def drain(self, r: Replica, t: float) -> None:
+        r.state = DRAINING
+        self.routable.remove(r)
+        self._touch(r, t)
+
+    # --- requests -------------------------------------------------------------------------------
+    def route(self, req: Request, t: float) -> None:
+        if req.prompt + req.output > self.sm.model.max_model_len or req.prompt + req.output > self.sm.kv_capacity_tokens:
+            req.rejected = True
+            self.rejected += 1
+            return
+        # least work: prompt tokens not yet prefilled (queued + in the prefill FIFO), then running
+        best = None
+        bo = math.inf
+        for r in self.routable:
+            r.advance(t)
+            o = r.qtok + r.pf_backlog + 0.001 * (len(r.pf) + r.n_dec)
+            if o < bo:
+                bo = o
+                best = r
+        if best is None:
+            # no Ready replica: the gateway holds the request (503-retry) until one is Ready
+            self.pending.append(req)
+            return
+        best.advance(t)
+        best.queue.append(req)
+        best.qtok += req.prompt
+        self._touch(best, t)
+
+    pending: deque  # set in run()
+
+    def flush_pending(self, t: float) -> None:
+        while self.pending and self.routable:
+            self.route(self.pending.popleft(), t)
+
+    def run_until(self, t_stop: float) -> None:
+        """Process arrivals and events up to and including ``t_stop``."""
+        heap = self.heap
+        arr = self.arrivals
+        n = len(arr)
+        while True:
+            ta = arr[self.ai].arrival if self.ai < n else math.inf
+            te = heap[0][0] if heap else math.inf
+            if ta > t_stop and te > t_stop:
+                break
+            if ta <= te:
+                self.t = ta
+                self.route(arr[self.ai], ta)
+                self.ai += 1
+                continue
+            t, _, kind, obj, ver = heapq.heappop(heap)
+            self.t = t
+            if kind == EV_REPLICA:
+                r = obj  # type: ignore[assignment]
+                if r.ver == ver and r.state != GONE:  # type: ignore[union-attr]
+                    self._touch(r, t)  # type: ignore[arg-type]
+            elif kind == EV_POD_READY:
+                r = obj  # type: ignore[assignment]
+                self._make_ready(r, t)  # type: ignore[arg-type]
+                self.flush_pending(t)
+            else:
+                obj(t)  # type: ignore[operator]
+        self.t = t_stop
+
+
+def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: SimConfig) -> SimResult:
+    """Replay ``requests`` (fresh Request objects) through a fleet governed by ``policy``."""
+    fleet = Fleet(sm, cfg.cold_start_s, cfg.cold_start_jitter, cfg.seed)
+    fleet.pending = deque()
+    fleet.arrivals = list(requests)
+    horizon = (requests[-1].arrival if requests else 0.0) + cfg.horizon_tail_s
+    for _ in range(cfg.initial_replicas):
+        fleet.add_pod(0.0, instant=True)
+    desired = cfg.initial_replicas
+    samples: dict[int, Sample] = {}
+    timeline: list[tuple[float, int, int, int]] = []
+    state = {"desired": desired, "events": 0}
+    rng = random.Random(cfg.seed + 1)
+
+    def scrape(t: float) -> None:
+        for r in fleet.replicas:
+            if r.state in (READY, DRAINING):
+                r.advance(t)
+                samples[r.rid] = Sample(t, float(r.waiting()), float(r.running()), r.kv_usage(), r.gpu_util_since_scrape(t))
+            else:
+                samples.pop(r.rid, None)
+        fleet.push(t + cfg.scrape_interval_s, EV_CALL, scrape)
+
+    def tick(t: float) -> None:
+        ready = [r for r in fleet.replicas if r.state == READY]
+        for r in ready:
+            r.advance(t)
+        view = FleetView(
+            now=t,
+            desired=state["desired"],
+            ready_ids=[r.rid for r in ready],
+            starting=fleet.n_starting(),
+            samples={r.rid: samples[r.rid] for r in ready if r.rid in samples},
+            live_waiting=[r.waiting() for r in ready],
+            live_running=[r.running() for r in ready],
+            proxy_inflight=sum(r.outstanding() for r in fleet.replicas if r.state in (READY, DRAINING)) + len(fleet.pending),
+        )
+        want = policy.decide(view)
+        want = max(cfg.min_replicas, min(cfg.max_replicas, int(want)))
+        if want != state["desired"]:
+            state["events"] += 1
+            state["desired"] = want
+            fleet.set_desired(want, t)
+        timeline.append((t, want, len(ready), fleet.n_starting()))
+        fleet.push(t + policy.period_s, EV_CALL, tick)
+
+    fleet.push(rng.random() * cfg.scrape_interval_s, EV_CALL, scrape)
+    fleet.push(cfg.scrape_interval_s + rng.random() * policy.period_s, EV_CALL, tick)
+    fleet.run_until(horizon)
+    gpu = 0.0
+    for r in fleet.replicas:
+        end = min(r.ended, horizon)
+        if end > r.created:
+            gpu += end - r.created
+    return SimResult(
+        policy=policy.name,
+        requests=list(requests),
+        gpu_seconds=gpu,
+        scaling_events=state["events"],
+        horizon=horizon,
+        timeline=timeline,
+        reasons=dict(getattr(policy, "reasons", {})),
+    )
+
+
+class FixedSchedule:
+    """Replays a precomputed replica schedule (used to check the oracle)."""
+
+    def __init__(self, name: str, interval_s: float, counts: Sequence[int]) -> None:
+        self.name = name
+        self.period_s = 1.0
+        self.interval = interval_s
+        self.counts = list(counts)
+
+    def decide(self, view: FleetView) -> int:
+        i = int(view.now // self.interval)
+        return self.counts[min(i, len(self.counts) - 1)]
+
+
+Callback = Callable[[float], None]

@@ -1,0 +1,106 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "qwen-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: release-name + chart name, unless the release name already contains it. */}}
+{{- define "qwen-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Cluster-scoped objects are shared by all releases: their names carry the release namespace too. */}}
+{{- define "qwen-operator.clusterName" -}}
+{{- printf "%s-%s" (include "qwen-operator.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "qwen-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "qwen-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "qwen-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "qwen-operator.labels" -}}
+helm.sh/chart: {{ include "qwen-operator.chart" . }}
+{{ include "qwen-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: qwen-operator
+{{- end -}}
+
+{{- define "qwen-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "qwen-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "qwen-operator.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+RBAC rules on the namespaced objects the operator reads and writes (operator/qwen_operator/adapters/kube.py and
+handlers/controller.py). Server-side apply is a PATCH; shared compile-cache objects are GET, then POST (create)
+or a JSON PATCH adding an owner reference; status is a merge PATCH on the status subresource.
+*/}}
+{{- define "qwen-operator.namespacedRules" -}}
+- apiGroups: ["qwenops.dev"]
+  resources: ["qwendeployments"]
+  verbs: {{ if .Values.rbac.finalizerPatch }}["get", "list", "watch", "patch"]{{ else }}["get", "list", "watch"]{{ end }}
+- apiGroups: ["qwenops.dev"]
+  resources: ["qwendeployments/status"]
+  verbs: ["patch"]
+- apiGroups: ["apps"]
+  resources: ["statefulsets"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["services", "persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{- end -}}
+
+{{/* Cluster-scoped reads: GPU nodes (capacity per product), and Kopf's runtime discovery. */}}
+{{- define "qwen-operator.clusterRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- if .Values.rbac.kopfScanning }}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,296 @@
+#!/usr/bin/env bash
+# The local Kubernetes cluster of the e2e tests: a real etcd, kube-apiserver, kube-controller-manager and
+# kube-scheduler run as local processes by `kwokctl --runtime binary`; KWOK simulates the kubelets of the
+# GPU nodes in nodes.yaml. Only binaries built by build-tools.sh are used; nothing is downloaded.
+#
+# Usage: cluster.sh COMMAND
+#   up                 start the cluster (reuse a healthy one), apply nodes.yaml, print the kubeconfig path
+#   down               stop every process of the cluster, free its ports and delete its state
+#   status             show whether the cluster is healthy, its components and nodes
+#   kubeconfig         print the path of the admin kubeconfig
+#   audit-log          print the path of the kube-apiserver audit log (write verbs, Metadata level)
+#   env                print shell exports (PATH with the tools, KUBECONFIG): eval "$(cluster.sh env)"
+#   nodes              (re)apply all nodes of nodes.yaml
+#   add-node NAME      (re)create one node of nodes.yaml, with its GPU capacity, and wait until it is Ready
+#   delete-node NAME   delete one node (its pods are then evicted by the real node lifecycle controller)
+#   user-kubeconfig NAME [GROUP...]
+#                      write (and print the path of) a kubeconfig for a client-certificate user NAME in
+#                      GROUPs (default system:masters): distinct identities show up in the audit log
+# Env: QWEN_CLUSTER_DIR (default ~/.cache/qwen-operator/cluster), QWEN_TOOLS_DIR (see build-tools.sh),
+#      QWEN_NO_BUILD=1 (fail instead of building missing tools), QWEN_CLUSTER_NAME (default qwen-local).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+NAME="${QWEN_CLUSTER_NAME:-qwen-local}"
+CLUSTER_DIR="${QWEN_CLUSTER_DIR:-$HOME/.cache/qwen-operator/cluster}"
+KUBECONFIG_OUT="$CLUSTER_DIR/kubeconfig"
+export KWOK_WORKDIR="$CLUSTER_DIR/kwok"
+WORKDIR="$KWOK_WORKDIR/clusters/$NAME"
+AUDIT_LOG="$WORKDIR/logs/audit.log"
+NODES_YAML="$HERE/nodes.yaml"
+BIN="$("$HERE/build-tools.sh" --print-dir)"
+
+log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf '[cluster] ERROR: %s\n' "$*" >&2; exit 1; }
+
+TOOLS=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl)
+
+tools_present() {
+  local t
+  for t in "${TOOLS[@]}"; do [ -x "$BIN/$t" ] || return 1; done
+}
+
+ensure_tools() {
+  if ! tools_present; then
+    [ "${QWEN_NO_BUILD:-0}" = 1 ] && die "tools missing in $BIN and QWEN_NO_BUILD=1: run e2e/cluster/build-tools.sh"
+    log "tools missing in $BIN: building them (build-tools.sh; a cold build takes a while)"
+    "$HERE/build-tools.sh" >&2
+    tools_present || die "build-tools.sh finished but tools are still missing in $BIN"
+  fi
+  export PATH="$BIN:$PATH"
+}
+
+kc() { "$BIN/kubectl" --kubeconfig "$KUBECONFIG_OUT" "$@"; }
+
+# The cluster answers /readyz with the admin credentials.
+healthy() {
+  [ -s "$KUBECONFIG_OUT" ] || return 1
+  kc get --raw /readyz --request-timeout=5s >/dev/null 2>&1
+}
+
+cluster_exists() { [ -d "$WORKDIR" ]; }
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+  local timeout="$1" what="$2"; shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    [ "$SECONDS" -lt "$deadline" ] || { log "timed out after ${timeout}s waiting for $what"; return 1; }
+    sleep 0.5
+  done
+}
+
+write_config() {
+  mkdir -p "$CLUSTER_DIR"
+  # Bind every component to loopback (kwokctl's default is 0.0.0.0); the rest are kwokctl defaults.
+  cat >"$CLUSTER_DIR/kwokctl.yaml" <<EOF
+apiVersion: config.kwok.x-k8s.io/v1alpha1
+kind: KwokctlConfiguration
+options:
+  bindAddress: 127.0.0.1
+  quietPull: true
+EOF
+}
+
+create_args() {
+  local a=(
+    create cluster --name "$NAME" --runtime binary
+    --config "$CLUSTER_DIR/kwokctl.yaml"
+    --kubeconfig "$KUBECONFIG_OUT"
+    --kube-apiserver-binary "$BIN/kube-apiserver"
+    --kube-controller-manager-binary "$BIN/kube-controller-manager"
+    --kube-scheduler-binary "$BIN/kube-scheduler"
+    --etcd-binary "$BIN/etcd"
+    --kwok-controller-binary "$BIN/kwok"
+    --secure-port=true --kube-authorization=true --kube-admission=true
+    --kube-audit-policy "$HERE/audit-policy.yaml"
+    --wait 90s
+  )
+  printf '%s\n' "${a[@]}"
+}
+
+kwokctl_() { "$BIN/kwokctl" "$@"; }
+
+# Apply the nodes (metadata + spec), then set their capacity/allocatable through the status subresource
+# (status is dropped on create). KWOK's node-initialize stage keeps an allocatable it finds, and when it
+# runs first, our patch replaces its defaults key by key.
+apply_nodes() {  # apply_nodes [NAME]
+  local only="${1:-}" rendered names=() n obj status
+  rendered="$(mktemp)"
+  # kubectl renders the YAML to JSON (client-side); python splits it into per-node object and status.
+  kc create --dry-run=client -f "$NODES_YAML" -o json >"$rendered.json"
+  python3 - "$rendered.json" "$only" >"$rendered" <<'PY'
+import json, sys
+doc = json.load(open(sys.argv[1]))
+items = doc.get("items", [doc])
+only = sys.argv[2]
+found = False
+for it in items:
+    name = it["metadata"]["name"]
+    if only and name != only:
+        continue
+    found = True
+    status = it.pop("status", {})
+    print(name, json.dumps(it, separators=(",", ":")), json.dumps({"status": status}, separators=(",", ":")), sep="\t")
+if only and not found:
+    sys.exit("no node named %s in nodes.yaml" % only)
+PY
+  while IFS=$'\t' read -r n obj status; do
+    names+=("$n")
+    kc apply --server-side --force-conflicts --field-manager=qwen-cluster-sh -f - <<<"$obj" >/dev/null
+    kc patch node "$n" --subresource=status --type=merge -p "$status" >/dev/null
+  done <"$rendered"
+  rm -f "$rendered" "$rendered.json"
+  [ "${#names[@]}" -gt 0 ] || die "no nodes applied from $NODES_YAML"
+  log "applied nodes: ${names[*]}"
+  wait_nodes_ready "${names[@]}"
+}
+
+node_ready_with_capacity() {  # the node is Ready and its allocatable matches nodes.yaml
+  local n="$1" got
+  got="$(kc get node "$n" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status} {.status.allocatable.cpu}')"
+  # Ready, and allocatable is ours (KWOK's defaults would be cpu 1k).
+  [ "${got%% *}" = True ] && [ "${got#* }" != 1k ] && [ -n "${got#* }" ]
+}
+
+wait_nodes_ready() {
+  local n
+  for n in "$@"; do
+    wait_for 60 "node $n Ready with its capacity" node_ready_with_capacity "$n" \
+      || die "node $n did not become Ready with its capacity (see: $0 status)"
+  done
+}
+
+# The control plane really works: controllers create the default ServiceAccount in a namespace.
+wait_controllers() {
+  wait_for 60 "kube-controller-manager (default ServiceAccount)" kc get serviceaccount default -n default \
+    || die "kube-controller-manager does not seem to run (no default ServiceAccount); logs: $WORKDIR/logs"
+}
+
+print_kubeconfig() {
+  echo "$KUBECONFIG_OUT"
+}
+
+cmd_up() {
+  ensure_tools
+  mkdir -p "$CLUSTER_DIR"
+  exec 9>"$CLUSTER_DIR/.lock"
+  flock -w 300 9 || die "another cluster.sh holds $CLUSTER_DIR/.lock"
+  local start=$SECONDS
+  if cluster_exists && healthy; then
+    log "cluster $NAME already running: reusing it"
+  else
+    if cluster_exists; then
+      log "cluster $NAME exists but is not healthy: trying to start it"
+      if kwokctl_ start cluster --name "$NAME" --wait 60s >&2 && wait_for 60 "kube-apiserver" healthy; then
+        log "cluster $NAME restarted"
+      else
+        log "restart failed: recreating cluster $NAME"
+        cmd_down_locked
+      fi
+    fi
+    if ! cluster_exists; then
+      write_config
+      rm -f "$KUBECONFIG_OUT"
+      local args
+      mapfile -t args < <(create_args)
+      log "creating cluster $NAME (kwokctl ${args[*]})"
+      if ! kwokctl_ "${args[@]}" >&2; then
+        log "kwokctl create failed; logs in $WORKDIR/logs"
+        ls "$WORKDIR/logs" >&2 2>/dev/null || true
+        die "cluster creation failed"
+      fi
+      wait_for 60 "kube-apiserver /readyz" healthy || die "kube-apiserver not ready; logs in $WORKDIR/logs"
+    fi
+    wait_controllers
+  fi
+  apply_nodes
+  log "cluster $NAME ready in $((SECONDS - start))s; kubeconfig: $KUBECONFIG_OUT"
+  print_kubeconfig
+}
+
+# Kill whatever is left of the cluster's processes (pid files written by kwokctl).
+kill_leftovers() {
+  local f pid
+  [ -d "$WORKDIR/pids" ] || return 0
+  for f in "$WORKDIR"/pids/*.pid; do
+    [ -e "$f" ] || continue
+    pid="$(cat "$f" 2>/dev/null || true)"
+    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+      log "killing leftover $(basename "$f" .pid) (pid $pid)"
+      kill "$pid" 2>/dev/null || true
+      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+cmd_down_locked() {
+  if [ -x "$BIN/kwokctl" ] && cluster_exists; then
+    kwokctl_ delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" >&2 || log "kwokctl delete failed; cleaning up by hand"
+  fi
+  kill_leftovers
+  rm -rf "$WORKDIR" "$KUBECONFIG_OUT"
+  log "cluster $NAME is down"
+}
+
+cmd_down() {
+  mkdir -p "$CLUSTER_DIR"
+  exec 9>"$CLUSTER_DIR/.lock"
+  flock -w 300 9 || die "another cluster.sh holds $CLUSTER_DIR/.lock"
+  cmd_down_locked
+}
+
+cmd_status() {
+  tools_present || { echo "tools: missing in $BIN (run e2e/cluster/build-tools.sh)"; exit 1; }
+  if ! cluster_exists; then echo "cluster $NAME: not created"; exit 1; fi
+  if healthy; then echo "cluster $NAME: healthy"; else echo "cluster $NAME: NOT healthy"; fi
+  echo "kubeconfig: $KUBECONFIG_OUT"
+  echo "audit log:  $AUDIT_LOG"
+  echo "logs:       $WORKDIR/logs"
+  kwokctl_ get components --name "$NAME" 2>/dev/null || true
+  healthy || exit 1
+  kc version 2>/dev/null | sed 's/^/  /' || true
+  kc get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count 2>/dev/null || true
+}
+
+cmd_kubeconfig() {
+  [ -s "$KUBECONFIG_OUT" ] || die "no kubeconfig at $KUBECONFIG_OUT: run '$0 up' first"
+  print_kubeconfig
+}
+
+cmd_env() {
+  echo "export PATH=\"$BIN:\$PATH\""
+  echo "export KUBECONFIG=\"$KUBECONFIG_OUT\""
+}
+
+cmd_user_kubeconfig() {
+  local user="${1:?usage: $0 user-kubeconfig NAME [GROUP...]}"; shift
+  local groups=("$@"); [ "${#groups[@]}" -gt 0 ] || groups=(system:masters)
+  [[ "$user" =~ ^[A-Za-z0-9:._@-]+$ ]] || die "bad user name: $user"
+  healthy || die "cluster $NAME is not running: run '$0 up' first"
+  local pki="$WORKDIR/pki" out="$CLUSTER_DIR/users/$user" subj g
+  [ -f "$pki/ca.key" ] || die "no CA key at $pki/ca.key"
+  mkdir -p "$out"
+  subj="/CN=$user"; for g in "${groups[@]}"; do subj="$subj/O=$g"; done
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$out/client.key" -subj "$subj" -out "$out/client.csr" 2>/dev/null
+  openssl x509 -req -in "$out/client.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+    -days 3650 -out "$out/client.crt" 2>/dev/null
+  local server
+  server="$(kc config view --minify -o jsonpath='{.clusters[0].cluster.server}')"
+  local k="$out/kubeconfig"
+  rm -f "$k"
+  "$BIN/kubectl" --kubeconfig "$k" config set-cluster "$NAME" --server "$server" --certificate-authority "$pki/ca.crt" --embed-certs >/dev/null
+  "$BIN/kubectl" --kubeconfig "$k" config set-credentials "$user" --client-certificate "$out/client.crt" --client-key "$out/client.key" --embed-certs >/dev/null
+  "$BIN/kubectl" --kubeconfig "$k" config set-context "$user@$NAME" --cluster "$NAME" --user "$user" >/dev/null
+  "$BIN/kubectl" --kubeconfig "$k" config use-context "$user@$NAME" >/dev/null
+  echo "$k"
+}
+
+case "${1:-}" in
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  kubeconfig) cmd_kubeconfig ;;
+  audit-log) echo "$AUDIT_LOG" ;;
+  env) cmd_env ;;
+  nodes) ensure_tools; healthy || die "cluster not running"; apply_nodes ;;
+  add-node) ensure_tools; healthy || die "cluster not running"; apply_nodes "${2:?usage: $0 add-node NAME}" ;;
+  delete-node)
+    ensure_tools; healthy || die "cluster not running"
+    kc delete node "${2:?usage: $0 delete-node NAME}" --ignore-not-found --wait=true >&2 ;;
+  user-kubeconfig) shift; cmd_user_kubeconfig "$@" ;;
+  dry-run)  # show what kwokctl would run, without starting anything
+    ensure_tools; write_config; mapfile -t args < <(create_args); kwokctl_ "${args[@]}" --dry-run ;;
+  -h|--help|help|"") sed -n '2,24p' "$0" ;;
+  *) die "unknown command: $1 (try --help)" ;;
+esac

@@ -1,0 +1,134 @@
+"""Run the real operator (and the local volume provisioner) against the e2e cluster, as local processes.
+
+Kopf operators are tested this way upstream too (kopf.testing.KopfRunner runs the operator against the current
+kubeconfig); we use a subprocess so a test can SIGKILL and restart it. Import the fixtures into a test module:
+    from operator_harness import operator, wait_for, get_qd, condition  # noqa: F401
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CRD = ROOT / "crds" / "qwendeployments.yaml"
+LOG_DIR = Path(os.environ.get("QWEN_E2E_LOGS", "/tmp/qwen-e2e-logs"))
+
+
+class OperatorProcess:
+    def __init__(self, kubeconfig: Path, extra_env: dict[str, str] | None = None, name: str = "operator") -> None:
+        self.kubeconfig = kubeconfig
+        self.extra_env = extra_env or {}
+        self.name = name
+        self.proc: subprocess.Popen[bytes] | None = None
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        self.log_path = LOG_DIR / f"{name}.log"
+
+    def start(self) -> None:
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": str(ROOT / "operator"), "QWEN_RESYNC_SECONDS": "5", "QWEN_METRICS_PORT": "0",
+               **self.extra_env}
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "qwen_operator.main"], env=env, stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=ROOT)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def kubectl_json(*args: str, check: bool = True) -> Any:
+    res = subprocess.run(["kubectl", *args, "-o", "json"], capture_output=True, text=True, timeout=60)
+    if res.returncode != 0:
+        if check:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr}")
+        return None
+    return json.loads(res.stdout)
+
+
+def kubectl_run(*args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run(["kubectl", *args], capture_output=True, text=True, input=input, timeout=120)
+    if check and res.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr}")
+    return res
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float = 120, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except AssertionError as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get_qd(namespace: str, name: str) -> dict[str, Any]:
+    return kubectl_json("-n", namespace, "get", "qwendeployments.qwenops.dev", name)
+
+
+def condition(qd: dict[str, Any], ctype: str) -> dict[str, Any] | None:
+    for c in (qd.get("status") or {}).get("conditions", []) or []:
+        if c["type"] == ctype:
+            return c
+    return None
+
+
+def cond_is(namespace: str, name: str, ctype: str, status: str, reason: str | None = None
+            ) -> Callable[[], dict[str, Any] | None]:
+    def check() -> dict[str, Any] | None:
+        qd = get_qd(namespace, name)
+        c = condition(qd, ctype)
+        if c and c["status"] == status and (reason is None or c["reason"] == reason):
+            return qd
+        return None
+    return check
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: Path) -> Iterator[OperatorProcess]:
+    """CRD installed, local provisioner and the operator running, for the whole session."""
+    kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
+    kubectl_run("wait", "--for=condition=Established", "crd/qwendeployments.qwenops.dev", "--timeout=60s")
+    prov_log = open(LOG_DIR / "provisioner.log", "ab") if LOG_DIR.mkdir(parents=True, exist_ok=True) is None \
+        else None
+    prov = subprocess.Popen([sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
+                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=prov_log,
+                            stderr=subprocess.STDOUT)
+    op = OperatorProcess(kubeconfig)
+    op.start()
+    try:
+        yield op
+    finally:
+        op.stop()
+        prov.terminate()
+        prov.wait(timeout=10)
+
+
+def apply_qd(namespace: str, name: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+    doc = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
+           "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return kubectl_run("apply", "-f", "-", input=json.dumps(doc), check=False)

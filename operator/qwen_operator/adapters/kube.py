@@ -1,0 +1,148 @@
+"""Kubernetes API calls the operator makes: a thin layer over the official client's raw ApiClient.
+
+Everything is plain dicts in and out. Owned objects are written with server-side apply (field manager
+`qwen-operator`, forced: the operator is the authority on what it owns); shared compile-cache objects are created
+once and only gain owner references; status is merge-patched on the status subresource.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import kubernetes
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+
+from ..api.models import GROUP, KIND, PLURAL, VERSION
+
+log = logging.getLogger(__name__)
+FIELD_MANAGER = "qwen-operator"
+
+_PLURALS = {"StatefulSet": "statefulsets", "Service": "services", "Job": "jobs",
+            "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events", KIND: PLURAL,
+            "Pod": "pods", "Node": "nodes"}
+
+
+def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    base = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    ns = f"/namespaces/{namespace}" if namespace else ""
+    return f"{base}{ns}/{_PLURALS[kind]}" + (f"/{name}" if name else "")
+
+
+@dataclass
+class WriteCounter:
+    """Counts the write calls this process made (exported as a metric; used by the idle-write benchmark)."""
+    by_verb: dict[str, int] = field(default_factory=dict)
+
+    def add(self, verb: str) -> None:
+        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
+
+
+class Kube:
+    def __init__(self, api_client: ApiClient | None = None) -> None:
+        self.api = api_client or ApiClient()
+        self.writes = WriteCounter()
+
+    def _call(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
+              content_type: str | None = None) -> dict[str, Any] | None:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if method != "GET":
+            self.writes.add(method)
+        try:
+            data = self.api.call_api(path, method, query_params=query or [], header_params=headers, body=body,
+                                     response_type="object", auth_settings=["BearerToken"],
+                                     _return_http_data_only=True, _preload_content=True)
+        except ApiException as e:
+            if e.status == 404 and method in ("GET", "DELETE"):
+                return None
+            raise
+        return data  # type: ignore[no-any-return]
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        return self._call("GET", _path(api_version, kind, namespace, name))
+
+    def list(self, api_version: str, kind: str, namespace: str | None, selector: str | None = None
+             ) -> list[dict[str, Any]]:
+        q = [("labelSelector", selector)] if selector else []
+        res = self._call("GET", _path(api_version, kind, namespace), query=q) or {}
+        return list(res.get("items", []))
+
+    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        meta = obj["metadata"]
+        path = _path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        return self._call("PATCH", path, body=obj, query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+                          content_type="application/apply-patch+yaml")
+
+    def ensure_shared(self, obj: dict[str, Any]) -> None:
+        """Create if missing; otherwise make sure our owner reference is on it (never change its content)."""
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        current = self.get(obj["apiVersion"], obj["kind"], ns, name)
+        if current is None:
+            try:
+                self._call("POST", _path(obj["apiVersion"], obj["kind"], ns), body=obj)
+                return
+            except ApiException as e:
+                if e.status != 409:
+                    raise
+                current = self.get(obj["apiVersion"], obj["kind"], ns, name) or {}
+        have = {r.get("uid") for r in current.get("metadata", {}).get("ownerReferences", []) or []}
+        missing = [r for r in meta.get("ownerReferences", []) if r["uid"] not in have]
+        if missing:
+            ops = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": r} for r in missing]
+            if not current.get("metadata", {}).get("ownerReferences"):
+                ops = [{"op": "add", "path": "/metadata/ownerReferences", "value": missing}]
+            self._call("PATCH", _path(obj["apiVersion"], obj["kind"], ns, name), body=ops,
+                       content_type="application/json-patch+json")
+
+    def annotate(self, api_version: str, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> None:
+        self._call("PATCH", _path(api_version, kind, namespace, name),
+                   body={"metadata": {"annotations": annotations}}, content_type="application/merge-patch+json")
+
+    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
+        self._call("DELETE", _path(api_version, kind, namespace, name),
+                   body={"propagationPolicy": "Background"})
+
+    def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status"
+        self._call("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
+
+    def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
+        """Full status replacement guarded by resourceVersion (removals and list edits included)."""
+        meta = body["metadata"]
+        path = _path(f"{GROUP}/{VERSION}", KIND, meta["namespace"], meta["name"]) + "/status"
+        obj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+               "metadata": {"name": meta["name"], "namespace": meta["namespace"],
+                            "resourceVersion": meta.get("resourceVersion")},
+               "spec": body.get("spec"), "status": status}
+        self._call("PUT", path, body=obj)
+
+    def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        meta = involved["metadata"]
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ev = {
+            "apiVersion": "v1", "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+        }
+        try:
+            self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)
+        except ApiException as e:  # events are best effort
+            log.warning("could not post event %s: %s", reason, e.reason)
+
+
+def load_config() -> None:
+    """In-cluster config when running in a pod, else the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()

@@ -1,0 +1,80 @@
+"""Read vLLM's own per-replica gauges through Prometheus (prometheus-api-client).
+
+Queries are derived from the deployment: series of the namespace whose pod label is `<name>-<ordinal>` (the
+StatefulSet's pods). Each gauge comes with its sample age (time() - timestamp()), so the policy can tell live
+data from a scrape that stopped. Any failure (Prometheus down, garbage, no series) is returned as a reason,
+never raised: the autoscaler then holds the current size.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+
+from prometheus_api_client import PrometheusConnect
+
+POD_LABEL = os.environ.get("QWEN_PROM_POD_LABEL", "pod")
+NAMESPACE_LABEL = os.environ.get("QWEN_PROM_NAMESPACE_LABEL", "namespace")
+GAUGES = {"waiting": "vllm:num_requests_waiting", "running": "vllm:num_requests_running",
+          "kv": "vllm:kv_cache_usage_perc"}
+
+
+@dataclass
+class ReplicaSample:
+    pod: str
+    waiting: float = math.nan
+    running: float = math.nan
+    kv_cache_usage: float = math.nan
+    age_s: float = math.inf
+
+
+@dataclass
+class MetricsRead:
+    samples: dict[str, ReplicaSample] = field(default_factory=dict)
+    error: str | None = None   # why nothing usable came back
+
+
+def selector(namespace: str, name: str) -> str:
+    ns = re.escape(namespace)
+    return f'{{{NAMESPACE_LABEL}="{ns}",{POD_LABEL}=~"{re.escape(name)}-[0-9]+"}}'
+
+
+def queries(namespace: str, name: str) -> dict[str, str]:
+    sel = selector(namespace, name)
+    q = {key: f"max by ({POD_LABEL}) ({metric}{sel})" for key, metric in GAUGES.items()}
+    q["age"] = f"max by ({POD_LABEL}) (time() - timestamp(vllm:num_requests_waiting{sel}))"
+    return q
+
+
+def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> MetricsRead:
+    try:
+        prom = PrometheusConnect(url=url, disable_ssl=True, retry=None, timeout=timeout_s)
+    except TypeError:  # older client without timeout/retry arguments
+        prom = PrometheusConnect(url=url, disable_ssl=True)
+    out = MetricsRead()
+    try:
+        for key, q in queries(namespace, name).items():
+            for series in prom.custom_query(q):
+                pod = series.get("metric", {}).get(POD_LABEL)
+                if not pod:
+                    continue
+                try:
+                    value = float(series["value"][1])
+                except (KeyError, IndexError, TypeError, ValueError):
+                    value = math.nan
+                s = out.samples.setdefault(pod, ReplicaSample(pod=pod))
+                if key == "waiting":
+                    s.waiting = value
+                elif key == "running":
+                    s.running = value
+                elif key == "kv":
+                    s.kv_cache_usage = value
+                else:
+                    s.age_s = value
+    except Exception as e:  # connection refused, timeouts, HTTP errors, malformed JSON: all mean "no data"
+        return MetricsRead(error=f"Prometheus at {url} could not be queried: {type(e).__name__}: {str(e)[:200]}")
+    if not out.samples:
+        out.error = f"no vLLM series for {namespace}/{name} in Prometheus yet"
+    return out

@@ -1,0 +1,390 @@
+"""The QwenDeployment API (qwenops.dev/v1alpha1), defined once.
+
+These pydantic models are the single source of truth: `api.crd` generates crds/qwendeployments.yaml from them
+(descriptions become `kubectl explain` text, Field bounds become schema bounds, `cel` extras become
+x-kubernetes-validations). The operator parses every resource it sees through `QwenDeploymentSpec`.
+Field names are camelCase on the wire (aliases) and snake_case in Python.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+GROUP = "qwenops.dev"
+VERSION = "v1alpha1"
+KIND = "QwenDeployment"
+PLURAL = "qwendeployments"
+SINGULAR = "qwendeployment"
+SHORT_NAMES = ["qwen", "qd"]
+
+# The vLLM release the operator renders arguments for and validates flags against.
+PINNED_VLLM_VERSION = "0.32.0"
+DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{PINNED_VLLM_VERSION}"
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Model(BaseModel):
+    """Base: camelCase aliases on the wire, unknown fields rejected (typos must not pass silently)."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=True,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules as a json_schema_extra; crd.py turns them into x-kubernetes-validations."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class SecretKeyRef(_Model):
+    name: str = Field(min_length=1, max_length=253, description="Name of a Secret in the deployment's namespace.")
+    key: str = Field(default="token", min_length=1, max_length=253, description="Key inside the Secret.")
+
+
+class ModelSourceType(str, Enum):
+    hf = "hf"
+    pvc = "pvc"
+
+
+class ModelSource(_Model):
+    """Where the weights come from. The token is only ever passed to pods as a secretKeyRef."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(
+        ("self.type != 'pvc' || has(self.pvcName)", "source.pvcName is required when source.type is pvc"),
+    ))
+
+    type: ModelSourceType = Field(default=ModelSourceType.hf, description="hf: download from the Hugging Face Hub "
+                                  "at pod start; pvc: read a pre-downloaded copy from a PersistentVolumeClaim.")
+    token_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret holding a Hugging Face token "
+                                                  "(for gated models). Exposed to vLLM as HF_TOKEN via secretKeyRef.")
+    pvc_name: str | None = Field(default=None, max_length=253, description="PVC holding the weights (type pvc).")
+    pvc_path: str | None = Field(default=None, max_length=1024, description="Path of the model directory inside "
+                                 "the PVC (type pvc). Defaults to the model name.")
+
+
+class ModelArchitectureOverrides(_Model):
+    """For a model the catalog does not know: the numbers the fit check needs, from its config.json."""
+
+    total_params_b: float = Field(gt=0, le=5000, description="Total parameters, in billions.")
+    num_layers: int = Field(ge=1, le=1000, description="num_hidden_layers.")
+    num_kv_heads: int = Field(ge=1, le=1024, description="num_key_value_heads.")
+    num_attention_heads: int = Field(ge=1, le=1024, description="num_attention_heads.")
+    head_dim: int = Field(ge=8, le=1024, description="head_dim.")
+    vocab_size: int = Field(ge=1, le=10_000_000, description="vocab_size (drafts must match the target's).")
+    max_context: int = Field(ge=1, le=10_000_000, description="max_position_embeddings.")
+    mtp_layers: int = Field(default=0, ge=0, le=16, description="Multi-token-prediction layers (0: none).")
+
+
+class ModelSpec(_Model):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$",
+                      description="Hugging Face model id, e.g. Qwen/Qwen3-8B. Models in the operator's catalog get "
+                      "a fit check; others need architecture overrides or are marked fit unknown.")
+    revision: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$",
+                                 description="Git revision (branch, tag or commit) of the model repository. "
+                                 "Pin a commit in production.")
+    source: ModelSource = Field(default_factory=ModelSource, description="Where the weights come from.")
+    served_model_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/:-]+$",
+                                          description="Name clients use in the OpenAI API (defaults to name).")
+    overrides: ModelArchitectureOverrides | None = Field(default=None, description="Architecture numbers for a "
+                                                         "model the catalog does not know.")
+
+
+class Quantization(str, Enum):
+    none = "none"
+    fp8 = "fp8"
+    awq = "awq"
+    awq_marlin = "awq_marlin"
+    gptq = "gptq"
+    gptq_marlin = "gptq_marlin"
+    compressed_tensors = "compressed-tensors"
+
+
+class DType(str, Enum):
+    auto = "auto"
+    bfloat16 = "bfloat16"
+    float16 = "float16"
+
+
+class Parallelism(_Model):
+    tensor: int = Field(default=1, ge=1, le=64, description="Tensor-parallel size: GPUs a model layer is split "
+                        "across. GPUs per pod = tensor x pipeline.")
+    pipeline: int = Field(default=1, ge=1, le=16, description="Pipeline-parallel size: stages of layers.")
+
+
+class SpecMethod(str, Enum):
+    mtp = "mtp"
+    eagle3 = "eagle3"
+    eagle = "eagle"
+    draft_model = "draft_model"
+    ngram = "ngram"
+
+
+class SpeculativeDecoding(_Model):
+    """Speculative decoding: a cheap proposer drafts tokens, the target model verifies them in one step."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(
+        ("self.method in ['mtp', 'ngram'] || has(self.draftModel)",
+         "draftModel is required for methods eagle3, eagle and draft_model"),
+        ("!(self.method in ['mtp', 'ngram']) || !has(self.draftModel)",
+         "draftModel must not be set for methods mtp and ngram"),
+        ("!has(self.promptLookupMin) || !has(self.promptLookupMax) || self.promptLookupMin <= self.promptLookupMax",
+         "promptLookupMin must not exceed promptLookupMax"),
+    ))
+
+    method: SpecMethod = Field(description="Proposer: mtp (the model's own multi-token-prediction heads; Qwen3-Next "
+                               "and later), eagle3 or eagle (a trained draft head), draft_model (a smaller model "
+                               "with the same vocabulary), ngram (prompt lookup, no extra model). Always explicit: "
+                               "vLLM would otherwise guess from the draft's name.")
+    num_speculative_tokens: int = Field(default=3, ge=1, le=16, description="Tokens proposed per step (K).")
+    draft_model: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+                                    description="Draft model or head (Hugging Face id). Its vocabulary size must "
+                                    "equal the target's.")
+    draft_tensor_parallel_size: int | None = Field(default=None, ge=1, le=64, description="TP of the draft: 1 or "
+                                                   "the target's tensor size (default: the target's).")
+    prompt_lookup_min: int | None = Field(default=None, ge=1, le=64, description="ngram: shortest n-gram matched.")
+    prompt_lookup_max: int | None = Field(default=None, ge=1, le=64, description="ngram: longest n-gram matched.")
+
+
+class KVCacheDType(str, Enum):
+    auto = "auto"
+    fp8 = "fp8"
+    fp8_e4m3 = "fp8_e4m3"
+    fp8_e5m2 = "fp8_e5m2"
+
+
+class EnvVar(_Model):
+    name: str = Field(min_length=1, max_length=256, description="Environment variable name.")
+    value: str = Field(default="", max_length=4096, description="Literal value. Secrets belong in "
+                       "model.source.tokenSecretRef, not here.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_ok(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not a valid environment variable name")
+        return v
+
+
+class Serving(_Model):
+    """vLLM engine settings. Each maps to one vLLM flag; the operator checks them against the pinned vLLM."""
+
+    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000, description="Longest sequence (prompt + "
+                                      "output) in tokens; defaults to the model's context. The fit check requires "
+                                      "at least one full-length sequence to fit in the KV cache.")
+    max_num_seqs: int = Field(default=256, ge=1, le=4096, description="Most sequences batched at once per replica.")
+    max_num_batched_tokens: int | None = Field(default=None, ge=16, le=10_000_000, description="Token budget of one "
+                                               "scheduler step (chunked prefill).")
+    kv_cache_dtype: KVCacheDType = Field(default=KVCacheDType.auto, description="KV cache element type. fp8 halves "
+                                         "KV memory (more concurrent sequences, longer contexts).")
+    enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
+    enable_chunked_prefill: bool = Field(default=True, description="Split long prefills across steps so decodes "
+                                         "keep flowing.")
+    gpu_memory_utilization: float = Field(default=0.9, gt=0.1, le=0.98, description="Fraction of each GPU's memory "
+                                          "vLLM may use for weights, activations and KV cache.")
+    block_size: Literal[16, 32, 64, 128] | None = Field(default=None, description="KV cache block size in tokens.")
+    cudagraph_capture_sizes: list[int] | None = Field(default=None, max_length=64, description="Batch sizes to "
+                                                      "capture CUDA graphs for (part of the compile-cache key).")
+    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables for the "
+                              "vLLM container. VLLM_* variables change vLLM's compile-cache hash.")
+    extra_args: list[str] = Field(default_factory=list, max_length=32, description="Escape hatch: extra vLLM flags "
+                                  "(--flag or --flag=value). Each must exist in the pinned vLLM and must not "
+                                  "duplicate a flag the operator sets from typed fields.")
+
+    @field_validator("cudagraph_capture_sizes")
+    @classmethod
+    def _sizes_ok(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None:
+            if any(s < 1 or s > 8192 for s in v):
+                raise ValueError("cudagraphCaptureSizes must be between 1 and 8192")
+            if len(set(v)) != len(v):
+                raise ValueError("cudagraphCaptureSizes must not repeat")
+        return v
+
+
+class Toleration(_Model):
+    key: str | None = Field(default=None, max_length=317)
+    operator: Literal["Exists", "Equal"] | None = None
+    value: str | None = Field(default=None, max_length=63)
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = Field(default=None, ge=0)
+
+
+class GPU(_Model):
+    product: str = Field(default="NVIDIA-H100-80GB-HBM3", min_length=1, max_length=100,
+                         pattern=r"^[A-Za-z0-9._-]+$",
+                         description="GPU product as GPU feature discovery labels nodes (nvidia.com/gpu.product), "
+                         "e.g. NVIDIA-H100-80GB-HBM3, NVIDIA-A10G. Short names (H100, A10G, L4, ...) are accepted.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=16, description="Extra tolerations "
+                                          "(the nvidia.com/gpu NoSchedule toleration is always added).")
+
+
+class Resources(_Model):
+    cpu: str = Field(default="8", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per pod.")
+    memory: str = Field(default="64Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+                        description="Memory request and limit per pod.")
+    shm_size: str = Field(default="16Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+                          description="Size of the memory-backed /dev/shm (NCCL between GPUs of one pod).")
+
+
+class OnBakeFailure(str, Enum):
+    serve_cold = "ServeCold"
+    wait = "Wait"
+
+
+class CacheStorage(_Model):
+    size: str = Field(default="20Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+                      description="Size of the compile-cache volume.")
+    storage_class_name: str | None = Field(default=None, max_length=253, description="StorageClass of the cache "
+                                           "PVC (cluster default when unset). Needs ReadWriteMany or ReadOnlyMany "
+                                           "for pods on several nodes.")
+    access_mode: Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany", description="Access mode of the cache PVC.")
+
+
+class CompileCache(_Model):
+    """torch.compile / inductor cache baked once per configuration and mounted by every serving pod."""
+
+    enabled: bool = Field(default=True, description="Bake and mount the compile cache.")
+    storage: CacheStorage = Field(default_factory=CacheStorage, description="The cache volume.")
+    on_bake_failure: OnBakeFailure = Field(default=OnBakeFailure.serve_cold, description="ServeCold: roll out "
+                                           "anyway and compile in each pod; Wait: keep the old pods until a bake "
+                                           "succeeds.")
+    strict: bool = Field(default=False, description="Set VLLM_FORCE_AOT_LOAD=1 in serving pods: a cache miss "
+                         "fails the pod instead of recompiling silently.")
+    bake_timeout_seconds: int = Field(default=3600, ge=60, le=86400, description="A bake running longer fails.")
+    allow_cross_device: bool = Field(default=False, description="Opt-in: reuse a cache baked on another GPU "
+                                     "product of the same architecture (see docs/compile-cache.md). Off: the "
+                                     "product is part of the key.")
+
+
+class Autoscaling(_Model):
+    """Queue-depth autoscaling on vLLM's own metrics, with a warm pool."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(
+        ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+    ))
+
+    enabled: bool = Field(default=False, description="Let the operator set the replica count. Off: spec.replicas "
+                          "(or an HPA/KEDA through the scale subresource) decides.")
+    min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
+    max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas.")
+    target_queue_per_replica: float = Field(default=2.0, gt=0, le=10000, description="Waiting requests per "
+                                            "replica the policy aims for.")
+    ttft_slo_seconds: float | None = Field(default=None, gt=0, le=600, description="Optional time-to-first-token "
+                                           "objective; when set the policy derives its queue target from it.")
+    warm_pool: int = Field(default=1, ge=0, le=100, description="Ready replicas kept above current demand so a "
+                           "burst does not wait for a cold start.")
+    scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600, description="Window before scaling up.")
+    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400, description="Demand must stay lower "
+                                                  "for this long before a scale-down.")
+    interval_seconds: int = Field(default=15, ge=1, le=600, description="How often the policy runs.")
+
+
+class QwenDeploymentSpec(_Model):
+    """A Qwen model served by a fleet of vLLM replicas on NVIDIA GPUs."""
+
+    model: ModelSpec = Field(description="The checkpoint to serve.")
+    quantization: Quantization = Field(default=Quantization.none, description="Weight quantization. awq/gptq need "
+                                       "a checkpoint quantized that way; fp8 quantizes a bf16 checkpoint at load.")
+    dtype: DType = Field(default=DType.auto, description="Activation/weight dtype (auto: the checkpoint's).")
+    parallelism: Parallelism = Field(default_factory=Parallelism, description="How a replica spreads over GPUs.")
+    speculative_decoding: SpeculativeDecoding | None = Field(default=None, description="Optional speculative "
+                                                             "decoding.")
+    serving: Serving = Field(default_factory=Serving, description="vLLM engine settings.")
+    gpu: GPU = Field(default_factory=GPU, description="Which GPUs replicas run on.")
+    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512,
+                       description=f"vLLM image; pin a tag or digest (default {DEFAULT_VLLM_IMAGE}, the version "
+                       "the operator validates flags against).")
+    resources: Resources = Field(default_factory=Resources, description="CPU/memory per pod (GPUs are derived).")
+    replicas: int = Field(default=1, ge=0, le=1000, description="Replica count when autoscaling is off (also set "
+                          "by kubectl scale or an HPA through the scale subresource).")
+    startup_timeout_seconds: int = Field(default=1800, ge=60, le=14400, description="How long a pod may take to load "
+                                         "weights, compile and warm up before the startup probe gives up.")
+    compile_cache: CompileCache = Field(default_factory=CompileCache, description="Compile-cache baking.")
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Queue-depth autoscaling.")
+
+    @model_validator(mode="after")
+    def _extra_args_shape(self) -> "QwenDeploymentSpec":
+        for a in self.serving.extra_args:
+            if not a.startswith("--") or len(a) < 3:
+                raise ValueError(f"serving.extraArgs: {a!r} must look like --flag or --flag=value")
+        return self
+
+    @property
+    def gpus_per_pod(self) -> int:
+        return self.parallelism.tensor * self.parallelism.pipeline
+
+
+# ---- status ------------------------------------------------------------------------------------------------------
+
+class Condition(_Model):
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str | None = None
+    observed_generation: int | None = None
+
+
+class FitStatus(_Model):
+    known: bool = Field(description="False when the model's architecture is unknown.")
+    fits: bool | None = None
+    weights_gib: float | None = Field(default=None, description="Weight memory per replica.")
+    kv_cache_gib: float | None = Field(default=None, description="KV cache memory left per replica.")
+    kv_bytes_per_token: int | None = None
+    max_model_len: int | None = None
+    full_length_sequences: int | None = Field(default=None, description="Max-length sequences that fit at once.")
+    gpu_memory_gib: float | None = None
+    message: str = ""
+
+
+class CachePodStatus(_Model):
+    pod: str
+    hit: bool | None = None
+    evidence: str = ""
+
+
+class CompileCacheStatus(_Model):
+    key: str | None = None
+    state: str | None = None
+    bake_job: str | None = None
+    bake_seconds: float | None = None
+    pods: list[CachePodStatus] = Field(default_factory=list)
+
+
+class AutoscalingStatus(_Model):
+    desired_replicas: int | None = None
+    warm_replicas: int | None = None
+    last_reason: str | None = None
+    last_message: str | None = None
+    last_queue: float | None = None
+    last_decision_time: str | None = None
+    policy_state: dict[str, Any] | None = None
+
+
+class QwenDeploymentStatus(_Model):
+    model_config = ConfigDict(extra="allow")
+
+    observed_generation: int | None = None
+    conditions: list[Condition] = Field(default_factory=list)
+    replicas: int | None = Field(default=None, description="Replicas of the StatefulSet (scale subresource).")
+    ready_replicas: int | None = None
+    desired_replicas: int | None = None
+    selector: str | None = Field(default=None, description="Label selector of the pods (scale subresource).")
+    fit: FitStatus | None = None
+    vllm_command: str | None = Field(default=None, description="The exact vLLM command line being run.")
+    compile_cache: CompileCacheStatus | None = None
+    autoscaling: AutoscalingStatus | None = None

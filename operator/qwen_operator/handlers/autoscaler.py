@@ -1,0 +1,128 @@
+"""Autoscaling handler: thin. Every tick it reads vLLM's gauges (Prometheus) and the pods (watch index), calls the
+pure policy (autoscaling.policy.decide: the same function the benchmark replays traces through), and records the
+decision in status; reconcile() then sizes the StatefulSet from status.autoscaling.desiredReplicas.
+
+The policy's state (stabilization history, learned capacity) lives in memory and is persisted to status only
+when the decision changes, so a steady fleet causes no writes; a restarted operator resumes from status.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from ..adapters.prometheus import read_replicas
+from ..api.models import GROUP, PLURAL, VERSION, QwenDeploymentSpec
+from ..autoscaling.policy import AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide
+from ..manifests.status import pod_issue, pod_ready
+from . import controller, metrics
+from .config import CONFIG
+
+log = logging.getLogger("qwen_operator.autoscaler")
+_state: dict[str, PolicyState] = {}       # uid -> policy state
+_last_run: dict[str, float] = {}          # uid -> monotonic time of the last decision
+
+
+def policy_config(spec: QwenDeploymentSpec) -> AutoscalingConfig:
+    a = spec.autoscaling
+    return AutoscalingConfig(
+        min_replicas=a.min_replicas, max_replicas=a.max_replicas, target_queue_per_replica=a.target_queue_per_replica,
+        ttft_slo_seconds=a.ttft_slo_seconds, max_num_seqs=spec.serving.max_num_seqs, warm_pool=a.warm_pool,
+        scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
+        scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
+        scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
+        metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
+    )
+
+
+def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, Any], current_desired: int, now: float,
+            error: str | None) -> Observation:
+    ready = [p for p in pods if pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")]
+    # Scheduled but not yet Ready: capacity on its way. Unschedulable pods are not (more of them would not help).
+    starting = [p for p in pods if not pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")
+                and (pod_issue(p) is None)]
+    out: list[ReplicaSample] = []
+    newest_age = math.inf
+    for p in ready:
+        s = samples.get(p["metadata"]["name"])
+        if s is None:
+            continue
+        out.append(ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv_cache_usage,
+                                 name=s.pod))
+        newest_age = min(newest_age, s.age_s)
+    metrics_time = now - newest_age if math.isfinite(newest_age) else None
+    return Observation(time=now, samples=tuple(out), ready_replicas=len(ready), starting_replicas=len(starting),
+                       current_desired=current_desired, metrics_time=metrics_time,
+                       metrics_missing=error is not None)
+
+
+def _status_fields(d: Decision, now_iso: str) -> dict[str, Any]:
+    return {"desiredReplicas": d.desired_replicas, "lastReason": d.reason, "lastMessage": d.message[:500],
+            "lastQueue": round(d.observed_queue, 3) if math.isfinite(d.observed_queue) else None,
+            "lastDecisionTime": now_iso, "policyState": d.state.to_dict()}
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.autoscale_tick_seconds,
+            when=lambda spec, **_: bool((spec.get("autoscaling") or {}).get("enabled")))
+def autoscale(namespace: str, name: str, uid: str, **kw: Any) -> None:
+    indexes = controller._all_indexes(kw)
+    body = controller._one(indexes["deployments"], (namespace, name))
+    if body is None:
+        return
+    try:
+        spec = QwenDeploymentSpec.model_validate(body.get("spec") or {})
+    except Exception:
+        return  # reconcile reports the invalid spec
+    mono = time.monotonic()
+    if mono - _last_run.get(uid, -1e9) < spec.autoscaling.interval_seconds:
+        return
+    _last_run[uid] = mono
+    status = controller._last_written.get(uid) or body.get("status") or {}
+    auto = dict(status.get("autoscaling") or {})
+    state = _state.get(uid) or PolicyState.from_dict(auto.get("policyState"))
+    cfg = policy_config(spec)
+    current = int(auto.get("desiredReplicas") or min(cfg.max_replicas, cfg.min_replicas + cfg.warm_pool))
+    now = time.time()
+    pods = list(indexes["pods"].get((namespace, name), []))
+    if CONFIG.prometheus_url:
+        read = read_replicas(CONFIG.prometheus_url, namespace, name)
+        samples, error = read.samples, read.error
+    else:
+        samples, error = {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
+    obs = observe(pods, samples, current, now, error)
+    d = decide(obs, state, cfg)
+    _state[uid] = d.state
+    metrics.SCALING_DECISIONS.labels(namespace, name, d.reason).inc()
+    if math.isfinite(d.observed_queue):
+        metrics.OBSERVED_QUEUE.labels(namespace, name).set(d.observed_queue)
+    metrics.DESIRED_REPLICAS.labels(namespace, name).set(d.desired_replicas)
+    message = d.message if error is None else f"{error}; {d.message}"
+    changed = (d.desired_replicas != current or d.reason != auto.get("lastReason")
+               or bool(d.active) != (auto.get("active", True)))
+    if not changed:
+        return
+    now_iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
+                "warmReplicas": cfg.warm_pool}
+    cond = {"type": "AutoscalingActive", "status": "True" if d.active else "False", "reason": d.reason,
+            "message": message[:1000], "observedGeneration": body["metadata"].get("generation")}
+    prev = next((c for c in status.get("conditions", []) if c.get("type") == "AutoscalingActive"), None)
+    cond["lastTransitionTime"] = (prev["lastTransitionTime"] if prev and prev.get("status") == cond["status"]
+                                  else now_iso)
+    conditions = [c for c in status.get("conditions", []) if c.get("type") != "AutoscalingActive"] + [cond]
+    new_status = {**status, "autoscaling": new_auto, "conditions": sorted(conditions, key=lambda c: c["type"])}
+    k = controller.kube()
+    k.patch_status(namespace, name, {"autoscaling": new_auto, "conditions": new_status["conditions"]})
+    controller._last_written[uid] = new_status
+    if d.desired_replicas != current:
+        log.info("%s/%s: %s -> %s replicas (%s)", namespace, name, current, d.desired_replicas, d.reason)
+        k.event(body, "Normal", d.reason, f"{current} -> {d.desired_replicas} replicas: {message}"[:1000])
+    elif not d.active and auto.get("active", True):
+        k.event(body, "Warning", d.reason, message[:1000])
+    controller.reconcile(namespace, name, indexes, "autoscale")

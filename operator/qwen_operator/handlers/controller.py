@@ -1,0 +1,210 @@
+"""Kopf handlers: thin. They keep in-memory indexes of what the operator owns (fed by watches, so a resync reads
+nothing from the API server), call the pure planner, and carry its plan out.
+
+Triggers: any event on a QwenDeployment or on an object it owns, plus a periodic timer (resync, retries after
+errors, and the autoscaler). All of them funnel into `reconcile()`, serialized per deployment.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+import kopf
+
+from ..adapters.kube import Kube
+from ..api.models import GROUP, PLURAL, VERSION
+from ..domain.gpus import canonical_product
+from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED
+from ..manifests.plan import ClusterView, plan
+from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
+from . import metrics
+from .config import CONFIG
+
+log = logging.getLogger("qwen_operator")
+MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+_kube: Kube | None = None
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+_last_written: dict[str, dict[str, Any]] = {}   # uid -> status we last wrote (the watch may lag behind)
+
+
+def kube() -> Kube:
+    global _kube
+    if _kube is None:
+        _kube = Kube()
+    return _kube
+
+
+def plain(obj: Any) -> Any:
+    """Kopf bodies are read-only mapping views; the planner wants plain dicts."""
+    if isinstance(obj, Mapping):
+        return {k: plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [plain(v) for v in obj]
+    return obj
+
+
+def _lock(key: str) -> threading.Lock:
+    with _locks_guard:
+        return _locks.setdefault(key, threading.Lock())
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---- indexes (watch-fed, in memory) -----------------------------------------------------------------------------
+
+@kopf.index(GROUP, VERSION, PLURAL)
+def deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("apps", "v1", "statefulsets", labels=MANAGED)
+def statefulsets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("v1", "services", labels=MANAGED)
+def services(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels.get(LABEL_DEPLOYMENT, "")): plain(body)}
+
+
+@kopf.index("v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}
+
+
+@kopf.index("batch", "v1", "jobs", labels={LABEL_CACHE_KEY: kopf.PRESENT})
+def bake_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("v1", "persistentvolumeclaims", labels={LABEL_CACHE_KEY: kopf.PRESENT})
+def cache_pvcs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): plain(body)}
+
+
+@kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
+def gpu_nodes(labels: Mapping[str, str], status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any
+              ) -> dict[Any, Any]:
+    alloc = (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")
+    try:
+        gpus = int(str(alloc))
+    except ValueError:
+        gpus = 0
+    if spec.get("unschedulable"):
+        gpus = 0
+    return {labels[GPU_PRODUCT_LABEL]: gpus}
+
+
+def _one(index: kopf.Index, key: Any) -> dict[str, Any] | None:
+    store = index.get(key)
+    if not store:
+        return None
+    for item in store:
+        return item  # type: ignore[no-any-return]
+    return None
+
+
+# ---- reconcile ---------------------------------------------------------------------------------------------------
+
+def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
+    body = _one(indexes["deployments"], (namespace, name))
+    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+        return
+    uid = body["metadata"].get("uid", "")
+    with _lock(f"{namespace}/{name}"):
+        t0 = time.monotonic()
+        last = _last_written.get(uid)
+        if last is not None:
+            body = {**body, "status": last}
+        product = ((body.get("spec") or {}).get("gpu") or {}).get("product", "")
+        product = canonical_product(product)
+        node_gpus = list(indexes["gpu_nodes"].get(product, []))
+        svc = {s["metadata"]["name"]: s for s in indexes["services"].get((namespace, name), [])}
+        view = ClusterView(
+            statefulset=_one(indexes["statefulsets"], (namespace, name)),
+            services=svc,
+            pods=list(indexes["pods"].get((namespace, name), [])),
+            nodes_with_product=len(node_gpus),
+            max_gpus_on_a_node=max(node_gpus, default=0),
+            cache_lookup=lambda obj_name: (_one(indexes["cache_pvcs"], (namespace, obj_name)),
+                                           _one(indexes["bake_jobs"], (namespace, obj_name))),
+        )
+        p = plan(body, view, _now())
+        k = kube()
+        for obj in p.apply:
+            log.info("%s/%s: applying %s %s (%s)", namespace, name, obj["kind"], obj["metadata"]["name"], trigger)
+            k.apply(obj)
+        for obj in p.ensure_shared:
+            k.ensure_shared(obj)
+        if p.mark_baked:
+            pvc_name, secs = p.mark_baked
+            ann = {ANNOTATION_BAKED: "true"}
+            if secs is not None:
+                ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
+            k.annotate("v1", "PersistentVolumeClaim", namespace, pvc_name, ann)
+        if p.status is not None and p.status != last:
+            k.patch_status(namespace, name, p.status)
+            _last_written[uid] = p.status
+        for ev in p.events:
+            k.event(body, ev.type, ev.reason, ev.message)
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - t0)
+        metrics.RECONCILES.labels(trigger=trigger).inc()
+
+
+def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
+    return {k: kw[k] for k in ("deployments", "statefulsets", "services", "pods", "bake_jobs", "cache_pvcs",
+                               "gpu_nodes")}
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def on_deployment_event(type: str | None, namespace: str, name: str, body: kopf.Body, **kw: Any) -> None:
+    if type == "DELETED":
+        _last_written.pop(body.get("metadata", {}).get("uid", ""), None)
+        return
+    # Our own status writes come back as events: skip those (the generation did not move and status is ours).
+    uid = body.get("metadata", {}).get("uid", "")
+    if uid in _last_written and plain(body.get("status") or {}) == _last_written[uid]:
+        return
+    reconcile(namespace, name, _all_indexes(kw), "deployment-event")
+
+
+def _owner_names(body: Mapping[str, Any]) -> list[str]:
+    refs = body.get("metadata", {}).get("ownerReferences", []) or []
+    return [r["name"] for r in refs if r.get("kind") == "QwenDeployment"]
+
+
+@kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED)
+def on_statefulset_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
+    for owner in _owner_names(body):
+        reconcile(namespace, owner, _all_indexes(kw), "statefulset-event")
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def on_pod_event(namespace: str, labels: Mapping[str, str], **kw: Any) -> None:
+    reconcile(namespace, labels[LABEL_DEPLOYMENT], _all_indexes(kw), "pod-event")
+
+
+@kopf.on.event("v1", "services", labels=MANAGED)
+def on_service_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
+    for owner in _owner_names(body):
+        reconcile(namespace, owner, _all_indexes(kw), "service-event")
+
+
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_CACHE_KEY: kopf.PRESENT})
+def on_job_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
+    for owner in _owner_names(body):
+        reconcile(namespace, owner, _all_indexes(kw), "job-event")
+
+
+@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
+def resync(namespace: str, name: str, **kw: Any) -> None:
+    reconcile(namespace, name, _all_indexes(kw), "resync")

@@ -1,0 +1,37 @@
+"""Entry point: `qwen-operator` runs the Kopf operator with the handlers in qwen_operator.handlers."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import kopf
+
+from .handlers.config import CONFIG
+
+
+@kopf.on.startup()
+def _configure(settings: kopf.OperatorSettings, **_: object) -> None:
+    # The operator posts its own events (only on transitions); Kopf's per-handler success events would be
+    # write calls on every trigger, and idle must be silent.
+    settings.posting.enabled = False
+    settings.persistence.finalizer = "qwenops.dev/finalizer"
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.execution.max_workers = 8
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from . import handlers  # noqa: F401  (registers handlers)
+    from .handlers import autoscaler, controller  # noqa: F401
+    from prometheus_client import start_http_server
+    if CONFIG.metrics_port:
+        start_http_server(CONFIG.metrics_port)
+    kopf.run(standalone=True, clusterwide=not CONFIG.namespaces, namespaces=CONFIG.namespaces,
+             liveness_endpoint="http://0.0.0.0:8081/healthz")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""Compile-cache objects: a PVC per cache key, and the bake Job that fills it. Pure.
+
+Mechanism (docs/compile-cache.md): one PVC per key, written once by the bake Job (mounted read-write at the exact
+VLLM_CACHE_ROOT the serving pods use), then mounted read-only by serving pods, whose init container copies it into
+a pod-local emptyDir at that same path. Deployments with the same key share the PVC and the bake; each is a
+(non-controller) owner, so the cache goes away with the last of them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ..api.models import QwenDeploymentSpec
+from ..domain.vllm_args import VLLM_CACHE_ROOT, VLLM_PORT
+from .workload import (
+    LABEL_CACHE_KEY,
+    MANAGED_BY,
+    Owner,
+    gpu_tolerations,
+    node_selector,
+    pod_volumes,
+    vllm_container,
+)
+
+BAKE_RECORD = "qwen-bake-record.json"
+ANNOTATION_BAKED = "qwenops.dev/baked"
+ANNOTATION_BAKE_SECONDS = "qwenops.dev/bake-seconds"
+
+# Run vLLM exactly as serving pods do, wait until it is healthy (weights loaded, graphs compiled, warmed up), check
+# that compile artifacts were written, record the key factors and the time, stop. Exit codes say what failed.
+BAKE_SCRIPT = r"""
+set -u
+start=$(date +%s)
+vllm serve "$@" &
+pid=$!
+python3 - "$pid" <<'PY' || { kill "$pid" 2>/dev/null; exit 3; }
+import os, sys, time, urllib.request
+pid = int(sys.argv[1])
+while True:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        print("bake: vLLM exited before it became healthy", flush=True); sys.exit(1)
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%s/health", timeout=5) as r:
+            if r.status == 200:
+                break
+    except Exception:
+        pass
+    time.sleep(2)
+PY
+end=$(date +%s)
+kill -INT "$pid"; wait "$pid" 2>/dev/null
+n=$(find "$VLLM_CACHE_ROOT" -type f 2>/dev/null | wc -l)
+if [ "$n" -eq 0 ]; then echo "bake: no compile artifacts under $VLLM_CACHE_ROOT" >&2; exit 4; fi
+printf '{"key": "%s", "seconds": %s, "files": %s, "factors": %s}\n' "$QWEN_CACHE_KEY" "$((end-start))" "$n" \
+  "$QWEN_CACHE_FACTORS" > "$VLLM_CACHE_ROOT/qwen-bake-record.json"
+echo "bake: cache $QWEN_CACHE_KEY ready: $n files in $((end-start)) s"
+""".replace("%s/health", f"{VLLM_PORT}/health")
+
+
+def cache_labels(key: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "qwen-compile-cache", "app.kubernetes.io/managed-by": MANAGED_BY,
+            LABEL_CACHE_KEY: key}
+
+
+def build_cache_pvc(pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, key: str
+                    ) -> dict[str, Any]:
+    st = spec.compile_cache.storage
+    pvc_spec: dict[str, Any] = {"accessModes": [st.access_mode], "resources": {"requests": {"storage": st.size}}}
+    if st.storage_class_name:
+        pvc_spec["storageClassName"] = st.storage_class_name
+    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": pvc_name, "namespace": namespace, "labels": cache_labels(key),
+                         "ownerReferences": [owner.reference(controller=False)]},
+            "spec": pvc_spec}
+
+
+def build_bake_job(job_name: str, pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec,
+                   args: list[str], env: list[dict[str, Any]], key: str, factors_json: str) -> dict[str, Any]:
+    container = vllm_container(spec, args, env)
+    container["name"] = "bake"
+    container["command"] = ["/bin/sh", "-c", BAKE_SCRIPT, "bake"]
+    container["env"] = list(env) + [{"name": "QWEN_CACHE_KEY", "value": key},
+                                    {"name": "QWEN_CACHE_FACTORS", "value": factors_json}]
+    volumes = [v for v in pod_volumes(spec) if v["name"] != "compile-cache"]
+    volumes.append({"name": "compile-cache", "persistentVolumeClaim": {"claimName": pvc_name}})
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": job_name, "namespace": namespace, "labels": cache_labels(key),
+                     "ownerReferences": [owner.reference(controller=False)]},
+        "spec": {
+            "backoffLimit": 1,
+            "activeDeadlineSeconds": spec.compile_cache.bake_timeout_seconds,
+            "template": {
+                "metadata": {"labels": cache_labels(key)},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "enableServiceLinks": False,
+                    "automountServiceAccountToken": False,
+                    # The GPU product is part of the key (inductor keys by device name): bake where serving runs.
+                    "nodeSelector": node_selector(spec),
+                    "tolerations": gpu_tolerations(spec),
+                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [container],
+                    "volumes": volumes,
+                },
+            },
+        },
+    }
+
+
+def job_state(job: dict[str, Any] | None) -> tuple[str, str]:
+    """(state, message): Missing, Running, Succeeded or Failed, from the Job's conditions."""
+    if job is None:
+        return "Missing", ""
+    for c in (job.get("status", {}) or {}).get("conditions", []) or []:
+        if c.get("status") != "True":
+            continue
+        if c.get("type") in ("Complete", "SuccessCriteriaMet"):
+            return "Succeeded", c.get("message", "")
+        if c.get("type") in ("Failed", "FailureTarget"):
+            return "Failed", f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip(": ")
+    return "Running", ""
+
+
+# ---- did a serving pod really load from the cache? -------------------------------------------------------------
+# vLLM's own log lines (see docs/vllm-cpu-findings.md for the ones observed on 0.32).
+_HIT = [re.compile(p) for p in (
+    r"Directly load the compiled graph",
+    r"[Ll]oad(ed|ing)? (the )?(AOT|aot)[- ]compiled",
+    r"cache hit",
+)]
+_MISS = [re.compile(p) for p in (
+    r"Compiling a graph for dynamic shape",
+    r"Compiling a graph for compile range",
+    r"[Ff]ailed to load (the )?(AOT|aot|compiled)",
+    r"cache miss",
+)]
+
+
+def detect_cache_hit(log_text: str) -> tuple[bool | None, str]:
+    """(hit, evidence) from a vLLM log. Any compile line means a miss (even beside a partial load)."""
+    for pat in _MISS:
+        m = pat.search(log_text)
+        if m:
+            return False, _line_of(log_text, m.start())
+    for pat in _HIT:
+        m = pat.search(log_text)
+        if m:
+            return True, _line_of(log_text, m.start())
+    return None, "no compile-cache line in the log yet"
+
+
+def _line_of(text: str, pos: int) -> str:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return text[start:end if end >= 0 else len(text)].strip()[:300]

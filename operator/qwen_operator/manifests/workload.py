@@ -1,0 +1,215 @@
+"""Desired Kubernetes objects for a QwenDeployment: pure functions of the spec (+ what the operator decided).
+
+`build_*` return plain dicts ready for server-side apply. Names:
+  StatefulSet <name>, headless Service <name>-pods (stable pod DNS), client Service <name> (OpenAI API on :8000).
+A Service is never named `vllm`: Kubernetes would inject VLLM_PORT=tcp://... into pods of the namespace, which
+vLLM rejects; pods also run with enableServiceLinks: false, because every injected *_SERVICE_* variable whose
+name starts with VLLM_ would change vLLM's compile-cache hash.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
+from ..domain.gpus import canonical_product
+from ..domain.vllm_args import VLLM_CACHE_ROOT, HF_HOME, MODEL_MOUNT, VLLM_PORT
+
+MANAGED_BY = "qwen-operator"
+LABEL_DEPLOYMENT = f"{GROUP}/deployment"
+LABEL_CACHE_KEY = f"{GROUP}/compile-cache-key"
+ANNOTATION_COMMAND = f"{GROUP}/vllm-command"
+GPU_RESOURCE = "nvidia.com/gpu"
+GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+VLLM_CONTAINER = "vllm"
+CACHE_SRC_MOUNT = "/var/cache/qwen/baked"
+# preStop: wait (up to 100 s, inside the 120 s grace period) until vLLM reports no running or waiting requests.
+DRAIN_SCRIPT = (
+    "import time,urllib.request as u\n"
+    "end=time.time()+100\n"
+    "while time.time()<end:\n"
+    "    try:\n"
+    "        m=u.urlopen('http://127.0.0.1:8000/metrics',timeout=5).read().decode()\n"
+    "        busy=sum(float(l.rsplit(' ',1)[1]) for l in m.splitlines() if l.startswith(('vllm:num_requests_running','vllm:num_requests_waiting')))\n"
+    "        if busy==0: break\n"
+    "    except Exception: break\n"
+    "    time.sleep(2)\n"
+)
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    uid: str
+
+    def reference(self, controller: bool = True) -> dict[str, Any]:
+        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
+                "controller": controller, "blockOwnerDeletion": True}
+
+
+@dataclass(frozen=True)
+class CacheMount:
+    """A baked compile cache to seed pods from (PVC name), or None for no cache."""
+    pvc_name: str
+    key: str
+
+
+def selector_labels(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "qwen-vllm", "app.kubernetes.io/instance": name}
+
+
+def common_labels(name: str) -> dict[str, str]:
+    return {**selector_labels(name), "app.kubernetes.io/managed-by": MANAGED_BY, LABEL_DEPLOYMENT: name}
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in sorted(selector_labels(name).items()))
+
+
+def client_service_name(name: str) -> str:
+    return name
+
+
+def headless_service_name(name: str) -> str:
+    return f"{name}-pods"
+
+
+def _meta(name: str, namespace: str, owner: Owner, labels: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": [owner.reference()]}
+
+
+def gpu_tolerations(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
+    tols: list[dict[str, Any]] = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    tols += [t.model_dump(by_alias=True, exclude_none=True) for t in spec.gpu.tolerations]
+    return tols
+
+
+def node_selector(spec: QwenDeploymentSpec) -> dict[str, str]:
+    return {GPU_PRODUCT_LABEL: canonical_product(spec.gpu.product), **spec.gpu.node_selector}
+
+
+def vllm_container(spec: QwenDeploymentSpec, args: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
+    """The vLLM container, shared by serving pods and the bake Job so both hash the same factors."""
+    gpus = spec.gpus_per_pod
+    mounts = [
+        {"name": "dshm", "mountPath": "/dev/shm"},
+        {"name": "model-cache", "mountPath": HF_HOME},
+        {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT},
+    ]
+    if spec.model.source.type == "pvc":
+        mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    return {
+        "name": VLLM_CONTAINER,
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["vllm", "serve"],
+        "args": list(args),
+        "env": list(env),
+        "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
+        "resources": {
+            "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory, GPU_RESOURCE: str(gpus)},
+            "limits": {"memory": spec.resources.memory, GPU_RESOURCE: str(gpus)},
+        },
+        "volumeMounts": mounts,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "privileged": False,
+            "capabilities": {"drop": ["ALL"]},
+        },
+    }
+
+
+def pod_volumes(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
+    vols: list[dict[str, Any]] = [
+        # NCCL between the GPUs of one pod needs a large, memory-backed /dev/shm (Docker's default is 64 MiB).
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": spec.resources.shm_size}},
+        {"name": "model-cache", "emptyDir": {}},
+        {"name": "compile-cache", "emptyDir": {}},
+    ]
+    if spec.model.source.type == "pvc":
+        vols.append({"name": "model", "persistentVolumeClaim": {"claimName": spec.model.source.pvc_name,
+                                                                "readOnly": True}})
+    return vols
+
+
+def build_statefulset(name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, args: list[str],
+                      env: list[dict[str, Any]], replicas: int, cache: CacheMount | None,
+                      command_line: str) -> dict[str, Any]:
+    labels = common_labels(name)
+    container = vllm_container(spec, args, env)
+    # Readiness and liveness only start once the startup probe passed: loading pods are never killed for being
+    # slow; the startup budget covers download, compile and warm-up.
+    container["startupProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
+                                 "timeoutSeconds": 5,
+                                 "failureThreshold": max(1, math.ceil(spec.startup_timeout_seconds / 10))}
+    container["readinessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5,
+                                   "timeoutSeconds": 5, "failureThreshold": 3}
+    container["livenessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 15,
+                                  "timeoutSeconds": 10, "failureThreshold": 4}
+    # On scale-down or rollout, stop taking traffic and let running requests finish before vLLM gets SIGTERM.
+    container["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", DRAIN_SCRIPT]}}}
+    volumes = pod_volumes(spec)
+    init: list[dict[str, Any]] = []
+    pod_annotations = {ANNOTATION_COMMAND: command_line}
+    if cache is not None:
+        # Seed the pod-local cache from the baked, shared PVC: the shared copy stays pristine (a miss writes only
+        # locally) and the PVC can be ReadOnlyMany.
+        volumes.append({"name": "baked-cache", "persistentVolumeClaim": {"claimName": cache.pvc_name,
+                                                                         "readOnly": True}})
+        init.append({
+            "name": "seed-compile-cache",
+            "image": spec.image,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", f"cp -a {CACHE_SRC_MOUNT}/. {VLLM_CACHE_ROOT}/ && "
+                                    f"echo seeded compile cache {cache.key}"],
+            "volumeMounts": [{"name": "baked-cache", "mountPath": CACHE_SRC_MOUNT, "readOnly": True},
+                             {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT}],
+            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+        })
+        pod_annotations[LABEL_CACHE_KEY] = cache.key
+    pod_spec: dict[str, Any] = {
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": 120,
+        "nodeSelector": node_selector(spec),
+        "tolerations": gpu_tolerations(spec),
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init:
+        pod_spec["initContainers"] = init
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": _meta(name, namespace, owner, labels),
+        "spec": {
+            "replicas": replicas,
+            "serviceName": headless_service_name(name),
+            # Parallel: a scale-up starts every new replica at once instead of one cold start after another.
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": selector_labels(name)},
+            "template": {
+                "metadata": {"labels": labels, "annotations": pod_annotations},
+                "spec": pod_spec,
+            },
+        },
+    }
+
+
+def build_services(name: str, namespace: str, owner: Owner) -> list[dict[str, Any]]:
+    labels = common_labels(name)
+    port = {"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}
+    return [
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": _meta(headless_service_name(name), namespace, owner, labels),
+         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector_labels(name),
+                  "ports": [port]}},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": _meta(client_service_name(name), namespace, owner, labels),
+         "spec": {"type": "ClusterIP", "selector": selector_labels(name), "ports": [port]}},
+    ]

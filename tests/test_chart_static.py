@@ -1,0 +1,313 @@
+"""The Helm chart and the images, checked without a cluster.
+
+File-level checks always run. Rendering checks (`helm lint`, `helm template`: RBAC, security context, schema
+rejections) need the helm binary of e2e/cluster/build-tools.sh (or one on PATH) and are skipped without it; they
+never touch a cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "qwen-operator"
+DOCKERFILE = ROOT / "images" / "operator" / "Dockerfile"
+LOCK = ROOT / "images" / "operator" / "requirements.lock"
+
+# What the operator calls (adapters/kube.py, handlers/controller.py), as (apiGroup, resource) -> verbs.
+NAMESPACED_RULES = {
+    ("qwenops.dev", "qwendeployments"): {"get", "list", "watch", "patch"},  # patch: Kopf's finalizer
+    ("qwenops.dev", "qwendeployments/status"): {"patch"},
+    ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
+    ("", "services"): {"get", "list", "watch", "create", "patch"},
+    ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
+    ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},
+    ("", "events"): {"create"},
+}
+CLUSTER_RULES = {
+    ("", "nodes"): {"get", "list", "watch"},
+    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},  # Kopf's resource discovery
+}
+
+
+# ---- files -------------------------------------------------------------------------------------------------------
+
+def test_chart_crd_is_an_exact_copy_of_the_generated_crd():
+    src = ROOT / "crds" / "qwendeployments.yaml"
+    copy = CHART / "crds" / "qwendeployments.yaml"
+    assert copy.read_bytes() == src.read_bytes(), "run charts/sync-crds.sh"
+
+
+def test_sync_crds_check_mode_agrees():
+    res = subprocess.run(["bash", str(ROOT / "charts" / "sync-crds.sh"), "--check"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_crd_is_not_a_template():
+    """CRDs under crds/ are installed once and never deleted by `helm uninstall`; one in templates/ would be."""
+    for t in (CHART / "templates").iterdir():
+        assert "CustomResourceDefinition" not in t.read_text(), t
+
+
+def test_chart_metadata():
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert chart["apiVersion"] == "v2" and chart["name"] == "qwen-operator"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"])
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+
+
+def test_values_replica_count_is_one_with_a_note():
+    text = (CHART / "values.yaml").read_text()
+    assert yaml.safe_load(text)["replicaCount"] == 1
+    assert "standalone" in text and "peering" in text
+
+
+def _check_against_schema(values: Any, schema: dict[str, Any], path: str = "") -> None:
+    """A small subset of JSON schema: every key of values.yaml is declared (no typo survives additionalProperties
+    false) and its type matches."""
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
+    if "type" in schema:
+        assert isinstance(values, types[schema["type"]]), f"{path}: {values!r} is not {schema['type']}"
+    if "const" in schema:
+        assert values == schema["const"], path
+    if isinstance(values, dict) and "properties" in schema:
+        for k, v in values.items():
+            if schema.get("additionalProperties") is False:
+                assert k in schema["properties"], f"{path}.{k} is not in values.schema.json"
+            if k in schema["properties"]:
+                _check_against_schema(v, schema["properties"][k], f"{path}.{k}")
+
+
+def test_values_match_their_schema():
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert schema["properties"]["replicaCount"]["const"] == 1
+    _check_against_schema(values, schema)
+
+
+def test_dashboard_json_is_valid_and_covers_the_fleet_signals():
+    dash = json.loads((CHART / "dashboards" / "qwen-fleet.json").read_text())
+    exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
+    joined = "\n".join(exprs)
+    for needle in ["histogram_quantile(0.5", "histogram_quantile(0.95", "vllm:time_to_first_token_seconds_bucket",
+                   "vllm:inter_token_latency_seconds", "vllm:num_requests_waiting", "vllm:num_requests_running",
+                   "vllm:kv_cache_usage_perc", "qwen_operator_desired_replicas", "kube_statefulset_status_replicas_ready",
+                   "rate(vllm:spec_decode_num_accepted_tokens_total", "rate(vllm:spec_decode_num_draft_tokens_total",
+                   "compile_cache"]:
+        assert needle in joined, needle
+    variables = {v["name"] for v in dash["templating"]["list"]}
+    assert {"deployment", "namespace"} <= variables
+    # One row of panels per QwenDeployment.
+    rows = [p for p in dash["panels"] if p["type"] == "row"]
+    assert rows and rows[0].get("repeat") == "deployment"
+    assert all('deployment="$deployment"' in e or 'statefulset="$deployment"' in e for e in exprs)
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+
+
+def test_dockerfile_non_root_pinned_entrypoint():
+    text = DOCKERFILE.read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(f == "python:3.11-slim" for f in froms), froms
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users, "no USER"
+    final_user = users[-1].split(":")[0]
+    assert final_user.isdigit() and int(final_user) == 10001
+    # USER comes after the last FROM: it applies to the image that ships.
+    assert text.rfind("\nUSER ") > text.rfind("\nFROM ")
+    assert re.search(r'^ENTRYPOINT \["qwen-operator"\]', text, re.M)
+    assert "requirements.lock" in text
+
+
+def test_requirements_lock_pins_the_pyproject_deps_to_the_tested_versions():
+    lines = [ln for ln in LOCK.read_text().splitlines() if ln and not ln.startswith("#")]
+    pins = {}
+    for ln in lines:
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)==([A-Za-z0-9_.+-]+)", ln)
+        assert m, f"not an exact pin: {ln!r}"
+        pins[re.sub(r"[-_.]+", "-", m.group(1)).lower()] = m.group(2)
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    for d in deps:
+        name = re.split(r"[<>=!~\[ ;]", d, maxsplit=1)[0]
+        key = re.sub(r"[-_.]+", "-", name).lower()
+        assert key in pins, f"{name} missing from requirements.lock"
+        exact = re.search(r"==\s*([^,; ]+)", d)
+        if exact:
+            assert pins[key] == exact.group(1), (name, pins[key])
+    for test_only in ("pytest", "hypothesis"):
+        assert test_only not in pins
+
+
+# ---- rendering with helm -----------------------------------------------------------------------------------------
+
+def _helm() -> str | None:
+    found = shutil.which("helm")
+    if found:
+        return found
+    tools = subprocess.run(["bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir"],
+                           capture_output=True, text=True)
+    cand = Path(tools.stdout.strip()) / "helm"
+    return str(cand) if tools.returncode == 0 and os.access(cand, os.X_OK) else None
+
+
+HELM = _helm()
+needs_helm = pytest.mark.skipif(HELM is None, reason="helm not built yet (e2e/cluster/build-tools.sh)")
+
+
+def helm(*args: str) -> subprocess.CompletedProcess[str]:
+    assert HELM
+    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/qwen-helm-cache", "HELM_CONFIG_HOME": "/tmp/qwen-helm-config",
+           "HELM_DATA_HOME": "/tmp/qwen-helm-data"}
+    return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120, env=env)
+
+
+def render(*args: str) -> list[dict[str, Any]]:
+    res = helm("template", "rel", str(CHART), "--namespace", "qwen-system", *args)
+    assert res.returncode == 0, res.stderr
+    return [d for d in yaml.safe_load_all(res.stdout) if d]
+
+
+def rules_of(doc: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    out: dict[tuple[str, str], set[str]] = {}
+    for r in doc["rules"]:
+        assert "*" not in r["verbs"] and "*" not in r["resources"] and "*" not in r.get("apiGroups", []), r
+        for g in r.get("apiGroups", []):
+            for res in r["resources"]:
+                out.setdefault((g, res), set()).update(r["verbs"])
+    return out
+
+
+@needs_helm
+def test_helm_lint():
+    res = helm("lint", "--strict", str(CHART))
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+@needs_helm
+def test_cluster_wide_rbac_is_exactly_what_the_operator_uses():
+    docs = render()
+    kinds = [d["kind"] for d in docs]
+    assert "Role" not in kinds and "RoleBinding" not in kinds
+    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert rules_of(cr) == {**NAMESPACED_RULES, **CLUSTER_RULES}
+    (crb,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
+    assert crb["roleRef"]["name"] == cr["metadata"]["name"] != "cluster-admin"
+    (sa,) = [d for d in docs if d["kind"] == "ServiceAccount"]
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
+                                "namespace": "qwen-system"}]
+    for d in docs:
+        assert "secrets" not in json.dumps(d.get("rules", []))
+
+
+@needs_helm
+def test_watch_namespaces_gives_roles_per_namespace_and_only_cluster_reads_in_the_clusterrole():
+    docs = render("--set", "watchNamespaces={team-a,team-b}")
+    roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+    bindings = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "RoleBinding"}
+    assert set(roles) == set(bindings) == {"team-a", "team-b"}
+    for ns, role in roles.items():
+        assert rules_of(role) == NAMESPACED_RULES
+        assert bindings[ns]["subjects"][0]["namespace"] == "qwen-system"
+    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    assert rules_of(cr) == {**CLUSTER_RULES, ("", "namespaces"): {"list", "watch"}}
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["QWEN_WATCH_NAMESPACES"] == "team-a,team-b"
+
+
+@needs_helm
+def test_strict_rbac_values_drop_the_extra_grants():
+    docs = render("--set", "rbac.finalizerPatch=false", "--set", "rbac.kopfScanning=false")
+    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
+    rules = rules_of(cr)
+    assert rules[("qwenops.dev", "qwendeployments")] == {"get", "list", "watch"}
+    assert ("apiextensions.k8s.io", "customresourcedefinitions") not in rules
+
+
+@needs_helm
+def test_deployment_is_hardened_and_configured():
+    docs = render("--set", "prometheusUrl=http://prom:9090", "--set", "resyncSeconds=12",
+                  "--set", "image.tag=1.2.3")
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    spec = dep["spec"]
+    assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
+    pod = spec["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    (c,) = pod["containers"]
+    sc = c["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["runAsNonRoot"] is True
+    assert sc["allowPrivilegeEscalation"] is False and sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert c["resources"]["requests"] and c["resources"]["limits"]
+    assert c["image"] == "ghcr.io/qwenops/qwen-operator:1.2.3"
+    assert c["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"metrics": 8080, "health": 8081}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QWEN_PROMETHEUS_URL"] == "http://prom:9090"
+    assert env["QWEN_RESYNC_SECONDS"] == "12"
+    assert env["QWEN_WATCH_NAMESPACES"] == ""
+    assert env["QWEN_METRICS_PORT"] == "8080"
+    assert env["QWEN_DEFAULT_VLLM_IMAGE"] == "vllm/vllm-openai:v0.32.0"
+    assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "rel-qwen-operator"
+
+
+@needs_helm
+def test_dashboard_configmap_renders_valid_json():
+    docs = render()
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dash = json.loads(cm["data"]["qwen-fleet.json"])
+    assert dash["uid"] == "qwen-operator-fleet"
+
+
+@needs_helm
+def test_monitors_render_only_with_the_prometheus_operator_api():
+    on = ["--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true"]
+    assert not {"PodMonitor", "ServiceMonitor"} & {d["kind"] for d in render(*on)}
+    docs = render(*on, "--api-versions", "monitoring.coreos.com/v1")
+    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "qwen-vllm"}
+    (ep,) = pm["spec"]["podMetricsEndpoints"]
+    assert ep["port"] == "http" and ep["path"] == "/metrics"
+    (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
+    assert sm["spec"]["endpoints"][0]["port"] == "metrics"
+    assert not {"PodMonitor", "ServiceMonitor"} & {d["kind"] for d in
+                                                   render("--api-versions", "monitoring.coreos.com/v1")}
+
+
+@needs_helm
+@pytest.mark.parametrize("bad", [
+    ["--set", "replicaCount=2"],
+    ["--set", "replicaCount=0"],
+    ["--set", "resyncSeconds=-5"],
+    ["--set", "resyncSeconds=0"],
+    ["--set-string", "resyncSeconds=thirty"],
+    ["--set", "watchNamespaces=team-a"],          # a string, not a list
+    ["--set", "watchNamespaces={Team_A}"],        # not a namespace name
+    ["--set", "prometheusUrl=prometheus:9090"],   # no scheme
+    ["--set", "metrics.port=70000"],
+    ["--set", "image.pullPolicy=Sometimes"],
+    ["--set", "securityContext.runAsNonRoot=false"],
+    ["--set", "replicas=1"],                       # typo of replicaCount: unknown key
+])
+def test_schema_rejects_bad_values(bad):
+    res = helm("template", "rel", str(CHART), *bad)
+    assert res.returncode != 0, f"{bad} was accepted"
+    assert "schema" in res.stderr.lower() or "values don't meet" in res.stderr.lower(), res.stderr
+    lint = helm("lint", str(CHART), *bad)
+    assert lint.returncode != 0

@@ -1,0 +1,204 @@
+import copy
+
+from conftest import body
+
+from qwen_operator.manifests.plan import ClusterView, plan
+
+NOW = "2026-11-23T20:00:00Z"
+
+
+def spec(cache=False, **extra):
+    s = {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": "H100"}, "compileCache": {"enabled": cache}}
+    s.update(extra)
+    return s
+
+
+def view(**kw):
+    base = dict(statefulset=None, services={}, pods=[], nodes_with_product=4, max_gpus_on_a_node=8)
+    base.update(kw)
+    return ClusterView(**base)
+
+
+def as_observed(obj, **status):
+    """What the apiserver would return: our object plus defaults it adds."""
+    o = copy.deepcopy(obj)
+    o["metadata"]["uid"] = "child"
+    o["metadata"]["generation"] = 1
+    if o["kind"] == "StatefulSet":
+        c = o["spec"]["template"]["spec"]["containers"][0]
+        c["terminationMessagePath"] = "/dev/termination-log"
+        c["readinessProbe"]["successThreshold"] = 1
+        o["spec"]["revisionHistoryLimit"] = 10
+        o["status"] = {"observedGeneration": 1, "replicas": o["spec"]["replicas"], "currentRevision": "r1",
+                       "updateRevision": "r1", "updatedReplicas": o["spec"]["replicas"], **status}
+    if o["kind"] == "Service":
+        o["spec"]["clusterIPs"] = ["10.0.0.5"]
+    return o
+
+
+def ready_pod(i, ready=True):
+    return {"metadata": {"name": f"demo-{i}"},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def cond(status, t):
+    return next(c for c in status["conditions"] if c["type"] == t)
+
+
+def test_fresh_deployment_creates_workload():
+    p = plan(body(spec()), view(), NOW)
+    kinds = sorted(o["kind"] for o in p.apply)
+    assert kinds == ["Service", "Service", "StatefulSet"]
+    names = {o["metadata"]["name"] for o in p.apply}
+    assert "vllm" not in names
+    st = p.status
+    assert cond(st, "Validated")["status"] == "True"
+    assert cond(st, "Ready")["status"] == "False"
+    assert st["phase"] == "Progressing" and st["vllmCommand"].startswith("vllm serve Qwen/Qwen3-8B")
+    assert st["fit"]["fits"] and st["fit"]["fullLengthSequences"] >= 1
+
+
+def test_statefulset_shape():
+    sts = next(o for o in plan(body(spec()), view(), NOW).apply if o["kind"] == "StatefulSet")
+    pod = sts["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    assert c["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert any(t["key"] == "nvidia.com/gpu" for t in pod["tolerations"])
+    assert pod["enableServiceLinks"] is False
+    assert any(v["name"] == "dshm" and v["emptyDir"]["medium"] == "Memory" for v in pod["volumes"])
+    assert c["startupProbe"]["failureThreshold"] * c["startupProbe"]["periodSeconds"] >= 1800
+    assert sts["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_tp4_requests_four_gpus():
+    s = spec(model={"name": "Qwen/Qwen2.5-72B-Instruct"}, parallelism={"tensor": 4},
+             serving={"maxModelLen": 32768})
+    sts = next(o for o in plan(body(s), view(), NOW).apply if o["kind"] == "StatefulSet")
+    assert sts["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+
+
+def test_idle_resync_writes_nothing():
+    b = body(spec())
+    first = plan(b, view(), NOW)
+    observed = {o["kind"] + o["metadata"]["name"]: as_observed(o) for o in first.apply}
+    sts = observed["StatefulSetdemo"]
+    svcs = {o["metadata"]["name"]: o for k, o in observed.items() if k.startswith("Service")}
+    v = view(statefulset=sts, services=svcs, pods=[ready_pod(0)])
+    second = plan(body(spec(), status=first.status), v, NOW)
+    assert second.apply == []
+    third = plan(body(spec(), status=second.status), v, "2026-11-23T20:05:00Z")
+    assert third.apply == [] and third.status is None and third.events == []
+    assert cond(second.status, "Ready")["status"] == "True"
+
+
+def test_drift_is_corrected():
+    first = plan(body(spec()), view(), NOW)
+    sts = as_observed(next(o for o in first.apply if o["kind"] == "StatefulSet"))
+    sts["spec"]["replicas"] = 7
+    again = plan(body(spec(), status=first.status), view(statefulset=sts), NOW)
+    assert any(o["kind"] == "StatefulSet" for o in again.apply)
+
+
+def test_invalid_spec_creates_nothing_and_says_why():
+    s = spec(model={"name": "Qwen/Qwen2.5-72B-Instruct"}, serving={"maxModelLen": 32768})
+    p = plan(body(s), view(), NOW)
+    assert p.apply == [] and p.ensure_shared == []
+    v = cond(p.status, "Validated")
+    assert v["status"] == "False" and v["reason"] == "DoesNotFit" and "GiB" in v["message"]
+    assert p.status["phase"] == "Invalid"
+    assert any(e.type == "Warning" and e.reason == "DoesNotFit" for e in p.events)
+
+
+def test_unschedulable_pod_degrades():
+    pod = {"metadata": {"name": "demo-0"}, "status": {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+         "message": "0/7 nodes are available: 4 Insufficient nvidia.com/gpu."}]}}
+    p = plan(body(spec()), view(pods=[pod]), NOW)
+    d = cond(p.status, "Degraded")
+    assert d["status"] == "True" and d["reason"] == "Unschedulable" and "Insufficient" in d["message"]
+    assert p.status["phase"] == "Degraded"
+
+
+def test_no_node_with_product_is_a_condition_not_an_error():
+    p = plan(body(spec(gpu={"product": "NVIDIA-H200"})), view(nodes_with_product=0, max_gpus_on_a_node=0), NOW)
+    assert cond(p.status, "Validated")["status"] == "True"
+    g = cond(p.status, "GPUsAvailable")
+    assert g["status"] == "False" and g["reason"] == "NoNodeWithProduct"
+    assert any(o["kind"] == "StatefulSet" for o in p.apply)
+
+
+def test_condition_transition_time_kept_when_status_unchanged():
+    first = plan(body(spec()), view(), NOW)
+    again = plan(body(spec(), status=first.status), view(), "2026-11-23T21:00:00Z")
+    assert cond(again.status or first.status, "Validated")["lastTransitionTime"] == NOW
+
+
+# ---- compile cache gating --------------------------------------------------------------------------------------
+
+def test_bake_before_rollout():
+    p = plan(body(spec(cache=True)), view(), NOW)
+    kinds = sorted(o["kind"] for o in p.ensure_shared)
+    assert kinds == ["Job", "PersistentVolumeClaim"]
+    assert not any(o["kind"] == "StatefulSet" for o in p.apply)
+    c = cond(p.status, "CompileCacheReady")
+    assert c["status"] == "False" and c["reason"] == "Baking"
+    assert cond(p.status, "Ready")["reason"] == "WaitingForCompileCache"
+    job = next(o for o in p.ensure_shared if o["kind"] == "Job")
+    pod = job["spec"]["template"]["spec"]
+    assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == \
+        next(o for o in plan(body(spec()), view(), NOW).apply if o["kind"] == "StatefulSet")[
+            "spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+def _objs(p):
+    return {o["kind"]: o for o in p.ensure_shared}
+
+
+def test_successful_bake_rolls_out_with_cache():
+    first = plan(body(spec(cache=True)), view(), NOW)
+    objs = _objs(first)
+    pvc = copy.deepcopy(objs["PersistentVolumeClaim"])
+    job = copy.deepcopy(objs["Job"])
+    job["status"] = {"startTime": "2026-11-23T20:00:00Z", "completionTime": "2026-11-23T20:02:30Z",
+                     "conditions": [{"type": "Complete", "status": "True"}]}
+    p = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lambda n: (pvc, job)), NOW)
+    assert p.mark_baked == (pvc["metadata"]["name"], 150.0)
+    sts = next(o for o in p.apply if o["kind"] == "StatefulSet")
+    init = sts["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["name"] == "seed-compile-cache"
+    assert cond(p.status, "CompileCacheReady")["status"] == "True"
+    assert p.status["compileCache"]["bakeSeconds"] == 150.0
+
+
+def test_failed_bake_serve_cold_rolls_out_without_cache():
+    first = plan(body(spec(cache=True)), view(), NOW)
+    objs = _objs(first)
+    job = copy.deepcopy(objs["Job"])
+    job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                                     "message": "Job has reached the specified backoff limit"}]}
+    lookup = lambda n: (objs["PersistentVolumeClaim"], job)  # noqa: E731
+    p = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lookup), NOW)
+    c = cond(p.status, "CompileCacheReady")
+    assert c["reason"] == "BakeFailed" and "BackoffLimitExceeded" in c["message"]
+    sts = next(o for o in p.apply if o["kind"] == "StatefulSet")
+    assert "initContainers" not in sts["spec"]["template"]["spec"]
+    w = spec(cache=True)
+    w["compileCache"]["onBakeFailure"] = "Wait"
+    p2 = plan(body(w, status=first.status), view(cache_lookup=lookup), NOW)
+    assert not any(o["kind"] == "StatefulSet" for o in p2.apply)
+
+
+def test_key_change_keeps_old_pods_until_baked():
+    first = plan(body(spec(cache=True)), view(), NOW)
+    objs = _objs(first)
+    pvc = copy.deepcopy(objs["PersistentVolumeClaim"])
+    pvc["metadata"]["annotations"] = {"qwenops.dev/baked": "true"}
+    done = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lambda n: (pvc, None)), NOW)
+    sts = as_observed(next(o for o in done.apply if o["kind"] == "StatefulSet"))
+    changed = spec(cache=True, serving={"maxNumSeqs": 64})
+    p = plan(body(changed, generation=2, status=done.status), view(statefulset=sts), NOW)
+    assert cond(p.status, "CompileCacheReady")["reason"] == "KeyChanged"
+    assert not any(o["kind"] == "StatefulSet" for o in p.apply)
+    assert p.cache_key != done.cache_key

@@ -1,0 +1,89 @@
+from qwen_operator.domain.validation import validate
+
+
+def reasons(spec):
+    return {p.reason for p in validate(spec).problems}
+
+
+def test_valid_base(base_spec):
+    rep = validate(base_spec)
+    assert rep.ok, rep.problems
+    assert rep.args[0] == "Qwen/Qwen3-8B"
+    assert "--tensor-parallel-size" in rep.args
+
+
+def test_unknown_model_is_fit_unknown_not_error(base_spec):
+    base_spec["model"]["name"] = "someorg/mystery-7b"
+    rep = validate(base_spec)
+    assert rep.ok and "FitUnknown" in reasons(base_spec)
+
+
+def test_overrides_enable_fit(base_spec):
+    base_spec["model"] = {"name": "someorg/mystery-70b", "overrides": {
+        "totalParamsB": 70, "numLayers": 80, "numKvHeads": 8, "numAttentionHeads": 64, "headDim": 128,
+        "vocabSize": 128256, "maxContext": 8192}}
+    rep = validate(base_spec)
+    assert "DoesNotFit" in {p.reason for p in rep.problems}
+
+
+def test_tp_must_divide_heads(base_spec):
+    base_spec["parallelism"] = {"tensor": 3}
+    assert "TensorParallelInvalid" in reasons(base_spec)
+
+
+def test_awq_needs_awq_checkpoint(base_spec):
+    base_spec["quantization"] = "awq"
+    assert "QuantizationMismatch" in reasons(base_spec)
+
+
+def test_max_model_len_beyond_context(base_spec):
+    base_spec["serving"] = {"maxModelLen": 10_000_000}
+    assert "MaxModelLenTooLong" in reasons(base_spec)
+
+
+def test_unknown_extra_arg_rejected(base_spec):
+    base_spec["serving"] = {"extraArgs": ["--speculative-model=Qwen/Qwen3-0.6B"]}
+    rep = validate(base_spec)
+    assert not rep.ok and "speculativeDecoding" in rep.errors[0].message
+
+
+def test_made_up_flag_rejected(base_spec):
+    base_spec["serving"] = {"extraArgs": ["--no-such-flag-anywhere"]}
+    assert "InvalidVLLMArgs" in reasons(base_spec)
+
+
+def test_managed_flag_in_extra_args_rejected(base_spec):
+    base_spec["serving"] = {"extraArgs": ["--max-model-len=4096"]}
+    assert "InvalidVLLMArgs" in reasons(base_spec)
+
+
+def test_secret_flag_rejected_and_not_echoed(base_spec):
+    base_spec["serving"] = {"extraArgs": ["--api-key=sk-verysecret"]}
+    rep = validate(base_spec)
+    assert not rep.ok
+    assert "sk-verysecret" not in " ".join(p.message for p in rep.problems)
+
+
+def test_secretish_env_rejected(base_spec):
+    base_spec["serving"] = {"env": [{"name": "MY_API_KEY", "value": "abc"}]}
+    assert "SecretInSpec" in reasons(base_spec)
+
+
+def test_bad_shape_is_a_problem_not_an_exception(base_spec):
+    base_spec["parallelism"] = {"tensor": "lots"}
+    rep = validate(base_spec)
+    assert not rep.ok and rep.errors[0].reason == "InvalidSpec"
+
+
+def test_unknown_field_rejected(base_spec):
+    base_spec["serving"] = {"maxModelLenn": 4096}
+    assert not validate(base_spec).ok
+
+
+def test_token_only_as_secret_ref(base_spec):
+    from qwen_operator.api.models import QwenDeploymentSpec
+    from qwen_operator.domain.vllm_args import render_env
+    base_spec["model"]["source"] = {"tokenSecretRef": {"name": "hf", "key": "token"}}
+    env = render_env(QwenDeploymentSpec.model_validate(base_spec))
+    tok = [e for e in env if e["name"] == "HF_TOKEN"]
+    assert tok == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
