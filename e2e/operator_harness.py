@@ -22,6 +22,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "qwendeployments.yaml"
 LOG_DIR = Path(os.environ.get("QWEN_E2E_LOGS", "/tmp/qwen-e2e-logs"))
+# The session operator reads vLLM metrics from here; the autoscaling test starts a real Prometheus on it.
+PROMETHEUS_PORT = int(os.environ.get("QWEN_E2E_PROMETHEUS_PORT", "19090"))
 
 
 class OperatorProcess:
@@ -36,8 +38,12 @@ class OperatorProcess:
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
                "PYTHONPATH": str(ROOT / "operator"), "QWEN_RESYNC_SECONDS": "5", "QWEN_METRICS_PORT": "0",
+               "QWEN_HEALTH_PORT": "0",
+               "QWEN_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}", "QWEN_AUTOSCALE_TICK_SECONDS": "1",
                **self.extra_env}
         log = open(self.log_path, "ab")
+        log.write(f"\n===== {self.name} started at {time.strftime('%H:%M:%S')} =====\n".encode())
+        log.flush()
         self.proc = subprocess.Popen([sys.executable, "-m", "qwen_operator.main"], env=env, stdout=log,
                                      stderr=subprocess.STDOUT, cwd=ROOT)
 

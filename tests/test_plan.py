@@ -202,3 +202,28 @@ def test_key_change_keeps_old_pods_until_baked():
     assert cond(p.status, "CompileCacheReady")["reason"] == "KeyChanged"
     assert not any(o["kind"] == "StatefulSet" for o in p.apply)
     assert p.cache_key != done.cache_key
+
+
+# ---- cache-hit evidence from vLLM's log -------------------------------------------------------------------------
+
+def test_detect_cache_hit_from_vllm_lines():
+    from qwen_operator.manifests.cache import detect_cache_hit
+    hit = ("INFO 11-23 19:00:01 [decorators.py:123] Directly load AOT compilation from path "
+           "/var/cache/qwen/vllm/torch_compile_cache/torch_aot_compile/abc/rank_0_0/model\n")
+    assert detect_cache_hit(hit)[0] is True
+    miss = hit + ("WARNING 11-23 19:00:02 [decorators.py:140] Compiling model again due to a load failure from "
+                  "/x, reason: 'function' object has no attribute 'finalize_loading'\n")
+    ok, evidence = detect_cache_hit(miss)
+    assert ok is False and "load failure" in evidence
+    assert detect_cache_hit("INFO Compiling a graph for compile range (1, 8192) takes 12.3 s")[0] is False
+    assert detect_cache_hit("INFO Application startup complete.")[0] is None
+
+
+def test_status_matches_the_published_status_schema():
+    """What plan() writes must survive the apiserver's pruning: every key is in the status schema."""
+    from qwen_operator.api.models import QwenDeploymentStatus
+    first = plan(body(spec(cache=True)), view(), NOW)
+    QwenDeploymentStatus.model_validate(first.status)
+    p = plan(body(spec()), view(pods=[ready_pod(0)]), NOW)
+    QwenDeploymentStatus.model_validate(p.status)
+    assert "weightsGiB" in p.status["fit"]

@@ -38,9 +38,11 @@ def test_fit_qwen3_8b_on_h100_fits(capsys):
     assert rc == 0, out + err
     assert err == ""
     assert "Traceback" not in out
-    # The fit line gives the memory numbers.
-    assert "GiB" in out
-    assert re.search(r"\bfits?\b", out, re.I), out
+    # The fit line gives the memory numbers and how many full-length sequences fit.
+    assert "Qwen/Qwen3-8B" in out and "NVIDIA-H100-80GB-HBM3" in out
+    assert "weights" in out and "GiB" in out
+    assert re.search(r"\d+ full-length sequences? fits? at once", out), out
+    assert "does not fit" not in out.lower()
 
 
 def test_fit_json_has_the_numbers(capsys):
@@ -49,18 +51,19 @@ def test_fit_json_has_the_numbers(capsys):
     rc, out, _ = run(capsys, "fit", "Qwen/Qwen3-8B", "--gpu", "H100", "--json")
     assert rc == 0
     f = json.loads(out)
-    assert f["fits"] is True and f["known"] is True
+    assert f["fits"] is True and f["gpus"] == 1
     assert 14 < f["weights_gib"] < 18  # 8.2B parameters in bf16
-    assert f["full_length_sequences"] >= 1
+    assert f["kv_cache_gib"] > 0 and f["full_length_sequences"] >= 1
 
 
 def test_fit_72b_on_one_h100_fails_and_suggests_more_tensor_parallelism(capsys):
     rc, out, err = run(capsys, "fit", "Qwen/Qwen2.5-72B-Instruct", "--gpu", "H100", "--max-model-len", "32768")
     assert rc == 1, out + err
     assert "Traceback" not in out + err
-    text = (out + err).lower()
-    assert "tensor" in text, out  # e.g. "... raise parallelism.tensor to 4"
-    assert "gib" in text
+    text = out + err
+    assert "does not fit" in text.lower(), text
+    assert re.search(r"raise parallelism\.tensor to \d+", text), text
+    assert "GiB" in text
 
 
 def test_fit_72b_with_tp4_fits(capsys):
@@ -207,11 +210,11 @@ def test_render_namespace_flag(capsys):
     assert {d["metadata"]["namespace"] for d in yaml.safe_load_all(out) if d} == {"serving"}
 
 
-def test_render_skip_bake_shows_only_cache_objects(capsys):
+def test_render_skip_bake_shows_no_serving_pods_before_the_bake(capsys):
     rc, out, _ = run(capsys, "render", str(ROOT / "examples" / "qwen3-8b-h100.yaml"), "--skip-bake")
     assert rc == 0
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(out) if d)
-    assert "StatefulSet" not in kinds
+    assert "StatefulSet" not in kinds and "Job" not in kinds
 
 
 def test_render_invalid_spec_is_a_usage_error(tmp_path, capsys):

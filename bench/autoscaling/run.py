@@ -51,17 +51,20 @@ class TraceSpec:
 def trace_specs(quick: bool = False) -> list[TraceSpec]:
     q = 0.25 if quick else 1.0
     return [
-        TraceSpec("azure-conv", "azure", {"rate_scale": 20.0 * q, "time_scale": 1.0},
-                  "Azure LLM inference 2023, conversation; rate x20 (each request -> 20 copies, +-5 s jitter)"),
+        TraceSpec("azure-conv", "azure", {"rate_scale": 15.0 * q, "time_scale": 1.0},
+                  "Azure LLM inference 2023, conversation; rate x15 (each request -> 15 copies, +-5 s jitter)"),
         TraceSpec("mooncake", "mooncake", {"rate_scale": 2.0 * q, "time_scale": 1.0},
-                  "Mooncake FAST'25 synthetic trace; rate x2"),
-        TraceSpec("step-10x", "step", {"base_rps": 25.0 * q, "factor": 10.0},
-                  "Poisson 25 req/s -> 250 req/s for 20 min -> 25 req/s (Azure conv lengths)"),
-        TraceSpec("agent-fanout", "fanout", {"sessions_per_s": 15.0 * q, "fanout": 10, "duration": 2400.0},
-                  "15 user sessions/s (+-50 % over 20 min), each fanning out to 10 calls within 0.5 s"),
-        TraceSpec("diurnal", "diurnal", {"mean_rps": 100.0 * q, "peak_to_trough": 4.0, "period": 3600.0,
-                                         "duration": 3600.0},
-                  "one day compressed into 1 h, 40 -> 160 -> 40 req/s (Azure conv lengths)"),
+                  "Mooncake FAST'25 synthetic trace; rate x2 (each request -> 2 copies, +-5 s jitter)"),
+        TraceSpec("step-10x", "step", {"base_rps": 15.0 * q, "factor": 10.0, "t_before": 600.0, "t_high": 900.0,
+                                       "t_after": 900.0},
+                  "Poisson 15 req/s, then 150 req/s for 15 min, then 15 req/s (Azure conv length pairs)"),
+        TraceSpec("agent-fanout", "fanout", {"sessions_per_s": 6.0 * q, "fanout": 10, "duration": 1800.0,
+                                             "wave_period": 1200.0, "wave_amp": 0.5},
+                  "6 user requests/s (+-50 % over 20 min), each fanning out to 10 model calls within 0.5 s "
+                  "(Azure conv length pairs)"),
+        TraceSpec("diurnal", "diurnal", {"mean_rps": 60.0 * q, "peak_to_trough": 4.0, "period": 2400.0,
+                                         "duration": 2400.0},
+                  "a day compressed into 40 min: 24 -> 96 -> 24 req/s (Azure conv length pairs)"),
     ]
 
 
@@ -80,10 +83,11 @@ def build_trace(spec: TraceSpec) -> Trace:
         pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
         src = f"synthetic ({AZURE.name} length pairs)"
         if spec.kind == "step":
-            rows = synthetic_step(pool, base_rps=p["base_rps"], factor=p["factor"])
+            rows = synthetic_step(pool, base_rps=p["base_rps"], factor=p["factor"], t_before=p["t_before"],
+                                  t_high=p["t_high"], t_after=p["t_after"])
         elif spec.kind == "fanout":
             rows = synthetic_fanout(pool, sessions_per_s=p["sessions_per_s"], fanout=int(p["fanout"]),
-                                    duration=p["duration"])
+                                    duration=p["duration"], wave_period=p["wave_period"], wave_amp=p["wave_amp"])
         elif spec.kind == "diurnal":
             rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
                                      period=p["period"], duration=p["duration"])
@@ -155,7 +159,9 @@ def summarize(requests, gpu_seconds: float, events: int) -> dict[str, Any]:
 
 
 def initial_replicas(counts: list[int]) -> int:
-    return max(MIN_REPLICAS, counts[0] if counts else 1)
+    """Every policy starts with the same warm fleet: the oracle's largest count over the first 10 min,
+    plus one, so that no policy pays for a cold start the trace's opening would otherwise force."""
+    return max(MIN_REPLICAS, (max(counts[:10]) + 1) if counts else 1)
 
 
 def job_oracle(spec: TraceSpec) -> dict[str, Any]:

@@ -145,6 +145,19 @@ class ServiceModel:
         object.__setattr__(self, "f_dec", 2.0 * (self.model.non_embedding_params + self.model.lm_head_params))
         # attention of one new token against one cached token: QK^T and AV, 2 FLOPs per MAC
         object.__setattr__(self, "attn_flops_per_ctx_token", 4.0 * self.model.n_layers * self.model.attn_width)
+        # constants of step_time, precomputed for the simulator's inner loop
+        bw = self.gpu.hbm_bandwidth * self.eta_mem
+        fl = self.gpu.bf16_dense_flops * self.eta_flops
+        object.__setattr__(self, "_k", (
+            self.step_overhead_s,
+            self.model.weight_bytes / bw,
+            self.model.kv_bytes_per_token / bw,
+            self.f_dec / fl,
+            self.attn_flops_per_ctx_token / fl,
+            1.0 / fl,
+            2.0 * self.model.non_embedding_params,
+            0.5 * self.attn_flops_per_ctx_token,
+        ))
 
     @property
     def bw(self) -> float:
@@ -162,10 +175,10 @@ class ServiceModel:
     def step_time(self, n_dec: int, ctx_dec: float, p_tokens: float, f_pf: float) -> float:
         """Duration of one engine step with ``n_dec`` decoding sequences holding ``ctx_dec`` tokens of
         context in total, and ``p_tokens`` prompt tokens (average cost ``f_pf`` FLOPs each)."""
-        m = self.model
-        mem = (m.weight_bytes + m.kv_bytes_per_token * ctx_dec) / self.bw
-        comp = (n_dec * self.f_dec + p_tokens * f_pf + self.attn_flops_per_ctx_token * ctx_dec) / self.flops
-        return self.step_overhead_s + (mem if mem > comp else comp)
+        ovh, w_bw, kv_bw, fdec_f, attn_f, inv_f, _, _ = self._k  # type: ignore[attr-defined]
+        mem = w_bw + kv_bw * ctx_dec
+        comp = n_dec * fdec_f + p_tokens * f_pf * inv_f + attn_f * ctx_dec
+        return ovh + (mem if mem > comp else comp)
 
     def isolated_ttft(self, prompt_len: int) -> float:
         """TTFT of a prompt alone on an idle replica (chunks of max_num_batched_tokens)."""

@@ -164,21 +164,25 @@ class Replica:
             self.pf_backlog += r.prompt
             if len(pf) == 1:
                 self.head_rem = float(r.prompt)
-        # next segment
+        # next segment (ServiceModel.step_time, inlined)
         if not pf and not self.n_dec:
             return math.inf
         n_dec = self.n_dec
         ctx = self.sum_prompt_dec + n_dec * self.D - self.sum_D0
+        ovh, w_bw, kv_bw, fdec_f, attn_f, inv_f, lin2, attn_half = sm._k  # type: ignore[attr-defined]
+        mem = w_bw + kv_bw * ctx
+        comp = n_dec * fdec_f + attn_f * ctx
         if pf:
             p = budget - n_dec
             if self.pf_backlog < p:
                 p = self.pf_backlog
-            T = sm.step_time(n_dec, ctx, p, sm.prefill_flops_per_token(pf[0].prompt))
+            comp += p * (lin2 + attn_half * pf[0].prompt) * inv_f
+            T = ovh + (mem if mem > comp else comp)
             self.T = T
             self.p = p
             nxt = t + self.head_rem / p * T
         else:
-            T = sm.step_time(n_dec, ctx, 0.0, 0.0)
+            T = ovh + (mem if mem > comp else comp)
             self.T = T
             self.p = 0.0
             nxt = math.inf
@@ -333,8 +337,9 @@ class Fleet:
         best = None
         bo = math.inf
         for r in self.routable:
-            r.advance(t)
-            o = r.qtok + r.pf_backlog + 0.001 * (len(r.pf) + r.n_dec)
+            o = r.qtok + 0.001 * (len(r.pf) + r.n_dec)
+            if r.pf:
+                o += r.pf_backlog - (t - r.t) * r.p / r.T
             if o < bo:
                 bo = o
                 best = r
@@ -342,7 +347,11 @@ class Fleet:
             # no Ready replica: the gateway holds the request (503-retry) until one is Ready
             self.pending.append(req)
             return
-        best.advance(t)
+        if best.queue:
+            # others wait ahead of it (FIFO): nothing about the running batch changes now
+            best.queue.append(req)
+            best.qtok += req.prompt
+            return
         best.queue.append(req)
         best.qtok += req.prompt
         self._touch(best, t)

@@ -14,6 +14,9 @@
 # Env: QWEN_TOOLS_DIR, QWEN_TOOLS_SRC (wrapper modules, default $QWEN_TOOLS_DIR/../tools-src),
 #      GOMODCACHE/GOCACHE/GOFLAGS as usual.
 set -euo pipefail
+# The whole script is one brace group: bash parses it completely before running it, so editing
+# the file while it runs (e.g. a git checkout) cannot derail a running instance.
+{
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=versions.env
@@ -72,7 +75,7 @@ check_sumdb() {
   local probe out
   probe="$(mktemp -d)"
   # A lookup of a module not yet in go.sum goes through the checksum database.
-  if out="$(cd "$probe" && GOFLAGS=-mod=mod GONOSUMDB= GOPRIVATE= go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" 2>&1)" \
+  if out="$(cd "$probe" && GOFLAGS=-mod=mod GONOSUMDB='' GOPRIVATE='' go mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" 2>&1)" \
       && ! grep -q '"Error"' <<<"$out"; then
     log "checksum database $sumdb reachable: module checksums verified"
   else
@@ -216,6 +219,20 @@ is_done "$KWOK_DIR" || todo+=(kwok)
 is_done "$HELM_DIR" || todo+=(helm)
 
 if [ "${#todo[@]}" -gt 0 ]; then
+  # One build at a time per tools dir (make tools and a test session may start together).
+  exec 8>"$TOOLS_DIR/.build.lock"
+  if ! flock -n 8; then
+    log "another build-tools.sh is building in $TOOLS_DIR: waiting for it"
+    flock 8
+    todo=()
+    is_done "$K8S_DIR"  || todo+=(k8s)
+    is_done "$ETCD_DIR" || todo+=(etcd)
+    is_done "$KWOK_DIR" || todo+=(kwok)
+    is_done "$HELM_DIR" || todo+=(helm)
+  fi
+fi
+
+if [ "${#todo[@]}" -gt 0 ]; then
   log "to build: ${todo[*]}"
   check_sumdb
   others=()
@@ -240,14 +257,22 @@ else
   log "all tools already built for the pinned versions"
 fi
 
-# The stable directory others put on PATH: symlinks to the versioned binaries.
-tmp="$TOOLS_DIR/.current.$$"
-rm -rf "$tmp"; mkdir -p "$tmp"
-for f in "$K8S_DIR"/kube-apiserver "$K8S_DIR"/kube-controller-manager "$K8S_DIR"/kube-scheduler \
-         "$K8S_DIR"/kubectl "$ETCD_DIR"/etcd "$KWOK_DIR"/kwok "$KWOK_DIR"/kwokctl "$HELM_DIR"/helm; do
+# The stable directory others put on PATH: symlinks to the versioned binaries. Replaced only when
+# a link changed, so that tools on PATH do not vanish under a running test.
+want=("$K8S_DIR"/kube-apiserver "$K8S_DIR"/kube-controller-manager "$K8S_DIR"/kube-scheduler
+      "$K8S_DIR"/kubectl "$ETCD_DIR"/etcd "$KWOK_DIR"/kwok "$KWOK_DIR"/kwokctl "$HELM_DIR"/helm)
+stale=0
+for f in "${want[@]}"; do
   [ -x "$f" ] || die "missing binary after build: $f"
-  ln -s "$f" "$tmp/$(basename "$f")"
+  [ "$(readlink "$CURRENT/$(basename "$f")" 2>/dev/null)" = "$f" ] || stale=1
 done
-rm -rf "$CURRENT"; mv "$tmp" "$CURRENT"
+if [ "$stale" = 1 ]; then
+  tmp="$TOOLS_DIR/.current.$$"
+  rm -rf "$tmp"; mkdir -p "$tmp"
+  for f in "${want[@]}"; do ln -s "$f" "$tmp/$(basename "$f")"; done
+  rm -rf "$CURRENT"; mv "$tmp" "$CURRENT"
+fi
 log "all tools ready in $CURRENT ($((SECONDS - TOTAL_START))s)"
 echo "$CURRENT"
+exit
+}

@@ -19,6 +19,9 @@
 # Env: QWEN_CLUSTER_DIR (default ~/.cache/qwen-operator/cluster), QWEN_TOOLS_DIR (see build-tools.sh),
 #      QWEN_NO_BUILD=1 (fail instead of building missing tools), QWEN_CLUSTER_NAME (default qwen-local).
 set -euo pipefail
+# The whole script is one brace group: bash parses it completely before running it, so editing
+# the file while it runs (e.g. a git checkout) cannot derail a running instance.
+{
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 NAME="${QWEN_CLUSTER_NAME:-qwen-local}"
@@ -86,11 +89,12 @@ create_args() {
     create cluster --name "$NAME" --runtime binary
     --config "$CLUSTER_DIR/kwokctl.yaml"
     --kubeconfig "$KUBECONFIG_OUT"
-    --kube-apiserver-binary "$BIN/kube-apiserver"
-    --kube-controller-manager-binary "$BIN/kube-controller-manager"
-    --kube-scheduler-binary "$BIN/kube-scheduler"
-    --etcd-binary "$BIN/etcd"
-    --kwok-controller-binary "$BIN/kwok"
+    # Versioned paths (not current/): a running cluster keeps its binaries across a version bump.
+    --kube-apiserver-binary "$(readlink -f "$BIN/kube-apiserver")"
+    --kube-controller-manager-binary "$(readlink -f "$BIN/kube-controller-manager")"
+    --kube-scheduler-binary "$(readlink -f "$BIN/kube-scheduler")"
+    --etcd-binary "$(readlink -f "$BIN/etcd")"
+    --kwok-controller-binary "$(readlink -f "$BIN/kwok")"
     --secure-port=true --kube-authorization=true --kube-admission=true
     --kube-audit-policy "$HERE/audit-policy.yaml"
     --wait 90s
@@ -98,7 +102,16 @@ create_args() {
   printf '%s\n' "${a[@]}"
 }
 
-kwokctl_() { "$BIN/kwokctl" "$@"; }
+KWOKCTL_LOG="$CLUSTER_DIR/kwokctl.log"
+# kwokctl logs JSON lines; keep them in a file and show its tail when it fails.
+kwokctl_() {
+  mkdir -p "$CLUSTER_DIR"
+  echo "+ kwokctl $*" >>"$KWOKCTL_LOG"
+  if ! "$BIN/kwokctl" "$@" >>"$KWOKCTL_LOG" 2>&1 9>&-; then
+    tail -n 20 "$KWOKCTL_LOG" >&2
+    return 1
+  fi
+}
 
 # Apply the nodes (metadata + spec), then set their capacity/allocatable through the status subresource
 # (status is dropped on create). KWOK's node-initialize stage keeps an allocatable it finds, and when it
@@ -110,8 +123,14 @@ apply_nodes() {  # apply_nodes [NAME]
   kc create --dry-run=client -f "$NODES_YAML" -o json >"$rendered.json"
   python3 - "$rendered.json" "$only" >"$rendered" <<'PY'
 import json, sys
-doc = json.load(open(sys.argv[1]))
-items = doc.get("items", [doc])
+text, dec, pos, items = open(sys.argv[1]).read(), json.JSONDecoder(), 0, []
+while True:  # kubectl prints one JSON document per YAML document (or a List)
+    while pos < len(text) and text[pos].isspace():
+        pos += 1
+    if pos >= len(text):
+        break
+    doc, pos = dec.raw_decode(text, pos)
+    items.extend(doc.get("items", [doc]) if doc.get("kind") == "List" else [doc])
 only = sys.argv[2]
 found = False
 for it in items:
@@ -124,13 +143,20 @@ for it in items:
 if only and not found:
     sys.exit("no node named %s in nodes.yaml" % only)
 PY
+  local pids=() objs=()
   while IFS=$'\t' read -r n obj status; do
-    names+=("$n")
-    kc apply --server-side --force-conflicts --field-manager=qwen-cluster-sh -f - <<<"$obj" >/dev/null
-    kc patch node "$n" --subresource=status --type=merge -p "$status" >/dev/null
+    names+=("$n"); objs+=("$obj")
   done <"$rendered"
-  rm -f "$rendered" "$rendered.json"
   [ "${#names[@]}" -gt 0 ] || die "no nodes applied from $NODES_YAML"
+  # One server-side apply for all nodes, then the status patches in parallel.
+  printf '%s\n' "${objs[@]}" | kc apply --server-side --force-conflicts --field-manager=qwen-cluster-sh -f - >/dev/null
+  while IFS=$'\t' read -r n obj status; do
+    kc patch node "$n" --subresource=status --type=merge -p "$status" >/dev/null & pids+=($!)
+  done <"$rendered"
+  local p rc=0
+  for p in "${pids[@]}"; do wait "$p" || rc=1; done
+  [ "$rc" = 0 ] || die "patching node status failed"
+  rm -f "$rendered" "$rendered.json"
   log "applied nodes: ${names[*]}"
   wait_nodes_ready "${names[@]}"
 }
@@ -156,22 +182,35 @@ wait_controllers() {
     || die "kube-controller-manager does not seem to run (no default ServiceAccount); logs: $WORKDIR/logs"
 }
 
+# Embed the certificates in the kubeconfig, so that it works as a single file (copied, mounted, ...).
+flatten_kubeconfig() {
+  local tmp="$KUBECONFIG_OUT.tmp.$$"
+  (umask 077; kc config view --flatten >"$tmp") && mv -f "$tmp" "$KUBECONFIG_OUT"
+}
+
 print_kubeconfig() {
   echo "$KUBECONFIG_OUT"
 }
 
+# Serialise up/down of concurrent callers. The cluster's processes are started with fd 9 closed
+# (`9>&-`), or they would inherit the lock and hold it for their lifetime.
+LOCK_FILE="$CLUSTER_DIR/.cluster-sh.lock"
+take_lock() {
+  mkdir -p "$CLUSTER_DIR"
+  exec 9>"$LOCK_FILE"
+  flock -w 300 9 || die "timed out waiting for another cluster.sh (lock $LOCK_FILE)"
+}
+
 cmd_up() {
   ensure_tools
-  mkdir -p "$CLUSTER_DIR"
-  exec 9>"$CLUSTER_DIR/.lock"
-  flock -w 300 9 || die "another cluster.sh holds $CLUSTER_DIR/.lock"
+  take_lock
   local start=$SECONDS
   if cluster_exists && healthy; then
     log "cluster $NAME already running: reusing it"
   else
     if cluster_exists; then
       log "cluster $NAME exists but is not healthy: trying to start it"
-      if kwokctl_ start cluster --name "$NAME" --wait 60s >&2 && wait_for 60 "kube-apiserver" healthy; then
+      if kwokctl_ start cluster --name "$NAME" --wait 60s && wait_for 60 "kube-apiserver" healthy; then
         log "cluster $NAME restarted"
       else
         log "restart failed: recreating cluster $NAME"
@@ -184,12 +223,13 @@ cmd_up() {
       local args
       mapfile -t args < <(create_args)
       log "creating cluster $NAME (kwokctl ${args[*]})"
-      if ! kwokctl_ "${args[@]}" >&2; then
+      if ! kwokctl_ "${args[@]}"; then
         log "kwokctl create failed; logs in $WORKDIR/logs"
         ls "$WORKDIR/logs" >&2 2>/dev/null || true
         die "cluster creation failed"
       fi
       wait_for 60 "kube-apiserver /readyz" healthy || die "kube-apiserver not ready; logs in $WORKDIR/logs"
+      flatten_kubeconfig
     fi
     wait_controllers
   fi
@@ -198,35 +238,47 @@ cmd_up() {
   print_kubeconfig
 }
 
-# Kill whatever is left of the cluster's processes (pid files written by kwokctl).
-kill_leftovers() {
+# Pids of the cluster's processes, from kwokctl's pid files; only those still running this cluster's
+# binaries (a pid file may outlive its process, and the pid be reused).
+cluster_pids() {
   local f pid
   [ -d "$WORKDIR/pids" ] || return 0
   for f in "$WORKDIR"/pids/*.pid; do
     [ -e "$f" ] || continue
     pid="$(cat "$f" 2>/dev/null || true)"
-    if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
-      log "killing leftover $(basename "$f" .pid) (pid $pid)"
-      kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 20); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
-      kill -9 "$pid" 2>/dev/null || true
+    [[ "$pid" =~ ^[0-9]+$ ]] || continue
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$WORKDIR"; then echo "$pid"; fi
+  done
+}
+
+# Wait for the given pids to exit (kwokctl only signals them); SIGKILL what is left after 20s.
+reap() {
+  local pid deadline=$((SECONDS + 20))
+  for pid in "$@"; do
+    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$deadline" ]; do sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      log "pid $pid still running after 20s: SIGTERM, then SIGKILL"
+      kill "$pid" 2>/dev/null || true; sleep 1; kill -9 "$pid" 2>/dev/null || true
     fi
   done
 }
 
 cmd_down_locked() {
+  local pids=()
+  mapfile -t pids < <(cluster_pids)
   if [ -x "$BIN/kwokctl" ] && cluster_exists; then
-    kwokctl_ delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" >&2 || log "kwokctl delete failed; cleaning up by hand"
+    kwokctl_ delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" \
+      || log "kwokctl delete failed; stopping the processes by hand"
   fi
-  kill_leftovers
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done  # no-op when kwokctl stopped them
+  reap "${pids[@]}"
   rm -rf "$WORKDIR" "$KUBECONFIG_OUT"
-  log "cluster $NAME is down"
+  log "cluster $NAME is down (${#pids[@]} processes stopped)"
 }
 
 cmd_down() {
-  mkdir -p "$CLUSTER_DIR"
-  exec 9>"$CLUSTER_DIR/.lock"
-  flock -w 300 9 || die "another cluster.sh holds $CLUSTER_DIR/.lock"
+  take_lock
   cmd_down_locked
 }
 
@@ -237,7 +289,7 @@ cmd_status() {
   echo "kubeconfig: $KUBECONFIG_OUT"
   echo "audit log:  $AUDIT_LOG"
   echo "logs:       $WORKDIR/logs"
-  kwokctl_ get components --name "$NAME" 2>/dev/null || true
+  "$BIN/kwokctl" get components --name "$NAME" 2>/dev/null || true
   healthy || exit 1
   kc version 2>/dev/null | sed 's/^/  /' || true
   kc get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count 2>/dev/null || true
@@ -290,7 +342,9 @@ case "${1:-}" in
     kc delete node "${2:?usage: $0 delete-node NAME}" --ignore-not-found --wait=true >&2 ;;
   user-kubeconfig) shift; cmd_user_kubeconfig "$@" ;;
   dry-run)  # show what kwokctl would run, without starting anything
-    ensure_tools; write_config; mapfile -t args < <(create_args); kwokctl_ "${args[@]}" --dry-run ;;
+    ensure_tools; write_config; mapfile -t args < <(create_args); "$BIN/kwokctl" "${args[@]}" --dry-run ;;
   -h|--help|help|"") sed -n '2,24p' "$0" ;;
   *) die "unknown command: $1 (try --help)" ;;
 esac
+exit
+}

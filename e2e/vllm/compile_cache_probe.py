@@ -41,6 +41,9 @@ LOG_PATTERNS: dict[str, str] = {
     "aot_load_failed": r"Compiling model again due to a load failure from (?P<path>\S+), reason: (?P<reason>.*)",
     "aot_saved": r"saved AOT compiled function to (?P<path>\S+)",
     "aot_save_failed": r"unable to save AOT compiled function to (?P<path>\S+): (?P<reason>.*)",
+    # VLLM_FORCE_AOT_LOAD=1: a miss (no artifact) or a failed load is raised; the engine dies with
+    "aot_forced_missing": r"FileNotFoundError: \[Errno 2\] No such file or directory: '(?P<path>[^']+/rank_\d+_\d+/model)'",
+    "engine_init_failed": r"RuntimeError: Engine core initialization failed\. See root cause above\.",
     # mode 3 (VLLM_COMPILE) backend: backends.py / monitor.py
     "cache_dir": r"Using cache directory: (?P<path>\S+) for vLLM's torch\.compile",
     "cache_disabled": r"vLLM's torch\.compile cache is disabled\.",
@@ -55,7 +58,8 @@ LOG_PATTERNS: dict[str, str] = {
     "profiling_run": r"Initial profiling/warmup run took (?P<s>[\d.]+) s",
     "warmup_start": r"Warming up model for the compilation\.\.\.",
     "warmup_done": r"Warming up done\.",
-    "engine_init": r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s",
+    # GPU/mode 3 adds " (compilation: X s)" (and language_model/encoder parts for multimodal)
+    "engine_init": r"init engine \(profile, create kv cache, warmup model\) took (?P<s>[\d.]+) s(?: \(compilation: (?P<compile_s>[\d.]+) s)?",
     "weights_loaded": r"Loading weights took (?P<s>[\d.]+) seconds",
     "startup_complete": r"Application startup complete\.",
 }
@@ -80,6 +84,8 @@ def verdict(found: dict) -> str:
     """hit | miss | miss-after-load-failure | disabled | unknown, from the matched lines."""
     if "cache_disabled" in found:
         return "disabled"
+    if "engine_init_failed" in found:
+        return "engine-failed"
     if "aot_loaded" in found or ("graph_loaded" in found and "graph_compiled" not in found):
         return "hit"
     if "aot_load_failed" in found:
@@ -98,15 +104,24 @@ def _secs(ts_a: str | None, ts_b: str | None) -> float | None:
 
 
 def hash_dirs(cache_root: Path) -> list[str]:
-    """Every directory that holds rank_* subdirectories (the hash level), relative to cache_root."""
+    """The hash-level directories, relative to cache_root.
+
+    AOT (mode 2 on CPU, and GPU with VLLM_USE_AOT_COMPILE): torch_compile_cache/torch_aot_compile/<h>;
+    mode 3 backend: torch_compile_cache/<h> (with rank_<r>_<dp>/<prefix> below).
+    """
     out = set()
-    for p in cache_root.rglob("rank_*"):
-        if p.is_dir():
-            out.add(str(p.parent.relative_to(cache_root)))
+    tcc = cache_root / "torch_compile_cache"
+    if tcc.is_dir():
+        for p in tcc.iterdir():
+            if p.is_dir() and p.name != "torch_aot_compile":
+                out.add(str(p.relative_to(cache_root)))
+        aot = tcc / "torch_aot_compile"
+        if aot.is_dir():
+            out.update(str(p.relative_to(cache_root)) for p in aot.iterdir() if p.is_dir())
     return sorted(out)
 
 
-def tree(cache_root: Path, max_files: int = 400) -> list[dict]:
+def tree(cache_root: Path, max_files: int = 600) -> list[dict]:
     rows = []
     for p in sorted(cache_root.rglob("*")):
         if p.is_file():
@@ -124,13 +139,25 @@ def run_scenario(
     log_dir: Path,
     port: int,
     timeout: float = 900,
+    tmpdir: Path | None = None,
 ) -> dict:
+    """One server start. tmpdir: TMPDIR for the server's processes.
+
+    vLLM points TORCHINDUCTOR_CACHE_DIR at <hash>/inductor_cache, but on CPU inductor also writes
+    a ~150 MB precompiled header of its C++ prelude to
+    $TMPDIR/torchinductor_<user>/precompiled_headers/ (torch's default_cache_dir(), which ignores
+    TORCHINDUCTOR_CACHE_DIR): outside VLLM_CACHE_ROOT, shared by every run on the machine. The
+    probe gives the server a TMPDIR of its own so that "cold" is cold.
+    """
     before = set(hash_dirs(cache_root))
     log_path = log_dir / f"{name}.log"
     if log_path.exists():
         log_path.unlink()
     full_env = {"VLLM_CACHE_ROOT": str(cache_root), **env}
+    if tmpdir is not None:
+        full_env.setdefault("TMPDIR", str(tmpdir))
     t0 = time.monotonic()
+    load_before = os.getloadavg()
     proc = vl.start_server(argv, full_env, port, log_path)
     res: dict = {"name": name, "argv": argv, "env": env, "log": str(log_path)}
     try:
@@ -149,6 +176,7 @@ def run_scenario(
     finally:
         vl.stop_server(proc)
     res["wall_s"] = round(time.monotonic() - t0, 1)
+    res["loadavg_1m_before_after"] = [round(load_before[0], 2), round(os.getloadavg()[0], 2)]
     text = log_path.read_text(errors="replace")
     found = parse_log(text)
     res["verdict"] = verdict(found)
@@ -171,7 +199,9 @@ def scenarios(model: str) -> dict[str, tuple[list[str], dict[str, str]]]:
         "cold": (base, {}),
         "warm": (base, {}),
         "force_aot": (base, {"VLLM_FORCE_AOT_LOAD": "1"}),
-        "env_change": (base, {"VLLM_ENGINE_ITERATION_TIMEOUT_S": "61"}),
+        # a variable vLLM 0.32 knows and hashes (it only relaxes a max_model_len check)
+        "env_change": (base, {"VLLM_ALLOW_LONG_MAX_MODEL_LEN": "1"}),
+        # a VLLM_* name vLLM 0.32 does not know (it logs "Unknown vLLM environment variable")
         "unknown_env": (base, {"VLLM_QWEN_OPERATOR_POD": "pod-0"}),
         "max_num_seqs": (["vllm", "serve", model, "--max-model-len", "2048", "--max-num-seqs", "32"], {}),
         "no_hash_change": (base + ["--gpu-memory-utilization", "0.5", "--served-model-name", "tiny"], {}),
@@ -188,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model-dir", type=Path)
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument(
+        "--shared-tmp",
+        action="store_true",
+        help="leave TMPDIR alone (inductor's precompiled headers in /tmp are shared with other runs)",
+    )
     ap.add_argument("--scenarios", default="cold,warm,force_aot,env_change,unknown_env,max_num_seqs,no_hash_change,fresh_force_aot")
     a = ap.parse_args(argv)
 
@@ -198,21 +233,31 @@ def main(argv: list[str] | None = None) -> int:
     cache_root.mkdir(parents=True, exist_ok=True)
     log_dir = a.log_dir or cache_root.parent / (cache_root.name + "-logs")
     log_dir.mkdir(parents=True, exist_ok=True)
+    tmpdir = None
+    if not a.shared_tmp:
+        tmpdir = cache_root.parent / (cache_root.name + "-tmp")
+        if tmpdir.exists() and not a.keep_cache:
+            shutil.rmtree(tmpdir)
+        tmpdir.mkdir(parents=True, exist_ok=True)
     table = scenarios(model)
-    report = {"cache_root": str(cache_root), "model": model, "scenarios": []}
+    report = {"cache_root": str(cache_root), "model": model, "nproc": os.cpu_count(), "scenarios": []}
     for name in [s for s in a.scenarios.split(",") if s]:
         argv_s, env_s = table[name]
         port = a.port or vl.free_port()
-        r = run_scenario(name, argv_s, env_s, cache_root, log_dir, port, a.timeout)
+        r = run_scenario(name, argv_s, env_s, cache_root, log_dir, port, a.timeout, tmpdir)
         report["scenarios"].append(r)
         print(
             f"{name:16s} healthy={r.get('healthy')} t_healthy={r.get('time_to_healthy_s')}s "
             f"engine_init={r.get('engine_init_s')}s warmup={r.get('warmup_s_from_timestamps')}s "
-            f"verdict={r['verdict']} new_hash_dirs={r['hash_dirs_new']} used={r['hash_dirs_used']}",
+            f"verdict={r['verdict']} load={r['loadavg_1m_before_after']} "
+            f"new_hash_dirs={[d[-12:] for d in r['hash_dirs_new']]} used={[d[-12:] for d in r['hash_dirs_used']]}",
             flush=True,
         )
         a.out.write_text(json.dumps(report, indent=2))
     report["tree"] = tree(cache_root)
+    if tmpdir is not None:
+        report["tmpdir"] = str(tmpdir)
+        report["tmpdir_tree"] = tree(tmpdir)
     a.out.write_text(json.dumps(report, indent=2))
     return 0
 

@@ -23,13 +23,15 @@ def _configure(settings: kopf.OperatorSettings, **_: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Kopf logs every handler run at INFO; with hundreds of deployments that is noise. Our own lines stay.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers handlers)
     from .handlers import autoscaler, controller  # noqa: F401
     from prometheus_client import start_http_server
     if CONFIG.metrics_port:
         start_http_server(CONFIG.metrics_port)
     kopf.run(standalone=True, clusterwide=not CONFIG.namespaces, namespaces=CONFIG.namespaces,
-             liveness_endpoint="http://0.0.0.0:8081/healthz")
+             liveness_endpoint=f"http://0.0.0.0:{CONFIG.health_port}/healthz" if CONFIG.health_port else None)
     return 0
 
 

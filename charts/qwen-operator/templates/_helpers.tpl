@@ -17,9 +17,17 @@
 {{- end -}}
 {{- end -}}
 
-{{/* Cluster-scoped objects are shared by all releases: their names carry the release namespace too. */}}
+{{/*
+Cluster-scoped objects are shared by all releases: their names carry the release namespace too (the RBAC objects
+in watched namespaces use the same name). Too long a name is cut and made unique again with a hash.
+*/}}
 {{- define "qwen-operator.clusterName" -}}
-{{- printf "%s-%s" (include "qwen-operator.fullname" .) .Release.Namespace | trunc 63 | trimSuffix "-" -}}
+{{- $name := printf "%s-%s" (include "qwen-operator.fullname" .) .Release.Namespace -}}
+{{- if gt (len $name) 63 -}}
+{{- printf "%s-%s" ($name | trunc 54 | trimSuffix "-") ($name | sha256sum | trunc 8) -}}
+{{- else -}}
+{{- $name -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "qwen-operator.chart" -}}

@@ -7,6 +7,7 @@ once and only gain owner references; status is merge-patched on the status subre
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -46,22 +47,35 @@ class Kube:
         self.api = api_client or ApiClient()
         self.writes = WriteCounter()
 
+    def _raw(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        m, url, hdrs, b, _ = self.api.param_serialize(method=method, resource_path=path, query_params=query or [],
+                                                      header_params=headers or {}, body=body,
+                                                      auth_settings=["BearerToken"])
+        resp = self.api.call_api(m, url, header_params=hdrs, body=b, _request_timeout=30)
+        data = resp.read() if hasattr(resp, "read") else resp.data
+        status = int(getattr(resp, "status", 0))
+        if status >= 400:
+            text = data.decode(errors="replace") if isinstance(data, bytes) else str(data)
+            raise ApiException(status=status, reason=getattr(resp, "reason", ""), body=text)
+        return status, data if isinstance(data, bytes) else str(data or "").encode()
+
     def _call(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
               content_type: str | None = None) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
+        elif body is not None:
+            headers["Content-Type"] = "application/json"
         if method != "GET":
             self.writes.add(method)
         try:
-            data = self.api.call_api(path, method, query_params=query or [], header_params=headers, body=body,
-                                     response_type="object", auth_settings=["BearerToken"],
-                                     _return_http_data_only=True, _preload_content=True)
+            _, data = self._raw(method, path, body=body, query=query, headers=headers)
         except ApiException as e:
             if e.status == 404 and method in ("GET", "DELETE"):
                 return None
             raise
-        return data  # type: ignore[no-any-return]
+        return json.loads(data) if data else {}
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._call("GET", _path(api_version, kind, namespace, name))
@@ -71,6 +85,12 @@ class Kube:
         q = [("labelSelector", selector)] if selector else []
         res = self._call("GET", _path(api_version, kind, namespace), query=q) or {}
         return list(res.get("items", []))
+
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+        path = _path("v1", "Pod", namespace, name) + "/log"
+        _, data = self._raw("GET", path, query=[("container", container), ("limitBytes", limit_bytes)],
+                            headers={"Accept": "text/plain"})
+        return data.decode(errors="replace")
 
     def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         meta = obj["metadata"]

@@ -85,8 +85,24 @@ def _status_schema() -> dict[str, Any]:
     return schema
 
 
+def _default_empty_objects(model: type, schema: dict[str, Any]) -> None:
+    """Sections with all-default fields get their defaults, so the apiserver fills in their defaults and
+    `kubectl get -o yaml` (and the printer columns) show the values in force."""
+    for fname, field in model.model_fields.items():  # type: ignore[attr-defined]
+        alias = field.alias or fname
+        prop = schema.get("properties", {}).get(alias)
+        sub = field.annotation
+        if prop is None or not isinstance(sub, type) or not issubclass(sub, m.BaseModel):
+            continue
+        _default_empty_objects(sub, prop)
+        if field.default_factory is not None and "default" not in prop:
+            # The full default (not {}): the apiserver checks CEL rules against the default as written.
+            prop["default"] = field.default_factory().to_wire()
+
+
 def crd() -> dict[str, Any]:
     spec_schema = openapi_schema(m.QwenDeploymentSpec)
+    _default_empty_objects(m.QwenDeploymentSpec, spec_schema)
     spec_schema.setdefault("description", m.QwenDeploymentSpec.__doc__)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

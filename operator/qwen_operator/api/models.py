@@ -342,12 +342,13 @@ class Condition(_Model):
 class FitStatus(_Model):
     known: bool = Field(description="False when the model's architecture is unknown.")
     fits: bool | None = None
-    weights_gib: float | None = Field(default=None, description="Weight memory per replica.")
-    kv_cache_gib: float | None = Field(default=None, description="KV cache memory left per replica.")
+    weights_gib: float | None = Field(default=None, alias="weightsGiB", description="Weight memory per replica.")
+    kv_cache_gib: float | None = Field(default=None, alias="kvCacheGiB",
+                                       description="KV cache memory left per replica.")
     kv_bytes_per_token: int | None = None
     max_model_len: int | None = None
     full_length_sequences: int | None = Field(default=None, description="Max-length sequences that fit at once.")
-    gpu_memory_gib: float | None = None
+    gpu_memory_gib: float | None = Field(default=None, alias="gpuMemoryGiB")
     message: str = ""
 
 
@@ -366,6 +367,7 @@ class CompileCacheStatus(_Model):
 
 
 class AutoscalingStatus(_Model):
+    active: bool | None = None
     desired_replicas: int | None = None
     warm_replicas: int | None = None
     last_reason: str | None = None

@@ -19,7 +19,8 @@ import kopf
 from ..adapters.kube import Kube
 from ..api.models import GROUP, PLURAL, VERSION
 from ..domain.gpus import canonical_product
-from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED
+from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, detect_cache_hit
+from ..manifests.status import pod_ready
 from ..manifests.plan import ClusterView, plan
 from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
 from . import metrics
@@ -129,10 +130,12 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
         product = canonical_product(product)
         node_gpus = list(indexes["gpu_nodes"].get(product, []))
         svc = {s["metadata"]["name"]: s for s in indexes["services"].get((namespace, name), [])}
+        pods_now = list(indexes["pods"].get((namespace, name), []))
         view = ClusterView(
             statefulset=_one(indexes["statefulsets"], (namespace, name)),
             services=svc,
-            pods=list(indexes["pods"].get((namespace, name), [])),
+            pods=pods_now,
+            cache_evidence=_cache_evidence(namespace, pods_now),
             nodes_with_product=len(node_gpus),
             max_gpus_on_a_node=max(node_gpus, default=0),
             cache_lookup=lambda obj_name: (_one(indexes["cache_pvcs"], (namespace, obj_name)),
@@ -158,6 +161,37 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
             k.event(body, ev.type, ev.reason, ev.message)
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - t0)
         metrics.RECONCILES.labels(trigger=trigger).inc()
+
+
+_evidence: dict[str, tuple[bool | None, str]] = {}   # pod uid -> what vLLM's log said
+_evidence_tried: dict[str, float] = {}               # pod uid -> when its log was last read
+EVIDENCE_RETRY_S = 60.0
+
+
+def _cache_evidence(namespace: str, pods_now: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
+    """Did each Ready serving pod load the baked cache? Read from vLLM's own log lines, once per pod (retried
+    every minute while the log says nothing yet). A silent miss becomes a visible condition."""
+    out: dict[str, tuple[bool | None, str]] = {}
+    for pod in pods_now:
+        meta = pod.get("metadata", {})
+        uid, pod_name = meta.get("uid", ""), meta.get("name", "")
+        if LABEL_CACHE_KEY not in (meta.get("annotations") or {}):
+            continue
+        if uid in _evidence and _evidence[uid][0] is not None:
+            out[pod_name] = _evidence[uid]
+            continue
+        if not pod_ready(pod) or time.monotonic() - _evidence_tried.get(uid, -1e9) < EVIDENCE_RETRY_S:
+            if uid in _evidence:
+                out[pod_name] = _evidence[uid]
+            continue
+        _evidence_tried[uid] = time.monotonic()
+        try:
+            text = kube().pod_log(namespace, pod_name, container="vllm", limit_bytes=4 << 20)
+            _evidence[uid] = detect_cache_hit(text)
+        except Exception as e:  # no log yet, kubelet unreachable, or a simulated node without logs
+            _evidence[uid] = (None, f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200])
+        out[pod_name] = _evidence[uid]
+    return out
 
 
 def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:

@@ -126,17 +126,16 @@ def job_state(job: dict[str, Any] | None) -> tuple[str, str]:
 
 
 # ---- did a serving pod really load from the cache? -------------------------------------------------------------
-# vLLM's own log lines (see docs/vllm-cpu-findings.md for the ones observed on 0.32).
+# vLLM's own log lines (vLLM 0.32 source; observed on the CPU build, see docs/vllm-cpu-findings.md).
 _HIT = [re.compile(p) for p in (
-    r"Directly load the compiled graph",
-    r"[Ll]oad(ed|ing)? (the )?(AOT|aot)[- ]compiled",
-    r"cache hit",
+    r"Directly load AOT compilation from path \S+",
+    r"Directly load the compiled graph\(s\) for compile range .+? from the cache",
 )]
 _MISS = [re.compile(p) for p in (
-    r"Compiling a graph for dynamic shape",
-    r"Compiling a graph for compile range",
-    r"[Ff]ailed to load (the )?(AOT|aot|compiled)",
-    r"cache miss",
+    r"Compiling model again due to a load failure from \S+, reason: .*",
+    r"Compiling a graph for compile range .+? takes [\d.]+ s",
+    r"saved AOT compiled function to \S+",
+    r"vLLM's torch\.compile cache is disabled",
 )]
 
 

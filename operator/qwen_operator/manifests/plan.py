@@ -32,6 +32,8 @@ class ClusterView:
     max_gpus_on_a_node: int
     # Looks up (PVC, bake Job) of a compile-cache object name; either may be None.
     cache_lookup: Callable[[str], tuple[dict[str, Any] | None, dict[str, Any] | None]] | None = None
+    # Per serving pod: (hit, evidence) read from vLLM's log by the handler (None: not known yet).
+    cache_evidence: dict[str, tuple[bool | None, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,8 +175,19 @@ def plan(body: dict[str, Any], view: ClusterView, now: str) -> Plan:
                        + (f" (previous key {old_key})" if why == "KeyChanged" else ""))
                 cc_status["state"] = "Baking"
                 hold_rollout = True
-            if prev_cc.get("pods"):
-                cc_status["pods"] = prev_cc["pods"]
+            live = {p.get("metadata", {}).get("name") for p in view.pods}
+            known = {e["pod"]: e for e in prev_cc.get("pods", []) or [] if e.get("pod") in live}
+            for pod_name, (hit, evidence) in view.cache_evidence.items():
+                if pod_name in live:
+                    known[pod_name] = {"pod": pod_name, "hit": hit, "evidence": evidence[:300]}
+            if known:
+                cc_status["pods"] = [known[k] for k in sorted(known)]
+                misses = [e["pod"] for e in cc_status["pods"] if e.get("hit") is False]
+                if misses and state == "Succeeded":
+                    cs.items = [c for c in cs.items if c["type"] != "CompileCacheReady"]
+                    cs.set("CompileCacheReady", False, "PodsMissedCache",
+                           f"Compile cache {key} is baked, but vLLM recompiled in {', '.join(misses)}: "
+                           + "; ".join(e["evidence"] for e in cc_status["pods"] if e.get("hit") is False)[:600])
             new_status["compileCache"] = cc_status
 
         sts = build_statefulset(name, namespace, owner, spec, report.args, env, desired, cache_mount, command_line)

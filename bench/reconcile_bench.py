@@ -1,0 +1,184 @@
+"""Control-plane benchmark: apply-to-StatefulSet latency, idle write calls and operator memory, for N deployments.
+
+Runs the real operator (local process, its own client-certificate identity so the kube-apiserver audit log can
+attribute its calls) against the local control plane, creates N QwenDeployments at once, and measures:
+  - latency from the create call returning to the StatefulSet being seen by a watch (p50/p95/max),
+  - time until all N are Ready,
+  - write calls by the operator (from the apiserver's audit log) during an idle period of several resyncs,
+  - the operator's peak RSS.
+
+  python -m bench.reconcile_bench --count 1 --count 200 --out bench/results/
+Needs the local cluster tools (make tools); starts the cluster if it is not running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "e2e"))
+sys.path.insert(0, str(ROOT / "operator"))
+
+from kubernetes import client, config, watch  # noqa: E402
+
+CLUSTER = ROOT / "e2e" / "cluster" / "cluster.sh"
+USER = "qwen-operator-bench"
+
+
+def sh(*args: str) -> str:
+    return subprocess.run(list(args), check=True, capture_output=True, text=True).stdout.strip()
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def audit_writes(audit_log: Path, user: str, since: float, until: float) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    with open(audit_log) as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("stage") != "ResponseComplete" or ev.get("user", {}).get("username") != user:
+                continue
+            ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+            if since <= ts <= until and ev.get("verb") in ("create", "update", "patch", "delete"):
+                key = f"{ev['verb']} {ev.get('objectRef', {}).get('resource', '?')}"
+                counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> dict:
+    from operator_harness import OperatorProcess
+    user_kc = sh("bash", str(CLUSTER), "user-kubeconfig", USER)
+    audit = Path(sh("bash", str(CLUSTER), "audit-log"))
+    config.load_kube_config(admin_kubeconfig)
+    core, crd_api = client.CoreV1Api(), client.CustomObjectsApi()
+    ns = f"bench-{count}-{int(time.time())}"
+    core.create_namespace({"metadata": {"name": ns}})
+    op = OperatorProcess(Path(user_kc), extra_env={"QWEN_RESYNC_SECONDS": str(resync),
+                                                   "QWEN_WATCH_NAMESPACES": ns}, name=f"bench-operator-{count}")
+    op.start()
+    peak = [0.0]
+    stop = threading.Event()
+
+    def sample_rss() -> None:
+        while not stop.is_set() and op.proc and op.proc.poll() is None:
+            peak[0] = max(peak[0], rss_mib(op.proc.pid))
+            time.sleep(0.5)
+    threading.Thread(target=sample_rss, daemon=True).start()
+    time.sleep(5)  # operator start-up (indexes filled)
+
+    seen: dict[str, float] = {}
+
+    def watch_sts() -> None:
+        apps = client.AppsV1Api()
+        for ev in watch.Watch().stream(apps.list_namespaced_stateful_set, ns, timeout_seconds=600):
+            name = ev["object"].metadata.name
+            seen.setdefault(name, time.monotonic())
+            if len(seen) >= count or stop.is_set():
+                return
+    wt = threading.Thread(target=watch_sts, daemon=True)
+    wt.start()
+    time.sleep(1)
+    created: dict[str, float] = {}
+    t_start = time.monotonic()
+    for i in range(count):
+        name = f"qd-{i}"
+        body = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment", "metadata": {"name": name},
+                "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+                         "compileCache": {"enabled": False}, "replicas": 0 if count > 20 else 1}}
+        crd_api.create_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments", body)
+        created[name] = time.monotonic()
+    wt.join(timeout=600)
+    lat = sorted(seen[n] - created[n] for n in created if n in seen)
+
+    def all_ready() -> bool:
+        items = crd_api.list_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments")["items"]
+        return sum(1 for it in items if (it.get("status") or {}).get("phase") == "Ready") == count
+    deadline = time.monotonic() + 900
+    while not all_ready() and time.monotonic() < deadline:
+        time.sleep(1)
+    converged_s = time.monotonic() - t_start
+    ready_ok = all_ready()
+    time.sleep(resync + 2)  # let the last status writes land
+    idle_from = time.time()
+    time.sleep(resync * idle_resyncs)
+    idle_to = time.time()
+    time.sleep(2)  # audit log flush
+    writes = audit_writes(audit, USER, idle_from, idle_to)
+    total_writes = audit_writes(audit, USER, 0, idle_to)
+    stop.set()
+    op.stop()
+    core.delete_namespace(ns)
+    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [lat[0]] * 19 if lat else [float("nan")] * 19
+    return {
+        "deployments": count, "statefulsets_seen": len(lat),
+        "apply_to_statefulset_s": {"p50": statistics.median(lat) if lat else None, "p95": q[18],
+                                   "max": max(lat) if lat else None},
+        "all_ready_s": round(converged_s, 2), "all_ready": ready_ok,
+        "idle_window_s": round(idle_to - idle_from, 1), "resync_interval_s": resync,
+        "idle_resyncs": idle_resyncs,
+        "idle_write_calls": sum(writes.values()), "idle_write_calls_by_kind": writes,
+        "write_calls_per_idle_resync": sum(writes.values()) / idle_resyncs,
+        "write_calls_total": sum(total_writes.values()), "write_calls_total_by_kind": total_writes,
+        "operator_peak_rss_mib": round(peak[0], 1),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--count", type=int, action="append", default=[])
+    ap.add_argument("--resync", type=float, default=10.0)
+    ap.add_argument("--idle-resyncs", type=int, default=3)
+    ap.add_argument("--out", default="bench/results/")
+    a = ap.parse_args()
+    counts = a.count or [1, 200]
+    kc = sh("bash", str(CLUSTER), "up").splitlines()[-1]
+    os.environ["KUBECONFIG"] = kc
+    os.environ["PATH"] = sh("bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir") + ":" + \
+        os.environ["PATH"]
+    sh("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "qwendeployments.yaml"))
+    results = [run(c, a.resync, a.idle_resyncs, kc) for c in counts]
+    meta = {
+        "command": "python -m bench.reconcile_bench " + " ".join(sys.argv[1:]),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
+        "versions": {"python": platform.python_version(), "kubernetes": sh("kubectl", "version", "-o", "json"),
+                     "git": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")},
+    }
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reconcile.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    lines = ["# Reconcile benchmark", "", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}  ",
+             f"Machine: {meta['machine']}  ", f"Git: {meta['versions']['git']}", "",
+             "| deployments | apply->StatefulSet p50 s | p95 s | max s | all Ready s | idle writes per resync "
+             "| writes total | operator peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        l = r["apply_to_statefulset_s"]
+        lines.append(f"| {r['deployments']} | {l['p50']:.3f} | {l['p95']:.3f} | {l['max']:.3f} | {r['all_ready_s']} "
+                     f"| {r['write_calls_per_idle_resync']:.2f} | {r['write_calls_total']} "
+                     f"| {r['operator_peak_rss_mib']} |")
+    (out / "reconcile.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""The Helm chart against the real local cluster, and the operator running with ONLY the chart's RBAC.
+
+`helm install` puts the chart into a fresh namespace (the operator Deployment's pod is simulated by KWOK, so it does
+not really run); the REAL operator then runs here as a local process under the chart's ServiceAccount identity (a
+token from `kubectl create token`), watching only that namespace, and must bring a QwenDeployment to Ready without
+a single 403. `kubectl auth can-i` checks what the account can and cannot do; `helm upgrade` and `helm uninstall`
+close the lifecycle (the CRD and the user's QwenDeployment survive the uninstall).
+
+This module runs before the other operator tests on purpose (test_00_...): the session-scoped `operator` fixture of
+operator_harness runs an admin operator for ALL namespaces, which would also reconcile this test's namespace and
+mask missing permissions (and Kopf's liveness port 8081 is fixed, so two operators on one machine collide). The
+module never uses that fixture, refuses to run while another qwen-operator process runs on this machine, and
+stops its own operator in every case.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from operator_harness import OperatorProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+CHART = ROOT / "charts" / "qwen-operator"
+CRD_NAME = "qwendeployments.qwenops.dev"
+RELEASE = "qwen-op"
+SA = f"{RELEASE}-qwen-operator"  # the chart's fullname for this release name
+H100 = "NVIDIA-H100-80GB-HBM3"
+KC = Callable[..., subprocess.CompletedProcess[str]]
+
+
+# ---- helpers -----------------------------------------------------------------------------------------------------
+
+def other_operator_pids() -> list[tuple[int, int, str]]:
+    """(pid, parent pid, cmdline) of qwen-operator processes on this machine (a read-only look at /proc)."""
+    found = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            argv = [a.decode(errors="replace") for a in (d / "cmdline").read_bytes().split(b"\0") if a]
+            stat = (d / "stat").read_text()
+        except OSError:
+            continue
+        if "qwen_operator.main" in argv or any(os.path.basename(a) == "qwen-operator" for a in argv[:2]):
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            found.append((int(d.name), ppid, " ".join(argv)))
+    return found
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_other_operator() -> None:
+    others = other_operator_pids()
+    mine = [o for o in others if o[1] == os.getpid()]
+    if mine:
+        pytest.fail(f"an operator started by this pytest session is running ({mine}): the session `operator` "
+                    "fixture watches all namespaces and would mask missing RBAC; this module must run before it")
+    if others:
+        pytest.skip(f"another qwen-operator runs on this machine ({others[0][0]}: {others[0][2][:80]}): it would "
+                    "reconcile this test's namespace too, and Kopf's liveness port 8081 would collide")
+
+
+def helm_bin() -> str:
+    path = shutil.which("helm")
+    if not path:
+        pytest.fail("helm not found: the tools of e2e/cluster/build-tools.sh (kubeconfig fixture puts them on PATH)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def helm(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess[str]]:
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": str(home / "cache"),
+           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
+    binary = helm_bin()
+
+    def run(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        res = subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    return run
+
+
+def can_i(kubectl: KC, sa_user: str, *args: str) -> bool:
+    res = kubectl("auth", "can-i", *args, f"--as={sa_user}", check=False)
+    answer = res.stdout.strip()
+    assert answer in ("yes", "no"), f"kubectl auth can-i {' '.join(args)}: {res.stdout} {res.stderr}"
+    return answer == "yes"
+
+
+def sa_kubeconfig(kubectl: KC, namespace: str, sa: str, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount: a bound token, the admin kubeconfig's server and CA."""
+    token = kubectl("create", "token", sa, "-n", namespace, "--duration=1h").stdout.strip()
+    assert token.count(".") == 2, "not a JWT"
+    admin = json.loads(kubectl("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    cluster = dict(admin["clusters"][0]["cluster"])
+    if "certificate-authority" in cluster:  # a file path: embed it, the kubeconfig must stand alone
+        cluster["certificate-authority-data"] = base64.b64encode(
+            Path(cluster.pop("certificate-authority")).read_bytes()).decode()
+    cfg = {"apiVersion": "v1", "kind": "Config",
+           "clusters": [{"name": "e2e", "cluster": {k: v for k, v in cluster.items()
+                                                    if k in ("server", "certificate-authority-data",
+                                                             "tls-server-name")}}],
+           "users": [{"name": sa, "user": {"token": token}}],
+           "contexts": [{"name": f"{sa}@e2e", "context": {"cluster": "e2e", "user": sa, "namespace": namespace}}],
+           "current-context": f"{sa}@e2e"}
+    path.write_text(yaml.safe_dump(cfg))
+    path.chmod(0o600)
+    return path
+
+
+def qd_doc(namespace: str, name: str) -> str:
+    return json.dumps({"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
+                       "metadata": {"name": name, "namespace": namespace},
+                       "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
+                                "compileCache": {"enabled": False}}})
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float = 120, interval: float = 1.0) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+
+
+def get_json(kubectl: KC, *args: str) -> dict[str, Any] | None:
+    res = kubectl(*args, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def bindings_of(kubectl: KC, sa_user: str, kind: str, namespace: str | None = None) -> list[dict[str, Any]]:
+    """The (Cluster)RoleBindings whose subjects include the ServiceAccount."""
+    _, _, ns, name = sa_user.split(":")
+    where = ["-n", namespace] if namespace else []
+    items = (get_json(kubectl, *where, "get", kind) or {}).get("items", [])
+    return [b for b in items if any(s.get("kind") == "ServiceAccount" and s.get("name") == name
+                                    and s.get("namespace") == ns for s in b.get("subjects") or [])]
+
+
+FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
+
+
+@pytest.fixture
+def release(helm, kubectl: KC, namespace: str) -> Iterator[str]:
+    """Uninstalls whatever the test left installed, and frees the test's QwenDeployments of the operator's
+    finalizer (no operator runs for this namespace afterwards), so the namespace can be deleted."""
+    yield namespace
+    helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
+    items = (get_json(kubectl, "-n", namespace, "get", "qwendeployments") or {}).get("items", [])
+    for it in items:
+        kubectl("-n", namespace, "patch", "qwendeployment", it["metadata"]["name"], "--type=merge",
+                "-p", '{"metadata":{"finalizers":null}}', check=False)
+
+
+# ---- tests -------------------------------------------------------------------------------------------------------
+
+def test_helm_lint(helm):
+    res = helm("lint", "--strict", str(CHART))
+    assert "0 chart(s) failed" in res.stdout, res.stdout
+    # The CRD ships in crds/ (installed once, never upgraded or deleted by Helm), not as a template.
+    crds = [d for d in yaml.safe_load_all(helm("show", "crds", str(CHART)).stdout) if d]
+    assert [d["metadata"]["name"] for d in crds] == [CRD_NAME]
+    assert "CustomResourceDefinition" not in helm("template", RELEASE, str(CHART)).stdout
+
+
+def test_schema_rejects_bad_values_at_install(helm, namespace):
+    for bad in (["--set", "replicaCount=2"], ["--set", "resyncSeconds=-1"], ["--set", "watchNamespaces=oops"]):
+        res = helm("install", RELEASE, str(CHART), "-n", namespace, *bad, check=False)
+        assert res.returncode != 0, f"{bad} installed"
+        assert "values don't meet the specifications of the schema" in res.stderr, res.stderr
+    assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
+
+
+def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, release, local_cluster,
+                                                              tmp_path):
+    ns = release
+    sa_user = f"system:serviceaccount:{ns}:{SA}"
+
+    # -- install ---------------------------------------------------------------------------------------------------
+    helm("install", RELEASE, str(CHART), "-n", ns, "--set", f"watchNamespaces={{{ns}}}",
+         "--set", "resyncSeconds=5", "--wait", "--timeout", "120s")
+    crd = get_json(kubectl, "get", "crd", CRD_NAME)
+    assert crd is not None, "the chart's crds/ did not install the CRD"
+    kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    dep = get_json(kubectl, "-n", ns, "get", "deployment", SA)
+    assert dep and dep["status"].get("availableReplicas") == 1 and dep["spec"]["replicas"] == 1
+    pod_spec = dep["spec"]["template"]["spec"]
+    c = pod_spec["containers"][0]
+    assert pod_spec["serviceAccountName"] == SA
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod_spec["securityContext"]["runAsNonRoot"] is True
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QWEN_WATCH_NAMESPACES"] == ns and env["QWEN_RESYNC_SECONDS"] == "5"
+    # Namespaced grants are a Role in the watched namespace; the ClusterRole only reads cluster-scoped things.
+    (rb,) = bindings_of(kubectl, sa_user, "rolebindings", ns)
+    role = get_json(kubectl, "-n", ns, "get", "role", rb["roleRef"]["name"])
+    assert role is not None and rb["roleRef"]["kind"] == "Role"
+    (crb,) = bindings_of(kubectl, sa_user, "clusterrolebindings")
+    cr_name = crb["roleRef"]["name"]
+    cr = get_json(kubectl, "get", "clusterrole", cr_name)
+    assert cr is not None and cr_name not in ("cluster-admin", "admin", "edit", "view")
+    assert {r for rule in cr["rules"] for r in rule["resources"]} <= {"nodes", "customresourcedefinitions",
+                                                                       "namespaces"}
+
+    # -- what the account can and cannot do ------------------------------------------------------------------------
+    cannot = [
+        ("get", "secrets", "-A"), ("list", "secrets", "-A"), ("watch", "secrets", "-A"),
+        ("get", "secrets", "-n", ns), ("list", "secrets", "-n", ns),
+        ("create", "clusterrolebindings"), ("create", "rolebindings", "-n", ns), ("escalate", "clusterroles"),
+        ("delete", "nodes"), ("patch", "nodes"),
+        ("create", "pods", "-n", ns), ("delete", "pods", "-n", ns), ("create", "pods", "--subresource=exec", "-n", ns),
+        ("delete", "namespaces"), ("create", "namespaces"),
+        ("update", "qwendeployments.qwenops.dev", "-n", ns), ("create", "qwendeployments.qwenops.dev", "-n", ns),
+        ("delete", "qwendeployments.qwenops.dev", "-n", ns),
+        ("delete", "statefulsets", "-n", ns), ("create", "statefulsets", "-n", "default"),
+        ("get", "configmaps", "-n", ns), ("create", "serviceaccounts", "--subresource=token", "-n", ns),
+        ("*", "*"), ("*", "*", "-n", ns),
+    ]
+    allowed = [o for o in cannot if can_i(kubectl, sa_user, *o)]
+    assert allowed == [], f"{sa_user} may: {allowed}"
+    can = [
+        ("patch", "statefulsets", "-n", ns), ("create", "statefulsets", "-n", ns),
+        ("create", "events", "-n", ns), ("patch", "services", "-n", ns), ("create", "jobs.batch", "-n", ns),
+        ("create", "persistentvolumeclaims", "-n", ns), ("get", "pods", "--subresource=log", "-n", ns),
+        ("list", "nodes"), ("watch", "qwendeployments.qwenops.dev", "-n", ns),
+        ("patch", "qwendeployments.qwenops.dev", "--subresource=status", "-n", ns),
+    ]
+    denied = [o for o in can if not can_i(kubectl, sa_user, *o)]
+    assert denied == [], f"{sa_user} may not: {denied}"
+    # Kopf's finalizer on QwenDeployments is a patch of the object itself (see values.yaml rbac.finalizerPatch):
+    # granted by default, and the test below shows the strict setting.
+    assert can_i(kubectl, sa_user, "patch", "qwendeployments.qwenops.dev", "-n", ns)
+
+    # -- the real operator as the ServiceAccount -------------------------------------------------------------------
+    kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
+    who = json.loads(subprocess.run(["kubectl", "--kubeconfig", str(kc), "auth", "whoami", "-o", "json"],
+                                    capture_output=True, text=True, check=True).stdout)
+    assert who["status"]["userInfo"]["username"] == sa_user
+    audit_from = local_cluster.audit_offset() if local_cluster.is_local else 0
+    op = OperatorProcess(kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"},
+                         name=f"helm-rbac-{ns}")
+    log_start = op.log_path.stat().st_size if op.log_path.exists() else 0
+    op.start()
+    try:
+        kubectl("apply", "-f", "-", input=qd_doc(ns, "q8"))
+
+        def ready() -> dict[str, Any] | None:
+            assert op.proc is not None and op.proc.poll() is None, \
+                f"operator exited:\n{op.log_text()[log_start:][-3000:]}"
+            qd = get_json(kubectl, "-n", ns, "get", "qwendeployment", "q8") or {}
+            st = qd.get("status") or {}
+            return qd if st.get("phase") == "Ready" else None
+
+        qd = wait_for("QwenDeployment q8 Ready through the ServiceAccount operator", ready, timeout=150)
+        assert qd["status"]["ready"] == "1/1"
+        sts = get_json(kubectl, "-n", ns, "get", "statefulset", "q8")
+        assert sts is not None and sts["status"].get("readyReplicas") == 1
+        # A few resyncs (5 s) and watch events with this identity, then look at the log.
+        time.sleep(12)
+        assert op.proc.poll() is None, "operator exited"
+    finally:
+        op.stop()
+    log = op.log_text()[log_start:]
+    assert "applying StatefulSet q8" in log, log[-3000:]
+    bad = [ln for ln in log.splitlines() if FORBIDDEN.search(ln)]
+    assert bad == [], "the operator hit RBAC denials:\n" + "\n".join(bad[:20])
+    assert "Traceback" not in log, log[-3000:]
+
+    if local_cluster.is_local:
+        events = [e for e in local_cluster.audit_events(audit_from)
+                  if (e.get("objectRef") or {}).get("namespace") == ns]
+        mine = [e for e in events if e["user"]["username"] == sa_user]
+        status_patches = [e for e in mine if e["objectRef"].get("resource") == "qwendeployments"
+                          and e["objectRef"].get("subresource") == "status" and e["verb"] == "patch"]
+        assert status_patches and all(e["responseStatus"]["code"] < 300 for e in status_patches)
+        assert any(e["objectRef"].get("resource") == "statefulsets" and e["verb"] == "patch" for e in mine)
+        assert [e for e in mine if e["responseStatus"]["code"] == 403] == []
+        # Nobody else reconciled this namespace: the QwenDeployment's status was written only by the account.
+        others = {e["user"]["username"] for e in events if e["objectRef"].get("resource") == "qwendeployments"
+                  and e["objectRef"].get("subresource") == "status"} - {sa_user}
+        assert others == set(), f"status also written by {others}"
+
+    # -- upgrade with a changed value ------------------------------------------------------------------------------
+    helm("upgrade", RELEASE, str(CHART), "-n", ns, "--reuse-values", "--set", "resyncSeconds=7",
+         "--set", "prometheusUrl=http://prometheus.monitoring:9090", "--wait", "--timeout", "120s")
+    dep = get_json(kubectl, "-n", ns, "get", "deployment", SA)
+    env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["QWEN_RESYNC_SECONDS"] == "7"
+    assert env["QWEN_PROMETHEUS_URL"] == "http://prometheus.monitoring:9090"
+    assert env["QWEN_WATCH_NAMESPACES"] == ns  # reused
+    status = json.loads(helm("status", RELEASE, "-n", ns, "-o", "json").stdout)
+    assert status["version"] == 2 and status["info"]["status"] == "deployed"
+
+    # -- uninstall: the CRD and the user's resources stay ----------------------------------------------------------
+    helm("uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "120s")
+    assert get_json(kubectl, "get", "crd", CRD_NAME) is not None
+    assert get_json(kubectl, "-n", ns, "get", "qwendeployment", "q8") is not None
+    assert get_json(kubectl, "-n", ns, "get", "statefulset", "q8") is not None
+    assert get_json(kubectl, "-n", ns, "get", "serviceaccount", SA) is None
+    assert get_json(kubectl, "get", "clusterrole", cr_name) is None
+    assert get_json(kubectl, "-n", ns, "get", "role", rb["roleRef"]["name"]) is None
+    assert bindings_of(kubectl, sa_user, "clusterrolebindings") == []
+    assert not can_i(kubectl, sa_user, "list", "nodes")
+
+
+def test_strict_rbac_forbids_patching_qwendeployments(helm, kubectl, release):
+    """rbac.finalizerPatch=false: the account cannot patch a QwenDeployment (only its status)."""
+    ns = release
+    sa_user = f"system:serviceaccount:{ns}:{SA}"
+    helm("install", RELEASE, str(CHART), "-n", ns, "--set", "rbac.finalizerPatch=false")
+    assert not can_i(kubectl, sa_user, "patch", "qwendeployments.qwenops.dev", "-n", ns)
+    assert not can_i(kubectl, sa_user, "patch", "qwendeployments.qwenops.dev", "-A")
+    assert can_i(kubectl, sa_user, "patch", "qwendeployments.qwenops.dev", "--subresource=status", "-n", ns)
+    assert can_i(kubectl, sa_user, "list", "qwendeployments.qwenops.dev", "-A")  # cluster-wide mode
+
+
+@pytest.mark.xfail(strict=True, reason="the operator's per-object Kopf timers (resync, autoscale) make Kopf add and "
+                   "remove a finalizer with a PATCH of the QwenDeployment itself; see values.yaml rbac.finalizerPatch")
+def test_operator_runs_without_patch_on_qwendeployments(helm, kubectl, release, tmp_path):
+    """The strict policy of the brief (status patch only). XPASS means the operator no longer needs the grant:
+    then flip rbac.finalizerPatch's default to false and drop this xfail."""
+    ns = release
+    helm("install", RELEASE, str(CHART), "-n", ns, "--set", f"watchNamespaces={{{ns}}}",
+         "--set", "rbac.finalizerPatch=false")
+    kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
+    op = OperatorProcess(kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"},
+                         name=f"helm-rbac-strict-{ns}")
+    log_start = op.log_path.stat().st_size if op.log_path.exists() else 0
+    op.start()
+    try:
+        kubectl("apply", "-f", "-", input=qd_doc(ns, "q8"))
+        wait_for("Ready", lambda: ((get_json(kubectl, "-n", ns, "get", "qwendeployment", "q8") or {})
+                                   .get("status") or {}).get("phase") == "Ready", timeout=90)
+        time.sleep(12)  # resync timers would have run by now
+    finally:
+        op.stop()
+    bad = [ln for ln in op.log_text()[log_start:].splitlines() if FORBIDDEN.search(ln)]
+    assert bad == [], "\n".join(bad[:10])

@@ -1,0 +1,149 @@
+"""Queue-depth autoscaling end to end: a real vLLM (CPU build, tiny Qwen3) is scraped by a real Prometheus (Debian's
+package, a local process) as the replicas of a QwenDeployment in the local cluster; a load generator drives its
+queue up, the operator scales the StatefulSet up; the load stops and it scales back down after the stabilization
+window; Prometheus is stopped and the replicas hold while a condition says why."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import vllm_local as vl
+from operator_harness import (  # noqa: F401
+    PROMETHEUS_PORT,
+    apply_qd,
+    cond_is,
+    condition,
+    get_qd,
+    kubectl_json,
+    operator,
+    wait_for,
+)
+
+NAME = "scaled"
+
+
+def _prometheus_config(namespace: str, vllm_port: int, replicas: int) -> str:
+    # One scrape target per replica label: the same vLLM process stands for every replica of the deployment
+    # (containers do not run in the simulated cluster), each series carrying the pod label the operator queries.
+    groups = [{"targets": [f"127.0.0.1:{vllm_port}"], "labels": {"namespace": namespace, "pod": f"{NAME}-{i}"}}
+              for i in range(replicas)]
+    cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+           "scrape_configs": [{"job_name": "vllm", "metrics_path": "/metrics", "static_configs": groups}]}
+    return json.dumps(cfg)
+
+
+class Prometheus:
+    def __init__(self, config: str, port: int, workdir: Path) -> None:
+        self.port, self.workdir = port, workdir
+        (workdir / "prometheus.yml").write_text(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("prometheus")
+        assert exe, "Debian's prometheus package is not installed (make system-deps)"
+        self.proc = subprocess.Popen(
+            [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
+            stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT)
+        wait_for("prometheus ready", self._ready, timeout=60)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+def _load(port: int, stop: threading.Event, concurrency: int) -> None:
+    def worker() -> None:
+        body = {"model": "tiny", "prompt": "hello " * 40, "max_tokens": 48, "temperature": 0}
+        while not stop.is_set():
+            try:
+                vl.http_post_json(f"http://127.0.0.1:{port}/v1/completions", body, timeout=120)
+            except Exception:
+                time.sleep(0.2)
+    threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    stop.wait()
+    for t in threads:
+        t.join(timeout=130)
+
+
+def sts_replicas(namespace: str) -> int:
+    s = kubectl_json("-n", namespace, "get", "statefulset", NAME, check=False)
+    return int(s["spec"]["replicas"]) if s else -1
+
+
+@pytest.fixture
+def vllm_server(tmp_path):
+    model = vl.ensure_tiny_model()
+    port = vl.free_port()
+    log = tmp_path / "vllm.log"
+    # max-num-seqs 2: a handful of concurrent requests is enough to build a real queue on 2 CPU cores.
+    proc = vl.start_server(["vllm", "serve", str(model), "--served-model-name", "tiny", "--max-num-seqs", "2",
+                            "--max-model-len", "512", "--enforce-eager"], env={}, port=port, log_path=log)
+    try:
+        vl.wait_healthy(port, timeout=400, proc=proc, log_path=log)
+        yield port
+    finally:
+        vl.stop_server(proc)
+
+
+def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, namespace, vllm_server, tmp_path):
+    prom = Prometheus(_prometheus_config(namespace, vllm_server, replicas=4), PROMETHEUS_PORT, tmp_path)
+    prom.start()
+    try:
+        apply_qd(namespace, NAME, {
+            "model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+            "compileCache": {"enabled": False}, "serving": {"maxNumSeqs": 2},
+            "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4, "warmPool": 0,
+                            "targetQueuePerReplica": 1, "intervalSeconds": 2,
+                            "scaleDownStabilizationSeconds": 20}})
+        wait_for("autoscaling active at 1 replica", lambda: (cond_is(namespace, NAME, "AutoscalingActive", "True")()
+                                                             and sts_replicas(namespace) == 1), timeout=90)
+        stop = threading.Event()
+        loader = threading.Thread(target=_load, args=(vllm_server, stop, 12), daemon=True)
+        loader.start()
+        try:
+            wait_for("scale-up on queue depth", lambda: sts_replicas(namespace) >= 2, timeout=180)
+            qd = get_qd(namespace, NAME)
+            assert qd["status"]["autoscaling"]["lastReason"].startswith("ScaleUp")
+            assert qd["status"]["autoscaling"]["lastQueue"] > 0
+            # Prometheus goes away while scaled up: hold the size (no scale-down on missing data), say why.
+            prom.stop()
+        finally:
+            stop.set()
+            loader.join(timeout=150)
+        scaled = sts_replicas(namespace)
+        events = kubectl_json("-n", namespace, "get", "events", "--field-selector",
+                              f"involvedObject.name={NAME}")["items"]
+        assert any(e["reason"].startswith("ScaleUp") for e in events)
+        qd = wait_for("AutoscalingActive=False", cond_is(namespace, NAME, "AutoscalingActive", "False"), timeout=60)
+        assert "Prometheus" in condition(qd, "AutoscalingActive")["message"]
+        time.sleep(30)  # longer than the scale-down window
+        assert sts_replicas(namespace) == scaled, "replicas changed while metrics were missing"
+        # Metrics back, queue empty: scale down, but only after the stabilization window.
+        prom.start()
+        t0 = time.monotonic()
+        wait_for("scale-down after the queue drained", lambda: sts_replicas(namespace) == 1, timeout=240)
+        assert time.monotonic() - t0 >= 15, "scaled down before the stabilization window"
+        assert condition(get_qd(namespace, NAME), "AutoscalingActive")["status"] == "True"
+    finally:
+        prom.stop()
