@@ -36,6 +36,7 @@ _SECONDS = {
 
 SHIM = """#!{python}
 import os, sys
+os.environ["QWEN_VLLM_VENV"] = {venv!r}  # HOME is the pod's, not the machine's
 sys.path.insert(0, {e2e!r})
 import vllm_local as vl
 args = sys.argv[1:]
@@ -95,7 +96,8 @@ def prepare(work: Path) -> dict[str, Path]:
         d.mkdir(parents=True, exist_ok=True)
     model = vl.ensure_tiny_model()
     shim = dirs["bin"] / "vllm"
-    shim.write_text(SHIM.format(python=sys.executable, e2e=str(HERE), port=VLLM_PORT, model=str(model)))
+    shim.write_text(SHIM.format(python=sys.executable, e2e=str(HERE), port=VLLM_PORT, model=str(model),
+                               venv=str(vl.venv_dir())))
     shim.chmod(0o755)
     return dirs
 

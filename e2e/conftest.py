@@ -90,7 +90,8 @@ class LocalCluster:
         return out.stdout.strip()
 
     def delete_node(self, name: str) -> None:
-        """Delete a simulated node (as if the machine went away)."""
+        """Delete a simulated node (as if the machine went away). kube-controller-manager's pod garbage
+        collector deletes the pods bound to it about 40 s later, as on a real cluster."""
         self._sh("delete-node", name)
 
     def add_node(self, name: str) -> None:

@@ -26,6 +26,13 @@ LOG_DIR = Path(os.environ.get("QWEN_E2E_LOGS", "/tmp/qwen-e2e-logs"))
 PROMETHEUS_PORT = int(os.environ.get("QWEN_E2E_PROMETHEUS_PORT", "19090"))
 
 
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OperatorProcess:
     def __init__(self, kubeconfig: Path, extra_env: dict[str, str] | None = None, name: str = "operator") -> None:
         self.kubeconfig = kubeconfig
@@ -34,10 +41,11 @@ class OperatorProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         LOG_DIR.mkdir(parents=True, exist_ok=True)
         self.log_path = LOG_DIR / f"{name}.log"
+        self.metrics_port = _free_port()
 
     def start(self) -> None:
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": str(ROOT / "operator"), "QWEN_RESYNC_SECONDS": "5", "QWEN_METRICS_PORT": "0",
+               "PYTHONPATH": str(ROOT / "operator"), "QWEN_RESYNC_SECONDS": "5", "QWEN_METRICS_PORT": str(self.metrics_port),
                "QWEN_HEALTH_PORT": "0",
                "QWEN_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}", "QWEN_AUTOSCALE_TICK_SECONDS": "1",
                **self.extra_env}
@@ -56,6 +64,18 @@ class OperatorProcess:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a counter/gauge from the operator's own /metrics (0 when absent)."""
+        import urllib.request
+        text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
+        total = 0.0
+        for line in text.splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
@@ -114,9 +134,13 @@ def cond_is(namespace: str, name: str, ctype: str, status: str, reason: str | No
     return check
 
 
+OPERATOR_USER = "qwen-operator-e2e"
+
+
 @pytest.fixture(scope="session")
-def operator(kubeconfig: Path) -> Iterator[OperatorProcess]:
-    """CRD installed, local provisioner and the operator running, for the whole session."""
+def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
+    """CRD installed, local provisioner and the operator running, for the whole session. The operator has its
+    own identity (a client certificate for OPERATOR_USER) so the audit log can attribute its calls."""
     kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl_run("wait", "--for=condition=Established", "crd/qwendeployments.qwenops.dev", "--timeout=60s")
     prov_log = open(LOG_DIR / "provisioner.log", "ab") if LOG_DIR.mkdir(parents=True, exist_ok=True) is None \
@@ -124,7 +148,10 @@ def operator(kubeconfig: Path) -> Iterator[OperatorProcess]:
     prov = subprocess.Popen([sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
                             env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=prov_log,
                             stderr=subprocess.STDOUT)
-    op = OperatorProcess(kubeconfig)
+    op_kubeconfig = kubeconfig
+    if getattr(local_cluster, "audit_log", None) is not None:
+        op_kubeconfig = local_cluster.user_kubeconfig(OPERATOR_USER)
+    op = OperatorProcess(op_kubeconfig)
     op.start()
     try:
         yield op

@@ -25,8 +25,10 @@ DOCKERFILE = ROOT / "images" / "operator" / "Dockerfile"
 LOCK = ROOT / "images" / "operator" / "requirements.lock"
 
 # What the operator calls (adapters/kube.py, handlers/controller.py), as (apiGroup, resource) -> verbs.
+# QwenDeployments are only read: the operator patches their status subresource, never the object (no per-object
+# Kopf timer, hence no Kopf finalizer on them).
 NAMESPACED_RULES = {
-    ("qwenops.dev", "qwendeployments"): {"get", "list", "watch", "patch"},  # patch: Kopf's finalizer
+    ("qwenops.dev", "qwendeployments"): {"get", "list", "watch"},
     ("qwenops.dev", "qwendeployments/status"): {"patch"},
     ("apps", "statefulsets"): {"get", "list", "watch", "create", "patch"},
     ("", "services"): {"get", "list", "watch", "create", "patch"},
@@ -36,9 +38,9 @@ NAMESPACED_RULES = {
     ("", "pods/log"): {"get"},
     ("", "events"): {"create"},
 }
+# Kopf's cluster scanning is disabled (operator/qwen_operator/main.py): no CRD or namespace access.
 CLUSTER_RULES = {
     ("", "nodes"): {"get", "list", "watch"},
-    ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},  # Kopf's resource discovery
 }
 
 
@@ -96,6 +98,26 @@ def test_values_match_their_schema():
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert schema["properties"]["replicaCount"]["const"] == 1
     _check_against_schema(values, schema)
+
+
+def test_removed_values_are_gone_from_values_schema_templates_and_docs():
+    """The operator no longer reads QWEN_DEFAULT_VLLM_IMAGE, needs no patch on QwenDeployments and no Kopf
+    scanning grants: none of the old knobs may linger anywhere in the chart or its documentation."""
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    assert "defaultVllmImage" not in values and "defaultVllmImage" not in schema["properties"]
+    assert set(values["rbac"]) == set(schema["properties"]["rbac"]["properties"]) == {"create"}
+    texts = {p: p.read_text() for p in [*(CHART / "templates").iterdir(), CHART / "values.yaml",
+                                        CHART / "values.schema.json", ROOT / "docs" / "helm.md"]}
+    for path, text in texts.items():
+        for needle in ("defaultVllmImage", "QWEN_DEFAULT_VLLM_IMAGE", "finalizerPatch", "kopfScanning",
+                       "customresourcedefinitions"):
+            assert needle not in text, f"{needle} in {path.relative_to(ROOT)}"
+
+
+def test_values_ports_defaults():
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert values["metrics"]["port"] == 8080 and values["healthPort"] == 8081
 
 
 def test_dashboard_json_is_valid_and_covers_the_fleet_signals():
@@ -222,19 +244,24 @@ def test_watch_namespaces_gives_roles_per_namespace_and_only_cluster_reads_in_th
         assert rules_of(role) == NAMESPACED_RULES
         assert bindings[ns]["subjects"][0]["namespace"] == "qwen-system"
     (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
-    assert rules_of(cr) == {**CLUSTER_RULES, ("", "namespaces"): {"list", "watch"}}
+    assert rules_of(cr) == CLUSTER_RULES  # no namespaces: Kopf's scanning is off
     (dep,) = [d for d in docs if d["kind"] == "Deployment"]
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["QWEN_WATCH_NAMESPACES"] == "team-a,team-b"
 
 
 @needs_helm
-def test_strict_rbac_values_drop_the_extra_grants():
-    docs = render("--set", "rbac.finalizerPatch=false", "--set", "rbac.kopfScanning=false")
-    (cr,) = [d for d in docs if d["kind"] == "ClusterRole"]
-    rules = rules_of(cr)
-    assert rules[("qwenops.dev", "qwendeployments")] == {"get", "list", "watch"}
-    assert ("apiextensions.k8s.io", "customresourcedefinitions") not in rules
+@pytest.mark.parametrize("args", [[], ["--set", "watchNamespaces={team-a}"]], ids=["cluster-wide", "namespaced"])
+def test_no_patch_on_qwendeployments_and_no_crd_or_namespace_access(args):
+    docs = render(*args)
+    roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+    assert roles
+    for role in roles:
+        rules = rules_of(role)
+        assert "patch" not in rules.get(("qwenops.dev", "qwendeployments"), set()), role["kind"]
+        assert not {k for k in rules if k[1] in ("customresourcedefinitions", "namespaces")}, role["kind"]
+        assert not {k for k in rules if k[0] == "apiextensions.k8s.io"}, role["kind"]
+    assert any(rules_of(r).get(("qwenops.dev", "qwendeployments/status")) == {"patch"} for r in roles)
 
 
 @needs_helm
@@ -262,8 +289,48 @@ def test_deployment_is_hardened_and_configured():
     assert env["QWEN_RESYNC_SECONDS"] == "12"
     assert env["QWEN_WATCH_NAMESPACES"] == ""
     assert env["QWEN_METRICS_PORT"] == "8080"
-    assert env["QWEN_DEFAULT_VLLM_IMAGE"] == "vllm/vllm-openai:v0.32.0"
+    assert env["QWEN_HEALTH_PORT"] == "8081"
+    assert "QWEN_DEFAULT_VLLM_IMAGE" not in env  # the CRD defaults spec.image; the operator has no such setting
     assert dep["spec"]["template"]["spec"]["serviceAccountName"] == "rel-qwen-operator"
+
+
+def _operator_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
+    (dep,) = [d for d in docs if d["kind"] == "Deployment"]
+    (c,) = dep["spec"]["template"]["spec"]["containers"]
+    return c
+
+
+@needs_helm
+def test_ports_follow_the_values():
+    docs = render("--set", "metrics.port=9100", "--set", "healthPort=9101")
+    c = _operator_container(docs)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"metrics": 9100, "health": 9101}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert env["QWEN_METRICS_PORT"] == "9100" and env["QWEN_HEALTH_PORT"] == "9101"
+    assert c["livenessProbe"]["httpGet"]["port"] == "health"
+    (svc,) = [d for d in docs if d["kind"] == "Service"]
+    assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}]
+    # The pod rolls when a port changes.
+    def checksum(ds: list[dict[str, Any]]) -> str:
+        (dep,) = [d for d in ds if d["kind"] == "Deployment"]
+        return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+    assert checksum(docs) != checksum(render())
+
+
+@needs_helm
+def test_health_port_zero_turns_the_liveness_endpoint_and_probe_off():
+    c = _operator_container(render("--set", "healthPort=0"))
+    assert "livenessProbe" not in c
+    assert [p["name"] for p in c["ports"]] == ["metrics"]
+    assert {e["name"]: e.get("value") for e in c["env"]}["QWEN_HEALTH_PORT"] == "0"
+
+
+@needs_helm
+def test_health_and_metrics_ports_must_differ():
+    res = helm("template", "rel", str(CHART), "--set", "healthPort=8080")
+    assert res.returncode != 0 and "must differ" in res.stderr, res.stderr
+    res = helm("template", "rel", str(CHART), "--set", "metrics.port=8081")
+    assert res.returncode != 0 and "must differ" in res.stderr, res.stderr
 
 
 @needs_helm
@@ -301,9 +368,15 @@ def test_monitors_render_only_with_the_prometheus_operator_api():
     ["--set", "watchNamespaces={Team_A}"],        # not a namespace name
     ["--set", "prometheusUrl=prometheus:9090"],   # no scheme
     ["--set", "metrics.port=70000"],
+    ["--set", "healthPort=-1"],
+    ["--set", "healthPort=65536"],
     ["--set", "image.pullPolicy=Sometimes"],
     ["--set", "securityContext.runAsNonRoot=false"],
     ["--set", "replicas=1"],                       # typo of replicaCount: unknown key
+    # Removed knobs (the operator needs neither grant, and has no default-image setting): unknown keys now.
+    ["--set", "rbac.finalizerPatch=false"],
+    ["--set", "rbac.kopfScanning=false"],
+    ["--set", "defaultVllmImage=vllm/vllm-openai:v0.32.0"],
 ])
 def test_schema_rejects_bad_values(bad):
     res = helm("template", "rel", str(CHART), *bad)

@@ -33,7 +33,7 @@ for arg in "$@"; do
     --print-dir) echo "$CURRENT"; exit 0 ;;
     --force) FORCE=1 ;;
     --serial) SERIAL=1 ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "build-tools.sh: unknown argument: $arg" >&2; exit 2 ;;
   esac
 done

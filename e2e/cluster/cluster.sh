@@ -12,7 +12,8 @@
 #   env                print shell exports (PATH with the tools, KUBECONFIG): eval "$(cluster.sh env)"
 #   nodes              (re)apply all nodes of nodes.yaml
 #   add-node NAME      (re)create one node of nodes.yaml, with its GPU capacity, and wait until it is Ready
-#   delete-node NAME   delete one node (its pods are then evicted by the real node lifecycle controller)
+#   delete-node NAME   delete one node (the pod garbage collector deletes its pods ~40s later, as on a real cluster)
+#   dry-run            print what kwokctl would start (local binaries only), start nothing
 #   user-kubeconfig NAME [GROUP...]
 #                      write (and print the path of) a kubeconfig for a client-certificate user NAME in
 #                      GROUPs (default system:masters): distinct identities show up in the audit log
@@ -343,7 +344,7 @@ case "${1:-}" in
   user-kubeconfig) shift; cmd_user_kubeconfig "$@" ;;
   dry-run)  # show what kwokctl would run, without starting anything
     ensure_tools; write_config; mapfile -t args < <(create_args); "$BIN/kwokctl" "${args[@]}" --dry-run ;;
-  -h|--help|help|"") sed -n '2,24p' "$0" ;;
+  -h|--help|help|"") awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;
   *) die "unknown command: $1 (try --help)" ;;
 esac
 exit

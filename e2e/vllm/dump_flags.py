@@ -68,11 +68,52 @@ def type_name(t) -> str | None:
 
 
 def first_line(h: str | None) -> str | None:
+    """The first sentence of the help's first paragraph, on one line."""
     if not h or h == argparse.SUPPRESS:
         return None
-    text = h.strip()
-    line = text.split("\n\n", 1)[0].split("\n", 1)[0].strip()
-    return line
+    para = " ".join(h.strip().split("\n\n", 1)[0].split())
+    end = para.find(". ")
+    return para[: end + 1] if end > 0 else para
+
+
+def literal_values(tp) -> list[str]:
+    """Flatten Literal[...] / unions of Literals into their values."""
+    import typing
+
+    out: list[str] = []
+    for arg in typing.get_args(tp):
+        if isinstance(arg, str):
+            out.append(arg)
+        else:
+            out.extend(literal_values(arg))
+    return out
+
+
+def value_tables() -> dict:
+    """Values the parser does not list as choices but vLLM checks later (at engine config)."""
+    import dataclasses
+    import typing
+
+    import vllm.envs as envs
+    from vllm.config import CompilationConfig, SpeculativeConfig
+    from vllm.config import speculative as spec_mod
+    from vllm.model_executor.layers.quantization import (
+        DEPRECATED_QUANTIZATION_METHODS,
+        QUANTIZATION_METHODS,
+    )
+
+    hashed = set(envs.compile_factors())
+    known = sorted(envs.environment_variables)
+    return {
+        "quantization_methods": sorted(QUANTIZATION_METHODS),
+        "deprecated_quantization_methods": sorted(DEPRECATED_QUANTIZATION_METHODS),
+        "speculative_config_keys": sorted(f.name for f in dataclasses.fields(SpeculativeConfig)),
+        "speculative_methods": sorted(set(literal_values(spec_mod.SpeculativeMethod))),
+        "compilation_config_keys": sorted(f.name for f in dataclasses.fields(CompilationConfig)),
+        "env_vars": known,
+        # known variables that vllm.envs.compile_factors() leaves out of the torch.compile hash
+        "env_vars_not_in_compile_hash": sorted(set(known) - hashed),
+    }
 
 
 def build_serve_parser():
@@ -140,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("out", nargs="?", type=Path, default=DEFAULT_OUT)
     a = ap.parse_args(argv)
 
+    # vLLM attaches the help texts of its config fields only when "--help" is on the command
+    # line (vllm.engine.arg_utils.NEEDS_HELP, read at import); and `vllm serve --help` leaves out
+    # --model. Pretend a plain "--help" before vLLM is imported.
+    sys.argv = [sys.argv[0], "--help"]
+
     import importlib.metadata as md
 
     import vllm
@@ -164,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "takes_value false: the flag is a switch (store_true / BooleanOptionalAction).",
         ],
         "options": options,
+        **value_tables(),
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(doc, indent=1, sort_keys=False) + "\n")

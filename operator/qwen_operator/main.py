@@ -15,7 +15,9 @@ def _configure(settings: kopf.OperatorSettings, **_: object) -> None:
     # The operator posts its own events (only on transitions); Kopf's per-handler success events would be
     # write calls on every trigger, and idle must be silent.
     settings.posting.enabled = False
-    settings.persistence.finalizer = "qwenops.dev/finalizer"
+    # No cluster-wide discovery of namespaces and CRDs: the operator serves the namespaces it is told (or all)
+    # and only resources it knows, so its RBAC needs no list on namespaces or CRDs.
+    settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.execution.max_workers = 8
@@ -26,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     # Kopf logs every handler run at INFO; with hundreds of deployments that is noise. Our own lines stay.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers  # noqa: F401  (registers handlers)
-    from .handlers import autoscaler, controller  # noqa: F401
+    from .handlers import autoscaler, controller, loops  # noqa: F401
     from prometheus_client import start_http_server
     if CONFIG.metrics_port:
         start_http_server(CONFIG.metrics_port)

@@ -67,12 +67,13 @@ app.kubernetes.io/part-of: qwen-operator
 {{/*
 RBAC rules on the namespaced objects the operator reads and writes (operator/qwen_operator/adapters/kube.py and
 handlers/controller.py). Server-side apply is a PATCH; shared compile-cache objects are GET, then POST (create)
-or a JSON PATCH adding an owner reference; status is a merge PATCH on the status subresource.
+or a JSON PATCH adding an owner reference; status is a merge PATCH on the status subresource. A QwenDeployment
+itself is only read: the operator has no per-object Kopf timer, so Kopf puts no finalizer on it.
 */}}
 {{- define "qwen-operator.namespacedRules" -}}
 - apiGroups: ["qwenops.dev"]
   resources: ["qwendeployments"]
-  verbs: {{ if .Values.rbac.finalizerPatch }}["get", "list", "watch", "patch"]{{ else }}["get", "list", "watch"]{{ end }}
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["qwenops.dev"]
   resources: ["qwendeployments/status"]
   verbs: ["patch"]
@@ -96,19 +97,9 @@ or a JSON PATCH adding an owner reference; status is a merge PATCH on the status
   verbs: ["create"]
 {{- end -}}
 
-{{/* Cluster-scoped reads: GPU nodes (capacity per product), and Kopf's runtime discovery. */}}
+{{/* Cluster-scoped reads: GPU nodes (capacity per product). Kopf's cluster scanning (CRDs, namespaces) is off. */}}
 {{- define "qwen-operator.clusterRules" -}}
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
-{{- if .Values.rbac.kopfScanning }}
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["list", "watch"]
-{{- if .Values.watchNamespaces }}
-- apiGroups: [""]
-  resources: ["namespaces"]
-  verbs: ["list", "watch"]
-{{- end }}
-{{- end }}
 {{- end -}}

@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 
 from ..adapters.prometheus import read_replicas
-from ..api.models import GROUP, PLURAL, VERSION, QwenDeploymentSpec
+from ..api.models import QwenDeploymentSpec
 from ..autoscaling.policy import AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide
 from ..manifests.status import pod_issue, pod_ready
 from . import controller, metrics
@@ -68,13 +68,12 @@ def _status_fields(d: Decision, now_iso: str) -> dict[str, Any]:
             "lastDecisionTime": now_iso, "policyState": d.state.to_dict()}
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.autoscale_tick_seconds,
-            when=lambda spec, **_: bool((spec.get("autoscaling") or {}).get("enabled")))
-def autoscale(namespace: str, name: str, uid: str, **kw: Any) -> None:
-    indexes = controller._all_indexes(kw)
+def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> None:
+    """One autoscaling pass for one deployment (called by the operator's loop, handlers/loops.py)."""
     body = controller._one(indexes["deployments"], (namespace, name))
-    if body is None:
+    if body is None or not ((body.get("spec") or {}).get("autoscaling") or {}).get("enabled"):
         return
+    uid = body["metadata"].get("uid", "")
     try:
         spec = QwenDeploymentSpec.model_validate(body.get("spec") or {})
     except Exception:
@@ -102,6 +101,7 @@ def autoscale(namespace: str, name: str, uid: str, **kw: Any) -> None:
     if math.isfinite(d.observed_queue):
         metrics.OBSERVED_QUEUE.labels(namespace, name).set(d.observed_queue)
     metrics.DESIRED_REPLICAS.labels(namespace, name).set(d.desired_replicas)
+    metrics.WARM_REPLICAS.labels(namespace, name).set(cfg.warm_pool)
     message = d.message if error is None else f"{error}; {d.message}"
     changed = (d.desired_replicas != current or d.reason != auto.get("lastReason")
                or bool(d.active) != (auto.get("active", True)))

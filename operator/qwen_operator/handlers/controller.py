@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import kopf
+from kubernetes.client.exceptions import ApiException
 
 from ..adapters.kube import Kube
 from ..api.models import GROUP, PLURAL, VERSION
@@ -24,7 +25,6 @@ from ..manifests.status import pod_ready
 from ..manifests.plan import ClusterView, plan
 from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
 from . import metrics
-from .config import CONFIG
 
 log = logging.getLogger("qwen_operator")
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
@@ -117,6 +117,20 @@ def _one(index: kopf.Index, key: Any) -> dict[str, Any] | None:
 # ---- reconcile ---------------------------------------------------------------------------------------------------
 
 def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
+    try:
+        _reconcile(namespace, name, indexes, trigger)
+    except ApiException as e:
+        text = str(getattr(e, "body", "") or "")
+        if e.status == 403 and "NamespaceTerminating" in text or e.status == 404:
+            log.info("%s/%s: namespace or object going away; nothing to do (%s)", namespace, name, trigger)
+            return
+        if e.status == 409:
+            log.warning("%s/%s: conflict (%s); retried on the next pass", namespace, name, e.reason)
+            return
+        raise
+
+
+def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
     body = _one(indexes["deployments"], (namespace, name))
     if body is None or body.get("metadata", {}).get("deletionTimestamp"):
         return
@@ -154,6 +168,9 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
             if secs is not None:
                 ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
             k.annotate("v1", "PersistentVolumeClaim", namespace, pvc_name, ann)
+        for pod_name, (hit, _ev) in view.cache_evidence.items():
+            metrics.COMPILE_CACHE_PODS.labels(namespace, name, str(hit).lower()).set(
+                sum(1 for h, _ in view.cache_evidence.values() if h == hit))
         if p.status is not None and p.status != last:
             k.patch_status(namespace, name, p.status)
             _last_written[uid] = p.status
@@ -239,6 +256,3 @@ def on_job_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
         reconcile(namespace, owner, _all_indexes(kw), "job-event")
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=CONFIG.resync_seconds, initial_delay=CONFIG.resync_seconds)
-def resync(namespace: str, name: str, **kw: Any) -> None:
-    reconcile(namespace, name, _all_indexes(kw), "resync")

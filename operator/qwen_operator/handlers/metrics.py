@@ -14,3 +14,6 @@ OBSERVED_QUEUE = Gauge("qwen_operator_observed_queue", "Waiting requests the aut
                        ["namespace", "deployment"])
 DESIRED_REPLICAS = Gauge("qwen_operator_desired_replicas", "Replicas the autoscaler wants",
                          ["namespace", "deployment"])
+WARM_REPLICAS = Gauge("qwen_operator_warm_replicas", "Warm-pool replicas kept above demand", ["namespace", "deployment"])
+COMPILE_CACHE_PODS = Gauge("qwen_operator_compile_cache_pods", "Serving pods by compile-cache evidence",
+                           ["namespace", "deployment", "hit"])
