@@ -27,6 +27,7 @@ venv: $(VENV)/.installed
 crds: venv
 	$(VPY) -m qwen_operator.api.crd > crds/qwendeployments.yaml
 	$(VPY) -m qwen_operator.api.docs > docs/api.md
+	bash charts/sync-crds.sh
 
 # Debian packages the tests use (Prometheus for the autoscaling end-to-end test).
 system-deps:

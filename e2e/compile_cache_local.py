@@ -49,6 +49,19 @@ os.execve(py, [py, "-m", vl.SERVER_MODULE, *argv], env)
 """
 
 
+_HASH_DIR = re.compile(r"torch_aot_compile/([0-9a-f]{16,})/")
+_LOAD_ATTEMPT = re.compile(r"(Directly load AOT compilation from path|load failure from) \S*torch_aot_compile/([0-9a-f]+)/")
+
+
+def aot_hash_dirs(log: str) -> dict[str, list[str]]:
+    """vLLM's compile hash directories, as its log names them: where it saved artifacts and where it tried to
+    load them from (a load attempt means vLLM found an artifact for exactly this hash)."""
+    saved = sorted({m.group(1) for m in re.finditer(r"saved AOT compiled function to \S*torch_aot_compile/"
+                                                    r"([0-9a-f]+)/", log)})
+    loaded = sorted({m.group(2) for m in _LOAD_ATTEMPT.finditer(log)})
+    return {"saved": saved, "load_attempted": loaded}
+
+
 @dataclass
 class RunResult:
     role: str
@@ -59,6 +72,9 @@ class RunResult:
     evidence: str
     timings: dict[str, float] = field(default_factory=dict)
     cache_files: int = 0
+    hash_dirs: dict[str, list[str]] = field(default_factory=dict)
+    inductor_entries_before: int = 0
+    inductor_entries_after: int = 0
 
 
 def _env(container: dict[str, Any], dirs: dict[str, Path]) -> dict[str, str]:
@@ -84,6 +100,15 @@ def _timings(log: str) -> dict[str, float]:
         if m:
             out[k] = float(m[-1])
     return out
+
+
+def _inductor_entries(dirs: dict[str, Path]) -> int:
+    """Compiled-kernel/graph entries in the inductor caches under the cache root (a compile adds entries;
+    a cache hit adds none)."""
+    n = 0
+    for ic in dirs["cache"].rglob("inductor_cache"):
+        n += sum(1 for p in ic.rglob("*") if p.is_file() and "locks" not in p.parts)
+    return n
 
 
 def _count_files(d: Path) -> int:
@@ -114,7 +139,7 @@ def run_bake(job: dict[str, Any], dirs: dict[str, Path], timeout: float = 900) -
     text = log_path.read_text(errors="replace")
     hit, evidence = detect_cache_hit(text)
     res = RunResult("bake", r.returncode, seconds if r.returncode == 0 else None, str(log_path), hit, evidence,
-                    _timings(text), _count_files(dirs["cache"]))
+                    _timings(text), _count_files(dirs["cache"]), aot_hash_dirs(text), 0, _inductor_entries(dirs))
     # The PVC holds what the bake wrote; the pod-local cache dir starts empty, as an emptyDir does.
     shutil.rmtree(dirs["pvc"])
     shutil.copytree(dirs["cache"], dirs["pvc"], symlinks=True)
@@ -131,6 +156,7 @@ def run_serve(sts: dict[str, Any], dirs: dict[str, Path], role: str = "serve", t
         cmd = [_localize(a, dirs) for a in init["command"]]
         subprocess.run(cmd, env=env_base, check=True, timeout=300, capture_output=True)
     c = pod["containers"][0]
+    before = _inductor_entries(dirs)
     log_path = dirs["logs"] / f"{role}.log"
     t0 = time.monotonic()
     with open(log_path, "w") as log:
@@ -146,7 +172,7 @@ def run_serve(sts: dict[str, Any], dirs: dict[str, Path], role: str = "serve", t
     text = log_path.read_text(errors="replace")
     hit, evidence = detect_cache_hit(text)
     return RunResult(role, proc.returncode, seconds, str(log_path), hit, evidence, _timings(text),
-                     _count_files(dirs["cache"]))
+                     _count_files(dirs["cache"]), aot_hash_dirs(text), before, _inductor_entries(dirs))
 
 
 def as_dict(r: RunResult) -> dict[str, Any]:

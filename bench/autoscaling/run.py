@@ -112,7 +112,8 @@ def fresh_requests(trace: Trace, sm: ServiceModel):
 
 
 def ours_config(**over: Any) -> AutoscalingConfig:
-    base: dict[str, Any] = dict(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, max_num_seqs=256)
+    base: dict[str, Any] = dict(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, max_num_seqs=256,
+                                cold_start_s=round(cold_start_for(QWEN3_8B, "baked").total_s))
     base.update(over)
     return AutoscalingConfig(**base)
 
@@ -120,8 +121,11 @@ def ours_config(**over: Any) -> AutoscalingConfig:
 POLICIES: dict[str, tuple[Callable[[], Any], str]] = {
     "ours": (lambda: Ours(ours_config()), "baked"),
     "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
-    "ours-unbaked": (lambda: Ours(ours_config(), name="ours-unbaked"), "unbaked"),
-    "ours-unbaked-a10g-penalty": (lambda: Ours(ours_config(), name="ours-unbaked-a10g-penalty"), "unbaked-a10g"),
+    "ours-unbaked": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked").total_s)),
+                                  name="ours-unbaked"), "unbaked"),
+    "ours-unbaked-a10g-penalty": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked-a10g")
+                                                                              .total_s)),
+                                               name="ours-unbaked-a10g-penalty"), "unbaked-a10g"),
     "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "keda-prodstack": (lambda: KedaQueue(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "aibrix-kpa": (lambda: AibrixKpa(MIN_REPLICAS, MAX_REPLICAS, target=5.0), "baked"),

@@ -42,7 +42,7 @@ class Replica:
     __slots__ = (
         "rid", "sm", "state", "created", "ready_at", "ended", "queue", "pf", "head_rem", "pf_backlog",
         "dec", "D", "n_dec", "sum_prompt_dec", "sum_D0", "kv_res", "t", "T", "p", "busy", "ver",
-        "busy_at_scrape", "t_at_scrape", "seqno", "qtok",
+        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "scrapes",
     )
 
     def __init__(self, rid: int, sm: ServiceModel, created: float, ready_at: float) -> None:
@@ -71,6 +71,8 @@ class Replica:
         self.t_at_scrape = created
         self.seqno = 0
         self.qtok = 0
+        self.completed = 0
+        self.scrapes: deque[tuple[float, int]] = deque()
 
     # --- gauges -------------------------------------------------------------------------------
     def outstanding(self) -> int:
@@ -122,6 +124,7 @@ class Replica:
             r.ttft = t - r.arrival
             if r.output <= 1:
                 r.done = t
+                self.completed += 1
                 self.kv_res -= r.prompt + r.output
             else:
                 self.seqno += 1
@@ -144,6 +147,7 @@ class Replica:
             self.sum_D0 -= fD - (r.output - 1)
             self.kv_res -= r.prompt + r.output
             r.done = t
+            self.completed += 1
         if self.n_dec == 0:
             self.sum_prompt_dec = 0.0
             self.sum_D0 = 0.0
@@ -204,6 +208,7 @@ class Sample:
     running: float
     kv: float
     util: float
+    rate: float | None = None  # rate(vllm:request_success_total[1m]); None until two scrapes exist
 
 
 @dataclass
@@ -410,7 +415,13 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
         for r in fleet.replicas:
             if r.state in (READY, DRAINING):
                 r.advance(t)
-                samples[r.rid] = Sample(t, float(r.waiting()), float(r.running()), r.kv_usage(), r.gpu_util_since_scrape(t))
+                hist = r.scrapes
+                hist.append((t, r.completed))
+                while hist and hist[0][0] < t - 60.0 - 1e-6:
+                    hist.popleft()
+                rate = (hist[-1][1] - hist[0][1]) / (hist[-1][0] - hist[0][0]) if len(hist) >= 2 else None
+                samples[r.rid] = Sample(t, float(r.waiting()), float(r.running()), r.kv_usage(),
+                                        r.gpu_util_since_scrape(t), rate)
             else:
                 samples.pop(r.rid, None)
         fleet.push(t + cfg.scrape_interval_s, EV_CALL, scrape)

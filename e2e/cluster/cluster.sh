@@ -208,6 +208,7 @@ cmd_up() {
   local start=$SECONDS
   if cluster_exists && healthy; then
     log "cluster $NAME already running: reusing it"
+    grep -q 'client-certificate-data' "$KUBECONFIG_OUT" || flatten_kubeconfig
   else
     if cluster_exists; then
       log "cluster $NAME exists but is not healthy: trying to start it"

@@ -131,6 +131,16 @@ def tree(cache_root: Path, max_files: int = 600) -> list[dict]:
     return rows
 
 
+def served_name(argv: list[str]) -> str | None:
+    """The name clients use: the first --served-model-name, else the model."""
+    for i, tok in enumerate(argv):
+        if tok == "--served-model-name" and i + 1 < len(argv):
+            return argv[i + 1]
+        if tok.startswith("--served-model-name="):
+            return tok.split("=", 1)[1]
+    return vl.split_model(argv)[0]
+
+
 def run_scenario(
     name: str,
     argv: list[str],
@@ -165,7 +175,7 @@ def run_scenario(
             res["time_to_healthy_s"] = round(vl.wait_healthy(port, timeout, proc=proc), 1)
             status, body = vl.http_post_json(
                 f"http://127.0.0.1:{port}/v1/completions",
-                {"model": vl.split_model(argv)[0], "prompt": "Hello", "max_tokens": 8, "temperature": 0},
+                {"model": served_name(argv), "prompt": "Hello", "max_tokens": 8, "temperature": 0},
                 timeout=120,
             )
             res["completion_status"] = status

@@ -202,6 +202,15 @@ class Serving(_Model):
                                   "(--flag or --flag=value). Each must exist in the pinned vLLM and must not "
                                   "duplicate a flag the operator sets from typed fields.")
 
+    @field_validator("env")
+    @classmethod
+    def _env_unique(cls, v: list[EnvVar]) -> list[EnvVar]:
+        names = [e.name for e in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"serving.env names must be unique; repeated: {', '.join(dupes)}")
+        return v
+
     @field_validator("cudagraph_capture_sizes")
     @classmethod
     def _sizes_ok(cls, v: list[int] | None) -> list[int] | None:
@@ -318,9 +327,11 @@ class QwenDeploymentSpec(_Model):
 
     @model_validator(mode="after")
     def _extra_args_shape(self) -> "QwenDeploymentSpec":
-        for a in self.serving.extra_args:
+        for i, a in enumerate(self.serving.extra_args):
             if not a.startswith("--") or len(a) < 3:
-                raise ValueError(f"serving.extraArgs: {a!r} must look like --flag or --flag=value")
+                # The value is not echoed: it may be a secret given as a separate argument (--api-key, sk-...).
+                raise ValueError(f"serving.extraArgs[{i}] must look like --flag or --flag=value (write a flag and "
+                                 "its value as one item, --flag=value)")
         return self
 
     @property

@@ -9,30 +9,48 @@ benchmark (bench/autoscaling) calls this very function, so the benchmark measure
 Demand model
 ------------
 vLLM exposes per replica the running sequences ``r`` (admitted: prefilling or decoding), the waiting
-requests ``w`` (not admitted yet) and the KV-cache usage ``k`` (0..1).  Little's law in concurrency
-units: the sequences in flight, divided by what one replica should hold, is the number of replicas::
+requests ``w`` (not admitted yet), the KV-cache usage ``k`` (0..1) and the completion counter
+vllm:request_success_total, whose one-minute rate is the replica's throughput.  The policy sizes the fleet
+in one of two modes, and always adds the warm pool on top::
 
-    demand = (mean_window(sum r) + max(0, sum w - q* * N_ready)) / c_target
     desired = ceil(demand) + warm_pool,  clamped to [min_replicas + warm_pool, max_replicas]
 
-* ``sum r`` is averaged over ``demand_window_s`` (a single scrape of a queueing process is noisy, and a
-  burst shorter than a cold start cannot be served by a scale-up anyway: the warm pool absorbs it).
-  Waiting requests beyond the allowance ``q*`` (``target_queue_per_replica``) count at once: a standing
-  queue is the direct symptom of a TTFT breach, and those requests need sequence slots too.
-* ``c_target`` is the concurrency a replica should carry: ``target_utilization * c_cap``, and never more
-  than the sequences of the current mix that fit under the KV target (``r * kv_cache_target / k``).
-* ``c_cap``, the concurrency at which a replica stops meeting the queue target, is *learned*: it starts at
-  ``prior_capacity`` (default ``max_num_seqs``, the slot bound), moves halfway down to the running
-  sequences per replica whenever the window's mean waiting per replica exceeds ``q*``, moves up when
-  replicas are seen carrying more without a queue, and relaxes (in log space, slowly) back towards the
-  prior.  It lives in the persisted state.  Why learned: where a replica saturates depends on the request
-  mix (short chat prompts fill the 256 slots; 15k-token prompts saturate prefill compute at a few
-  sequences), and the gauges show it only when it happens.
-* ``target_utilization`` is 0.5 because running concurrency grows convexly with offered load (batch
-  slows the step, which lengthens every request): half the queueing concurrency is already close to the
-  throughput limit, while the other half is headroom against bursts during a cold start.
-* ``q*`` can be derived from a TTFT SLO: a request that finds ``q`` waiting ahead of it on a replica
-  admitting ``mu`` requests/s waits ``q / mu``; giving queueing half the SLO, ``q* = 0.5 * slo * mu``.
+*Throughput mode* (once a per-replica service rate ``mu`` has been learned).  Requests are conserved, so
+the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
+the demand window).  Then::
+
+    demand = (arrivals + trend_ahead + backlog / drain_time_s) / (target_throughput_utilization * mu)
+
+This is linear in the offered load, so it gives the same answer whatever the current fleet size.  ``mu``
+is learned from replicas that kept a standing queue (>= ``saturation_queue`` waiting) for the demand window
+plus the rate window: a saturated server completes requests at its service rate.  It is raised when the
+fleet completes more without a queue, creeps up slowly (``capacity_relax_s``) so a lighter request mix is
+eventually noticed, and lives in the persisted state.
+
+*Concurrency mode* (before ``mu`` is known; Little's law in sequences)::
+
+    demand = (min(mean_window(r), c_cap) * N_ready + excess waiting + trend_ahead) / c_target
+
+``c_target = target_utilization * c_cap``, never above the sequences of the current mix that fit under the
+KV target (``r * kv_cache_target / k``).  ``c_cap`` starts at ``prior_capacity`` (default ``max_num_seqs``)
+and moves halfway down to the running sequences per replica whenever the window's mean waiting exceeds the
+queue target ``q*`` on a settled fleet.  Running concurrency grows convexly with load (a larger batch slows
+every step, which lengthens every request), so the estimate jumps at the knee; ``target_utilization`` 0.5
+and a wide scale-down hysteresis (below) keep the controller off that knee.
+
+Common parts:
+
+* ``trend_ahead``: capacity asked for now is Ready one cold start later, so the rising part of the demand
+  trend (least-squares slope over ``trend_window_s``) is extrapolated over ``cold_start_s``, never by more
+  than half the current demand (a burst is not a ramp).
+* Waiting requests beyond ``q*`` per replica (``target_queue_per_replica``; derivable from a TTFT SLO:
+  ``q* = 0.5 * slo * replica_admission_rps``) are a backlog to drain.
+* Hysteresis: the size kept (recorded for the scale-down window) is what the demand asks at a lower target,
+  ``down_hysteresis_* x`` the scale-up target: 0.6 in concurrency mode (convex signal), 0.9 in throughput
+  mode (linear signal, only noise to absorb).
+* Trust region: a scale-down whose linearly predicted load per replica exceeds the highest load the fleet
+  carried without a queue (``safe_load``) is a probe: one replica, and a full stabilization window after the
+  previous step.  An unknown capacity is explored slowly; a known one is used at once.
 
 The warm pool are Ready replicas above demand: bursts land on warm engines instead of paying a
 multi-minute cold start.
@@ -94,6 +112,14 @@ class AutoscalingConfig:
     replica_admission_rps: float | None = None  # with ttft_slo_seconds, derives the queue target
     max_num_seqs: int = 256  # vLLM --max-num-seqs: the slot bound of a replica
     target_utilization: float = 0.5
+    # throughput mode: fraction of the learned per-replica service rate to load a replica with
+    target_throughput_utilization: float = 0.85
+    drain_time_s: float = 120.0  # a backlog above the queue target is to be drained within this time
+    # hysteresis: a scale-down must leave the replicas below this fraction of the scale-up target.  Wide in
+    # concurrency mode (running grows convexly with load, so the estimate jumps at the knee), narrow in
+    # throughput mode (linear in load: only noise to absorb)
+    down_hysteresis_concurrency: float = 0.6
+    down_hysteresis_throughput: float = 0.9
     kv_cache_target: float = 0.8  # llm-d's saturation level
     warm_pool: int = 1
     scale_up_stabilization_s: float = 0.0
@@ -104,9 +130,14 @@ class AutoscalingConfig:
     metrics_max_age_s: float = 60.0  # four 15 s scrapes
     min_sample_fraction: float = 0.5  # fewer fresh samples than this fraction of Ready replicas: hold
     demand_window_s: float = 60.0
+    # demand trend: the in-flight slope over this window, extrapolated over one cold start
+    trend_window_s: float = 180.0
+    cold_start_s: float = 180.0  # expected pod start to Ready (the operator knows whether the cache is baked)
     learn_capacity: bool = True
     prior_capacity: float | None = None  # a-priori c_cap (e.g. from capacity planning); default max_num_seqs
     capacity_relax_s: float = 21600.0  # e-folding time (log space) of the learned c_cap back to the prior
+    # waiting per replica at every scrape for two minutes that proves a replica runs at its service rate
+    saturation_queue: float = 2.0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -119,6 +150,12 @@ class AutoscalingConfig:
             raise ValueError("max_num_seqs must be >= 1")
         if not 0.0 < self.target_utilization <= 1.0:
             raise ValueError("target_utilization must be in (0, 1]")
+        if not 0.0 < self.target_throughput_utilization <= 1.0:
+            raise ValueError("target_throughput_utilization must be in (0, 1]")
+        if not (0.0 < self.down_hysteresis_concurrency <= 1.0 and 0.0 < self.down_hysteresis_throughput <= 1.0):
+            raise ValueError("down hysteresis factors must be in (0, 1]")
+        if self.drain_time_s <= 0:
+            raise ValueError("drain_time_s must be > 0")
         if not 0.0 < self.kv_cache_target <= 1.0:
             raise ValueError("kv_cache_target must be in (0, 1]")
         if self.target_queue_per_replica <= 0:
@@ -129,8 +166,10 @@ class AutoscalingConfig:
             raise ValueError("replica_admission_rps must be > 0")
         if self.max_scale_up_step < 0 or self.max_scale_down_step < 1:
             raise ValueError("max_scale_up_step must be >= 0 and max_scale_down_step >= 1")
-        if self.metrics_max_age_s <= 0 or self.demand_window_s < 0:
-            raise ValueError("metrics_max_age_s must be > 0 and demand_window_s >= 0")
+        if self.metrics_max_age_s <= 0 or self.demand_window_s < 0 or self.trend_window_s < 0:
+            raise ValueError("metrics_max_age_s must be > 0, demand/trend windows >= 0")
+        if self.cold_start_s < 0:
+            raise ValueError("cold_start_s must be >= 0")
         if self.prior_capacity is not None and self.prior_capacity <= 0:
             raise ValueError("prior_capacity must be > 0")
 
@@ -149,12 +188,15 @@ class AutoscalingConfig:
 @dataclass(frozen=True)
 class ReplicaSample:
     """One Ready replica's gauges from one scrape: vllm:num_requests_waiting, vllm:num_requests_running,
-    vllm:kv_cache_usage_perc (a fraction, 0..1)."""
+    vllm:kv_cache_usage_perc (a fraction, 0..1), and optionally the completion rate from the
+    vllm:request_success_total counter."""
 
     waiting: float
     running: float
     kv_cache_usage: float
     name: str = ""
+    # requests completed per second over the last minute: rate(vllm:request_success_total[1m]); optional
+    request_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -188,25 +230,38 @@ class PolicyState:
     """The minimum history the policy needs; JSON-serializable for the resource's status.
 
     ``recommendations``: (time, recommended replicas) within the longest stabilization window.
-    ``window``: (time, running per Ready replica, waiting per Ready replica) within the demand window.
+    ``window``: (time, running, waiting, Ready replicas, completions/s or -1 when unknown): fleet totals
+    within the demand/trend windows.
+    ``service_rate`` / ``service_rate_time``: learned completions/s one replica sustains (None: not seen yet).
+    ``safe_load``: the highest running sequences per replica seen on a settled fleet without a queue (the
+    trust region of scale-down).
+    ``saturated_since``: (replica name, time) of replicas that have had a standing queue since that time.
     ``capacity`` / ``capacity_time``: learned c_cap and when it was computed (None: the prior applies).
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
-    window: tuple[tuple[float, float, float], ...] = ()
+    window: tuple[tuple[float, float, float, int, float], ...] = ()
     last_scale_up_time: float | None = None
     last_scale_down_time: float | None = None
     capacity: float | None = None
     capacity_time: float | None = None
+    service_rate: float | None = None
+    service_rate_time: float | None = None
+    safe_load: float | None = None
+    saturated_since: tuple[tuple[str, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "recommendations": [[t, n] for t, n in self.recommendations],
-            "window": [[t, r, w] for t, r, w in self.window],
+            "window": [list(x) for x in self.window],
             "lastScaleUpTime": self.last_scale_up_time,
             "lastScaleDownTime": self.last_scale_down_time,
             "capacity": self.capacity,
             "capacityTime": self.capacity_time,
+            "serviceRate": self.service_rate,
+            "serviceRateTime": self.service_rate_time,
+            "safeLoad": self.safe_load,
+            "saturatedSince": [[n, t] for n, t in self.saturated_since],
         }
 
     @classmethod
@@ -220,13 +275,21 @@ class PolicyState:
                 t, n = _num(item[0]), _num(item[1])
                 if t is not None and n is not None and n >= 0:
                     recs.append((t, int(n)))
-        win: list[tuple[float, float, float]] = []
+        win: list[tuple[float, float, float, int, float]] = []
         for item in d.get("window") or ():
-            if isinstance(item, (list, tuple)) and len(item) == 3:
-                t, r, w = (_num(v) for v in item)
-                if t is not None and r is not None and w is not None and r >= 0 and w >= 0:
-                    win.append((t, r, w))
+            if isinstance(item, (list, tuple)) and len(item) == 5:
+                t, r, w, n, c = (_num(v) for v in item)
+                if (t is not None and r is not None and w is not None and n is not None and c is not None
+                        and r >= 0 and w >= 0 and n >= 1 and c >= -1):
+                    win.append((t, r, w, int(n), c if c >= 0 else -1.0))
         cap = _num(d.get("capacity"))
+        mu = _num(d.get("serviceRate"))
+        sat: list[tuple[str, float]] = []
+        for item in d.get("saturatedSince") or ():
+            if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
+                t = _num(item[1])
+                if t is not None:
+                    sat.append((item[0], t))
         return cls(
             recommendations=tuple(sorted(recs)),
             window=tuple(sorted(win)),
@@ -234,6 +297,10 @@ class PolicyState:
             last_scale_down_time=_num(d.get("lastScaleDownTime")),
             capacity=cap if cap is not None and cap > 0 else None,
             capacity_time=_num(d.get("capacityTime")),
+            service_rate=mu if mu is not None and mu > 0 else None,
+            service_rate_time=_num(d.get("serviceRateTime")),
+            safe_load=_num(d.get("safeLoad")),
+            saturated_since=tuple(sorted(sat)),
         )
 
 
@@ -288,6 +355,8 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
         if not (_finite_nonneg(s.waiting) and _finite_nonneg(s.running) and _finite_nonneg(s.kv_cache_usage)):
             return HOLD_METRICS_INVALID, (f"garbage sample from {s.name or '?'}: waiting={s.waiting!r} "
                                           f"running={s.running!r} kv={s.kv_cache_usage!r}")
+        if s.request_rate is not None and not _finite_nonneg(s.request_rate):
+            return HOLD_METRICS_INVALID, f"garbage request rate {s.request_rate!r} from {s.name or '?'}"
         if s.kv_cache_usage > 1.0 + 1e-6:
             return HOLD_METRICS_INVALID, f"kv_cache_usage {s.kv_cache_usage} > 1 from {s.name or '?'}"
     if not obs.samples or len(obs.samples) < config.min_sample_fraction * obs.ready_replicas:
@@ -296,19 +365,47 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
 
 
 def _learn_capacity(prev: float | None, prev_time: float | None, now: float, run_pr: float, wait_pr: float,
-                    q_target: float, config: AutoscalingConfig) -> float:
+                    q_target: float, config: AutoscalingConfig, settled: bool = True) -> float:
     """Next c_cap from the window's mean running and waiting per replica (see the module docstring)."""
     prior = config.prior()
     cap = prev if prev is not None else prior
     if prev is not None and prev_time is not None and config.capacity_relax_s > 0:
         decay = math.exp(-max(0.0, now - prev_time) / config.capacity_relax_s)
         cap = math.exp(math.log(prior) + (math.log(cap) - math.log(prior)) * decay)
-    if config.learn_capacity and run_pr > 0:
+    if config.learn_capacity and settled and run_pr > 0:
         if wait_pr > q_target:
             cap = 0.5 * cap + 0.5 * min(cap, run_pr)  # queue target exceeded at run_pr: halfway there
         elif wait_pr <= 0.5 * q_target and run_pr > cap:
             cap = run_pr  # carried that many without a queue: c_cap is at least that
     return max(1.0, min(float(config.max_num_seqs), cap))
+
+
+def _learn_service_rate(prev: float | None, prev_time: float | None, now: float, tp_pr: float, saturated: bool,
+                        no_queue: bool, config: AutoscalingConfig) -> float | None:
+    """Next learned service rate (completions/s one replica sustains).  Saturated evidence moves it halfway
+    down (or sets it the first time); completing more without a queue raises it; otherwise it creeps up
+    slowly (e-folding ``capacity_relax_s``) so that a lighter request mix is eventually noticed."""
+    mu = prev
+    if mu is not None and prev_time is not None and config.capacity_relax_s > 0:
+        mu *= math.exp(max(0.0, now - prev_time) / config.capacity_relax_s)
+    if not config.learn_capacity or tp_pr <= 0:
+        return mu
+    if saturated:
+        mu = tp_pr if mu is None else 0.5 * mu + 0.5 * min(mu, tp_pr)
+    elif no_queue and mu is not None and tp_pr > mu:
+        mu = tp_pr
+    return mu
+
+
+def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: float = 45.0) -> float:
+    """Least-squares slope (per second) of (time, value) points; 0 with too few points or too short a span."""
+    if len(points) < min_points or points[-1][0] - points[0][0] < min_span:
+        return 0.0
+    n = len(points)
+    mt = sum(t for t, _ in points) / n
+    mv = sum(v for _, v in points) / n
+    var = sum((t - mt) ** 2 for t, _ in points)
+    return sum((t - mt) * (v - mv) for t, v in points) / var if var > 0 else 0.0
 
 
 def _covered(state: PolicyState, now: float, window_s: float) -> bool:
@@ -336,21 +433,30 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
                         f"no Ready or starting replica: holding the floor-clamped size {held}", 0.0, False, state,
                         held)
 
-    # 2. Observed totals (scaled up to every Ready replica when a few samples are missing).
+    # 2. Observed totals.  A Ready replica without a sample is, almost always, one that became Ready after
+    # the last scrape: it counts as capacity and carries no load yet.
     ready = obs.ready_replicas
-    scale = ready / len(obs.samples)
-    waiting = sum(s.waiting for s in obs.samples) * scale
-    running = sum(s.running for s in obs.samples) * scale
-    kv = sum(s.kv_cache_usage for s in obs.samples) * scale
+    waiting = sum(s.waiting for s in obs.samples)
+    running = sum(s.running for s in obs.samples)
+    kv = sum(s.kv_cache_usage for s in obs.samples)
+    with_rate = [s.request_rate for s in obs.samples if s.request_rate is not None]
+    # Prometheus' rate() needs two scrapes: a replica younger than that has no rate and no completions yet
+    completions = sum(with_rate) if with_rate else -1.0
 
-    # 3. Windowed means per replica, learned capacity, target concurrency.
-    win_s = config.demand_window_s
-    window = tuple(x for x in state.window if obs.time - win_s < x[0] < obs.time) + ((obs.time, running / ready,
-                                                                                      waiting / ready),)
-    run_pr = sum(x[1] for x in window) / len(window)
-    wait_pr = sum(x[2] for x in window) / len(window)
+    # 3. Windowed means per replica, learned capacities, targets.
+    keep_s = max(config.demand_window_s + 60.0, config.trend_window_s)
+    window = tuple(x for x in state.window if obs.time - keep_s < x[0] < obs.time) + (
+        (obs.time, running, waiting, ready, completions),)
+    recent = [x for x in window if x[0] > obs.time - config.demand_window_s]
+    run_pr = sum(x[1] / x[3] for x in recent) / len(recent)
+    wait_pr = sum(x[2] / x[3] for x in recent) / len(recent)
     q_target = config.queue_target()
-    cap = _learn_capacity(state.capacity, state.capacity_time, obs.time, run_pr, wait_pr, q_target, config)
+    # learn only from a settled fleet: no pod starting and the same Ready count over the window (right after
+    # a scale-up, a backlog spread over fresh replicas says nothing about what one replica can carry)
+    settled = obs.starting_replicas == 0 and all(x[3] == ready for x in recent) and (
+        len(recent) > 1 and recent[0][0] <= obs.time - 0.75 * config.demand_window_s)
+    cap = _learn_capacity(state.capacity, state.capacity_time, obs.time, run_pr, wait_pr, q_target, config,
+                          settled)
     c_target = config.target_utilization * cap
     kv_bound = ""
     if kv > 1e-3 and running >= 1:
@@ -358,21 +464,77 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         if c_kv < c_target:
             c_target, kv_bound = c_kv, " (KV-bound)"
     c_target = max(1.0, c_target)
-
-    # 4. Demand and recommendation.
+    tw = config.trend_window_s
+    full_trend = tw > 0 and window[0][0] <= obs.time - 0.9 * tw
     excess_waiting = max(0.0, wait_pr - q_target) * ready
-    # a saturated replica holds c_cap sequences whatever the overload: count no more than that (the
-    # queue term carries the rest), or the convex pile-up of running sequences would read as 2-3x demand
-    demand = (min(run_pr, cap) * ready + excess_waiting) / c_target
+
+    # replicas with a standing queue, and since when
+    prev_since = dict(state.saturated_since)
+    since = {s.name: prev_since.get(s.name, obs.time) for s in obs.samples
+             if s.name and s.waiting >= config.saturation_queue}
+
+    # throughput: arrivals = completions + growth of what is in flight (conservation of requests)
+    mu = state.service_rate
+    tp_known = all(x[4] >= 0 for x in recent)
+    arrivals = tp_pr = -1.0
+    if tp_known:
+        tp_pr = sum(x[4] / x[3] for x in recent) / len(recent)
+        growth = _slope([(x[0], x[1] + x[2]) for x in recent], min_points=3, min_span=30.0)
+        arrivals = max(0.0, sum(x[4] for x in recent) / len(recent) + growth)
+        # a replica that has had a standing queue for the demand window plus the one-minute rate window
+        # (completions lag the gauges) completes at its service rate; judged per replica, because a queue
+        # stuck on one replica says nothing about the others
+        span = config.demand_window_s + 60.0
+        proven = [s.request_rate for s in obs.samples
+                  if s.name in since and since[s.name] <= obs.time - span and s.request_rate is not None]
+        saturated = bool(proven)
+        if proven:
+            tp_pr = sum(proven) / len(proven)
+        mu = _learn_service_rate(mu, state.service_rate_time, obs.time, tp_pr, saturated,
+                                 settled and wait_pr <= 0.5 * q_target, config)
+
+    # 4. Demand (replicas) and recommendation.
+    if mu is not None and tp_known:
+        # linear in load: arrivals over what a replica sustains at the target utilization, plus draining
+        # the backlog above the queue target, plus the arrival trend over one cold start
+        per_replica = config.target_throughput_utilization * mu
+        trend = _slope([(x[0], x[4]) for x in window if x[0] > obs.time - tw and x[4] >= 0]) if full_trend else 0.0
+        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * arrivals)
+        demand = (arrivals + ahead + excess_waiting / config.drain_time_s) / per_replica
+        hysteresis = config.down_hysteresis_throughput
+        mode = (f"throughput mode: arrivals {arrivals:.1f}/s (completions {max(tp_pr, 0) * ready:.1f}/s), "
+                f"service rate {mu:.2f}/s/replica, target {per_replica:.2f}; trend {trend * 60:+.1f}/s per min")
+    else:
+        # concurrency (Little's law); a saturated replica holds c_cap sequences whatever the overload: count
+        # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
+        # a backlog is counted at most as one more fleet (the step limit would cut it there anyway)
+        inflight = min(run_pr, cap) * ready + min(excess_waiting, c_target * ready)
+        # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
+        # never more than half the current demand (a burst is not a ramp)
+        trend = _slope([(x[0], x[1]) for x in window if x[0] > obs.time - tw]) if full_trend else 0.0
+        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * inflight)
+        demand = (inflight + ahead) / c_target
+        hysteresis = config.down_hysteresis_concurrency
+        mode = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}{kv_bound}; running "
+                f"trend {trend * 60:+.0f}/min")
     need = math.ceil(demand - 1e-9) if demand > 0 else 0
     wanted = need + config.warm_pool
     rec = _clamp(wanted, config)
+    # the size to keep: what the demand asks at the scale-down target (recorded for the stabilization window)
+    keep_n = _clamp((math.ceil(demand / hysteresis - 1e-9) if demand > 0 else 0) + config.warm_pool, config)
     keep = max(config.scale_down_stabilization_s, config.scale_up_stabilization_s)
-    recs = tuple((t, n) for t, n in state.recommendations if obs.time - keep <= t < obs.time) + ((obs.time, rec),)
-    new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time)
+    recs = tuple((t, n) for t, n in state.recommendations if obs.time - keep <= t < obs.time) + ((obs.time, keep_n),)
+    safe = state.safe_load
+    if settled and wait_pr <= 0.5 * q_target:
+        safe = max(safe or 0.0, run_pr)
+    elif settled and wait_pr > q_target and safe is not None:
+        safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
+    new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
+                        service_rate=mu, service_rate_time=obs.time if mu is not None else None, safe_load=safe,
+                        saturated_since=tuple(sorted(since.items())))
     numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "
-               f"+ {obs.starting_replicas} starting; capacity {cap:.1f} seqs/replica, target {c_target:.1f}"
-               f"{kv_bound}; demand {demand:.2f} replicas + warm pool {config.warm_pool}")
+               f"+ {obs.starting_replicas} starting; {mode}; demand {demand:.2f} replicas + warm pool "
+               f"{config.warm_pool}")
 
     def out(n: int, reason: str, msg: str, st: PolicyState = new_state) -> Decision:
         return Decision(n, reason, f"{msg}; {numbers}", waiting, True, st, rec, demand, cap)
@@ -381,7 +543,7 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     if rec > current:
         target = rec
         if config.scale_up_stabilization_s > 0:
-            target = min(n for t, n in recs if t >= obs.time - config.scale_up_stabilization_s)
+            target = min([rec] + [n for t, n in recs if t >= obs.time - config.scale_up_stabilization_s])
         target = min(target, current + (config.max_scale_up_step or max(4, current)))
         target = max(target, min(rec, floor))  # the floor is a bound, not a step
         if target <= current:
@@ -400,20 +562,30 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
                    replace(new_state, last_scale_up_time=obs.time))
 
     # 6. Scale down: only after a full window of lower recommendations, one step at a time.
-    if rec < current:
+    if keep_n < current:
         if current > config.max_replicas:
             return out(config.max_replicas, SCALE_DOWN_CEILING, f"above max_replicas: {current} -> "
                        f"{config.max_replicas}", replace(new_state, last_scale_down_time=obs.time))
         win = config.scale_down_stabilization_s
         highest = max(n for t, n in recs if t >= obs.time - win)
         if highest >= current or not _covered(state, obs.time, win):
-            return out(current, HOLD_STABILIZING, f"recommendation {rec} < {current}, but within the last "
+            return out(current, HOLD_STABILIZING, f"scale-down to {keep_n} < {current}, but within the last "
                        f"{win:.0f}s the policy asked for up to {highest} or has not watched that long")
         last = state.last_scale_down_time
         if last is not None and obs.time - last < config.scale_down_period_s:
             return out(current, HOLD_STABILIZING, f"last scale-down {obs.time - last:.0f}s ago (period "
                        f"{config.scale_down_period_s:.0f}s)")
         target = max(highest, current - config.max_scale_down_step, floor)
+        # trust region: the load per replica after the step, scaled linearly, must have been carried before
+        # without a queue; otherwise the step is a probe: one replica, a full window after the last step
+        ready_after = max(1, min(ready, target))
+        predicted = run_pr * ready / ready_after
+        if run_pr > 0 and (safe is None or predicted > safe):
+            if last is not None and obs.time - last < win:
+                return out(current, HOLD_STABILIZING, f"scale-down to {target} would load replicas with "
+                           f"{predicted:.1f} running each, beyond the {safe or 0:.1f} seen without a queue; the "
+                           f"last probe was {obs.time - last:.0f}s ago")
+            target = max(target, current - 1)
         reason = SCALE_DOWN_IDLE if waiting == 0 and running == 0 else SCALE_DOWN_DEMAND
         return out(target, reason, f"scaling {current} -> {target}", replace(new_state, last_scale_down_time=obs.time))
 

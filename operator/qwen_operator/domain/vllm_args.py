@@ -9,6 +9,7 @@ time rather than in a crash-looping pod.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
@@ -33,7 +34,8 @@ MANAGED_FLAGS = frozenset({
 # Flags that would put a secret on the command line (visible in `ps`, pod specs and our status).
 SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "--ssl-keyfile"})
 # Environment variables the operator owns.
-MANAGED_ENV = frozenset({"HF_TOKEN", "HF_HOME", "VLLM_CACHE_ROOT", "HOME", "VLLM_PORT", "VLLM_HOST_IP"})
+MANAGED_ENV = frozenset({"HF_TOKEN", "HF_HOME", "VLLM_CACHE_ROOT", "HOME", "VLLM_PORT", "VLLM_HOST_IP",
+                         "QWEN_CACHE_KEY", "QWEN_CACHE_FACTORS"})
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,8 @@ def flag_table() -> FlagTable:
 
 
 def flag_name(arg: str) -> str:
-    return arg.split("=", 1)[0]
+    """The flag part of `--flag=value` (or of `--flag value`, which is rejected, without echoing the value)."""
+    return re.split(r"[=\s]", arg, maxsplit=1)[0]
 
 
 def check_extra_args(extra: list[str]) -> list[str]:
@@ -79,9 +82,11 @@ def check_extra_args(extra: list[str]) -> list[str]:
     table = flag_table()
     problems: list[str] = []
     seen: set[str] = set()
-    for arg in extra:
+    for i, arg in enumerate(extra):
         name = flag_name(arg)
-        if name in SECRET_FLAGS:
+        if any(c.isspace() for c in arg.split("=", 1)[0]):
+            problems.append(f"extraArgs[{i}] ({name} ...) contains a space: write --flag=value as one item")
+        elif name in SECRET_FLAGS:
             problems.append(f"extraArgs {name} would put a secret on the command line; pass secrets through a "
                             "Secret (model.source.tokenSecretRef), never as arguments")
         elif name in REMOVED_FLAGS:
@@ -160,6 +165,10 @@ def render_env(spec: Any, strict_cache: bool = False) -> list[dict[str, Any]]:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": tok.name, "key": tok.key}}})
     if strict_cache:
         env.append({"name": "VLLM_FORCE_AOT_LOAD", "value": "1"})
+    # The user's entries win over the operator's optional ones of the same name (names stay unique: the
+    # apiserver rejects duplicates); the managed ones (MANAGED_ENV) are refused by validation before this.
+    user = {e.name: e.value for e in spec.serving.env}
+    env = [e for e in env if e["name"] not in user]
     env += [{"name": e.name, "value": e.value} for e in spec.serving.env]
     return env
 

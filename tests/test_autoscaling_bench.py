@@ -1,0 +1,179 @@
+"""Fast tests of the autoscaling benchmark (bench/autoscaling): loaders, service model, simulator, the
+anchors' replica rules, and the oracle."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from bench.autoscaling.oracle import compute_oracle
+from bench.autoscaling.policies import AibrixKpa, HpaBehavior, HpaGpuUtil, KedaQueue, KubeAI, Ours
+from bench.autoscaling.service import QWEN3_8B, ServiceModel, cold_start_for
+from bench.autoscaling.sim import FixedSchedule, FleetView, Sample, SimConfig, run_sim
+from bench.autoscaling.traces import (
+    Request, load_trace, scale_trace, synthetic_diurnal, synthetic_fanout, synthetic_step,
+)
+from qwen_operator.autoscaling.policy import AutoscalingConfig
+
+SM = ServiceModel()
+
+
+def test_azure_and_mooncake_loaders(tmp_path: Path):
+    az = tmp_path / "a.csv"
+    az.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
+                  "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
+    rows = load_trace(az)
+    assert rows[0] == (0.0, 374, 44)
+    assert rows[1][0] == pytest.approx(4.314579, abs=1e-6) and rows[1][1:] == (396, 109)
+    mc = tmp_path / "m.jsonl"
+    mc.write_text('{"timestamp": 0, "input_length": 40160, "output_length": 6, "hash_ids": [0]}\n'
+                  '{"timestamp": 1500, "input_length": 100, "output_length": 7, "hash_ids": []}\n')
+    assert load_trace(mc) == [(0.0, 40160, 6), (1.5, 100, 7)]
+    with pytest.raises(ValueError):
+        bad = tmp_path / "b.csv"
+        bad.write_text("a,b,c\n1,2,3\n")
+        load_trace(bad)
+
+
+def test_scale_trace_time_and_rate():
+    rows = [(float(i), 100, 10) for i in range(1000)]
+    assert scale_trace(rows, time_scale=0.5)[-1][0] == pytest.approx(499.5)
+    doubled = scale_trace(rows, rate_scale=2.0, seed=1)
+    assert len(doubled) == 2000 and all(a <= b for a, b in zip(doubled, doubled[1:]))
+    half = scale_trace(rows, rate_scale=0.5, seed=1)
+    assert 400 < len(half) < 600
+    assert scale_trace(rows, rate_scale=2.0, seed=1) == doubled  # deterministic
+
+
+def test_synthetic_traces_have_the_stated_shape():
+    pool = [(1000, 200)]
+    st = synthetic_step(pool, base_rps=5, factor=10, t_before=100, t_high=100, t_after=100)
+    lo = sum(1 for a, _, _ in st if a < 100)
+    hi = sum(1 for a, _, _ in st if 100 <= a < 200)
+    assert 6 < hi / max(lo, 1) < 15
+    fo = synthetic_fanout(pool, sessions_per_s=1, fanout=10, duration=200)
+    assert len(fo) % 10 == 0
+    di = synthetic_diurnal(pool, mean_rps=10, peak_to_trough=4, period=400, duration=400)
+    trough = sum(1 for a, _, _ in di if a < 50 or a > 350)
+    peak = sum(1 for a, _, _ in di if 150 < a < 250)
+    assert peak > 2 * trough
+
+
+def test_service_model_numbers_and_cold_starts():
+    assert 300_000 < SM.kv_capacity_tokens < 450_000
+    assert SM.step_time(1, 1000, 0, 0) < SM.step_time(64, 64 * 1400, 0, 0) < SM.step_time(256, 256 * 1400, 0, 0)
+    assert 0.006 < SM.step_time(1, 1000, 0, 0) < 0.010  # ~7.7 ms per token at batch 1 (memory bound)
+    assert SM.isolated_ttft(1000) < SM.isolated_ttft(8000) < SM.isolated_ttft(32000)
+    baked, unbaked, a10g = (cold_start_for(QWEN3_8B, s).total_s for s in ("baked", "unbaked", "unbaked-a10g"))
+    assert baked < unbaked < a10g
+    assert unbaked == pytest.approx(73 + 130 / 61 * QWEN3_8B.weight_bytes / 2**30 + 73)
+
+
+def _reqs(n: int, rate: float, prompt: int = 1000, out: int = 100, seed: int = 0) -> list[Request]:
+    rng = random.Random(seed)
+    t, reqs = 0.0, []
+    for _ in range(n):
+        t += rng.expovariate(rate)
+        r = Request(t, prompt, out)
+        r.slo = 2.0 + SM.isolated_ttft(prompt)
+        reqs.append(r)
+    return reqs
+
+
+def test_simulator_serves_everything_on_a_fixed_fleet():
+    reqs = _reqs(600, 5.0)
+    res = run_sim(reqs, FixedSchedule("fixed", 1e9, [2]), SM, SimConfig(cold_start_s=0, initial_replicas=2))
+    assert all(r.ttft < math.inf and r.done < math.inf for r in reqs)
+    # fluid steps: a prompt finishing mid-step is not rounded to the step's end (sub-step error only)
+    assert all(r.ttft >= SM.isolated_ttft(r.prompt) * 0.3 for r in reqs)
+    assert res.scaling_events == 0
+    assert res.gpu_seconds == pytest.approx(2 * res.horizon)
+
+
+def test_simulator_overload_queues_and_scaling_adds_capacity_after_cold_start():
+    reqs = _reqs(12000, 50.0)  # ~2.5 replicas' worth of load on 1, for 240 s
+    res1 = run_sim(reqs, FixedSchedule("one", 1e9, [1]), SM, SimConfig(cold_start_s=100, initial_replicas=1))
+    slow = sum(r.ttft > r.slo for r in reqs)
+    reqs2 = _reqs(12000, 50.0)
+    res4 = run_sim(reqs2, FixedSchedule("four", 1e9, [4]), SM, SimConfig(cold_start_s=100, initial_replicas=1))
+    assert res4.scaling_events == 1
+    assert sum(r.ttft > r.slo for r in reqs2) < slow
+    assert res4.gpu_seconds > res1.gpu_seconds
+
+
+def test_ours_adapter_round_trips_state():
+    pol = Ours(AutoscalingConfig(max_replicas=10))
+    v = FleetView(now=100.0, desired=2, ready_ids=[0, 1], starting=0,
+                  samples={0: Sample(95.0, 0, 200, 0.3, 1.0, 10.0), 1: Sample(95.0, 0, 200, 0.3, 1.0, None)},
+                  live_waiting=[0, 0], live_running=[200, 200], proxy_inflight=400)
+    assert pol.decide(v) == 5  # 400 / 128 -> 4, + warm pool
+    assert sum(pol.reasons.values()) == 1
+
+
+def view(desired: int, ready: int, waiting: float = 0, util: float = 1.0, starting: int = 0, now: float = 0.0,
+         inflight: int = 0) -> FleetView:
+    return FleetView(now=now, desired=desired, ready_ids=list(range(ready)), starting=starting,
+                     samples={i: Sample(now, waiting / max(ready, 1), 10, 0.1, util) for i in range(ready)},
+                     live_waiting=[int(waiting / max(ready, 1))] * ready, live_running=[10] * ready,
+                     proxy_inflight=inflight)
+
+
+def test_hpa_behavior_rules():
+    h = HpaBehavior(1, 100)
+    assert h.apply(0, 2, 50) == 6  # max(+4, +100 %)
+    assert h.apply(15, 10, 50) == 20
+    h = HpaBehavior(1, 100)
+    assert h.apply(0, 8, 8) == 8
+    assert h.apply(100, 8, 2) == 8  # the 300 s window still holds 8
+    assert h.apply(301, 8, 2) == 2
+
+
+def test_keda_formula_and_tolerance():
+    k = KedaQueue(1, 20)
+    assert k.decide(view(5, 5, waiting=26)) == 5  # |1 - 26/25| <= 0.1: hold
+    assert KedaQueue(1, 20).decide(view(5, 5, waiting=52)) == 10  # ceil(52/5) = 11, limited to max(5+4, 2*5)
+    k = KedaQueue(1, 20)
+    k.decide(view(5, 5, waiting=25, now=0))
+    assert k.decide(view(5, 5, waiting=0, now=15)) == 5  # stabilization window
+    assert k.decide(view(5, 5, waiting=0, now=400)) == 1
+
+
+def test_hpa_gpu_util_counts_starting_pods_as_idle():
+    h = HpaGpuUtil(1, 20)
+    assert h.decide(view(4, 4, util=1.0)) == 6  # ceil(4 * 1.0 / 0.7)
+    h = HpaGpuUtil(1, 20)
+    assert h.decide(view(6, 4, util=1.0, starting=2)) == 6  # 4 busy + 2 starting at 0 %: ratio 0.95, hold
+
+
+def test_kpa_panic_and_delay():
+    k = AibrixKpa(1, 20, target=5.0)
+    for t in range(0, 200, 10):
+        k.decide(view(4, 4, waiting=20, now=t))  # 20 / 5 = 4: steady
+    assert k.decide(view(4, 4, waiting=600, now=200)) == 8  # panic (60 s mean > 2x 180 s mean): 2N
+    assert k.in_panic
+    assert k.decide(view(8, 8, waiting=0, now=210)) >= 8  # no scale-down in panic / within the delay
+
+
+def test_kubeai_moving_average_and_consecutive_scale_down():
+    k = KubeAI(1, 20)
+    assert k.decide(view(3, 3, inflight=300)) == 3
+    assert k.decide(view(3, 3, inflight=900)) == 4  # average (59*300 + 900)/60 = 310 -> 4
+    k = KubeAI(1, 20)
+    k.decide(view(3, 3, inflight=300))
+    outs = [k.decide(view(3, 3, inflight=0)) for _ in range(3)]
+    assert outs[:2] == [3, 3]
+
+
+def test_oracle_meets_goal_and_replay_agrees():
+    reqs = _reqs(2400, 30.0)
+    orc = compute_oracle(reqs, SM, goal=0.99, interval_s=30.0)
+    assert all(n >= 1 for n in orc.counts)
+    within = sum(r.ttft <= r.slo for r in reqs) / len(reqs)
+    assert within >= 0.99
+    reqs2 = _reqs(2400, 30.0)
+    run_sim(reqs2, FixedSchedule("replay", 30.0, orc.counts), SM,
+            SimConfig(cold_start_s=0, cold_start_jitter=0, initial_replicas=orc.counts[0], max_replicas=64))
+    assert sum(r.ttft <= r.slo for r in reqs2) / len(reqs2) >= 0.98
