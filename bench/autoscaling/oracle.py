@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from .service import ServiceModel
-from .sim import EV_REPLICA, GONE, Fleet
+from .sim import GONE, Fleet
 from .traces import Request
 
 

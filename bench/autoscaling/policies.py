@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
 
 from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
 
@@ -213,7 +212,7 @@ class KubeAI:
     def decide(self, view: FleetView) -> int:
         x = float(view.proxy_inflight)
         if not self.window:
-            self.window.extend([x] * self.window.maxlen)  # type: ignore[list-item]
+            self.window.extend([x] * (self.window.maxlen or 1))
         self.window.append(x)
         avg = sum(self.window) / len(self.window)
         want = max(self.min, min(self.max, math.ceil(avg / self.target)))

@@ -242,8 +242,8 @@ def render_md(doc: dict[str, Any]) -> str:
     p = doc["params"]
     L.append(f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
              f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
-             f"cold start baked {p['cold_start_s']['baked']:.0f} s, unbaked {p['cold_start_s']['unbaked']:.0f} s, "
-             f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.0f} s")
+             f"cold start baked {p['cold_start_s']['baked']:.1f} s, unbaked {p['cold_start_s']['unbaked']:.1f} s, "
+             f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s")
     L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica; goal {SLO_GOAL:.0%} "
              f"of requests; replicas in [{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
     L.append("- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
@@ -258,7 +258,7 @@ def render_md(doc: dict[str, Any]) -> str:
         L.append("|---|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|")
         for pname, r in tr["results"].items():
             L.append(
-                f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 0)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
+                f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 1)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
                 f"{fmt(r['ttft_p99_s'])} | {100 * r['within_slo']:.2f}% | {'yes' if r['meets_slo'] else 'no'} | "
                 f"{fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | {r.get('max_desired', max(r.get('counts', [0])))} |")
         v = tr["verdict"]

@@ -25,7 +25,7 @@ import math
 import random
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol, Sequence
 
 from .service import ServiceModel
 from .traces import Request
@@ -177,7 +177,7 @@ class Replica:
         mem = w_bw + kv_bw * ctx
         comp = n_dec * fdec_f + attn_f * ctx
         if pf:
-            p = budget - n_dec
+            p = float(budget - n_dec)
             if self.pf_backlog < p:
                 p = self.pf_backlog
             comp += p * (lin2 + attn_half * pf[0].prompt) * inv_f
@@ -195,10 +195,6 @@ class Replica:
             if td < nxt:
                 nxt = td
         return nxt
-
-
-class View(Protocol):
-    """What a policy may look at (built by Sim.view())."""
 
 
 @dataclass
@@ -385,12 +381,12 @@ class Fleet:
             t, _, kind, obj, ver = heapq.heappop(heap)
             self.t = t
             if kind == EV_REPLICA:
-                r = obj  # type: ignore[assignment]
-                if r.ver == ver and r.state != GONE:  # type: ignore[union-attr]
-                    self._touch(r, t)  # type: ignore[arg-type]
+                assert isinstance(obj, Replica)
+                if obj.ver == ver and obj.state != GONE:
+                    self._touch(obj, t)
             elif kind == EV_POD_READY:
-                r = obj  # type: ignore[assignment]
-                self._make_ready(r, t)  # type: ignore[arg-type]
+                assert isinstance(obj, Replica)
+                self._make_ready(obj, t)
                 self.flush_pending(t)
             else:
                 obj(t)  # type: ignore[operator]
@@ -481,5 +477,3 @@ class FixedSchedule:
         i = int(view.now // self.interval)
         return self.counts[min(i, len(self.counts) - 1)]
 
-
-Callback = Callable[[float], None]

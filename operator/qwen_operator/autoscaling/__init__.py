@@ -1,0 +1,21 @@
+"""Layer 4, pure: the autoscaling policy (observations + state -> decision + reason).  See policy.py."""
+
+from .policy import (
+    AutoscalingConfig,
+    Decision,
+    Observation,
+    PolicyState,
+    ReplicaSample,
+    decide,
+    floor_replicas,
+)
+
+__all__ = [
+    "AutoscalingConfig",
+    "Decision",
+    "Observation",
+    "PolicyState",
+    "ReplicaSample",
+    "decide",
+    "floor_replicas",
+]

@@ -346,7 +346,7 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
         return HOLD_METRICS_INVALID, f"bad observation time {obs.time!r}"
     if obs.ready_replicas == 0:
         return None  # nothing to measure; decide() handles it
-    if obs.metrics_time is None or not _finite_nonneg(abs(obs.metrics_time)):
+    if not isinstance(obs.metrics_time, (int, float)) or not math.isfinite(obs.metrics_time):
         return HOLD_METRICS_MISSING, "no metrics timestamp"
     age = obs.time - obs.metrics_time
     if age > config.metrics_max_age_s:

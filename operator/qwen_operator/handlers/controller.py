@@ -7,6 +7,7 @@ errors, and the autoscaler). All of them funnel into `reconcile()`, serialized p
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -159,7 +160,13 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
         k = kube()
         for obj in p.apply:
             log.info("%s/%s: applying %s %s (%s)", namespace, name, obj["kind"], obj["metadata"]["name"], trigger)
-            k.apply(obj)
+            try:
+                k.apply(obj)
+            except ApiException as e:
+                if e.status not in (400, 422):
+                    raise
+                _report_rejected_apply(body, obj, e)
+                return
         for obj in p.ensure_shared:
             k.ensure_shared(obj)
         if p.mark_baked:
@@ -209,6 +216,29 @@ def _cache_evidence(namespace: str, pods_now: list[dict[str, Any]]) -> dict[str,
             _evidence[uid] = (None, f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200])
         out[pod_name] = _evidence[uid]
     return out
+
+
+def _report_rejected_apply(body: dict[str, Any], obj: dict[str, Any], e: ApiException) -> None:
+    """The apiserver refused an object we rendered (a spec our validation let through): say so in status
+    instead of retrying silently forever."""
+    meta = body["metadata"]
+    try:
+        msg = json.loads(str(e.body or "{}")).get("message", "")
+    except ValueError:
+        msg = str(e.body or "")[:500]
+    message = f"The API server rejected {obj['kind']} {obj['metadata']['name']}: {msg}"[:1000]
+    status = dict(_last_written.get(meta.get("uid", "")) or body.get("status") or {})
+    conds = [c for c in status.get("conditions", []) or [] if c.get("type") != "Degraded"]
+    prev = next((c for c in status.get("conditions", []) or [] if c.get("type") == "Degraded"), None)
+    if prev and prev.get("reason") == "ApplyRejected" and prev.get("message") == message:
+        return
+    conds.append({"type": "Degraded", "status": "True", "reason": "ApplyRejected", "message": message,
+                  "lastTransitionTime": _now(), "observedGeneration": meta.get("generation")})
+    status["conditions"] = sorted(conds, key=lambda c: c["type"])
+    status["phase"] = "Degraded"
+    kube().patch_status(meta["namespace"], meta["name"], {"conditions": status["conditions"], "phase": "Degraded"})
+    _last_written[meta.get("uid", "")] = status
+    kube().event(body, "Warning", "ApplyRejected", message)
 
 
 def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
