@@ -87,3 +87,10 @@ def test_token_only_as_secret_ref(base_spec):
     env = render_env(QwenDeploymentSpec.model_validate(base_spec))
     tok = [e for e in env if e["name"] == "HF_TOKEN"]
     assert tok == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
+
+
+def test_prometheus_queries_are_valid_promql_strings():
+    from qwen_operator.adapters.prometheus import queries, selector
+    sel = selector("e2e-test-ns-1", "my.model")
+    assert sel == '{namespace="e2e-test-ns-1",pod=~"my\\\\.model-[0-9]+"}'
+    assert "\\-" not in "".join(queries("a-b", "c-d").values())

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from dataclasses import dataclass, field
 
 from prometheus_api_client import PrometheusConnect
@@ -37,8 +36,10 @@ class MetricsRead:
 
 
 def selector(namespace: str, name: str) -> str:
-    ns = re.escape(namespace)
-    return f'{{{NAMESPACE_LABEL}="{ns}",{POD_LABEL}=~"{re.escape(name)}-[0-9]+"}}'
+    # Namespaces and names are DNS-1123 (a-z, 0-9, '-', '.'): only '.' needs escaping in the regex, and PromQL
+    # strings take a backslash as '\\' (re.escape's '\-' is an invalid PromQL escape).
+    pod_re = name.replace(".", "\\\\.")
+    return f'{{{NAMESPACE_LABEL}="{namespace}",{POD_LABEL}=~"{pod_re}-[0-9]+"}}'
 
 
 def queries(namespace: str, name: str) -> dict[str, str]:

@@ -302,7 +302,7 @@ class Autoscaling(_Model):
                           "(or an HPA/KEDA through the scale subresource) decides.")
     min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas.")
-    target_queue_per_replica: float = Field(default=2.0, gt=0, le=10000, description="Waiting requests per "
+    target_queue_per_replica: float = Field(default=0.25, gt=0, le=10000, description="Waiting requests per "
                                             "replica the policy aims for.")
     ttft_slo_seconds: float | None = Field(default=None, gt=0, le=600, description="Optional time-to-first-token "
                                            "objective; when set the policy derives its queue target from it.")
