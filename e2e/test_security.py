@@ -51,7 +51,7 @@ def _create_secret(namespace: str, name: str, data: dict[str, str]) -> None:
         "type": "Opaque", "stringData": data}))
 
 
-# ---- (a) the Hugging Face token ---------------------------------------------------------------------------------------
+# ---- (a) the Hugging Face token -------------------------------------------------------------------------------------
 
 def test_hf_token_only_travels_as_a_secret_key_ref(operator, namespace):
     token = "hf_" + secrets.token_urlsafe(24)
