@@ -1,10 +1,14 @@
 import copy
 
-from conftest import body
-
 from qwen_operator.manifests.plan import ClusterView, plan
 
 NOW = "2026-11-23T20:00:00Z"
+
+
+def body(spec, name="demo", namespace="ns", generation=1, status=None, uid="uid-1"):
+    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
+            "metadata": {"name": name, "namespace": namespace, "generation": generation, "uid": uid},
+            "spec": spec, "status": status or {}}
 
 
 def spec(cache=False, **extra):
