@@ -95,7 +95,10 @@ class Kube:
     def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
-        return self._call("PATCH", path, body=obj, query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        # Raw UTF-8 JSON (JSON is YAML): the apiserver's YAML decoder rejects the surrogate-pair escapes that an
+        # ASCII-only encoder writes for characters beyond U+FFFF.
+        return self._call("PATCH", path, body=json.dumps(obj, ensure_ascii=False),
+                          query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
                           content_type="application/apply-patch+yaml")
 
     def ensure_shared(self, obj: dict[str, Any]) -> None:

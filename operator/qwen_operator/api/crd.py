@@ -154,7 +154,12 @@ def crd() -> dict[str, Any]:
                     "x-kubernetes-validations": [{
                         "rule": "self.metadata.name != 'vllm'",
                         "message": "a QwenDeployment may not be named vllm: its Service would inject VLLM_PORT, "
-                                   "which vLLM rejects"}],
+                                   "which vLLM rejects"}, {
+                        # Pods get the label controller-revision-hash=<name>-<10 chars>, at most 63 characters.
+                        "rule": "size(self.metadata.name) <= 52 && "
+                                "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+                        "message": "the name must be a DNS label of at most 52 characters (no dots): the "
+                                   "StatefulSet's pods and Services are named after it"}],
                     "properties": {
                         "apiVersion": {"type": "string"},
                         "kind": {"type": "string"},

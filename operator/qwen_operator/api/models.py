@@ -27,6 +27,12 @@ PINNED_VLLM_VERSION = "0.32.0"
 DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{PINNED_VLLM_VERSION}"
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Kubernetes name rules, checked here so an accepted spec never renders objects the apiserver refuses.
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
+LABEL_KEY = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+             r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+POSITIVE_QUANTITY = r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 
 
 class _Model(BaseModel):
@@ -49,8 +55,10 @@ def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
 
 
 class SecretKeyRef(_Model):
-    name: str = Field(min_length=1, max_length=253, description="Name of a Secret in the deployment's namespace.")
-    key: str = Field(default="token", min_length=1, max_length=253, description="Key inside the Secret.")
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                      description="Name of a Secret in the deployment's namespace.")
+    key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
+                     description="Key inside the Secret.")
 
 
 class ModelSourceType(str, Enum):
@@ -69,7 +77,8 @@ class ModelSource(_Model):
                                   "at pod start; pvc: read a pre-downloaded copy from a PersistentVolumeClaim.")
     token_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret holding a Hugging Face token "
                                                   "(for gated models). Exposed to vLLM as HF_TOKEN via secretKeyRef.")
-    pvc_name: str | None = Field(default=None, max_length=253, description="PVC holding the weights (type pvc).")
+    pvc_name: str | None = Field(default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
+                                 description="PVC holding the weights (type pvc).")
     pvc_path: str | None = Field(default=None, max_length=1024, description="Path of the model directory inside "
                                  "the PVC (type pvc). Defaults to the model name.")
 
@@ -225,9 +234,9 @@ class Serving(_Model):
 class Toleration(_Model):
     """A Kubernetes toleration; the same rules the apiserver applies are checked here, at apply time."""
 
-    key: str | None = Field(default=None, max_length=317)
+    key: str | None = Field(default=None, max_length=317, pattern=LABEL_KEY)
     operator: Literal["Exists", "Equal"] | None = None
-    value: str | None = Field(default=None, max_length=63)
+    value: str | None = Field(default=None, max_length=63, pattern=LABEL_VALUE)
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
     toleration_seconds: int | None = Field(default=None, ge=0)
 
@@ -243,11 +252,21 @@ class Toleration(_Model):
 
 
 class GPU(_Model):
-    product: str = Field(default="NVIDIA-H100-80GB-HBM3", min_length=1, max_length=100,
-                         pattern=r"^[A-Za-z0-9._-]+$",
+    product: str = Field(default="NVIDIA-H100-80GB-HBM3", min_length=1, max_length=63,
+                         pattern=LABEL_VALUE,
                          description="GPU product as GPU feature discovery labels nodes (nvidia.com/gpu.product), "
                          "e.g. NVIDIA-H100-80GB-HBM3, NVIDIA-A10G. Short names (H100, A10G, L4, ...) are accepted.")
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
+
+    @field_validator("node_selector")
+    @classmethod
+    def _labels_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if len(k) > 317 or not re.match(LABEL_KEY, k):
+                raise ValueError(f"gpu.nodeSelector key {k!r} is not a valid label key")
+            if not re.match(LABEL_VALUE, val):
+                raise ValueError(f"gpu.nodeSelector value for {k} is not a valid label value")
+        return v
     tolerations: list[Toleration] = Field(default_factory=list, max_length=16, description="Extra tolerations "
                                           "(the nvidia.com/gpu NoSchedule toleration is always added).")
 
@@ -266,9 +285,8 @@ class OnBakeFailure(str, Enum):
 
 
 class CacheStorage(_Model):
-    size: str = Field(default="20Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
-                      description="Size of the compile-cache volume.")
-    storage_class_name: str | None = Field(default=None, max_length=253, description="StorageClass of the cache "
+    size: str = Field(default="20Gi", pattern=POSITIVE_QUANTITY, description="Size of the compile-cache volume.")
+    storage_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="StorageClass of the cache "
                                            "PVC (cluster default when unset). Needs ReadWriteMany or ReadOnlyMany "
                                            "for pods on several nodes.")
     access_mode: Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"] = Field(

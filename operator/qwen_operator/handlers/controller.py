@@ -253,8 +253,10 @@ def on_deployment_event(type: str | None, namespace: str, name: str, body: kopf.
         return
     # Our own status writes come back as events: skip those (the generation did not move and status is ours).
     uid = body.get("metadata", {}).get("uid", "")
-    if uid in _last_written and plain(body.get("status") or {}) == _last_written[uid]:
-        return
+    last = _last_written.get(uid)
+    if last is not None and plain(body.get("status") or {}) == last and \
+            last.get("observedGeneration") == body.get("metadata", {}).get("generation"):
+        return  # the echo of our own status write; a spec edit moves the generation and is acted on
     reconcile(namespace, name, _all_indexes(kw), "deployment-event")
 
 
