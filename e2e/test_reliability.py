@@ -107,9 +107,7 @@ def dry_run_apply(kube: Any, objs: list[dict[str, Any]]) -> list[str]:
     def one(obj: dict[str, Any]) -> str | None:
         meta = obj["metadata"]
         try:
-            k._call("PATCH", _path(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"]), body=obj,
-                    query=[("fieldManager", "qwen-operator"), ("force", "true"), ("dryRun", "All"),
-                           ("fieldValidation", "Strict")], content_type="application/apply-patch+yaml")
+            k.apply(obj, dry_run=True)
         except ApiException as e:
             return f"{obj['kind']} {meta['name']}: {e.status} {str(e.body)[:600]}"
         return None

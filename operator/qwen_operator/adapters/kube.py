@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +26,17 @@ FIELD_MANAGER = "qwen-operator"
 _PLURALS = {"StatefulSet": "statefulsets", "Service": "services", "Job": "jobs",
             "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events", KIND: PLURAL,
             "Pod": "pods", "Node": "nodes"}
+
+
+# Characters YAML forbids raw (C1 controls, DEL, non-characters); JSON escapes C0 controls itself.
+_YAML_UNSAFE = re.compile("[\x7f-\x9f\ufeff\ufffe\uffff]")
+
+
+def yaml_safe_json(obj: Any) -> str:
+    """JSON the apiserver's YAML decoder accepts for apply-patch+yaml: raw UTF-8 (an ASCII-only encoder writes
+    surrogate-pair escapes for characters beyond U+FFFF, which YAML rejects), with the characters YAML forbids
+    raw written as \\u escapes (they can only occur inside strings)."""
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(obj, ensure_ascii=False))
 
 
 def _path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -92,13 +104,16 @@ class Kube:
                             headers={"Accept": "text/plain"})
         return data.decode(errors="replace")
 
-    def apply(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+    def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any] | None:
+        """Server-side apply (dry_run: the apiserver validates and admits it, and stores nothing)."""
         meta = obj["metadata"]
         path = _path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        query = [("fieldManager", FIELD_MANAGER), ("force", "true")]
+        if dry_run:
+            query += [("dryRun", "All"), ("fieldValidation", "Strict")]
         # Raw UTF-8 JSON (JSON is YAML): the apiserver's YAML decoder rejects the surrogate-pair escapes that an
         # ASCII-only encoder writes for characters beyond U+FFFF.
-        return self._call("PATCH", path, body=json.dumps(obj, ensure_ascii=False),
-                          query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        return self._call("PATCH", path, body=yaml_safe_json(obj), query=query,
                           content_type="application/apply-patch+yaml")
 
     def ensure_shared(self, obj: dict[str, Any]) -> None:
