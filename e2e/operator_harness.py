@@ -26,6 +26,15 @@ LOG_DIR = Path(os.environ.get("QWEN_E2E_LOGS", "/tmp/qwen-e2e-logs"))
 PROMETHEUS_PORT = int(os.environ.get("QWEN_E2E_PROMETHEUS_PORT", "19090"))
 
 
+def die_with_parent() -> None:
+    """In the child: get SIGTERM when the test process dies, so no operator outlives its pytest run."""
+    import ctypes
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -53,7 +62,7 @@ class OperatorProcess:
         log.write(f"\n===== {self.name} started at {time.strftime('%H:%M:%S')} =====\n".encode())
         log.flush()
         self.proc = subprocess.Popen([sys.executable, "-m", "qwen_operator.main"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=ROOT)
+                                     stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=die_with_parent)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -147,7 +156,7 @@ def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
         else None
     prov = subprocess.Popen([sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
                             env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=prov_log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
     op_kubeconfig = kubeconfig
     if getattr(local_cluster, "audit_log", None) is not None:
         op_kubeconfig = local_cluster.user_kubeconfig(OPERATOR_USER)
