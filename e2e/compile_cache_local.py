@@ -27,6 +27,8 @@ from qwen_operator.manifests.cache import detect_cache_hit
 from qwen_operator.manifests.workload import CACHE_SRC_MOUNT
 
 HERE = Path(__file__).resolve().parent
+# The pods listen on VLLM_PORT; locally a free port stands in for it (nothing else on the machine may hold 8000).
+LOCAL_PORT = vl.free_port()
 _SECONDS = {
     "engine_init_s": re.compile(r"init engine \(profile, create kv cache, warmup model\) took ([\d.]+) s"),
     "compile_total_s": re.compile(r"torch\.compile took ([\d.]+) s in total"),
@@ -121,7 +123,7 @@ def prepare(work: Path) -> dict[str, Path]:
         d.mkdir(parents=True, exist_ok=True)
     model = vl.ensure_tiny_model()
     shim = dirs["bin"] / "vllm"
-    shim.write_text(SHIM.format(python=sys.executable, e2e=str(HERE), port=VLLM_PORT, model=str(model),
+    shim.write_text(SHIM.format(python=sys.executable, e2e=str(HERE), port=LOCAL_PORT, model=str(model),
                                venv=str(vl.venv_dir())))
     shim.chmod(0o755)
     return dirs
@@ -133,7 +135,8 @@ def run_bake(job: dict[str, Any], dirs: dict[str, Path], timeout: float = 900) -
     log_path = dirs["logs"] / "bake.log"
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        r = subprocess.run([*c["command"], *c["args"]], env=_env(c, dirs), stdout=log, stderr=subprocess.STDOUT,
+        cmd = [a.replace(f"127.0.0.1:{VLLM_PORT}/", f"127.0.0.1:{LOCAL_PORT}/") for a in c["command"]]
+        r = subprocess.run([*cmd, *c["args"]], env=_env(c, dirs), stdout=log, stderr=subprocess.STDOUT,
                            timeout=timeout, start_new_session=True)
     seconds = time.monotonic() - t0
     text = log_path.read_text(errors="replace")
@@ -163,7 +166,7 @@ def run_serve(sts: dict[str, Any], dirs: dict[str, Path], role: str = "serve", t
         proc = subprocess.Popen([*c["command"], *c["args"]], env=_env(c, dirs), stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        vl.wait_healthy(VLLM_PORT, timeout=timeout, proc=proc, log_path=log_path)
+        vl.wait_healthy(LOCAL_PORT, timeout=timeout, proc=proc, log_path=log_path)
         seconds: float | None = time.monotonic() - t0
     except Exception:
         seconds = None
