@@ -144,6 +144,35 @@ def cond_is(namespace: str, name: str, ctype: str, status: str, reason: str | No
 
 
 OPERATOR_USER = "qwen-operator-e2e"
+WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
+
+
+def operator_writes(local_cluster: Any, since: int, namespace: str | None = None) -> list[dict[str, Any]]:
+    """The operator's completed write calls in the apiserver's audit log after byte offset ``since`` (in
+    ``namespace`` when given)."""
+    return [e for e in local_cluster.audit_events(since)
+            if e.get("user", {}).get("username") == OPERATOR_USER and e.get("stage") == "ResponseComplete"
+            and e.get("verb") in WRITE_VERBS
+            and (namespace is None or e.get("objectRef", {}).get("namespace") == namespace)]
+
+
+def wait_operator_quiet(local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0,
+                        timeout: float = 60) -> int:
+    """Wait until the operator made no write (in ``namespace``) for ``quiet_s`` seconds, and return the audit
+    offset from then on. A condition seen True is written before that transition's Event, so a test that measures
+    "what comes next" must first let the tail of the last reconcile land."""
+    deadline = time.monotonic() + timeout
+    offset = local_cluster.audit_offset()
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now_offset = local_cluster.audit_offset()
+        if operator_writes(local_cluster, offset, namespace):
+            quiet_since = time.monotonic()
+        offset = now_offset
+        if time.monotonic() - quiet_since >= quiet_s:
+            return offset
+    raise AssertionError(f"the operator kept writing{f' in {namespace}' if namespace else ''} for {timeout}s")
 
 
 @pytest.fixture(scope="session")

@@ -444,3 +444,50 @@ def test_spec_edit_is_acted_on_by_its_own_watch_event(operator, namespace):
     trigger = wait_for("the StatefulSet re-applied", lambda: next(
         (m.group(1) for m in pat.finditer(operator.log_text()[offset:])), None), timeout=30, interval=0.2)
     assert trigger == "deployment-event", f"the edit was only picked up by {trigger}"
+
+
+def test_terminating_namespace_is_left_alone(operator, namespace, local_cluster):
+    """A namespace being deleted refuses new objects (403 NamespaceTerminating) while its QwenDeployment may still
+    be listed: the namespace controller deletes the Services first, and here an admission policy holds the
+    deployment itself back, as a slow finalizer would. The operator must notice once and stop re-creating the
+    children, not collect a 403 at every resync until the namespace is gone."""
+    from operator_harness import operator_writes, wait_operator_quiet
+    apply_qd(namespace, "doomed", {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100},
+                                   "compileCache": {"enabled": False}})
+    wait_for("Ready", cond_is(namespace, "doomed", "Ready", "True"), timeout=90)
+    hold = f"e2e-hold-{uuid.uuid4().hex[:6]}"
+    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
+              "metadata": {"name": hold},
+              "spec": {"failurePolicy": "Fail",
+                       "matchConstraints": {"resourceRules": [{
+                           "apiGroups": ["qwenops.dev"], "apiVersions": ["*"], "operations": ["DELETE"],
+                           "resources": ["qwendeployments"]}]},
+                       "validations": [{"expression": "false", "message": "held by an e2e test"}]}}
+    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
+               "metadata": {"name": hold},
+               "spec": {"policyName": hold, "validationActions": ["Deny"],
+                        "matchResources": {"namespaceSelector": {
+                            "matchLabels": {"kubernetes.io/metadata.name": namespace}}}}}
+    kubectl_run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
+    try:
+        wait_for("the policy to hold deletes", lambda: "held by an e2e test" in kubectl_run(
+            "-n", namespace, "delete", "qwendeployment", "doomed", "--dry-run=server", check=False).stderr,
+            timeout=30)
+        start = local_cluster.audit_offset()
+        kubectl_run("delete", "namespace", namespace, "--wait=false")
+        wait_for("the Services to be deleted", lambda: not kubectl_json(
+            "-n", namespace, "get", "services", "-l", MANAGED)["items"], timeout=60)
+        # Quiet for 12 s (more than two 5 s resyncs) while the deployment is still there.
+        wait_operator_quiet(local_cluster, namespace, quiet_s=12, timeout=60)
+        assert get_qd(namespace, "doomed")["metadata"].get("deletionTimestamp") is None
+        phase = kubectl_json("get", "namespace", namespace)["status"]["phase"]
+        assert phase == "Terminating", phase
+        refused = [e for e in operator_writes(local_cluster, start, namespace)
+                   if e.get("responseStatus", {}).get("code") == 403]
+        # The first try after the Services went is refused (that is how the operator learns); a handful at most.
+        assert 1 <= len(refused) <= 3, [(e["verb"], e["objectRef"].get("name")) for e in refused]
+    finally:
+        kubectl_run("delete", "validatingadmissionpolicybinding", hold, "--ignore-not-found")
+        kubectl_run("delete", "validatingadmissionpolicy", hold, "--ignore-not-found")
+    wait_for("the namespace to go", lambda: kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
+             timeout=120, interval=2)

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 
 from operator_harness import (  # noqa: F401  (fixtures)
-    OPERATOR_USER,
     apply_qd,
     cond_is,
     condition,
@@ -31,12 +30,13 @@ from operator_harness import (  # noqa: F401  (fixtures)
     kubectl_json,
     kubectl_run,
     operator,
+    operator_writes,
     wait_for,
+    wait_operator_quiet,
 )
 
 H100 = "NVIDIA-H100-80GB-HBM3"
 MANAGED = "app.kubernetes.io/managed-by=qwen-operator"
-WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
 def _all(namespace: str, kinds: str, selector: str | None = None) -> list[dict[str, Any]]:
@@ -171,12 +171,6 @@ def other_namespace(namespace: str) -> Any:
     kubectl_run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def _operator_writes(local_cluster: Any, since: int) -> list[dict[str, Any]]:
-    return [e for e in local_cluster.audit_events(since)
-            if e.get("user", {}).get("username") == OPERATOR_USER and e.get("stage") == "ResponseComplete"
-            and e.get("verb") in WRITE_VERBS]
-
-
 def test_deployments_stay_in_their_namespace(operator, namespace, other_namespace, local_cluster):
     spec = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100}, "serving": {"maxModelLen": 4096}}
     # A bystander in B that looks like what the operator would create there.
@@ -186,7 +180,7 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     start = local_cluster.audit_offset()
     apply_qd(namespace, "same", spec)
     wait_for("A Ready", cond_is(namespace, "same", "Ready", "True"), timeout=120)
-    writes = _operator_writes(local_cluster, start)
+    writes = operator_writes(local_cluster, start)
     mine = [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace]
     assert mine, "the operator's writes are visible in the audit log"
     assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
@@ -195,10 +189,10 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     kubectl_run("-n", other_namespace, "delete", "service", "same")
 
     sts_a = kubectl_json("-n", namespace, "get", "statefulset", "same")
-    start = local_cluster.audit_offset()
+    start = wait_operator_quiet(local_cluster, namespace)  # A's Ready event lands after its Ready status
     apply_qd(other_namespace, "same", spec)
     wait_for("B Ready", cond_is(other_namespace, "same", "Ready", "True"), timeout=120)
-    writes = _operator_writes(local_cluster, start)
+    writes = operator_writes(local_cluster, start)
     assert [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
     assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace], \
         "B's rollout wrote to namespace A"

@@ -74,6 +74,8 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     if body is None or not ((body.get("spec") or {}).get("autoscaling") or {}).get("enabled"):
         return
     uid = body["metadata"].get("uid", "")
+    if uid in controller._in_terminating_namespace:
+        return
     try:
         spec = QwenDeploymentSpec.model_validate(body.get("spec") or {})
     except Exception:

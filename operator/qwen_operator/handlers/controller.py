@@ -34,6 +34,10 @@ _kube: Kube | None = None
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
 _last_written: dict[str, dict[str, Any]] = {}   # uid -> status we last wrote (the watch may lag behind)
+# Deployments whose namespace the API server told us is terminating. Termination never reverses and a recreated
+# namespace brings new uids, so these are left alone until their DELETED event: retrying every resync would only
+# collect 403s until the namespace controller gets to them.
+_in_terminating_namespace: set[str] = set()
 
 
 def kube() -> Kube:
@@ -122,8 +126,14 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
         _reconcile(namespace, name, indexes, trigger)
     except ApiException as e:
         text = str(getattr(e, "body", "") or "")
-        if e.status == 403 and "NamespaceTerminating" in text or e.status == 404:
-            log.info("%s/%s: namespace or object going away; nothing to do (%s)", namespace, name, trigger)
+        if e.status == 403 and "NamespaceTerminating" in text:
+            body = _one(indexes["deployments"], (namespace, name))
+            if body is not None:
+                _in_terminating_namespace.add(body.get("metadata", {}).get("uid", ""))
+            log.info("%s/%s: namespace is terminating; left alone until deleted (%s)", namespace, name, trigger)
+            return
+        if e.status == 404:
+            log.info("%s/%s: object going away; nothing to do (%s)", namespace, name, trigger)
             return
         if e.status == 409:
             log.warning("%s/%s: conflict (%s); retried on the next pass", namespace, name, e.reason)
@@ -137,6 +147,8 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
         return
     uid = body["metadata"].get("uid", "")
     with _lock(f"{namespace}/{name}"):
+        if uid in _in_terminating_namespace:
+            return
         t0 = time.monotonic()
         last = _last_written.get(uid)
         if last is not None:
@@ -250,6 +262,7 @@ def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
 def on_deployment_event(type: str | None, namespace: str, name: str, body: kopf.Body, **kw: Any) -> None:
     if type == "DELETED":
         _last_written.pop(body.get("metadata", {}).get("uid", ""), None)
+        _in_terminating_namespace.discard(body.get("metadata", {}).get("uid", ""))
         return
     # Our own status writes come back as events: skip those (the generation did not move and status is ours).
     uid = body.get("metadata", {}).get("uid", "")
