@@ -7,7 +7,8 @@ attribute its calls) against the local control plane, creates N QwenDeployments 
   - write calls by the operator (from the apiserver's audit log) during an idle period of several resyncs,
   - the operator's peak RSS.
 
-  python -m bench.reconcile_bench --count 1 --count 200 --out bench/results/
+  python -m bench.reconcile_bench --count 1 --count 200 --count 500 --out bench/results/
+(500 is issue 7's load case: all converge, bounded memory, no request storm: requests/s from the audit log.)
 Needs the local cluster tools (make tools); starts the cluster if it is not running.
 """
 
@@ -44,6 +45,23 @@ def rss_mib(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def audit_requests(audit_log: Path, user: str, since: float, until: float) -> int:
+    """Every request ``user`` made in [since, until] (reads, watches and writes): the load on the apiserver."""
+    n = 0
+    with open(audit_log) as f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("stage") != "ResponseComplete" or ev.get("user", {}).get("username") != user:
+                continue
+            ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+            if since <= ts <= until:
+                n += 1
+    return n
 
 
 def audit_writes(audit_log: Path, user: str, since: float, until: float) -> dict[str, int]:
@@ -98,11 +116,12 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     time.sleep(1)
     created: dict[str, float] = {}
     t_start = time.monotonic()
+    wall_start = time.time()
     for i in range(count):
         name = f"qd-{i}"
         body = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment", "metadata": {"name": name},
                 "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                         "compileCache": {"enabled": False}, "replicas": 0 if count > 20 else 1}}
+                         "compileCache": {"enabled": False}, "replicas": 1 if i < 20 else 0}}
         crd_api.create_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments", body)
         created[name] = time.monotonic()
     wt.join(timeout=600)
@@ -115,6 +134,7 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     while not all_ready() and time.monotonic() < deadline:
         time.sleep(1)
     converged_s = time.monotonic() - t_start
+    wall_converged = time.time()
     ready_ok = all_ready()
     time.sleep(resync + 2)  # let the last status writes land
     idle_from = time.time()
@@ -123,6 +143,8 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     time.sleep(2)  # audit log flush
     writes = audit_writes(audit, USER, idle_from, idle_to)
     total_writes = audit_writes(audit, USER, 0, idle_to)
+    busy_requests = audit_requests(audit, USER, wall_start, wall_converged)
+    idle_requests = audit_requests(audit, USER, idle_from, idle_to)
     stop.set()
     op.stop()
     core.delete_namespace(ns)
@@ -138,6 +160,9 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
         "write_calls_per_idle_resync": sum(writes.values()) / idle_resyncs,
         "write_calls_total": sum(total_writes.values()), "write_calls_total_by_kind": total_writes,
         "operator_peak_rss_mib": round(peak[0], 1),
+        "operator_requests_while_converging": busy_requests,
+        "operator_rps_while_converging": round(busy_requests / max(converged_s, 1e-9), 2),
+        "operator_rps_idle": round(idle_requests / max(idle_to - idle_from, 1e-9), 3),
     }
 
 
@@ -169,11 +194,13 @@ def main() -> int:
     lines = ["# Reconcile benchmark", "", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}  ",
              f"Machine: {meta['machine']}  ", f"Git: {meta['versions']['git']}", "",
              "| deployments | apply->StatefulSet p50 s | p95 s | max s | all Ready s | idle writes per resync "
-             "| writes total | operator peak RSS MiB |", "|---|---|---|---|---|---|---|---|"]
+             "| writes total | operator req/s converging | operator req/s idle | operator peak RSS MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         l = r["apply_to_statefulset_s"]
         lines.append(f"| {r['deployments']} | {l['p50']:.3f} | {l['p95']:.3f} | {l['max']:.3f} | {r['all_ready_s']} "
                      f"| {r['write_calls_per_idle_resync']:.2f} | {r['write_calls_total']} "
+                     f"| {r['operator_rps_while_converging']} | {r['operator_rps_idle']} "
                      f"| {r['operator_peak_rss_mib']} |")
     (out / "reconcile.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

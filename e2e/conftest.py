@@ -98,6 +98,15 @@ class LocalCluster:
         """(Re)create a node of e2e/cluster/nodes.yaml with its GPU capacity; returns once it is Ready."""
         self._sh("add-node", name)
 
+    def restart(self, down_s: int = 5) -> None:
+        """Stop the whole control plane (etcd included) for ``down_s`` seconds and start it again on the same
+        state; returns once the apiserver is ready and the controllers run."""
+        self._sh("restart", str(down_s), timeout=240)
+
+    def pause_etcd(self, seconds: int) -> None:
+        """Freeze etcd (SIGSTOP) for ``seconds``: the apiserver is up but every read and write stalls."""
+        self._sh("pause-etcd", str(seconds), timeout=seconds + 60)
+
     def reset_nodes(self) -> None:
         """Re-apply every node of nodes.yaml (labels, taints, capacity)."""
         self._sh("nodes")

@@ -6,6 +6,7 @@ window; Prometheus is stopped and the replicas hold while a condition says why."
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -27,6 +28,7 @@ from operator_harness import (  # noqa: F401
     operator,
     wait_for,
 )
+from qwen_operator.adapters.prometheus import read_replicas
 
 NAME = "scaled"
 
@@ -123,9 +125,20 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
         loader.start()
         try:
             wait_for("scale-up on queue depth", lambda: sts_replicas(namespace) >= 2, timeout=180)
+            # The scale-up is recorded as an Event (status shows the latest decision, which may already be a hold).
+            ups = wait_for("a ScaleUp event", lambda: [e for e in kubectl_json(
+                "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+                if e["reason"].startswith("ScaleUp")], timeout=30)
+            assert re.match(r"1 -> [2-4] replicas: ", ups[0]["message"]), ups[0]["message"]
             qd = get_qd(namespace, NAME)
-            assert qd["status"]["autoscaling"]["lastReason"].startswith("ScaleUp")
-            assert qd["status"]["autoscaling"]["lastQueue"] > 0
+            assert qd["status"]["autoscaling"]["desiredReplicas"] >= 2
+            assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
+            # The throughput signal: vLLM's completion counter, read through Prometheus by the operator's adapter.
+            url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+            rates = wait_for("a completion rate from vllm:request_success_total", lambda: [
+                s.request_rate for s in read_replicas(url, namespace, NAME).samples.values()
+                if s.request_rate is not None and s.request_rate > 0], timeout=90, interval=3)
+            assert all(0 < r < 100 for r in rates), rates
             # Prometheus goes away while scaled up: hold the size (no scale-down on missing data), say why.
             prom.stop()
         finally:

@@ -491,3 +491,47 @@ def test_terminating_namespace_is_left_alone(operator, namespace, local_cluster)
         kubectl_run("delete", "validatingadmissionpolicy", hold, "--ignore-not-found")
     wait_for("the namespace to go", lambda: kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
              timeout=120, interval=2)
+
+
+def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator, namespace, local_cluster):
+    """etcd frozen (every apiserver read and write stalls), then the whole control plane stopped and started
+    again: the same operator process reconnects its watches and acts on what changed meanwhile, without
+    duplicates. (The session's later tests run on this same operator, after the restart.)"""
+    def sts_args(name: str) -> list[str]:
+        return kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["template"]["spec"][
+            "containers"][0]["args"]
+
+    def converged(name: str, seqs: int) -> Any:
+        qd = get_qd(namespace, name)
+        ok = (qd.get("status", {}).get("observedGeneration") == qd["metadata"]["generation"]
+              and (condition(qd, "Ready") or {}).get("status") == "True")
+        args = sts_args(name)
+        if ok and args[args.index("--max-num-seqs") + 1] == str(seqs):
+            return True
+        sts = kubectl_json("-n", namespace, "get", "statefulset", name)
+        raise AssertionError(f"{name}: generation {qd['metadata']['generation']}, status "
+                             f"{json.dumps(qd.get('status', {}).get('conditions'))[:600]}; StatefulSet status "
+                             f"{sts.get('status')} args {args[args.index('--max-num-seqs') + 1]}")
+
+    spec = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False},
+            "serving": {"maxNumSeqs": 16}}
+    apply_qd(namespace, "steady", spec)
+    wait_for("steady Ready", lambda: converged("steady", 16), timeout=90)
+
+    local_cluster.pause_etcd(12)
+    kubectl_run("-n", namespace, "patch", "qwendeployment", "steady", "--type=merge",
+                "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 24}}}))
+    wait_for("the edit after the etcd freeze", lambda: converged("steady", 24), timeout=90)
+
+    local_cluster.restart(down_s=8)
+    kubectl_run("-n", namespace, "patch", "qwendeployment", "steady", "--type=merge",
+                "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 32}}}))
+    apply_qd(namespace, "newcomer", {**spec, "serving": {"maxNumSeqs": 8}})
+    # Kopf re-lists after its watch broke; the resync loop (5 s here) is the backstop.
+    wait_for("the edit after the restart", lambda: converged("steady", 32), timeout=120)
+    wait_for("a deployment created after the restart", lambda: converged("newcomer", 8), timeout=120)
+    assert operator.proc is not None and operator.proc.poll() is None, "the operator process died"
+    for kind, per in (("statefulsets", 1), ("services", 2)):
+        names = Counter(o["metadata"]["labels"].get("qwenops.dev/deployment")
+                        for o in _items(namespace, kind, MANAGED))
+        assert names == {"steady": per, "newcomer": per}, (kind, names)

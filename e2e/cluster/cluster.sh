@@ -13,6 +13,10 @@
 #   nodes              (re)apply all nodes of nodes.yaml
 #   add-node NAME      (re)create one node of nodes.yaml, with its GPU capacity, and wait until it is Ready
 #   delete-node NAME   delete one node (the pod garbage collector deletes its pods ~40s later, as on a real cluster)
+#   restart [SECONDS]  stop every control-plane process (etcd included), wait SECONDS (default 5), start them
+#                      again on the same state: the fault "kube-apiserver restarted, etcd unavailable meanwhile"
+#   pause-etcd SECONDS freeze etcd (SIGSTOP) for SECONDS, then let it go on (SIGCONT): the apiserver stays up
+#                      but cannot read or write
 #   dry-run            print what kwokctl would start (local binaries only), start nothing
 #   user-kubeconfig NAME [GROUP...]
 #                      write (and print the path of) a kubeconfig for a client-certificate user NAME in
@@ -73,16 +77,53 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
   done
 }
 
-write_config() {
-  mkdir -p "$CLUSTER_DIR"
-  # Bind every component to loopback (kwokctl's default is 0.0.0.0); the rest are kwokctl defaults.
-  cat >"$CLUSTER_DIR/kwokctl.yaml" <<EOF
+config_text() {
+  # Bind every component to loopback (kwokctl's default is 0.0.0.0). No leader election for the one
+  # controller-manager and scheduler: a lease lost while etcd stalls makes them exit, and nothing here plays
+  # the kubelet that would restart a real cluster's static pods.
+  cat <<EOF
 apiVersion: config.kwok.x-k8s.io/v1alpha1
 kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
   quietPull: true
+componentsPatches:
+- name: kube-controller-manager
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kube-scheduler
+  extraArgs:
+  - key: leader-elect
+    value: "false"
+- name: kwok-controller
+  extraArgs:
+  # A kubelet's node lease lasts 40 s; kwokctl's 200 s default leaves the nodes' pods unmanaged for up to
+  # 200 s after a restart, until a restarted kwok may take over the previous instance's leases.
+  - key: node-lease-duration-seconds
+    value: "40"
 EOF
+}
+
+write_config() {
+  mkdir -p "$CLUSTER_DIR"
+  config_text >"$CLUSTER_DIR/kwokctl.yaml"
+}
+
+# What the running cluster was created from; a change (this script's config or the tools' versions) means
+# the cluster must be recreated rather than reused.
+config_stamp() { { config_text; readlink -f "$BIN/kube-apiserver"; } | sha256sum | cut -d' ' -f1; }
+STAMP_FILE="$CLUSTER_DIR/created-from.sha256"
+
+# Every process kwokctl started is still running (a dead controller-manager leaves /readyz green).
+components_alive() {
+  local f pid
+  [ -d "$WORKDIR/pids" ] || return 1
+  for f in "$WORKDIR"/pids/*.pid; do
+    [ -e "$f" ] || return 1
+    pid="$(cat "$f" 2>/dev/null || true)"
+    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || { log "$(basename "$f" .pid) is not running"; return 1; }
+  done
 }
 
 create_args() {
@@ -202,17 +243,32 @@ take_lock() {
   flock -w 300 9 || die "timed out waiting for another cluster.sh (lock $LOCK_FILE)"
 }
 
+restart_locked() {  # restart_locked DOWN_SECONDS: stop every process, wait, start them again on the same state
+  local pids=()
+  mapfile -t pids < <(cluster_pids)
+  kwokctl_ stop cluster --name "$NAME" || log "kwokctl stop failed; stopping the processes by hand"
+  local pid
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done  # no-op when kwokctl stopped them
+  reap "${pids[@]}"
+  sleep "${1:-0}"
+  kwokctl_ start cluster --name "$NAME" --wait 60s && wait_for 60 "kube-apiserver /readyz" healthy
+}
+
 cmd_up() {
   ensure_tools
   take_lock
   local start=$SECONDS
-  if cluster_exists && healthy; then
+  if cluster_exists && [ "$(cat "$STAMP_FILE" 2>/dev/null)" != "$(config_stamp)" ]; then
+    log "cluster $NAME was created from another configuration or tool version: recreating it"
+    cmd_down_locked
+  fi
+  if cluster_exists && healthy && components_alive; then
     log "cluster $NAME already running: reusing it"
     grep -q 'client-certificate-data' "$KUBECONFIG_OUT" || flatten_kubeconfig
   else
     if cluster_exists; then
-      log "cluster $NAME exists but is not healthy: trying to start it"
-      if kwokctl_ start cluster --name "$NAME" --wait 60s && wait_for 60 "kube-apiserver" healthy; then
+      log "cluster $NAME exists but is not healthy: restarting it"
+      if restart_locked 0; then
         log "cluster $NAME restarted"
       else
         log "restart failed: recreating cluster $NAME"
@@ -232,6 +288,7 @@ cmd_up() {
       fi
       wait_for 60 "kube-apiserver /readyz" healthy || die "kube-apiserver not ready; logs in $WORKDIR/logs"
       flatten_kubeconfig
+      config_stamp >"$STAMP_FILE"
     fi
     wait_controllers
   fi
@@ -275,7 +332,7 @@ cmd_down_locked() {
   local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done  # no-op when kwokctl stopped them
   reap "${pids[@]}"
-  rm -rf "$WORKDIR" "$KUBECONFIG_OUT"
+  rm -rf "$WORKDIR" "$KUBECONFIG_OUT" "$STAMP_FILE"
   log "cluster $NAME is down (${#pids[@]} processes stopped)"
 }
 
@@ -295,6 +352,34 @@ cmd_status() {
   healthy || exit 1
   kc version 2>/dev/null | sed 's/^/  /' || true
   kc get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count 2>/dev/null || true
+}
+
+cmd_restart() {
+  local down_s="${1:-5}"
+  [[ "$down_s" =~ ^[0-9]+$ ]] || die "restart: SECONDS must be a whole number"
+  ensure_tools
+  take_lock
+  cluster_exists || die "cluster $NAME does not exist: run '$0 up' first"
+  log "stopping cluster $NAME for ${down_s}s"
+  restart_locked "$down_s" || die "cluster $NAME did not come back; logs in $WORKDIR/logs"
+  wait_controllers
+  log "cluster $NAME restarted"
+}
+
+cmd_pause_etcd() {
+  local secs="${1:?usage: $0 pause-etcd SECONDS}" pid
+  [[ "$secs" =~ ^[0-9]+$ ]] || die "pause-etcd: SECONDS must be a whole number"
+  pid="$(cat "$WORKDIR/pids/etcd.pid" 2>/dev/null || true)"
+  [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$WORKDIR" \
+    || die "no running etcd of cluster $NAME"
+  # SIGCONT even if this script is interrupted: a frozen etcd would take every later test down with it.
+  trap 'kill -CONT "$pid" 2>/dev/null || true' EXIT
+  kill -STOP "$pid"
+  log "etcd (pid $pid) frozen for ${secs}s"
+  sleep "$secs"
+  kill -CONT "$pid"
+  trap - EXIT
+  log "etcd (pid $pid) running again"
 }
 
 cmd_kubeconfig() {
@@ -343,6 +428,8 @@ case "${1:-}" in
     ensure_tools; healthy || die "cluster not running"
     kc delete node "${2:?usage: $0 delete-node NAME}" --ignore-not-found --wait=true >&2 ;;
   user-kubeconfig) shift; cmd_user_kubeconfig "$@" ;;
+  restart) cmd_restart "${2:-5}" ;;
+  pause-etcd) cmd_pause_etcd "${2:-}" ;;
   dry-run)  # show what kwokctl would run, without starting anything
     ensure_tools; write_config; mapfile -t args < <(create_args); "$BIN/kwokctl" "${args[@]}" --dry-run ;;
   -h|--help|help|"") awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" ;;

@@ -27,6 +27,7 @@ class ReplicaSample:
     running: float = math.nan
     kv_cache_usage: float = math.nan
     age_s: float = math.inf
+    request_rate: float | None = None  # completions/s over the last minute; None until the counter has 2 points
 
 
 @dataclass
@@ -46,6 +47,8 @@ def queries(namespace: str, name: str) -> dict[str, str]:
     sel = selector(namespace, name)
     q = {key: f"max by ({POD_LABEL}) ({metric}{sel})" for key, metric in GAUGES.items()}
     q["age"] = f"max by ({POD_LABEL}) (time() - timestamp(vllm:num_requests_waiting{sel}))"
+    # Throughput: vLLM counts completions per finished_reason; the sum over reasons is the replica's rate.
+    q["rate"] = f"sum by ({POD_LABEL}) (rate(vllm:request_success_total{sel}[1m]))"
     return q
 
 
@@ -72,6 +75,8 @@ def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -
                     s.running = value
                 elif key == "kv":
                     s.kv_cache_usage = value
+                elif key == "rate":  # optional signal: a bad value drops it rather than holding the fleet
+                    s.request_rate = value if math.isfinite(value) and value >= 0 else None
                 else:
                     s.age_s = value
     except Exception as e:  # connection refused, timeouts, HTTP errors, malformed JSON: all mean "no data"

@@ -415,6 +415,9 @@ class AutoscalingStatus(_Model):
     last_message: str | None = None
     last_queue: float | None = None
     last_decision_time: str | None = None
+    cold_start_seconds: float | None = Field(
+        default=None, description="Pod creation to Ready, as measured on this deployment's pods (the slowest "
+        "Ready one); the policy looks this far ahead. Absent until a pod was seen starting.")
     policy_state: dict[str, Any] | None = None
 
 

@@ -20,7 +20,7 @@ import kopf
 from ..adapters.prometheus import read_replicas
 from ..api.models import QwenDeploymentSpec
 from ..autoscaling.policy import AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide
-from ..manifests.status import pod_issue, pod_ready
+from ..manifests.status import pod_issue, pod_ready, pod_start_seconds
 from . import controller, metrics
 from .config import CONFIG
 
@@ -29,9 +29,20 @@ _state: dict[str, PolicyState] = {}       # uid -> policy state
 _last_run: dict[str, float] = {}          # uid -> monotonic time of the last decision
 
 
-def policy_config(spec: QwenDeploymentSpec) -> AutoscalingConfig:
+DEFAULT_COLD_START_S = 180.0  # until one of the deployment's own pods was seen starting
+
+
+def measured_cold_start(pods: list[Mapping[str, Any]]) -> float | None:
+    """The slowest creation-to-Ready time among the deployment's Ready pods: what a scale-up waits now (a baked
+    compile cache shows up here as a shorter start). The slowest, so the look-ahead errs on the early side."""
+    times = [t for t in (pod_start_seconds(dict(p)) for p in pods) if t is not None]
+    return max(times) if times else None
+
+
+def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> AutoscalingConfig:
     a = spec.autoscaling
     return AutoscalingConfig(
+        cold_start_s=DEFAULT_COLD_START_S if cold_start_s is None else cold_start_s,
         min_replicas=a.min_replicas, max_replicas=a.max_replicas, target_queue_per_replica=a.target_queue_per_replica,
         ttft_slo_seconds=a.ttft_slo_seconds, max_num_seqs=spec.serving.max_num_seqs, warm_pool=a.warm_pool,
         scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
@@ -54,7 +65,7 @@ def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, Any], current_d
         if s is None:
             continue
         out.append(ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv_cache_usage,
-                                 name=s.pod))
+                                 name=s.pod, request_rate=getattr(s, "request_rate", None)))
         newest_age = min(newest_age, s.age_s)
     metrics_time = now - newest_age if math.isfinite(newest_age) else None
     return Observation(time=now, samples=tuple(out), ready_replicas=len(ready), starting_replicas=len(starting),
@@ -87,10 +98,13 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     status = controller._last_written.get(uid) or body.get("status") or {}
     auto = dict(status.get("autoscaling") or {})
     state = _state.get(uid) or PolicyState.from_dict(auto.get("policyState"))
-    cfg = policy_config(spec)
+    pods = list(indexes["pods"].get((namespace, name), []))
+    cold_start = measured_cold_start(pods)
+    if cold_start is None and isinstance(auto.get("coldStartSeconds"), (int, float)):
+        cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
+    cfg = policy_config(spec, cold_start)
     current = int(auto.get("desiredReplicas") or min(cfg.max_replicas, cfg.min_replicas + cfg.warm_pool))
     now = time.time()
-    pods = list(indexes["pods"].get((namespace, name), []))
     if CONFIG.prometheus_url:
         read = read_replicas(CONFIG.prometheus_url, namespace, name)
         samples, error = read.samples, read.error
@@ -112,6 +126,8 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     now_iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
                 "warmReplicas": cfg.warm_pool}
+    if cold_start is not None:
+        new_auto["coldStartSeconds"] = round(cold_start, 1)
     cond = {"type": "AutoscalingActive", "status": "True" if d.active else "False", "reason": d.reason,
             "message": message[:1000], "observedGeneration": body["metadata"].get("generation")}
     prev = next((c for c in status.get("conditions", []) if c.get("type") == "AutoscalingActive"), None)

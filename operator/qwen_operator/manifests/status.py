@@ -8,6 +8,7 @@ so an idle resync computes an identical status and writes nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 _BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
@@ -18,6 +19,20 @@ _BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateC
 class PodIssue:
     reason: str
     message: str
+
+
+def pod_start_seconds(pod: dict[str, Any]) -> float | None:
+    """Seconds from a pod's creation to its Ready condition turning True, or None (not Ready, or no times)."""
+    created = (pod.get("metadata") or {}).get("creationTimestamp")
+    for c in (pod.get("status") or {}).get("conditions", []) or []:
+        if c.get("type") == "Ready" and c.get("status") == "True" and created and c.get("lastTransitionTime"):
+            try:
+                t0 = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+                t1 = datetime.fromisoformat(str(c["lastTransitionTime"]).replace("Z", "+00:00"))
+            except ValueError:
+                return None
+            return max(0.0, (t1 - t0).total_seconds())
+    return None
 
 
 def pod_issue(pod: dict[str, Any]) -> PodIssue | None:

@@ -1,0 +1,41 @@
+"""What the operator feeds the pure policy: the measured cold start and the Prometheus queries."""
+
+from __future__ import annotations
+
+from qwen_operator.adapters.prometheus import queries
+from qwen_operator.handlers.autoscaler import DEFAULT_COLD_START_S, measured_cold_start, policy_config
+from qwen_operator.api.models import QwenDeploymentSpec
+from qwen_operator.manifests.status import pod_start_seconds
+
+
+def _pod(created: str, ready_at: str | None, ready: str = "True") -> dict:
+    conds = [] if ready_at is None else [{"type": "Ready", "status": ready, "lastTransitionTime": ready_at}]
+    return {"metadata": {"name": "p", "creationTimestamp": created}, "status": {"conditions": conds}}
+
+
+def test_pod_start_seconds_is_creation_to_ready():
+    assert pod_start_seconds(_pod("2026-01-01T00:00:00Z", "2026-01-01T00:02:43Z")) == 163.0
+    assert pod_start_seconds(_pod("2026-01-01T00:00:00Z", None)) is None
+    assert pod_start_seconds(_pod("2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", ready="False")) is None
+    assert pod_start_seconds(_pod("garbage", "2026-01-01T00:01:00Z")) is None
+    assert pod_start_seconds({}) is None
+
+
+def test_measured_cold_start_takes_the_slowest_ready_pod():
+    pods = [_pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:45Z"),
+            _pod("2026-01-01T00:10:00Z", "2026-01-01T00:13:00Z"),
+            _pod("2026-01-01T00:20:00Z", None)]
+    assert measured_cold_start(pods) == 180.0
+    assert measured_cold_start([_pod("2026-01-01T00:00:00Z", None)]) is None
+
+
+def test_policy_config_uses_the_measured_cold_start_or_the_default():
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"enabled": True}})
+    assert policy_config(spec).cold_start_s == DEFAULT_COLD_START_S
+    assert policy_config(spec, 42.0).cold_start_s == 42.0
+
+
+def test_rate_query_sums_finish_reasons_per_pod():
+    q = queries("ns", "m")["rate"]
+    assert q.startswith("sum by (pod) (rate(vllm:request_success_total{")
+    assert q.endswith("[1m]))")
