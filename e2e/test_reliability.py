@@ -251,6 +251,22 @@ def test_refused_apply_is_reported_in_status(operator, namespace):
                     "--ignore-not-found", check=False)
 
 
+def test_quota_refusal_is_reported_and_clears(operator, namespace):
+    """A ResourceQuota that leaves no room for the deployment's Services (403 "exceeded quota"; in the wild a GPU
+    quota on the namespace, or a full Service IP range, which answers 500): Degraded with the apiserver's words,
+    and Ready once the quota is raised, without anyone touching the deployment."""
+    kubectl_run("-n", namespace, "create", "quota", "no-services", "--hard=services=0")
+    apply_qd(namespace, "squeezed", {**BASE, "compileCache": {"enabled": False}})
+    qd = wait_for("Degraded=ApplyForbidden", cond_is(namespace, "squeezed", "Degraded", "True", "ApplyForbidden"),
+                  timeout=60)
+    assert "exceeded quota" in condition(qd, "Degraded")["message"], condition(qd, "Degraded")
+    events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=squeezed")
+    assert any(e["reason"] == "ApplyForbidden" for e in events["items"])
+    kubectl_run("-n", namespace, "delete", "quota", "no-services")
+    wait_for("Ready after the quota went", cond_is(namespace, "squeezed", "Ready", "True"), timeout=60)
+    assert condition(get_qd(namespace, "squeezed"), "Degraded")["status"] == "False"
+
+
 def test_long_name_is_refused_or_runs(operator, namespace):
     """A StatefulSet's pods carry the label controller-revision-hash=<name>-<10 chars>, at most 63: a name over 52
     characters is a valid QwenDeployment name whose pods the StatefulSet controller can never create."""

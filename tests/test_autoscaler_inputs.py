@@ -39,3 +39,17 @@ def test_rate_query_sums_finish_reasons_per_pod():
     q = queries("ns", "m")["rate"]
     assert q.startswith("sum by (pod) (rate(vllm:request_success_total{")
     assert q.endswith("[1m]))")
+
+
+def test_the_benchmark_runs_the_operators_default_policy():
+    """bench/autoscaling's "ours" is what a QwenDeployment with default autoscaling settings gets from the
+    operator: same knobs, apart from the replica bounds and the cold start the benchmark sets per scenario."""
+    from dataclasses import asdict
+
+    from bench.autoscaling.run import ours_config
+
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"enabled": True}})
+    bench = asdict(ours_config())
+    operator = asdict(policy_config(spec, bench["cold_start_s"]))
+    differ = {k for k in bench if bench[k] != operator[k]}
+    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}

@@ -88,6 +88,11 @@ options:
   bindAddress: 127.0.0.1
   quietPull: true
 componentsPatches:
+- name: kube-apiserver
+  extraArgs:
+  # A /16 like kubeadm's default; kube-apiserver's own default (/24, 254 addresses) runs out at 254 Services.
+  - key: service-cluster-ip-range
+    value: 10.96.0.0/16
 - name: kube-controller-manager
   extraArgs:
   - key: leader-elect

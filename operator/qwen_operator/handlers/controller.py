@@ -175,7 +175,7 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
             try:
                 k.apply(obj)
             except ApiException as e:
-                if e.status not in (400, 422):
+                if not _reportable(e):
                     raise
                 _report_rejected_apply(body, obj, e)
                 return
@@ -230,9 +230,21 @@ def _cache_evidence(namespace: str, pods_now: list[dict[str, Any]]) -> dict[str,
     return out
 
 
+# Refusals a user must hear about: the object is invalid (400/422), a quota or policy forbids it (403, except a
+# terminating namespace), or the apiserver cannot serve it (500, e.g. "the Service IP range is full"). They are
+# retried at every resync; conflicts (409), overload (429) and unavailability (503/504) are only retried.
+_APPLY_REASONS = {400: "ApplyRejected", 422: "ApplyRejected", 403: "ApplyForbidden", 500: "ApplyFailed"}
+
+
+def _reportable(e: ApiException) -> bool:
+    if e.status == 403 and "NamespaceTerminating" in str(getattr(e, "body", "") or ""):
+        return False
+    return e.status in _APPLY_REASONS
+
+
 def _report_rejected_apply(body: dict[str, Any], obj: dict[str, Any], e: ApiException) -> None:
-    """The apiserver refused an object we rendered (a spec our validation let through): say so in status
-    instead of retrying silently forever."""
+    """The apiserver refused an object we rendered (a spec our validation let through, a quota, a full IP
+    range): say so in status instead of retrying silently forever."""
     meta = body["metadata"]
     try:
         msg = json.loads(str(e.body or "{}")).get("message", "")
@@ -242,15 +254,16 @@ def _report_rejected_apply(body: dict[str, Any], obj: dict[str, Any], e: ApiExce
     status = dict(_last_written.get(meta.get("uid", "")) or body.get("status") or {})
     conds = [c for c in status.get("conditions", []) or [] if c.get("type") != "Degraded"]
     prev = next((c for c in status.get("conditions", []) or [] if c.get("type") == "Degraded"), None)
-    if prev and prev.get("reason") == "ApplyRejected" and prev.get("message") == message:
+    reason = _APPLY_REASONS.get(e.status or 0, "ApplyFailed")
+    if prev and prev.get("reason") == reason and prev.get("message") == message:
         return
-    conds.append({"type": "Degraded", "status": "True", "reason": "ApplyRejected", "message": message,
+    conds.append({"type": "Degraded", "status": "True", "reason": reason, "message": message,
                   "lastTransitionTime": _now(), "observedGeneration": meta.get("generation")})
     status["conditions"] = sorted(conds, key=lambda c: c["type"])
     status["phase"] = "Degraded"
     kube().patch_status(meta["namespace"], meta["name"], {"conditions": status["conditions"], "phase": "Degraded"})
     _last_written[meta.get("uid", "")] = status
-    kube().event(body, "Warning", "ApplyRejected", message)
+    kube().event(body, "Warning", reason, message)
 
 
 def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
