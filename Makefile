@@ -51,6 +51,7 @@ demo: venv tools
 
 bench: venv
 	$(VPY) -m bench.autoscaling.run --out bench/results/
+	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -11,6 +11,8 @@ Fixtures:
   namespace      (function) a fresh namespace (name str) deleted after the test, without waiting.
   local_cluster  (session) LocalCluster: audit log, node helpers; ``.is_local`` False for a foreign cluster.
   wait_until     (session) wait_until(predicate, timeout=60, interval=0.5, message="") -> predicate's value.
+  operator       (session) the real operator as a local process (operator_harness.py); registered here only,
+                 so that the whole session shares one operator.
 Every test under e2e/ gets the ``e2e`` marker.
 """
 
@@ -241,3 +243,7 @@ def namespace(request: pytest.FixtureRequest, kube, wait_until) -> str:
     except client.ApiException as exc:
         if exc.status != 404:
             raise
+
+
+# Registered here, once: a session fixture imported into several test modules gets one instance per module.
+from operator_harness import operator  # noqa: E402,F401

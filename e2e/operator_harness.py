@@ -1,8 +1,10 @@
 """Run the real operator (and the local volume provisioner) against the e2e cluster, as local processes.
 
 Kopf operators are tested this way upstream too (kopf.testing.KopfRunner runs the operator against the current
-kubeconfig); we use a subprocess so a test can SIGKILL and restart it. Import the fixtures into a test module:
-    from operator_harness import operator, wait_for, get_qd, condition  # noqa: F401
+kubeconfig); we use a subprocess so a test can SIGKILL and restart it. The `operator` fixture is registered once, in
+e2e/conftest.py; test modules import only the helpers (importing a session fixture into several modules makes
+pytest run one instance per module, and cluster-wide operators would then fight over the same objects):
+    from operator_harness import wait_for, get_qd, condition
 """
 
 from __future__ import annotations

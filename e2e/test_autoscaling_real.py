@@ -25,7 +25,6 @@ from operator_harness import (  # noqa: F401
     condition,
     get_qd,
     kubectl_json,
-    operator,
     wait_for,
 )
 from qwen_operator.adapters.prometheus import read_replicas

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-from operator_harness import (  # noqa: F401  (fixtures)
+from operator_harness import (  # noqa: F401
     apply_qd,
     cond_is,
     condition,
     get_qd,
     kubectl_json,
     kubectl_run,
-    operator,
     wait_for,
 )
 

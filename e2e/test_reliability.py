@@ -34,14 +34,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from kubernetes.client.exceptions import ApiException
 
-from operator_harness import (  # noqa: F401  (fixtures)
+from operator_harness import (  # noqa: F401
     apply_qd,
     cond_is,
     condition,
     get_qd,
     kubectl_json,
     kubectl_run,
-    operator,
     wait_for,
 )
 from qwen_operator.adapters.kube import Kube, _path

@@ -22,14 +22,13 @@ from typing import Any
 
 import pytest
 
-from operator_harness import (  # noqa: F401  (fixtures)
+from operator_harness import (  # noqa: F401
     apply_qd,
     cond_is,
     condition,
     get_qd,
     kubectl_json,
     kubectl_run,
-    operator,
     operator_writes,
     wait_for,
     wait_operator_quiet,

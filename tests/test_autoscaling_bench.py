@@ -177,3 +177,16 @@ def test_oracle_meets_goal_and_replay_agrees():
     run_sim(reqs2, FixedSchedule("replay", 30.0, orc.counts), SM,
             SimConfig(cold_start_s=0, cold_start_jitter=0, initial_replicas=orc.counts[0], max_replicas=64))
     assert sum(r.ttft <= r.slo for r in reqs2) / len(reqs2) >= 0.98
+
+
+def test_fixed_schedule_with_lead_scales_up_early_and_down_on_time():
+    from types import SimpleNamespace
+
+    from bench.autoscaling.sim import FixedSchedule
+    counts = [2, 2, 5, 5, 1, 1]
+    on_time = FixedSchedule("t", 60.0, counts)
+    ahead = FixedSchedule("a", 60.0, counts, lead_s=90.0)
+    at = lambda s, t: s.decide(SimpleNamespace(now=t))  # noqa: E731
+    assert [at(on_time, t) for t in (0, 61, 121, 181, 241)] == [2, 2, 5, 5, 1]
+    # 90 s ahead: the 5 of minute 2 is asked for from t=30; the drop to 1 waits until minute 4 itself.
+    assert [at(ahead, t) for t in (0, 29, 30, 200, 239, 240, 400)] == [2, 2, 5, 5, 5, 1, 1]

@@ -132,6 +132,8 @@ POLICIES: dict[str, tuple[Callable[[], Any], str]] = {
     "kubeai": (lambda: KubeAI(MIN_REPLICAS, MAX_REPLICAS), "baked"),
 }
 ANCHORS = ("hpa-gpu-util", "keda-prodstack", "aibrix-kpa", "kubeai")
+# Reference rows, not policies: the oracle's schedule replayed through the simulator.
+REFERENCE_SCHEDULES = ("oracle-sizes-on-time", "oracle-sizes-ahead")
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -189,6 +191,13 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
         pol: Any = FixedSchedule("oracle-replay", 60.0, oracle_counts)
         cold = 0.0
         cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n0)
+    elif pname in REFERENCE_SCHEDULES:
+        # The oracle's sizes, paying the baked cold start: asked for when needed (what perfect knowledge of the
+        # current need buys a reactive policy) or one cold start ahead (a perfect forecast).
+        assert oracle_counts is not None
+        cold = cold_start_for(QWEN3_8B, "baked").total_s
+        pol = FixedSchedule(pname, 60.0, oracle_counts, lead_s=cold if pname == "oracle-sizes-ahead" else 0.0)
+        cfg = SimConfig(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=n0)
     else:
         factory, scenario = POLICIES[pname]
         pol = factory()
@@ -247,7 +256,11 @@ def render_md(doc: dict[str, Any]) -> str:
     L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica; goal {SLO_GOAL:.0%} "
              f"of requests; replicas in [{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
     L.append("- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
-             "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.\n")
+             "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.")
+    L.append("- reference rows: 'oracle-replay' replays the oracle's schedule with zero cold start (a check of the "
+             "oracle); 'oracle-sizes-on-time' asks for the oracle's size of each minute at that minute and pays the "
+             "baked cold start (what perfect knowledge of the current need buys any reactive policy); "
+             "'oracle-sizes-ahead' asks one cold start ahead and keeps a replica until the oracle drops it (a perfect forecast).\n")
     for tname, tr in doc["traces"].items():
         st = tr["stats"]
         L.append(f"## {tname}\n")
@@ -296,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in specs:
         counts = oracle[s.name]["counts"]
         n0 = initial_replicas(counts)
-        for pn in pnames + ["oracle-replay"]:
+        for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES]:
             jobs.append(("policy", s, pn, n0, counts))
     results: dict[str, dict[str, dict[str, Any]]] = {s.name: {} for s in specs}
     for name, pn, res in mapper(_run_job, jobs):
@@ -338,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         orc = oracle[s.name]
         og = orc["gpu_hours"]
         rows: dict[str, Any] = {"oracle": orc}
-        rows.update({pn: results[s.name][pn] for pn in pnames + ["oracle-replay"] if pn in results[s.name]})
+        rows.update({pn: results[s.name][pn] for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES]
+                     if pn in results[s.name]})
         for pn, r in rows.items():
             r["meets_slo"] = bool(r["within_slo"] >= SLO_GOAL)
             r["vs_oracle"] = r["gpu_hours"] / og if og > 0 else float("nan")

@@ -465,15 +465,19 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
 
 
 class FixedSchedule:
-    """Replays a precomputed replica schedule (used to check the oracle)."""
+    """Replays a precomputed replica schedule (used to check the oracle, and, with a cold start, to bound what
+    knowing the right size can buy): at ``now`` it asks for the largest size due before ``now + lead_s``."""
 
-    def __init__(self, name: str, interval_s: float, counts: Sequence[int]) -> None:
+    def __init__(self, name: str, interval_s: float, counts: Sequence[int], lead_s: float = 0.0) -> None:
         self.name = name
         self.period_s = 1.0
         self.interval = interval_s
         self.counts = list(counts)
+        self.lead_s = lead_s
 
     def decide(self, view: FleetView) -> int:
-        i = int(view.now // self.interval)
-        return self.counts[min(i, len(self.counts) - 1)]
+        # With a lead: the largest size needed from now until now + lead (up early, down no earlier than due).
+        first = int(view.now // self.interval)
+        last = int((view.now + self.lead_s) // self.interval)
+        return max(self.counts[min(i, len(self.counts) - 1)] for i in range(first, last + 1))
 
