@@ -5,15 +5,9 @@ window; Prometheus is stopped and the replicas hold while a condition says why."
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -27,48 +21,10 @@ from operator_harness import (  # noqa: F401
     kubectl_json,
     wait_for,
 )
+from prometheus_local import Prometheus, scrape_config
 from qwen_operator.adapters.prometheus import read_replicas
 
 NAME = "scaled"
-
-
-def _prometheus_config(namespace: str, vllm_port: int, replicas: int) -> str:
-    # One scrape target per replica label: the same vLLM process stands for every replica of the deployment
-    # (containers do not run in the simulated cluster), each series carrying the pod label the operator queries.
-    groups = [{"targets": [f"127.0.0.1:{vllm_port}"], "labels": {"namespace": namespace, "pod": f"{NAME}-{i}"}}
-              for i in range(replicas)]
-    cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-           "scrape_configs": [{"job_name": "vllm", "metrics_path": "/metrics", "static_configs": groups}]}
-    return json.dumps(cfg)
-
-
-class Prometheus:
-    def __init__(self, config: str, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
-        (workdir / "prometheus.yml").write_text(config)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        exe = shutil.which("prometheus")
-        assert exe, "Debian's prometheus package is not installed (make system-deps)"
-        self.proc = subprocess.Popen(
-            [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT)
-        wait_for("prometheus ready", self._ready, timeout=60)
-
-    def _ready(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=30)
-            self.proc = None
 
 
 def _load(port: int, stop: threading.Event, concurrency: int) -> None:
@@ -108,7 +64,7 @@ def vllm_server(tmp_path):
 
 
 def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, namespace, vllm_server, tmp_path):
-    prom = Prometheus(_prometheus_config(namespace, vllm_server, replicas=4), PROMETHEUS_PORT, tmp_path)
+    prom = Prometheus(scrape_config(namespace, NAME, vllm_server, replicas=4), PROMETHEUS_PORT, tmp_path)
     prom.start()
     try:
         apply_qd(namespace, NAME, {

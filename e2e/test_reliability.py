@@ -541,7 +541,8 @@ def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator,
     local_cluster.restart(down_s=8)
     kubectl_run("-n", namespace, "patch", "qwendeployment", "steady", "--type=merge",
                 "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 32}}}))
-    apply_qd(namespace, "newcomer", {**spec, "serving": {"maxNumSeqs": 8}})
+    # With the compile cache: its PVC, the local provisioner and the bake Job all have to work after the restart.
+    apply_qd(namespace, "newcomer", {**spec, "serving": {"maxNumSeqs": 8}, "compileCache": {"enabled": True}})
     # Kopf re-lists after its watch broke; the resync loop (5 s here) is the backstop.
     wait_for("the edit after the restart", lambda: converged("steady", 32), timeout=120)
     wait_for("a deployment created after the restart", lambda: converged("newcomer", 8), timeout=120)
@@ -550,3 +551,68 @@ def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator,
         names = Counter(o["metadata"]["labels"].get("qwenops.dev/deployment")
                         for o in _items(namespace, kind, MANAGED))
         assert names == {"steady": per, "newcomer": per}, (kind, names)
+
+
+def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, namespace, tmp_path):
+    """A real Prometheus scrapes a metrics endpoint whose queue the test sets. The queue jumps; the operator is
+    SIGKILLed the moment it logs its scale-up decision (status written, StatefulSet maybe not yet), and started
+    again. It resumes from the decision in status: the StatefulSet reaches it, no decision is taken twice (every
+    scaling Event goes from the size the previous one reached). Then the queue turns to garbage (NaN): the size
+    holds and AutoscalingActive=False says why. Then it empties: the restarted operator scales down."""
+    from operator_harness import PROMETHEUS_PORT
+    from prometheus_local import Prometheus, ScriptedVllmMetrics, scrape_config
+
+    name = "midscale"
+    metrics = ScriptedVllmMetrics()
+    prom = Prometheus(scrape_config(namespace, name, metrics.port, replicas=4), PROMETHEUS_PORT, tmp_path)
+    prom.start()
+    try:
+        apply_qd(namespace, name, {**BASE, "autoscaling": {
+            "enabled": True, "minReplicas": 1, "maxReplicas": 4, "warmPool": 0, "targetQueuePerReplica": 1,
+            "intervalSeconds": 2, "scaleDownStabilizationSeconds": 10}})
+        wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
+                 and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+        offset = len(operator.log_text())
+        decided = re.compile(rf"{re.escape(namespace)}/{name}: (\d+) -> (\d+) replicas \(ScaleUp")
+        metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
+        try:
+            m = wait_for("the scale-up decision", lambda: decided.search(operator.log_text()[offset:]),
+                         timeout=60, interval=0.05)
+            operator.stop(signal.SIGKILL)
+        finally:
+            if operator.proc is None:
+                operator.start()
+        target = int(m.group(2))
+        sts_at_kill = kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"]
+        print(f"killed after deciding 1 -> {target}; StatefulSet at {sts_at_kill} replicas")
+        assert get_qd(namespace, name)["status"]["autoscaling"]["desiredReplicas"] == target, "decision lost"
+        wait_for("the StatefulSet at the decided size", lambda: kubectl_json(
+            "-n", namespace, "get", "statefulset", name)["spec"]["replicas"] >= target, timeout=60)
+        time.sleep(8)  # the restarted operator keeps deciding on the same high queue
+
+        # Garbage from the metrics source (NaN queue): hold the size, say why, decide nothing on it.
+        held = kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"]
+        metrics.waiting = float("nan")
+        qd = wait_for("AutoscalingActive=False on garbage", cond_is(namespace, name, "AutoscalingActive", "False",
+                                                                    "HoldMetricsInvalid"), timeout=30)
+        assert "garbage" in condition(qd, "AutoscalingActive")["message"], condition(qd, "AutoscalingActive")
+        time.sleep(12)  # longer than the scale-down window
+        assert kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"] == held
+
+        metrics.waiting, metrics.running, metrics.kv = 0.0, 0.0, 0.0
+        wait_for("scale-down after the queue emptied", lambda: kubectl_json(
+            "-n", namespace, "get", "statefulset", name)["spec"]["replicas"] == 1, timeout=180, interval=2)
+        events = kubectl_json("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={name}")
+        # In creation order: an Event's resourceVersion is the etcd revision that created it.
+        steps = sorted((int(e["metadata"]["resourceVersion"]), e["message"]) for e in events["items"]
+                       if re.match(r"\d+ -> \d+ replicas", e["message"]))  # ScaleUp*, ScaleDown*, ClampedToMax
+        sizes = [tuple(int(x) for x in re.match(r"(\d+) -> (\d+) replicas", msg).groups()) for _, msg in steps]
+        # The kill may land between the status write and the decision's Event (Events are best effort): then the
+        # chain starts at the decided size.
+        assert sizes and (sizes[0] == (1, target) or sizes[0][0] == target), (target, sizes)
+        for (_, reached), (start, _) in zip(sizes, sizes[1:]):
+            assert start == reached, f"a decision started from a stale size (taken twice?): {sizes}"
+        assert max(b for _, b in sizes) <= 4 and sizes[-1][1] == 1, sizes
+    finally:
+        prom.stop()
+        metrics.close()

@@ -73,17 +73,19 @@ def run(once: bool) -> None:
     core, storage = client.CoreV1Api(), client.StorageV1Api()
     ensure_storage_class(storage)
     while True:
-        for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
-            provision(core, pvc)
-        reap(core)
-        if once:
-            return
         try:
+            for pvc in core.list_persistent_volume_claim_for_all_namespaces().items:
+                provision(core, pvc)
+            reap(core)
+            if once:
+                return
             for ev in watch.Watch().stream(core.list_persistent_volume_claim_for_all_namespaces, timeout_seconds=30):
                 if ev["type"] in ("ADDED", "MODIFIED"):
                     provision(core, ev["object"])
-        except Exception as e:  # apiserver restarts: reconnect
-            log.warning("watch ended: %s", e)
+        except Exception as e:  # the apiserver restarting or unreachable: list again once it is back
+            if once:
+                raise
+            log.warning("provisioner pass failed, retrying: %s", str(e)[:300])
             time.sleep(1)
 
 

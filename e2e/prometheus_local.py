@@ -1,0 +1,94 @@
+"""A real Prometheus (Debian's package) as a local process, scraping given targets as the pods of a deployment.
+
+Containers do not run in the simulated cluster, so each scrape target stands for one replica: its series carry
+the `namespace` and `pod` labels the operator's queries select on (operator/qwen_operator/adapters/prometheus.py).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from operator_harness import wait_for
+
+
+def scrape_config(namespace: str, name: str, port: int, replicas: int) -> str:
+    """Prometheus config: the endpoint on ``port`` scraped once per replica label ``<name>-<i>``, every second."""
+    groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace, "pod": f"{name}-{i}"}}
+              for i in range(replicas)]
+    cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+           "scrape_configs": [{"job_name": "vllm", "metrics_path": "/metrics", "static_configs": groups}]}
+    return json.dumps(cfg)
+
+
+class Prometheus:
+    def __init__(self, config: str, port: int, workdir: Path) -> None:
+        self.port, self.workdir = port, workdir
+        (workdir / "prometheus.yml").write_text(config)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        exe = shutil.which("prometheus")
+        assert exe, "Debian's prometheus package is not installed (make system-deps)"
+        self.proc = subprocess.Popen(
+            [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
+             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
+            stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT)
+        wait_for("prometheus ready", self._ready, timeout=60)
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+            self.proc = None
+
+
+class ScriptedVllmMetrics:
+    """An HTTP endpoint serving vLLM's gauges with values the test sets (for fault-injection tests that need an
+    exact queue at an exact moment; the real vLLM serves them in test_autoscaling_real.py)."""
+
+    def __init__(self) -> None:
+        self.waiting = 0.0
+        self.running = 0.0
+        self.kv = 0.0
+        self.completed = 0.0
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+                labels = '{model_name="tiny"}'
+                waiting = "NaN" if outer.waiting != outer.waiting else outer.waiting  # garbage on purpose
+                body = (f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{labels} {waiting}\n"
+                        f"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{labels} {outer.running}\n"
+                        f"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{labels} {outer.kv}\n"
+                        "# TYPE vllm:request_success_total counter\n"
+                        f'vllm:request_success_total{{finished_reason="stop",model_name="tiny"}} {outer.completed}\n'
+                        ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
