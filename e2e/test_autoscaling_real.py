@@ -84,7 +84,8 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
             ups = wait_for("a ScaleUp event", lambda: [e for e in kubectl_json(
                 "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")["items"]
                 if e["reason"].startswith("ScaleUp")], timeout=30)
-            assert re.match(r"1 -> [2-4] replicas: ", ups[0]["message"]), ups[0]["message"]
+            first = min(ups, key=lambda e: int(e["metadata"]["resourceVersion"]))  # the earliest created
+            assert re.match(r"1 -> [2-4] replicas: ", first["message"]), [e["message"][:40] for e in ups]
             qd = get_qd(namespace, NAME)
             assert qd["status"]["autoscaling"]["desiredReplicas"] >= 2
             assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
