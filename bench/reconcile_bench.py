@@ -24,6 +24,7 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,9 +48,8 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
-def audit_requests(audit_log: Path, user: str, since: float, until: float) -> int:
-    """Every request ``user`` made in [since, until] (reads, watches and writes): the load on the apiserver."""
-    n = 0
+def audit_events(audit_log: Path, user: str, since: float, until: float) -> Iterator[dict]:
+    """Completed requests ``user`` made in [since, until] (unix seconds), from the apiserver's audit log."""
     with open(audit_log) as f:
         for line in f:
             try:
@@ -60,24 +60,20 @@ def audit_requests(audit_log: Path, user: str, since: float, until: float) -> in
                 continue
             ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
             if since <= ts <= until:
-                n += 1
-    return n
+                yield ev
+
+
+def audit_requests(audit_log: Path, user: str, since: float, until: float) -> int:
+    """Every request (reads, watches and writes): the load on the apiserver."""
+    return sum(1 for _ in audit_events(audit_log, user, since, until))
 
 
 def audit_writes(audit_log: Path, user: str, since: float, until: float) -> dict[str, int]:
     counts: dict[str, int] = {}
-    with open(audit_log) as f:
-        for line in f:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("stage") != "ResponseComplete" or ev.get("user", {}).get("username") != user:
-                continue
-            ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
-            if since <= ts <= until and ev.get("verb") in ("create", "update", "patch", "delete"):
-                key = f"{ev['verb']} {ev.get('objectRef', {}).get('resource', '?')}"
-                counts[key] = counts.get(key, 0) + 1
+    for ev in audit_events(audit_log, user, since, until):
+        if ev.get("verb") in ("create", "update", "patch", "delete"):
+            key = f"{ev['verb']} {ev.get('objectRef', {}).get('resource', '?')}"
+            counts[key] = counts.get(key, 0) + 1
     return counts
 
 
