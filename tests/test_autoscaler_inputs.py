@@ -27,6 +27,9 @@ def test_measured_cold_start_takes_the_slowest_ready_pod():
             _pod("2026-01-01T00:20:00Z", None)]
     assert measured_cold_start(pods) == 180.0
     assert measured_cold_start([_pod("2026-01-01T00:00:00Z", None)]) is None
+    # Ready again two days after creation: a flap, not a start (past the startup budget).
+    flapped = _pod("2026-01-01T00:00:00Z", "2026-01-03T00:00:00Z")
+    assert measured_cold_start(pods + [flapped], startup_budget_s=1800) == 180.0
 
 
 def test_policy_config_uses_the_measured_cold_start_or_the_default():

@@ -32,10 +32,11 @@ _last_run: dict[str, float] = {}          # uid -> monotonic time of the last de
 DEFAULT_COLD_START_S = 180.0  # until one of the deployment's own pods was seen starting
 
 
-def measured_cold_start(pods: list[Mapping[str, Any]]) -> float | None:
+def measured_cold_start(pods: list[Mapping[str, Any]], startup_budget_s: float = math.inf) -> float | None:
     """The slowest creation-to-Ready time among the deployment's Ready pods: what a scale-up waits now (a baked
-    compile cache shows up here as a shorter start). The slowest, so the look-ahead errs on the early side."""
-    times = [t for t in (pod_start_seconds(dict(p)) for p in pods) if t is not None]
+    compile cache shows up here as a shorter start). The slowest, so the look-ahead errs on the early side.
+    A pod whose Ready time is past its startup budget turned Ready again later (it flapped): not a start."""
+    times = [t for t in (pod_start_seconds(dict(p)) for p in pods) if t is not None and t <= startup_budget_s]
     return max(times) if times else None
 
 
@@ -65,7 +66,7 @@ def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, Any], current_d
         if s is None:
             continue
         out.append(ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv_cache_usage,
-                                 name=s.pod, request_rate=getattr(s, "request_rate", None)))
+                                 name=s.pod, request_rate=s.request_rate))
         newest_age = min(newest_age, s.age_s)
     metrics_time = now - newest_age if math.isfinite(newest_age) else None
     return Observation(time=now, samples=tuple(out), ready_replicas=len(ready), starting_replicas=len(starting),
@@ -99,7 +100,7 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     auto = dict(status.get("autoscaling") or {})
     state = _state.get(uid) or PolicyState.from_dict(auto.get("policyState"))
     pods = list(indexes["pods"].get((namespace, name), []))
-    cold_start = measured_cold_start(pods)
+    cold_start = measured_cold_start(pods, spec.startup_timeout_seconds)
     if cold_start is None and isinstance(auto.get("coldStartSeconds"), (int, float)):
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
     cfg = policy_config(spec, cold_start)
