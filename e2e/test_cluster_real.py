@@ -303,8 +303,10 @@ def test_audit_log_records_write_calls(local_cluster, kube, namespace, wait_unti
             and e["objectRef"].get("resource") == "configmaps"
         ]
 
-    found = wait_until(lambda: [e for e in events() if e["verb"] == "create"], timeout=15, message="audit event")
-    assert found[0]["objectRef"]["name"] == "audited"
+    # (the root-CA publisher's kube-root-ca.crt may be created in the new namespace meanwhile: not ours)
+    found = wait_until(lambda: [e for e in events() if e["verb"] == "create"
+                                and e["objectRef"].get("name") == "audited"], timeout=15, message="audit event")
+    assert len(found) == 1, found
     assert found[0]["stage"] == "ResponseComplete"
     assert found[0]["level"] == "Metadata"
     # Reads are not logged.
