@@ -64,17 +64,22 @@ class ScriptedVllmMetrics:
         self.running = 0.0
         self.kv = 0.0
         self.completed = 0.0
+        # Set to a Unix time: every sample carries that explicit timestamp (a stuck exporter, a federation that
+        # stopped). Prometheus keeps the sample it has and answers queries with it, ever older, for 5 minutes.
+        self.frozen_at: float | None = None
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 (http.server's name)
                 labels = '{model_name="tiny"}'
                 waiting = "NaN" if outer.waiting != outer.waiting else outer.waiting  # garbage on purpose
-                body = (f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{labels} {waiting}\n"
-                        f"# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{labels} {outer.running}\n"
-                        f"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{labels} {outer.kv}\n"
+                ts = "" if outer.frozen_at is None else f" {int(outer.frozen_at * 1000)}"
+                body = (f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{labels} {waiting}{ts}\n"
+                        f"# TYPE vllm:num_requests_running gauge\n"
+                        f"vllm:num_requests_running{labels} {outer.running}{ts}\n"
+                        f"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{labels} {outer.kv}{ts}\n"
                         "# TYPE vllm:request_success_total counter\n"
-                        f'vllm:request_success_total{{finished_reason="stop",model_name="tiny"}} {outer.completed}\n'
+                        f'vllm:request_success_total{{finished_reason="stop",model_name="tiny"}} {outer.completed}{ts}\n'
                         ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")

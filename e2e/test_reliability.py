@@ -13,6 +13,9 @@ input, lose nothing).
 (d) Concurrent spec edits racing the operator's status writes: the last write wins, observedGeneration catches
     up, and the operator never hits a 409; a single edit is acted on by its own watch event, not only by the
     periodic resync.
+(e) Faults under way: a terminating namespace, an etcd freeze and a control-plane restart, SIGKILL mid-scale,
+    garbage and stale metrics from a real Prometheus.
+(f) A bake Job that loses its node: retried without counting a failure, explained in status, rolled out after.
 Results and timings: docs/reliability.md.
 """
 
@@ -616,3 +619,103 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
     finally:
         prom.stop()
         metrics.close()
+
+
+def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
+    """Prometheus keeps answering, with old data: the exporter's samples stop moving (a frozen explicit timestamp,
+    as from a stuck exporter or a federation that stopped). The last sample said "queue empty", so a policy that
+    trusted it would scale the fleet down once the scale-down window passed; once the data is older than the
+    policy's limit (4 intervals, at least 30 s) the size holds and AutoscalingActive=False says why. Fresh data
+    again: the empty queue is believed and the fleet scales down."""
+    from operator_harness import PROMETHEUS_PORT
+    from prometheus_local import Prometheus, ScriptedVllmMetrics, scrape_config
+
+    name = "stale"
+    metrics = ScriptedVllmMetrics()
+    prom = Prometheus(scrape_config(namespace, name, metrics.port, replicas=3), PROMETHEUS_PORT, tmp_path)
+    prom.start()
+
+    def replicas() -> int:
+        return int(kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"])
+    try:
+        apply_qd(namespace, name, {**BASE, "autoscaling": {
+            "enabled": True, "minReplicas": 1, "maxReplicas": 3, "warmPool": 0, "targetQueuePerReplica": 1,
+            "intervalSeconds": 2, "scaleDownStabilizationSeconds": 60}})
+        wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
+                 and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+        metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
+        wait_for("scaled up to 3 on the queue", lambda: replicas() == 3, timeout=60)
+
+        metrics.waiting, metrics.running, metrics.kv = 0.0, 0.0, 0.0
+        # Frozen one second ahead: Prometheus stamps a scrape with its scheduled time, which can be a little after
+        # the moment the endpoint answered; a frozen sample older than the last one would be dropped (out of
+        # order), and a dropped series goes stale at once (no data: a different case).
+        metrics.frozen_at = time.time() + 1.0
+        t0 = time.monotonic()
+        qd = wait_for("AutoscalingActive=False on stale data", cond_is(
+            namespace, name, "AutoscalingActive", "False", "HoldMetricsStale"), timeout=90)
+        stale_after = time.monotonic() - t0
+        msg = condition(qd, "AutoscalingActive")["message"]
+        assert re.search(r"metrics are \d+s old \(limit 30s\)", msg), msg
+        assert stale_after >= 25, f"called stale after {stale_after:.0f}s, before the 30 s limit"
+        time.sleep(max(0.0, 80 - (time.monotonic() - t0)))  # past the 60 s scale-down window
+        assert replicas() == 3, "scaled on stale data"
+        assert condition(get_qd(namespace, name), "AutoscalingActive")["reason"] == "HoldMetricsStale"
+        print(f"stale after {stale_after:.0f}s; held 3 replicas for {time.monotonic() - t0:.0f}s")
+
+        metrics.frozen_at = None
+        wait_for("active again on fresh data", cond_is(namespace, name, "AutoscalingActive", "True"), timeout=30)
+        wait_for("scale-down on the fresh empty queue", lambda: replicas() < 3, timeout=150, interval=2)
+    finally:
+        prom.stop()
+        metrics.close()
+
+
+# ---- (f) a bake Job that loses its node -------------------------------------------------------------------------
+
+def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, namespace, local_cluster):
+    """The only L40S node goes away while the bake runs on it (KWOK keeps Job pods on "held-" nodes running:
+    e2e/cluster/kwok-stages.yaml). The pod garbage collector deletes the lost pod (~40 s, as on a real cluster);
+    the Job replaces it without counting a failure (podFailurePolicy: DisruptionTarget -> Ignore), the replacement
+    cannot be scheduled and the condition says so; the rollout waits. A new L40S node arrives: the bake finishes
+    there and the deployment rolls out with the cache."""
+    spec = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-L40S"}}
+    assert validate(spec).ok
+    bake_sel = "app.kubernetes.io/name=qwen-compile-cache"
+
+    def cc_message() -> str:
+        return str(condition(get_qd(namespace, "lost"), "CompileCacheReady").get("message", ""))
+    local_cluster.add_node("held-l40s-0")
+    try:
+        apply_qd(namespace, "lost", spec)
+        wait_for("bake pod running on held-l40s-0", lambda: any(
+            p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == "held-l40s-0"
+            for p in _items(namespace, "pods", bake_sel)), timeout=90)
+        wait_for("status says where the bake runs", lambda: "running on node held-l40s-0" in cc_message(),
+                 timeout=30)
+        assert kubectl_json("-n", namespace, "get", "statefulset", "lost", check=False) is None
+
+        t0 = time.monotonic()
+        local_cluster.delete_node("held-l40s-0")
+        wait_for("the condition explains the stuck replacement", lambda: "cannot be scheduled" in cc_message(),
+                 timeout=150)
+        qd = get_qd(namespace, "lost")
+        print(f"replacement reported after {time.monotonic() - t0:.0f}s: {cc_message()}")
+        assert condition(qd, "CompileCacheReady")["reason"] == "Baking"
+        assert condition(qd, "Ready")["reason"] == "WaitingForCompileCache"
+        assert kubectl_json("-n", namespace, "get", "statefulset", "lost", check=False) is None
+        (job,) = _items(namespace, "jobs", bake_sel)
+        assert not job["status"].get("failed"), f"the lost node was counted as a failed bake: {job['status']}"
+
+        local_cluster.add_node("l40s-0")
+        qd = wait_for("Ready with the cache", cond_is(namespace, "lost", "Ready", "True"), timeout=120)
+        assert condition(qd, "CompileCacheReady")["reason"] == "Ready"
+        (job,) = _items(namespace, "jobs", bake_sel)
+        assert job["status"].get("succeeded") == 1 and not job["status"].get("failed"), job["status"]
+        pods = _items(namespace, "pods", "app.kubernetes.io/instance=lost")
+        assert [p["spec"]["nodeName"] for p in pods] == ["l40s-0"]
+        init = pods[0]["spec"]["initContainers"][0]
+        assert init["name"] == "seed-compile-cache"
+    finally:
+        local_cluster.delete_node("held-l40s-0")
+        local_cluster.delete_node("l40s-0")

@@ -231,3 +231,57 @@ def test_status_matches_the_published_status_schema():
     p = plan(body(spec()), view(pods=[ready_pod(0)]), NOW)
     QwenDeploymentStatus.model_validate(p.status)
     assert "weightsGiB" in p.status["fit"]
+
+
+# ---- a bake that loses its node ----------------------------------------------------------------------------------
+
+def test_bake_job_does_not_count_a_lost_node_as_a_failed_bake():
+    job = _objs(plan(body(spec(cache=True)), view(), NOW))["Job"]
+    js = job["spec"]
+    # disruptions (node deleted, drained, preempted) are retried without spending the retry a real failure gets
+    assert js["podFailurePolicy"]["rules"] == [
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+    assert js["template"]["spec"]["restartPolicy"] == "Never"  # required by podFailurePolicy
+    assert js["podReplacementPolicy"] == "Failed"  # one writer at a time on the cache volume
+    assert js["backoffLimit"] == 1 and js["activeDeadlineSeconds"] > 0
+
+
+def _bake_pod(name, phase="Pending", node=None, conditions=(), deleting=False, created="2026-11-23T20:00:00Z"):
+    meta = {"name": name, "creationTimestamp": created}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-23T20:05:00Z"
+    return {"metadata": meta, "spec": {"nodeName": node} if node else {},
+            "status": {"phase": phase, "conditions": list(conditions)}}
+
+
+def test_baking_condition_says_where_the_bake_stands():
+    first = plan(body(spec(cache=True)), view(), NOW)
+    objs = _objs(first)
+    job = copy.deepcopy(objs["Job"])
+    job["status"] = {"active": 1}
+    job_name = job["metadata"]["name"]
+    pods = {job_name: [_bake_pod("bake-a", "Running", "h100-2")]}
+
+    def run(pod_list, job_status=None):
+        j = copy.deepcopy(job)
+        if job_status is not None:
+            j["status"] = job_status
+        v = view(cache_lookup=lambda n: (objs["PersistentVolumeClaim"], j),
+                 bake_pods_lookup=lambda n: pod_list if n == job_name else [])
+        p = plan(body(spec(cache=True), status=first.status), v, NOW)
+        return cond(p.status or first.status, "CompileCacheReady")  # None: unchanged
+
+    c = run(pods[job_name])
+    assert c["reason"] == "Baking" and "bake pod bake-a is running on node h100-2" in c["message"]
+    # the node went away: the lost pod is being deleted, its replacement cannot be scheduled
+    unsched = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+               "message": "0/7 nodes are available: 7 node(s) didn't match Pod's node affinity/selector."}
+    c = run([_bake_pod("bake-a", "Failed", "h100-2", deleting=True),
+             _bake_pod("bake-b", conditions=[unsched], created="2026-11-23T20:06:00Z")])
+    assert "bake-a" not in c["message"]
+    assert "pod bake-b cannot be scheduled: 0/7 nodes are available" in c["message"], c["message"]
+    c = run([_bake_pod("bake-c")], {"active": 1, "failed": 1})
+    assert "bake pod bake-c is pending" in c["message"] and "1 failed attempt of 2 allowed" in c["message"]
+    # nothing known about the pods (not watched): the message stays the plain one
+    c = run([])
+    assert c["message"].endswith("the rollout starts when it is ready.")

@@ -11,7 +11,8 @@
 #   audit-log          print the path of the kube-apiserver audit log (write verbs, Metadata level)
 #   env                print shell exports (PATH with the tools, KUBECONFIG): eval "$(cluster.sh env)"
 #   nodes              (re)apply all nodes of nodes.yaml
-#   add-node NAME      (re)create one node of nodes.yaml, with its GPU capacity, and wait until it is Ready
+#   add-node NAME      (re)create one node of nodes.yaml or nodes-spare.yaml, with its GPU capacity, and wait
+#                      until it is Ready
 #   delete-node NAME   delete one node (the pod garbage collector deletes its pods ~40s later, as on a real cluster)
 #   restart [SECONDS]  stop every control-plane process (etcd included), wait SECONDS (default 5), start them
 #                      again on the same state: the fault "kube-apiserver restarted, etcd unavailable meanwhile"
@@ -36,6 +37,7 @@ export KWOK_WORKDIR="$CLUSTER_DIR/kwok"
 WORKDIR="$KWOK_WORKDIR/clusters/$NAME"
 AUDIT_LOG="$WORKDIR/logs/audit.log"
 NODES_YAML="$HERE/nodes.yaml"
+SPARE_NODES_YAML="$HERE/nodes-spare.yaml"
 BIN="$("$HERE/build-tools.sh" --print-dir)"
 
 log() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
@@ -107,17 +109,23 @@ componentsPatches:
   # 200 s after a restart, until a restarted kwok may take over the previous instance's leases.
   - key: node-lease-duration-seconds
     value: "40"
+  # Stages added to kwokctl's defaults (pods of Jobs on "held-" nodes keep running: see the file).
+  - key: config
+    value: $CLUSTER_DIR/kwok-stages.yaml
 EOF
 }
 
 write_config() {
   mkdir -p "$CLUSTER_DIR"
   config_text >"$CLUSTER_DIR/kwokctl.yaml"
+  cp "$HERE/kwok-stages.yaml" "$CLUSTER_DIR/kwok-stages.yaml"
 }
 
 # What the running cluster was created from; a change (this script's config or the tools' versions) means
 # the cluster must be recreated rather than reused.
-config_stamp() { { config_text; readlink -f "$BIN/kube-apiserver"; } | sha256sum | cut -d' ' -f1; }
+config_stamp() {
+  { config_text; cat "$HERE/kwok-stages.yaml"; readlink -f "$BIN/kube-apiserver"; } | sha256sum | cut -d' ' -f1
+}
 STAMP_FILE="$CLUSTER_DIR/created-from.sha256"
 
 # Every process kwokctl started is still running (a dead controller-manager leaves /readyz green).
@@ -167,7 +175,10 @@ apply_nodes() {  # apply_nodes [NAME]
   local only="${1:-}" rendered names=() n obj status
   rendered="$(mktemp)"
   # kubectl renders the YAML to JSON (client-side); python splits it into per-node object and status.
-  kc create --dry-run=client -f "$NODES_YAML" -o json >"$rendered.json"
+  # One node by name may also come from the spare nodes (not part of the cluster `up` makes).
+  local files=(-f "$NODES_YAML")
+  [ -z "$only" ] || files+=(-f "$SPARE_NODES_YAML")
+  kc create --dry-run=client "${files[@]}" -o json >"$rendered.json"
   python3 - "$rendered.json" "$only" >"$rendered" <<'PY'
 import json, sys
 text, dec, pos, items = open(sys.argv[1]).read(), json.JSONDecoder(), 0, []
@@ -188,7 +199,7 @@ for it in items:
     status = it.pop("status", {})
     print(name, json.dumps(it, separators=(",", ":")), json.dumps({"status": status}, separators=(",", ":")), sep="\t")
 if only and not found:
-    sys.exit("no node named %s in nodes.yaml" % only)
+    sys.exit("no node named %s in nodes.yaml or nodes-spare.yaml" % only)
 PY
   local pids=() objs=()
   while IFS=$'\t' read -r n obj status; do

@@ -92,6 +92,15 @@ def bake_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any,
     return {(namespace, name): plain(body)}
 
 
+# The Job controller labels its pods with the Job's name; a bake pod is indexed under its Job.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+@kopf.index("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
+def bake_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[JOB_NAME_LABEL]): plain(body)}
+
+
 @kopf.index("v1", "persistentvolumeclaims", labels={LABEL_CACHE_KEY: kopf.PRESENT})
 def cache_pvcs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): plain(body)}
@@ -167,6 +176,7 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
             max_gpus_on_a_node=max(node_gpus, default=0),
             cache_lookup=lambda obj_name: (_one(indexes["cache_pvcs"], (namespace, obj_name)),
                                            _one(indexes["bake_jobs"], (namespace, obj_name))),
+            bake_pods_lookup=lambda job_name: list(indexes["bake_pods"].get((namespace, job_name), [])),
         )
         p = plan(body, view, _now())
         k = kube()
@@ -267,8 +277,8 @@ def _report_rejected_apply(body: dict[str, Any], obj: dict[str, Any], e: ApiExce
 
 
 def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
-    return {k: kw[k] for k in ("deployments", "statefulsets", "services", "pods", "bake_jobs", "cache_pvcs",
-                               "gpu_nodes")}
+    return {k: kw[k] for k in ("deployments", "statefulsets", "services", "pods", "bake_jobs", "bake_pods",
+                               "cache_pvcs", "gpu_nodes")}
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
@@ -312,5 +322,13 @@ def on_service_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
 def on_job_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
     for owner in _owner_names(body):
         reconcile(namespace, owner, _all_indexes(kw), "job-event")
+
+
+@kopf.on.event("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
+def on_bake_pod_event(namespace: str, labels: Mapping[str, str], **kw: Any) -> None:
+    # A bake pod scheduled, stuck or lost changes what the status says about the bake; its Job knows the owners.
+    job = _one(kw["bake_jobs"], (namespace, labels[JOB_NAME_LABEL]))
+    for owner in _owner_names(job or {}):
+        reconcile(namespace, owner, _all_indexes(kw), "bake-pod-event")
 
 

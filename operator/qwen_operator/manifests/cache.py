@@ -13,6 +13,7 @@ from typing import Any
 
 from ..api.models import QwenDeploymentSpec
 from ..domain.vllm_args import VLLM_CACHE_ROOT, VLLM_PORT
+from .status import pod_issue
 from .workload import (
     LABEL_CACHE_KEY,
     MANAGED_BY,
@@ -92,6 +93,12 @@ def build_bake_job(job_name: str, pvc_name: str, namespace: str, owner: Owner, s
                      "ownerReferences": [owner.reference(controller=False)]},
         "spec": {
             "backoffLimit": 1,
+            # A bake pod that loses its node (deleted node, drain, preemption: the pod gets the DisruptionTarget
+            # condition) did not fail the bake: retry it without spending the one retry a real failure gets.
+            "podFailurePolicy": {"rules": [{"action": "Ignore",
+                                            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
+            # One writer at a time on the cache volume: a replacement starts once the lost pod is gone.
+            "podReplacementPolicy": "Failed",
             "activeDeadlineSeconds": spec.compile_cache.bake_timeout_seconds,
             "template": {
                 "metadata": {"labels": cache_labels(key)},
@@ -123,6 +130,31 @@ def job_state(job: dict[str, Any] | None) -> tuple[str, str]:
         if c.get("type") in ("Failed", "FailureTarget"):
             return "Failed", f"{c.get('reason', 'Failed')}: {c.get('message', '')}".strip(": ")
     return "Running", ""
+
+
+def bake_progress(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str:
+    """Where a running bake stands, in plain words, from its Job and its pods ('' when nothing is known): which
+    node a bake pod runs on, why one is stuck (unschedulable, image pull...), and how many tries were lost to
+    disruptions or spent on failures."""
+    parts: list[str] = []
+    live = sorted((p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")),
+                  key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    for p in live:
+        name = (p.get("metadata") or {}).get("name", "?")
+        phase = (p.get("status") or {}).get("phase", "Pending")
+        issue = pod_issue(p)
+        if issue is not None:
+            parts.append(issue.message)
+        elif phase == "Running":
+            parts.append(f"bake pod {name} is running on node {(p.get('spec') or {}).get('nodeName', '?')}")
+        elif phase == "Pending":
+            parts.append(f"bake pod {name} is pending")
+    st = (job or {}).get("status") or {}
+    failed = int(st.get("failed") or 0)
+    if failed:
+        limit = int(((job or {}).get("spec") or {}).get("backoffLimit") or 0)
+        parts.append(f"{failed} failed attempt{'s' if failed != 1 else ''} of {limit + 1} allowed")
+    return "; ".join(parts)
 
 
 # ---- did a serving pod really load from the cache? -------------------------------------------------------------

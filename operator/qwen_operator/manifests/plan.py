@@ -16,7 +16,7 @@ from ..domain.compile_cache import cache_key, cache_object_name, key_factors
 from ..domain.gpus import canonical_product
 from ..domain.validation import ValidationReport, validate
 from ..domain.vllm_args import render_env, shell_line
-from .cache import ANNOTATION_BAKED, build_bake_job, build_cache_pvc, job_state
+from .cache import ANNOTATION_BAKED, bake_progress, build_bake_job, build_cache_pvc, job_state
 from .drift import needs_apply
 from .status import ConditionSet, Observed, compute_workload_conditions, phase, previous_conditions
 from .workload import CacheMount, Owner, build_services, build_statefulset, selector_string
@@ -34,6 +34,8 @@ class ClusterView:
     cache_lookup: Callable[[str], tuple[dict[str, Any] | None, dict[str, Any] | None]] | None = None
     # Per serving pod: (hit, evidence) read from vLLM's log by the handler (None: not known yet).
     cache_evidence: dict[str, tuple[bool | None, str]] = field(default_factory=dict)
+    # Looks up the pods of a bake Job by the Job's name (to say where a bake stands); None: not watched.
+    bake_pods_lookup: Callable[[str], list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,9 +172,11 @@ def plan(body: dict[str, Any], view: ClusterView, now: str) -> Plan:
                 hold_rollout = policy == "Wait"
             else:
                 why = "KeyChanged" if old_key and old_key != key else "Baking"
+                progress = bake_progress(bake_job, view.bake_pods_lookup(obj_name) if view.bake_pods_lookup else [])
                 cs.set("CompileCacheReady", False, why,
                        f"Baking compile cache {key} in Job {obj_name}; the rollout starts when it is ready."
-                       + (f" (previous key {old_key})" if why == "KeyChanged" else ""))
+                       + (f" (previous key {old_key})" if why == "KeyChanged" else "")
+                       + (f" Now: {progress.rstrip('. ')}." if progress else ""))
                 cc_status["state"] = "Baking"
                 hold_rollout = True
             live = {p.get("metadata", {}).get("name") for p in view.pods}
