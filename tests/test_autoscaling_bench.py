@@ -190,3 +190,34 @@ def test_fixed_schedule_with_lead_scales_up_early_and_down_on_time():
     assert [at(on_time, t) for t in (0, 61, 121, 181, 241)] == [2, 2, 5, 5, 1]
     # 90 s ahead: the 5 of minute 2 is asked for from t=30; the drop to 1 waits until minute 4 itself.
     assert [at(ahead, t) for t in (0, 29, 30, 200, 239, 240, 400)] == [2, 2, 5, 5, 5, 1, 1]
+
+
+def test_step_bound_schedule_holds_the_pre_step_fleet_for_one_cold_start():
+    from bench.autoscaling.run import step_bound_counts
+
+    oracle = [1, 1, 1, 1, 5, 5, 5, 5, 1, 1]
+    # step at 240 s, 90 s cold start: minutes 0-4 end by 300 s < 330 s, minute 5 holds the first Ready replica
+    assert step_bound_counts(oracle, 240.0, 90.0, 3) == [3, 3, 3, 3, 3, 5, 5, 5, 1, 1]
+    # a larger pre-step fleet than the oracle's is kept in the minute the new replicas become Ready
+    assert step_bound_counts(oracle, 240.0, 90.0, 7) == [7, 7, 7, 7, 7, 7, 5, 5, 1, 1]
+
+
+def test_step_bound_is_the_smallest_pre_step_fleet_meeting_the_goal():
+    from bench.autoscaling import run as R
+
+    spec = R.TraceSpec("step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0,
+                                              "t_after": 120.0})
+    R._TRACE_CACHE.pop(spec.name, None)
+    sm = ServiceModel()
+    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+    out = R.job_step_bound(spec, orc.counts)
+    n = out["fleet_before_step"]
+    assert out["within_slo"] >= R.SLO_GOAL
+    assert n >= max(orc.counts[:4])
+    assert n > max(orc.counts[:4])  # a causal fleet must exceed what the base load needs
+    if n > 1:  # one replica fewer before the step misses the goal: the bound is tight in n
+        cold = cold_start_for(QWEN3_8B, "baked").total_s
+        sched = R.step_bound_counts(orc.counts, 240.0, cold, n - 1)
+        res = run_sim(R.fresh_requests(R.build_trace(spec), sm), FixedSchedule("x", 60.0, sched), sm,
+                      SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, max_replicas=64, initial_replicas=n - 1))
+        assert R.summarize(res.requests, res.gpu_seconds, 0)["within_slo"] < R.SLO_GOAL
