@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 include e2e/cluster/cluster.mk
 
-.PHONY: help venv crds unit e2e test demo vllm-cpu system-deps bench clean lint
+.PHONY: help venv crds unit e2e test demo vllm-cpu system-deps bench clean
 
 help:
 	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"

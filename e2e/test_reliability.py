@@ -556,6 +556,16 @@ def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator,
         assert names == {"steady": per, "newcomer": per}, (kind, names)
 
 
+def start_fast_autoscaling(namespace: str, name: str, max_replicas: int, down_window_s: int) -> None:
+    """A deployment autoscaled every 2 s on 1 waiting request per replica, no warm pool; returns once it is Ready at
+    1 replica with AutoscalingActive=True."""
+    apply_qd(namespace, name, {**BASE, "autoscaling": {
+        "enabled": True, "minReplicas": 1, "maxReplicas": max_replicas, "warmPool": 0, "targetQueuePerReplica": 1,
+        "intervalSeconds": 2, "scaleDownStabilizationSeconds": down_window_s}})
+    wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
+             and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+
+
 def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, namespace, tmp_path):
     """A real Prometheus scrapes a metrics endpoint whose queue the test sets. The queue jumps; the operator is
     SIGKILLed the moment it logs its scale-up decision (status written, StatefulSet maybe not yet), and started
@@ -570,11 +580,7 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
     prom = Prometheus(scrape_config(namespace, name, metrics.port, replicas=4), PROMETHEUS_PORT, tmp_path)
     prom.start()
     try:
-        apply_qd(namespace, name, {**BASE, "autoscaling": {
-            "enabled": True, "minReplicas": 1, "maxReplicas": 4, "warmPool": 0, "targetQueuePerReplica": 1,
-            "intervalSeconds": 2, "scaleDownStabilizationSeconds": 10}})
-        wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
-                 and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+        start_fast_autoscaling(namespace, name, max_replicas=4, down_window_s=10)
         offset = len(operator.log_text())
         decided = re.compile(rf"{re.escape(namespace)}/{name}: (\d+) -> (\d+) replicas \(ScaleUp")
         metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
@@ -638,11 +644,7 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
     def replicas() -> int:
         return int(kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"])
     try:
-        apply_qd(namespace, name, {**BASE, "autoscaling": {
-            "enabled": True, "minReplicas": 1, "maxReplicas": 3, "warmPool": 0, "targetQueuePerReplica": 1,
-            "intervalSeconds": 2, "scaleDownStabilizationSeconds": 60}})
-        wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
-                 and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+        start_fast_autoscaling(namespace, name, max_replicas=3, down_window_s=60)
         metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
         wait_for("scaled up to 3 on the queue", lambda: replicas() == 3, timeout=60)
 
