@@ -221,3 +221,16 @@ def test_step_bound_is_the_smallest_pre_step_fleet_meeting_the_goal():
         res = run_sim(R.fresh_requests(R.build_trace(spec), sm), FixedSchedule("x", 60.0, sched), sm,
                       SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, max_replicas=64, initial_replicas=n - 1))
         assert R.summarize(res.requests, res.gpu_seconds, 0)["within_slo"] < R.SLO_GOAL
+
+
+def test_heldout_suite_is_distinct_and_its_seeds_are_used():
+    from bench.autoscaling import run as R
+
+    main, held = R.trace_specs(), R.heldout_specs()
+    assert not {s.name for s in main} & {s.name for s in held}
+    assert {s.kind for s in held} == {s.kind for s in main}  # every kind of trace gets a held-out variant
+    step = next(s for s in held if s.kind == "step")
+    other = R.TraceSpec("step-3x-seed1", "step", {**step.params, "seed": 1})
+    a, b = R.build_trace(step), R.build_trace(other)
+    assert a.rows and b.rows and a.rows != b.rows  # the spec's seed reaches the generator
+    assert R.SUITES["heldout"]() == held and R.SUITES["main"]() == main

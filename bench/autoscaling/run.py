@@ -68,6 +68,30 @@ def trace_specs(quick: bool = False) -> list[TraceSpec]:
     ]
 
 
+def heldout_specs() -> list[TraceSpec]:
+    """Variants nothing in the policy was looked at against (other rates, speeds, shapes and seeds): a check that
+    the main results are not an artefact of the five traces above."""
+    return [
+        TraceSpec("azure-conv-x8-fast", "azure", {"rate_scale": 8.0, "time_scale": 0.5, "seed": 31},
+                  "Azure conversation played twice as fast (bursts half as long), rate x8: about 88 req/s"),
+        TraceSpec("azure-conv-x25", "azure", {"rate_scale": 25.0, "time_scale": 1.0, "seed": 32},
+                  "Azure conversation, rate x25: a fleet about twice the main run's"),
+        TraceSpec("mooncake-x3", "mooncake", {"rate_scale": 3.0, "time_scale": 1.0, "seed": 33},
+                  "Mooncake synthetic, rate x3"),
+        TraceSpec("step-3x", "step", {"base_rps": 20.0, "factor": 3.0, "t_before": 600.0, "t_high": 900.0,
+                                      "t_after": 900.0, "seed": 34},
+                  "Poisson 20 req/s, then 60 req/s for 15 min, then 20 req/s"),
+        TraceSpec("agent-fanout-20", "fanout", {"sessions_per_s": 3.0, "fanout": 20, "duration": 1800.0,
+                                                "wave_period": 600.0, "wave_amp": 0.6, "seed": 35},
+                  "3 user requests/s (+-60 % over 10 min), each fanning out to 20 model calls within 0.5 s"),
+        TraceSpec("diurnal-2x-steep", "diurnal", {"mean_rps": 45.0, "peak_to_trough": 6.0, "period": 1200.0,
+                                                  "duration": 2400.0, "seed": 36},
+                  "two compressed days of 20 min each: 13 -> 77 -> 13 req/s"),
+    ]
+
+
+SUITES = {"main": trace_specs, "heldout": lambda quick=False: heldout_specs()}
+
 _TRACE_CACHE: dict[str, Trace] = {}
 
 
@@ -77,20 +101,22 @@ def build_trace(spec: TraceSpec) -> Trace:
     p = spec.params
     if spec.kind in ("azure", "mooncake"):
         path = AZURE if spec.kind == "azure" else MOONCAKE
-        rows = scale_trace(load_trace(path), time_scale=p.get("time_scale", 1.0), rate_scale=p.get("rate_scale", 1.0))
+        rows = scale_trace(load_trace(path), time_scale=p.get("time_scale", 1.0), rate_scale=p.get("rate_scale", 1.0),
+                           seed=int(p.get("seed", 0)))
         src = str(path)
     else:
         pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
         src = f"synthetic ({AZURE.name} length pairs)"
         if spec.kind == "step":
             rows = synthetic_step(pool, base_rps=p["base_rps"], factor=p["factor"], t_before=p["t_before"],
-                                  t_high=p["t_high"], t_after=p["t_after"])
+                                  t_high=p["t_high"], t_after=p["t_after"], seed=int(p.get("seed", 1)))
         elif spec.kind == "fanout":
             rows = synthetic_fanout(pool, sessions_per_s=p["sessions_per_s"], fanout=int(p["fanout"]),
-                                    duration=p["duration"], wave_period=p["wave_period"], wave_amp=p["wave_amp"])
+                                    duration=p["duration"], wave_period=p["wave_period"], wave_amp=p["wave_amp"],
+                                    seed=int(p.get("seed", 2)))
         elif spec.kind == "diurnal":
             rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
-                                     period=p["period"], duration=p["duration"])
+                                     period=p["period"], duration=p["duration"], seed=int(p.get("seed", 3)))
         else:
             raise ValueError(spec.kind)
     tr = Trace(spec.name, src, tuple(rows), spec.description)
@@ -292,7 +318,8 @@ def fmt(x: float, nd: int = 2) -> str:
 def render_md(doc: dict[str, Any]) -> str:
     L: list[str] = []
     m = doc["machine"]
-    L.append("# Autoscaling benchmark results\n")
+    suite = doc["params"].get("suite", "main")
+    L.append("# Autoscaling benchmark results" + ("" if suite == "main" else f" ({suite} traces)") + "\n")
     L.append(f"- command: `{doc['command']}`")
     L.append(f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}")
     L.append(f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}")
@@ -347,9 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traces", default="", help="comma-separated subset of trace names")
     ap.add_argument("--policies", default="", help="comma-separated subset of policies")
     ap.add_argument("--quick", action="store_true", help="4x lighter traces (smoke test)")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="main",
+                    help="main: the five traces (autoscaling.{json,md}); heldout: variants never looked at while "
+                         "designing the policy (autoscaling_heldout.{json,md})")
     args = ap.parse_args(argv)
     t_start = time.time()
-    specs = trace_specs(args.quick)
+    specs = SUITES[args.suite](args.quick)
     if args.traces:
         keep = set(args.traces.split(","))
         specs = [s for s in specs if s.name in keep]
@@ -389,6 +419,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": {
             "jobs": args.jobs,
             "quick": args.quick,
+            "suite": args.suite,
             "slo": {"ttft_delay_s": SLO_DELAY_S, "definition": "ttft <= delay + isolated prefill time", "goal": SLO_GOAL},
             "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
             "scrape_interval_s": 15.0,
@@ -450,9 +481,10 @@ def main(argv: list[str] | None = None) -> int:
             return [clean(v) for v in o]
         return o
 
-    (out / "autoscaling.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
-    (out / "autoscaling.md").write_text(render_md(doc))
-    print(f"wrote {out / 'autoscaling.json'} and {out / 'autoscaling.md'} in {doc['wall_s']:.0f} s")
+    stem = "autoscaling" if args.suite == "main" else f"autoscaling_{args.suite}"
+    (out / f"{stem}.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
+    (out / f"{stem}.md").write_text(render_md(doc))
+    print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')} in {doc['wall_s']:.0f} s")
     return 0
 
 
