@@ -52,7 +52,7 @@ demo: venv tools
 bench: venv
 	$(VPY) -m bench.autoscaling.run --out bench/results/
 	$(VPY) -m bench.autoscaling.run --suite heldout --out bench/results/ \
-	  --policies ours,ours-no-warm-pool,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
+	  --policies ours,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
 	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
 
 clean:

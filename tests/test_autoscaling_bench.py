@@ -234,3 +234,18 @@ def test_heldout_suite_is_distinct_and_its_seeds_are_used():
     a, b = R.build_trace(step), R.build_trace(other)
     assert a.rows and b.rows and a.rows != b.rows  # the spec's seed reaches the generator
     assert R.SUITES["heldout"]() == held and R.SUITES["main"]() == main
+
+
+def test_load_test_measures_what_a_saturated_replica_completes():
+    from bench.autoscaling.loadtest import replica_throughput
+
+    short, long_ = replica_throughput([(200, 50)], SM, n=400), replica_throughput([(8000, 400)], SM, n=200)
+    assert short > 3 * long_ > 0  # heavier requests, fewer of them per second
+    # below the measured rate a replica keeps up with a steady stream; above it, a queue builds
+    for factor, keeps_up in ((0.7, True), (1.3, False)):
+        rate = factor * long_
+        reqs = [Request(i / rate, 8000, 400) for i in range(int(rate * 600))]
+        run_sim(reqs, FixedSchedule("one", 60.0, [1]), SM,
+                SimConfig(cold_start_s=0.0, min_replicas=1, max_replicas=1, initial_replicas=1))
+        late = [r.ttft for r in reqs if r.arrival > 300]
+        assert (max(late) < 10.0) == keeps_up, (factor, max(late))

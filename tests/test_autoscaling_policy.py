@@ -345,6 +345,23 @@ def test_service_rate_creeps_up_and_rises_on_evidence():
     assert d.state.service_rate == pytest.approx(14.0, rel=0.01)
 
 
+def test_prior_service_rate_sizes_linearly_from_the_start_and_learning_corrects_it():
+    cfg = AutoscalingConfig(prior_service_rate=20.0)
+    samples = [rs(0, 80, 0.3, 17.0, "a"), rs(0, 80, 0.3, 17.0, "b"), rs(0, 80, 0.3, 17.0, "c")]
+    d = feed(samples, 4, cfg=cfg)  # nothing learned yet: the prior is the service rate
+    assert "throughput mode" in d.message and d.demand == pytest.approx(3.0, rel=0.02)
+    assert "throughput mode" not in feed(samples, 4).message  # without a prior: concurrency mode
+    # replicas that keep a queue at 12 req/s prove the prior too high: halfway down at every proof, towards 12
+    sat = [rs(30, 256, 0.5, 12.0, "a"), rs(30, 256, 0.5, 12.0, "b")]
+    assert feed(sat, 8, cfg=cfg).state.service_rate == pytest.approx(20.0, rel=0.01)  # not proven yet (< 2 min)
+    d = feed(sat, 12, cfg=cfg)
+    assert 12.0 <= d.state.service_rate < 14.0
+    with pytest.raises(ValueError):
+        AutoscalingConfig(prior_service_rate=0.0)
+    with pytest.raises(ValueError):
+        AutoscalingConfig(prior_service_rate=math.inf)
+
+
 def test_garbage_request_rate_holds():
     d = decide(obs(samples=[rs(0, 5, 0.1, math.nan, "a")], desired=2), PolicyState(), CFG)
     assert not d.active and d.reason == "HoldMetricsInvalid"

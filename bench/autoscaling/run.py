@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 from qwen_operator.autoscaling.policy import AutoscalingConfig
 
+from .loadtest import replica_throughput, sample_pairs
 from .oracle import compute_oracle
 from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
 from .service import QWEN3_8B, ServiceModel, cold_start_for
@@ -144,7 +145,7 @@ def ours_config(**over: Any) -> AutoscalingConfig:
     return AutoscalingConfig(**base)
 
 
-POLICIES: dict[str, tuple[Callable[[], Any], str]] = {
+POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     "ours": (lambda: Ours(ours_config()), "baked"),
     "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
     "ours-unbaked": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked").total_s)),
@@ -152,6 +153,8 @@ POLICIES: dict[str, tuple[Callable[[], Any], str]] = {
     "ours-unbaked-a10g-penalty": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked-a10g")
                                                                               .total_s)),
                                                name="ours-unbaked-a10g-penalty"), "unbaked-a10g"),
+    # ours given a load-tested service rate as its prior (built per trace in job_policy)
+    "ours-load-tested": (None, "baked"),
     "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "keda-prodstack": (lambda: KedaQueue(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "aibrix-kpa": (lambda: AibrixKpa(MIN_REPLICAS, MAX_REPLICAS, target=5.0), "baked"),
@@ -226,11 +229,17 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
         cfg = SimConfig(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=n0)
     else:
         factory, scenario = POLICIES[pname]
-        pol = factory()
+        if factory is None:  # ours-load-tested: the prior comes from a load test with the trace's first 10 min
+            prior = replica_throughput(sample_pairs(tr.rows), sm)
+            pol = Ours(ours_config(prior_service_rate=prior), name=pname)
+        else:
+            pol = factory()
         cold = cold_start_for(QWEN3_8B, scenario).total_s
         cfg = SimConfig(cold_start_s=cold, min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, initial_replicas=n0)
     res = run_sim(reqs, pol, sm, cfg)
     out = summarize(res.requests, res.gpu_seconds, res.scaling_events)
+    if isinstance(pol, Ours) and pol.config.prior_service_rate is not None:
+        out["prior_service_rate"] = round(pol.config.prior_service_rate, 3)
     ready = [x[2] for x in res.timeline]
     out.update({
         "cold_start_s": round(cold, 1),

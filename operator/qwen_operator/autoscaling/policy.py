@@ -15,7 +15,8 @@ in one of two modes, and always adds the warm pool on top::
 
     desired = ceil(demand) + warm_pool,  clamped to [min_replicas + warm_pool, max_replicas]
 
-*Throughput mode* (once a per-replica service rate ``mu`` has been learned).  Requests are conserved, so
+*Throughput mode* (once a per-replica service rate ``mu`` has been learned, or from the start when
+``prior_service_rate`` gives one, e.g. from a load test; learning then corrects it).  Requests are conserved, so
 the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
 the demand window).  Then::
 
@@ -135,6 +136,9 @@ class AutoscalingConfig:
     cold_start_s: float = 180.0  # expected pod start to Ready (the operator knows whether the cache is baked)
     learn_capacity: bool = True
     prior_capacity: float | None = None  # a-priori c_cap (e.g. from capacity planning); default max_num_seqs
+    # a-priori service rate (completions/s one replica sustains), e.g. from a load test of the model on the GPU
+    # with the workload's own request mix; None: throughput mode starts only once a saturated replica is seen
+    prior_service_rate: float | None = None
     capacity_relax_s: float = 21600.0  # e-folding time (log space) of the learned c_cap back to the prior
     # waiting per replica at every scrape for two minutes that proves a replica runs at its service rate
     saturation_queue: float = 2.0
@@ -172,6 +176,9 @@ class AutoscalingConfig:
             raise ValueError("cold_start_s must be >= 0")
         if self.prior_capacity is not None and self.prior_capacity <= 0:
             raise ValueError("prior_capacity must be > 0")
+        if self.prior_service_rate is not None and not (math.isfinite(self.prior_service_rate)
+                                                        and self.prior_service_rate > 0):
+            raise ValueError("prior_service_rate must be a finite number > 0")
 
     def queue_target(self) -> float:
         """Waiting requests per replica to aim for, derived from the TTFT SLO when possible."""
@@ -474,7 +481,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
              if s.name and s.waiting >= config.saturation_queue}
 
     # throughput: arrivals = completions + growth of what is in flight (conservation of requests)
-    mu = state.service_rate
+    # learned, else the prior (which learning then corrects: down on saturation, up on more completions)
+    mu = state.service_rate if state.service_rate is not None else config.prior_service_rate
     tp_known = all(x[4] >= 0 for x in recent)
     arrivals = tp_pr = -1.0
     if tp_known:
