@@ -678,8 +678,8 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
 def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, namespace, local_cluster):
     """The only L40S node goes away while the bake runs on it (KWOK keeps Job pods on "held-" nodes running:
     e2e/cluster/kwok-stages.yaml). The pod garbage collector deletes the lost pod (~40 s, as on a real cluster);
-    the Job replaces it without counting a failure (podFailurePolicy: DisruptionTarget -> Ignore), the replacement
-    cannot be scheduled and the condition says so; the rollout waits. A new L40S node arrives: the bake finishes
+    the Job replaces it without counting a failure (podFailurePolicy: DisruptionTarget -> Ignore), a Warning Event
+    records the disruption, the replacement cannot be scheduled and the condition says so; the rollout waits. A new L40S node arrives: the bake finishes
     there and the deployment rolls out with the cache."""
     spec = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-L40S"}}
     assert validate(spec).ok
@@ -708,6 +708,10 @@ def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, 
         assert kubectl_json("-n", namespace, "get", "statefulset", "lost", check=False) is None
         (job,) = _items(namespace, "jobs", bake_sel)
         assert not job["status"].get("failed"), f"the lost node was counted as a failed bake: {job['status']}"
+        # the disruption stays on record after the pod is gone: one Warning Event on the deployment
+        events = kubectl_json("-n", namespace, "get", "events", "--field-selector",
+                              "involvedObject.name=lost,reason=BakePodDisrupted")["items"]
+        assert len(events) == 1 and "held-l40s-0" in events[0]["message"], [e["message"] for e in events]
 
         local_cluster.add_node("l40s-0")
         qd = wait_for("Ready with the cache", cond_is(namespace, "lost", "Ready", "True"), timeout=120)

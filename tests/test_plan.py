@@ -285,3 +285,17 @@ def test_baking_condition_says_where_the_bake_stands():
     # nothing known about the pods (not watched): the message stays the plain one
     c = run([])
     assert c["message"].endswith("the rollout starts when it is ready.")
+
+
+def test_bake_pod_disruption_in_plain_words():
+    from qwen_operator.manifests.cache import bake_pod_disruption
+
+    gone = _bake_pod("bake-a", "Failed", "held-l40s-0", conditions=[
+        {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
+         "message": "PodGC: node no longer exists"}])
+    msg = bake_pod_disruption(gone)
+    assert msg is not None and "bake-a" in msg and "held-l40s-0" in msg and "DeletionByPodGC" in msg
+    assert "node no longer exists" in msg and "without counting a failed bake" in msg
+    assert bake_pod_disruption(_bake_pod("bake-b", "Running", "h100-0")) is None
+    assert bake_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
+    assert bake_pod_disruption({}) is None

@@ -21,7 +21,7 @@ from kubernetes.client.exceptions import ApiException
 from ..adapters.kube import Kube
 from ..api.models import GROUP, PLURAL, VERSION
 from ..domain.gpus import canonical_product
-from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, detect_cache_hit
+from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
 from ..manifests.status import pod_ready
 from ..manifests.plan import ClusterView, plan
 from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
@@ -38,6 +38,7 @@ _last_written: dict[str, dict[str, Any]] = {}   # uid -> status we last wrote (t
 # namespace brings new uids, so these are left alone until their DELETED event: retrying every resync would only
 # collect 403s until the namespace controller gets to them.
 _in_terminating_namespace: set[str] = set()
+_reported_disruptions: set[str] = set()  # bake pod uids whose disruption has had its Event
 
 
 def kube() -> Kube:
@@ -325,10 +326,23 @@ def on_job_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
 
 
 @kopf.on.event("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
-def on_bake_pod_event(namespace: str, labels: Mapping[str, str], **kw: Any) -> None:
+def on_bake_pod_event(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body, **kw: Any
+                      ) -> None:
     # A bake pod scheduled, stuck or lost changes what the status says about the bake; its Job knows the owners.
     job = _one(kw["bake_jobs"], (namespace, labels[JOB_NAME_LABEL]))
-    for owner in _owner_names(job or {}):
+    owners = _owner_names(job or {})
+    # A disruption leaves no trace once the pod is replaced (the Job does not count it): one Warning Event per pod.
+    uid = body.get("metadata", {}).get("uid", "")
+    why = bake_pod_disruption(plain(body))
+    if why and uid not in _reported_disruptions:
+        _reported_disruptions.add(uid)
+        for owner in owners:
+            owner_body = _one(kw["deployments"], (namespace, owner))
+            if owner_body is not None:
+                kube().event(owner_body, "Warning", "BakePodDisrupted", why)
+    if type == "DELETED":
+        _reported_disruptions.discard(uid)
+    for owner in owners:
         reconcile(namespace, owner, _all_indexes(kw), "bake-pod-event")
 
 

