@@ -134,8 +134,8 @@ def job_state(job: dict[str, Any] | None) -> tuple[str, str]:
 
 def bake_progress(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str:
     """Where a running bake stands, in plain words, from its Job and its pods ('' when nothing is known): which
-    node a bake pod runs on, why one is stuck (unschedulable, image pull...), and how many tries were lost to
-    disruptions or spent on failures."""
+    node a bake pod runs on, why one is stuck (unschedulable, image pull...), and how many attempts failed (a
+    disrupted pod is not a failed attempt: the Job's podFailurePolicy ignores it)."""
     parts: list[str] = []
     live = sorted((p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")),
                   key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
