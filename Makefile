@@ -54,6 +54,8 @@ bench: venv
 	$(VPY) -m bench.autoscaling.run --suite heldout --out bench/results/ \
 	  --policies ours,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
 	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
+	$(VPY) -m bench.autoscaling.coldstart --out bench/results/
+	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/
 
 clean:
 	rm -rf $(VENV) .pytest_cache
