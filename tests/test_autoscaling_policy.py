@@ -362,6 +362,37 @@ def test_prior_service_rate_sizes_linearly_from_the_start_and_learning_corrects_
         AutoscalingConfig(prior_service_rate=math.inf)
 
 
+def test_carried_rate_is_learned_only_without_a_queue_on_a_settled_fleet():
+    calm = [rs(0, 60, 0.2, 12.0, "a"), rs(0, 60, 0.2, 12.0, "b")]
+    assert feed(calm, 1).state.carried_rate is None  # one scrape: the fleet is not known to be settled
+    assert feed(calm, 6).state.carried_rate == pytest.approx(12.0)
+    assert feed(calm, 6, starting=1, desired=3).state.carried_rate is None  # pods starting: not settled
+    queued = [rs(5, 60, 0.2, 15.0, "a"), rs(5, 60, 0.2, 15.0, "b")]
+    assert feed(queued, 6).state.carried_rate is None  # a queue: not carried within the SLO
+    # it only rises: a lighter minute does not lower what was carried before
+    d = feed([rs(0, 10, 0.05, 3.0, "a"), rs(0, 10, 0.05, 3.0, "b")], 6, state=PolicyState(carried_rate=12.0))
+    assert d.state.carried_rate == pytest.approx(12.0)
+    assert feed(calm, 6, cfg=AutoscalingConfig(learn_capacity=False)).state.carried_rate is None
+
+
+def test_convex_concurrency_estimate_is_capped_by_the_carried_rate():
+    # 3 replicas near the knee: 200 running each reads as 3 * 200 / 128 = 4.7 replicas in concurrency mode, while
+    # the 45 req/s they complete need 45 / (0.85 * 15) = 3.5 replicas at the rate replicas carried before
+    # (one scrape each: a fleet seen settled for a window would learn the 15 req/s as carried by itself)
+    hot = [rs(0, 200, 0.5, 15.0, n) for n in "abc"]
+    plain = feed(hot, 1)
+    assert plain.demand == pytest.approx(3 * 200 / 128, rel=0.02) and "capped" not in plain.message
+    capped = feed(hot, 1, state=PolicyState(carried_rate=15.0))
+    assert capped.demand == pytest.approx(45.0 / (0.85 * 15.0), rel=0.02)
+    assert "capped by arrivals 45.0/s" in capped.message and "carried rate 15.00" in capped.message
+    assert capped.desired_replicas == 5 < plain.desired_replicas == 6  # ceil(3.5) + warm pool vs ceil(4.7) + 1
+    assert feed(hot, 6).state.carried_rate == pytest.approx(15.0)  # and settled without a queue, it is learned
+    # a cap, never a raise: at low concurrency the concurrency estimate stays
+    light = [rs(0, 20, 0.05, 4.0, n) for n in "abc"]
+    d = feed(light, 1, state=PolicyState(carried_rate=2.0))
+    assert d.demand == pytest.approx(3 * 20 / 128, rel=0.02) and "capped" not in d.message
+
+
 def test_garbage_request_rate_holds():
     d = decide(obs(samples=[rs(0, 5, 0.1, math.nan, "a")], desired=2), PolicyState(), CFG)
     assert not d.active and d.reason == "HoldMetricsInvalid"
@@ -420,14 +451,16 @@ def test_scale_down_within_experience_is_not_slowed():
 def test_state_json_round_trip():
     st = PolicyState(recommendations=((1.0, 3), (16.0, 4)), window=((1.0, 10.0, 0.5, 2, 3.5), (16.0, 9.0, 0.0, 2, -1.0)),
                      last_scale_up_time=16.0, last_scale_down_time=None, capacity=120.5, capacity_time=16.0,
-                     service_rate=20.5, service_rate_time=16.0, safe_load=44.0, saturated_since=(("pod-0", 1.0),))
+                     service_rate=20.5, service_rate_time=16.0, safe_load=44.0, saturated_since=(("pod-0", 1.0),),
+                     carried_rate=14.5)
     assert PolicyState.from_dict(json.loads(json.dumps(st.to_dict()))) == st
 
 
 @pytest.mark.parametrize("garbage", [None, {}, [], "x", {"recommendations": "nope"}, {"capacity": "NaN"},
                                      {"recommendations": [[1, 2, 3], ["a", 1], [5, -1]], "window": [[1, 2]]},
                                      {"window": [[1, 2, 3, 0, 1], [1, "x", 3, 1, 1]], "saturatedSince": [[1, 2], "x"]},
-                                     {"capacity": -5, "lastScaleUpTime": "later"}])
+                                     {"capacity": -5, "lastScaleUpTime": "later"},
+                                     {"carriedRate": "fast"}, {"carriedRate": -3}, {"carriedRate": "inf"}])
 def test_state_from_corrupted_status_is_valid(garbage):
     st = PolicyState.from_dict(garbage)
     assert isinstance(st, PolicyState)

@@ -37,7 +37,11 @@ KV target (``r * kv_cache_target / k``).  ``c_cap`` starts at ``prior_capacity``
 and moves halfway down to the running sequences per replica whenever the window's mean waiting exceeds the
 queue target ``q*`` on a settled fleet.  Running concurrency grows convexly with load (a larger batch slows
 every step, which lengthens every request), so the estimate jumps at the knee; ``target_utilization`` 0.5
-and a wide scale-down hysteresis (below) keep the controller off that knee.
+and a wide scale-down hysteresis (below) keep the controller off that knee.  Near the knee the estimate is
+capped by a linear one: the arrivals over ``target_throughput_utilization`` times the *carried rate*, the
+highest completions/s per replica a settled fleet has served without a queue.  The carried rate is a lower
+bound of the service rate, so the cap never asks for fewer replicas than throughput mode would with the true
+rate; it stops the convex pile-up of a burst from reading as 2-3x the demand.
 
 Common parts:
 
@@ -244,6 +248,8 @@ class PolicyState:
     trust region of scale-down).
     ``saturated_since``: (replica name, time) of replicas that have had a standing queue since that time.
     ``capacity`` / ``capacity_time``: learned c_cap and when it was computed (None: the prior applies).
+    ``carried_rate``: the highest completions/s per replica a settled fleet served without a queue (a lower
+    bound of the service rate; None: not seen yet).
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
@@ -256,6 +262,7 @@ class PolicyState:
     service_rate_time: float | None = None
     safe_load: float | None = None
     saturated_since: tuple[tuple[str, float], ...] = ()
+    carried_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -269,6 +276,7 @@ class PolicyState:
             "serviceRateTime": self.service_rate_time,
             "safeLoad": self.safe_load,
             "saturatedSince": [[n, t] for n, t in self.saturated_since],
+            "carriedRate": self.carried_rate,
         }
 
     @classmethod
@@ -291,6 +299,7 @@ class PolicyState:
                     win.append((t, r, w, int(n), c if c >= 0 else -1.0))
         cap = _num(d.get("capacity"))
         mu = _num(d.get("serviceRate"))
+        carried = _num(d.get("carriedRate"))
         sat: list[tuple[str, float]] = []
         for item in d.get("saturatedSince") or ():
             if isinstance(item, (list, tuple)) and len(item) == 2 and isinstance(item[0], str):
@@ -308,6 +317,7 @@ class PolicyState:
             service_rate_time=_num(d.get("serviceRateTime")),
             safe_load=_num(d.get("safeLoad")),
             saturated_since=tuple(sorted(sat)),
+            carried_rate=carried if carried is not None and carried > 0 else None,
         )
 
 
@@ -500,18 +510,26 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
             tp_pr = sum(proven) / len(proven)
         mu = _learn_service_rate(mu, state.service_rate_time, obs.time, tp_pr, saturated,
                                  settled and wait_pr <= 0.5 * q_target, config)
+    carried = state.carried_rate
+    if tp_known and config.learn_capacity and settled and wait_pr <= 0.5 * q_target and tp_pr > 0:
+        carried = max(carried or 0.0, tp_pr)
+    # the rising part of the arrival trend over one cold start, never more than half the arrivals (a burst is
+    # not a ramp); used by throughput mode and by the concurrency mode's linear cap
+    arrivals_trend = 0.0
+    if tp_known and full_trend:
+        arrivals_trend = _slope([(x[0], x[4]) for x in window if x[0] > obs.time - tw and x[4] >= 0])
+    arrivals_ahead = min(max(0.0, arrivals_trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
 
     # 4. Demand (replicas) and recommendation.
     if mu is not None and tp_known:
         # linear in load: arrivals over what a replica sustains at the target utilization, plus draining
         # the backlog above the queue target, plus the arrival trend over one cold start
         per_replica = config.target_throughput_utilization * mu
-        trend = _slope([(x[0], x[4]) for x in window if x[0] > obs.time - tw and x[4] >= 0]) if full_trend else 0.0
-        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * arrivals)
-        demand = (arrivals + ahead + excess_waiting / config.drain_time_s) / per_replica
+        demand = (arrivals + arrivals_ahead + excess_waiting / config.drain_time_s) / per_replica
         hysteresis = config.down_hysteresis_throughput
         mode = (f"throughput mode: arrivals {arrivals:.1f}/s (completions {max(tp_pr, 0) * ready:.1f}/s), "
-                f"service rate {mu:.2f}/s/replica, target {per_replica:.2f}; trend {trend * 60:+.1f}/s per min")
+                f"service rate {mu:.2f}/s/replica, target {per_replica:.2f}; trend {arrivals_trend * 60:+.1f}/s "
+                f"per min")
     else:
         # concurrency (Little's law); a saturated replica holds c_cap sequences whatever the overload: count
         # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
@@ -525,6 +543,14 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         hysteresis = config.down_hysteresis_concurrency
         mode = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}{kv_bound}; running "
                 f"trend {trend * 60:+.0f}/min")
+        if carried is not None and tp_known:
+            # linear cap: what the arrivals need at the rate replicas were seen to carry without a queue
+            linear = ((arrivals + arrivals_ahead + excess_waiting / config.drain_time_s)
+                      / (config.target_throughput_utilization * carried))
+            if linear < demand:
+                demand = linear
+                mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
+                         f"the carried rate {carried:.2f}/s/replica")
     need = math.ceil(demand - 1e-9) if demand > 0 else 0
     wanted = need + config.warm_pool
     rec = _clamp(wanted, config)
@@ -539,7 +565,7 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
     new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
                         service_rate=mu, service_rate_time=obs.time if mu is not None else None, safe_load=safe,
-                        saturated_since=tuple(sorted(since.items())))
+                        saturated_since=tuple(sorted(since.items())), carried_rate=carried)
     numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "
                f"+ {obs.starting_replicas} starting; {mode}; demand {demand:.2f} replicas + warm pool "
                f"{config.warm_pool}")
