@@ -202,14 +202,21 @@ def test_step_bound_schedule_holds_the_pre_step_fleet_for_one_cold_start():
     assert step_bound_counts(oracle, 240.0, 90.0, 7) == [7, 7, 7, 7, 7, 7, 5, 5, 1, 1]
 
 
-def test_step_bound_is_the_smallest_pre_step_fleet_meeting_the_goal():
+def _small_step_with_oracle():
+    """A 10x step small enough for a unit test (13 minutes at 6 -> 60 req/s), its service model and oracle."""
     from bench.autoscaling import run as R
 
     spec = R.TraceSpec("step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0,
                                               "t_after": 120.0})
     R._TRACE_CACHE.pop(spec.name, None)
     sm = ServiceModel()
-    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+    return spec, sm, compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+
+
+def test_step_bound_is_the_smallest_pre_step_fleet_meeting_the_goal():
+    from bench.autoscaling import run as R
+
+    spec, sm, orc = _small_step_with_oracle()
     out = R.job_step_bound(spec, orc.counts)
     n = out["fleet_before_step"]
     assert out["within_slo"] >= R.SLO_GOAL
@@ -234,11 +241,7 @@ def test_margin_counts_add_a_constant_or_proportional_margin():
 def test_reactive_bound_is_the_smallest_margin_meeting_the_goal():
     from bench.autoscaling import run as R
 
-    spec = R.TraceSpec("step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0,
-                                              "t_after": 120.0})
-    R._TRACE_CACHE.pop(spec.name, None)
-    sm = ServiceModel()
-    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+    spec, sm, orc = _small_step_with_oracle()
     n0 = R.initial_replicas(orc.counts)
     out = R.job_reactive_bound(spec, orc.counts, n0)
     assert out["within_slo"] >= R.SLO_GOAL
@@ -260,11 +263,7 @@ def test_cold_start_table_pays_the_given_cold_start_and_marks_only_goal_cells():
     from bench.autoscaling import coldstart as C
     from bench.autoscaling import run as R
 
-    spec = R.TraceSpec("step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0,
-                                              "t_after": 120.0})
-    R._TRACE_CACHE.pop(spec.name, None)
-    sm = ServiceModel()
-    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+    spec, sm, orc = _small_step_with_oracle()
     fast, slow = C.job((spec, 15.0, orc.counts)), C.job((spec, 163.0, orc.counts))
     assert fast["bound"]["cold_start_s"] == 15.0 and slow["bound"]["cold_start_s"] == 163.0
     assert fast["bound"]["within_slo"] >= R.SLO_GOAL and slow["bound"]["within_slo"] >= R.SLO_GOAL
