@@ -373,6 +373,9 @@ def test_carried_rate_is_learned_only_without_a_queue_on_a_settled_fleet():
     d = feed([rs(0, 10, 0.05, 3.0, "a"), rs(0, 10, 0.05, 3.0, "b")], 6, state=PolicyState(carried_rate=12.0))
     assert d.state.carried_rate == pytest.approx(12.0)
     assert feed(calm, 6, cfg=AutoscalingConfig(learn_capacity=False)).state.carried_rate is None
+    # a queue on a settled fleet at a lower rate: the mix got heavier, the carried rate drops to that rate
+    heavy = [rs(6, 8, 0.6, 1.5, "a"), rs(6, 8, 0.6, 1.5, "b")]
+    assert feed(heavy, 6, state=PolicyState(carried_rate=12.0)).state.carried_rate == pytest.approx(1.5)
 
 
 def test_convex_concurrency_estimate_is_capped_by_the_carried_rate():
@@ -391,6 +394,11 @@ def test_convex_concurrency_estimate_is_capped_by_the_carried_rate():
     light = [rs(0, 20, 0.05, 4.0, n) for n in "abc"]
     d = feed(light, 1, state=PolicyState(carried_rate=2.0))
     assert d.demand == pytest.approx(3 * 20 / 128, rel=0.02) and "capped" not in d.message
+    # the backlog is not capped: a queue beyond the target still asks for replicas whatever the carried rate says
+    queued = [rs(40, 200, 0.5, 15.0, n) for n in "abc"]
+    d = feed(queued, 1, state=PolicyState(carried_rate=15.0))
+    backlog = (40 - CFG.queue_target()) * 3 / 128
+    assert "capped" in d.message and d.demand == pytest.approx(45.0 / (0.85 * 15.0) + backlog, rel=0.02)
 
 
 def test_garbage_request_rate_holds():

@@ -39,9 +39,10 @@ queue target ``q*`` on a settled fleet.  Running concurrency grows convexly with
 every step, which lengthens every request), so the estimate jumps at the knee; ``target_utilization`` 0.5
 and a wide scale-down hysteresis (below) keep the controller off that knee.  Near the knee the estimate is
 capped by a linear one: the arrivals over ``target_throughput_utilization`` times the *carried rate*, the
-highest completions/s per replica a settled fleet has served without a queue.  The carried rate is a lower
-bound of the service rate, so the cap never asks for fewer replicas than throughput mode would with the true
-rate; it stops the convex pile-up of a burst from reading as 2-3x the demand.
+highest completions/s per replica a settled fleet has served without a queue (lowered to the rate at which a
+settled fleet queues, when the request mix gets heavier).  The carried rate is a lower bound of the service
+rate, so the cap never asks for fewer replicas than throughput mode would with the true rate; it stops the
+convex pile-up of a burst from reading as 2-3x the demand.  The backlog part is not capped.
 
 Common parts:
 
@@ -511,8 +512,11 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         mu = _learn_service_rate(mu, state.service_rate_time, obs.time, tp_pr, saturated,
                                  settled and wait_pr <= 0.5 * q_target, config)
     carried = state.carried_rate
-    if tp_known and config.learn_capacity and settled and wait_pr <= 0.5 * q_target and tp_pr > 0:
-        carried = max(carried or 0.0, tp_pr)
+    if tp_known and config.learn_capacity and settled and tp_pr > 0:
+        if wait_pr <= 0.5 * q_target:
+            carried = max(carried or 0.0, tp_pr)
+        elif wait_pr > q_target and carried is not None and tp_pr < carried:
+            carried = tp_pr  # a queue at a lower rate: the current mix is heavier than the one carried before
     # the rising part of the arrival trend over one cold start, never more than half the arrivals (a burst is
     # not a ramp); used by throughput mode and by the concurrency mode's linear cap
     arrivals_trend = 0.0
@@ -544,9 +548,10 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         mode = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}{kv_bound}; running "
                 f"trend {trend * 60:+.0f}/min")
         if carried is not None and tp_known:
-            # linear cap: what the arrivals need at the rate replicas were seen to carry without a queue
-            linear = ((arrivals + arrivals_ahead + excess_waiting / config.drain_time_s)
-                      / (config.target_throughput_utilization * carried))
+            # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
+            # queue); the backlog part stays as it is, so a queue still scales up whatever the cap says
+            backlog = min(excess_waiting, c_target * ready) / c_target
+            linear = (arrivals + arrivals_ahead) / (config.target_throughput_utilization * carried) + backlog
             if linear < demand:
                 demand = linear
                 mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
