@@ -152,11 +152,13 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
 
 
 def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
-    body = _one(indexes["deployments"], (namespace, name))
-    if body is None or body.get("metadata", {}).get("deletionTimestamp"):
-        return
-    uid = body["metadata"].get("uid", "")
     with _lock(f"{namespace}/{name}"):
+        # The resource is read under the lock: a pass that read it before waiting on the lock could otherwise apply
+        # an older spec's StatefulSet after a newer one and turn the template back under rapid edits.
+        body = _one(indexes["deployments"], (namespace, name))
+        if body is None or body.get("metadata", {}).get("deletionTimestamp"):
+            return
+        uid = body["metadata"].get("uid", "")
         if uid in _in_terminating_namespace:
             return
         t0 = time.monotonic()
