@@ -299,3 +299,20 @@ def test_bake_pod_disruption_in_plain_words():
     assert bake_pod_disruption(_bake_pod("bake-b", "Running", "h100-0")) is None
     assert bake_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
     assert bake_pod_disruption({}) is None
+
+
+def test_in_flight_write_is_skipped_only_while_the_cache_shows_the_old_version():
+    from qwen_operator.manifests.drift import InFlightWrites
+
+    w = InFlightWrites(ttl_s=30.0)
+    key = ("uid-1", "StatefulSet", "x")
+    sts = {"kind": "StatefulSet", "spec": {"replicas": 2}}
+    assert not w.pending(key, sts, "100", 0.0)  # nothing written yet
+    w.record(key, sts, "100", 0.0)
+    assert w.pending(key, dict(sts), "100", 5.0)  # same object, cache still at the version before our write
+    assert not w.pending(key, sts, "101", 5.0)  # the cache moved (our write arrived, or someone else wrote)
+    assert not w.pending(key, {"kind": "StatefulSet", "spec": {"replicas": 3}}, "100", 5.0)  # a new desired state
+    assert not w.pending(key, sts, "100", 31.0)  # bounded: a lost watch event cannot hide drift for long
+    assert not w.pending(("uid-1", "Service", "x"), sts, "100", 5.0)  # per object
+    w.forget("uid-1")
+    assert not w.pending(key, sts, "100", 5.0)

@@ -22,6 +22,7 @@ from ..adapters.kube import Kube
 from ..api.models import GROUP, PLURAL, VERSION
 from ..domain.gpus import canonical_product
 from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
+from ..manifests.drift import InFlightWrites
 from ..manifests.status import pod_ready
 from ..manifests.plan import ClusterView, plan
 from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
@@ -39,6 +40,16 @@ _last_written: dict[str, dict[str, Any]] = {}   # uid -> status we last wrote (t
 # collect 403s until the namespace controller gets to them.
 _in_terminating_namespace: set[str] = set()
 _reported_disruptions: set[str] = set()  # bake pod uids whose disruption has had its Event
+_in_flight = InFlightWrites()             # our applies the watch has not delivered yet (skips no-op re-applies)
+
+
+def _cached(view: ClusterView, obj: dict[str, Any]) -> dict[str, Any] | None:
+    """The object as our cache (Kopf's indexes) shows it, for the kinds the plan applies."""
+    if obj["kind"] == "StatefulSet":
+        return view.statefulset
+    if obj["kind"] == "Service":
+        return view.services.get(obj["metadata"]["name"])
+    return None
 
 
 def kube() -> Kube:
@@ -184,6 +195,11 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
         p = plan(body, view, _now())
         k = kube()
         for obj in p.apply:
+            seen = _cached(view, obj)
+            write_key = (uid, obj["kind"], obj["metadata"]["name"])
+            seen_rv = (seen or {}).get("metadata", {}).get("resourceVersion")
+            if seen is not None and _in_flight.pending(write_key, obj, seen_rv, time.monotonic()):
+                continue  # the same write is on its way to our cache: applying it again would change nothing
             log.info("%s/%s: applying %s %s (%s)", namespace, name, obj["kind"], obj["metadata"]["name"], trigger)
             try:
                 k.apply(obj)
@@ -192,6 +208,7 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
                     raise
                 _report_rejected_apply(body, obj, e)
                 return
+            _in_flight.record(write_key, obj, seen_rv, time.monotonic())
         for obj in p.ensure_shared:
             k.ensure_shared(obj)
         if p.mark_baked:
@@ -288,6 +305,7 @@ def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
 def on_deployment_event(type: str | None, namespace: str, name: str, body: kopf.Body, **kw: Any) -> None:
     if type == "DELETED":
         _last_written.pop(body.get("metadata", {}).get("uid", ""), None)
+        _in_flight.forget(body.get("metadata", {}).get("uid", ""))
         _in_terminating_namespace.discard(body.get("metadata", {}).get("uid", ""))
         return
     # Our own status writes come back as events: skip those (the generation did not move and status is ours).
