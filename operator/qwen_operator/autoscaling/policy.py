@@ -538,7 +538,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         # concurrency (Little's law); a saturated replica holds c_cap sequences whatever the overload: count
         # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
         # a backlog is counted at most as one more fleet (the step limit would cut it there anyway)
-        inflight = min(run_pr, cap) * ready + min(excess_waiting, c_target * ready)
+        backlog_seqs = min(excess_waiting, c_target * ready)
+        inflight = min(run_pr, cap) * ready + backlog_seqs
         # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
         # never more than half the current demand (a burst is not a ramp)
         trend = _slope([(x[0], x[1]) for x in window if x[0] > obs.time - tw]) if full_trend else 0.0
@@ -550,8 +551,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         if carried is not None and tp_known:
             # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
             # queue); the backlog part stays as it is, so a queue still scales up whatever the cap says
-            backlog = min(excess_waiting, c_target * ready) / c_target
-            linear = (arrivals + arrivals_ahead) / (config.target_throughput_utilization * carried) + backlog
+            linear = ((arrivals + arrivals_ahead) / (config.target_throughput_utilization * carried)
+                      + backlog_seqs / c_target)
             if linear < demand:
                 demand = linear
                 mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
