@@ -56,6 +56,7 @@ bench: venv
 	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/
+	$(VPY) -m bench.autoscaling.seasonal --out bench/results/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from qwen_operator.adapters.prometheus import queries
 from qwen_operator.handlers.autoscaler import DEFAULT_COLD_START_S, measured_cold_start, policy_config
 from qwen_operator.api.models import QwenDeploymentSpec
@@ -56,3 +58,15 @@ def test_the_benchmark_runs_the_operators_default_policy():
     operator = asdict(policy_config(spec, bench["cold_start_s"]))
     differ = {k for k in bench if bench[k] != operator[k]}
     assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
+
+
+def test_service_rate_and_seasonal_period_reach_the_policy():
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {
+        "enabled": True, "serviceRatePerReplica": 21.5, "seasonalPeriodSeconds": 86400}})
+    cfg = policy_config(spec)
+    assert cfg.prior_service_rate == 21.5 and cfg.seasonal_period_s == 86400.0
+    default = policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}}))
+    assert default.prior_service_rate is None and default.seasonal_period_s is None
+    for bad in ({"serviceRatePerReplica": 0}, {"seasonalPeriodSeconds": 60}):
+        with pytest.raises(ValueError):
+            QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": bad})

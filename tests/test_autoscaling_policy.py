@@ -488,3 +488,92 @@ def test_decide_is_pure():
     o = obs(samples=[(3, 100, 0.4), (1, 90, 0.3)], desired=2)
     st = PolicyState(recommendations=((900.0, 2),), capacity=200.0, capacity_time=900.0)
     assert decide(o, st, CFG) == decide(o, st, CFG)
+
+
+# --- seasonal forecast ---------------------------------------------------------------------------
+
+PERIOD = 2400.0
+
+
+def _cycle_rate(t: float) -> float:
+    """Fleet arrivals (req/s): 20, a ramp to 60 between phases 1200 and 1400 s, 60 until 1800 s, then 20."""
+    ph = t % PERIOD
+    if ph < 1200:
+        return 20.0
+    if ph < 1400:
+        return 20.0 + 40.0 * (ph - 1200) / 200
+    return 60.0 if ph < 1800 else 20.0
+
+
+def _cycle_samples(t: float, scale: float = 1.0) -> list[ReplicaSample]:
+    r = _cycle_rate(t) * scale / 4
+    return [rs(0, 3 * r, 0.1, r, n) for n in "abcd"]  # residence 3 s, no queue: arrivals == completions
+
+
+def _demands(cfg: AutoscalingConfig, until: float, scale_after: float = 1.0, gap: tuple[float, float] | None = None,
+             wobble: float = 0.0) -> dict[float, Decision]:
+    state, out = PolicyState(), {}
+    t = 0.0
+    while t <= until:
+        if gap is None or not gap[0] <= t < gap[1]:
+            scale = scale_after if t >= PERIOD else 1.0
+            if t >= PERIOD and wobble:  # the second cycle is not the first one again: +-wobble, minute by minute
+                scale *= 1.0 + (wobble if int(t // 60) % 2 else -wobble)
+            d = decide(obs(t, _cycle_samples(t, scale), desired=4), state, cfg)
+            state = PolicyState.from_dict(json.loads(json.dumps(d.state.to_dict())))  # as the status keeps it
+            out[t] = d
+        t += 15.0
+    return out
+
+
+def test_seasonal_forecast_asks_one_cold_start_ahead_from_the_second_cycle():
+    base = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, prior_service_rate=20.0,
+                             cold_start_s=160.0)
+    seasonal = AutoscalingConfig(**{**base.__dict__, "seasonal_period_s": PERIOD})
+    plain, fc = _demands(base, 2 * PERIOD), _demands(seasonal, 2 * PERIOD)
+    # first cycle: nothing recorded yet, no forecast; the same decisions as without it
+    assert fc[1110.0].demand == pytest.approx(plain[1110.0].demand) and "seasonal growth" not in fc[1110.0].message
+    # second cycle, 90 s before the ramp: the previous cycle says the load grows within a cold start
+    d = fc[PERIOD + 1110.0]
+    assert "seasonal growth" in d.message
+    p = plain[PERIOD + 1110.0]
+    assert p.demand == pytest.approx(20.0 / (0.85 * p.state.service_rate), rel=0.05)  # the load alone
+    assert d.demand > 2.0 * p.demand  # the rate 225 s ahead (cold start + demand window) is 2.1-2.4x
+    assert d.recommendation >= p.recommendation + 1
+    # on the flat part, far from any change, it asks for the load and nothing more
+    assert fc[PERIOD + 600.0].demand == pytest.approx(plain[PERIOD + 600.0].demand, rel=0.02)
+    # a ramp down is not forecast as growth: at the end of the peak the demand is the load's
+    assert fc[PERIOD + 1695.0].demand == pytest.approx(plain[PERIOD + 1695.0].demand, rel=0.05)
+
+
+def test_seasonal_forecast_follows_the_level_of_the_day_not_of_the_history():
+    cfg = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, prior_service_rate=20.0,
+                            cold_start_s=160.0, seasonal_period_s=PERIOD)
+    same, busier = _demands(cfg, 2 * PERIOD), _demands(cfg, 2 * PERIOD, scale_after=1.5)
+    t = PERIOD + 1110.0
+    # the growth comes from history, the level from now: a day 1.5x busier asks for 1.5x
+    assert busier[t].demand == pytest.approx(1.5 * same[t].demand, rel=0.05)
+
+
+def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
+    conc = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, cold_start_s=160.0,
+                             seasonal_period_s=PERIOD)
+    d = _demands(conc, 2 * PERIOD)[PERIOD + 1110.0]
+    assert "concurrency mode" in d.message and "seasonal" not in d.message  # convex signal: no forecast
+    assert len(d.state.season) == 96  # but the history is recorded, for when a service rate is known
+    thr = AutoscalingConfig(**{**conc.__dict__, "prior_service_rate": 20.0})
+    # the operator was away for the part of the previous cycle the forecast would read: no forecast
+    d = _demands(thr, 2 * PERIOD, gap=(900.0, 1500.0))[PERIOD + 1110.0]
+    assert "no seasonal forecast: the previous cycle was not recorded here" in d.message
+    # a cycle that does not repeat (a wrong period, traffic without a cycle) gives no forecast either
+    d = _demands(thr, 2 * PERIOD, wobble=0.4)[PERIOD + 1110.0]
+    assert "no seasonal forecast: the cycle does not repeat" in d.message
+    assert "seasonal growth" in _demands(thr, 2 * PERIOD, wobble=0.03)[PERIOD + 1110.0].message  # noise is fine
+    # a corrupted history in the status is ignored entry by entry, never an error
+    st = PolicyState.from_dict({"season": [["x", 1, 1], [5.0, -2, 1], [1.0], [2.0, 3.0, -5]]})
+    assert st.season == ((-1.0, 0.0, -1.0),) * 3 + ((2.0, 3.0, -1.0),)
+    assert decide(obs(1000.0, _cycle_samples(1000.0)), st, thr).active
+    for bad in ({"seasonal_period_s": 0.0}, {"seasonal_period_s": math.nan}, {"seasonal_buckets": 2},
+                {"seasonal_max_growth": 0.5}):
+        with pytest.raises(ValueError):
+            AutoscalingConfig(**bad)

@@ -28,7 +28,7 @@ from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
 from .service import QWEN3_8B, ServiceModel, cold_start_for
 from .sim import FixedSchedule, SimConfig, run_sim
 from .traces import (
-    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_fanout, synthetic_step,
+    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_step,
 )
 
 TRACE_DIR = Path(os.environ.get("QWEN_TRACES", "/work/shared/traces"))
@@ -44,8 +44,8 @@ MAX_REPLICAS = 20
 @dataclass(frozen=True)
 class TraceSpec:
     name: str
-    kind: str  # azure | mooncake | step | fanout | diurnal
-    params: dict[str, float] = field(default_factory=dict)
+    kind: str  # azure | mooncake | step | fanout | diurnal | diurnal-days
+    params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
 
@@ -115,6 +115,10 @@ def build_trace(spec: TraceSpec) -> Trace:
             rows = synthetic_fanout(pool, sessions_per_s=p["sessions_per_s"], fanout=int(p["fanout"]),
                                     duration=p["duration"], wave_period=p["wave_period"], wave_amp=p["wave_amp"],
                                     seed=int(p.get("seed", 2)))
+        elif spec.kind == "diurnal-days":
+            rows = synthetic_diurnal_days(pool, mean_rps=p["mean_rps"], levels=p["levels"],
+                                          peak_to_trough=p["peak_to_trough"], period=p["period"],
+                                          seed=int(p.get("seed", 20)))
         elif spec.kind == "diurnal":
             rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
                                      period=p["period"], duration=p["duration"], seed=int(p.get("seed", 3)))

@@ -246,6 +246,8 @@ class SimResult:
     scaling_events: int
     horizon: float
     timeline: list[tuple[float, int, int, int]] = field(default_factory=list)  # t, desired, ready, starting
+    # (created, ended) of every pod, clipped to the horizon: GPU time held, for accounting over part of a run
+    pod_spans: list[tuple[float, float]] = field(default_factory=list)
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -449,10 +451,12 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
     fleet.push(cfg.scrape_interval_s + rng.random() * policy.period_s, EV_CALL, tick)
     fleet.run_until(horizon)
     gpu = 0.0
+    spans: list[tuple[float, float]] = []
     for r in fleet.replicas:
         end = min(r.ended, horizon)
         if end > r.created:
             gpu += end - r.created
+            spans.append((r.created, end))
     return SimResult(
         policy=policy.name,
         requests=list(requests),
@@ -461,6 +465,7 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
         horizon=horizon,
         timeline=timeline,
         reasons=dict(getattr(policy, "reasons", {})),
+        pod_spans=spans,
     )
 
 

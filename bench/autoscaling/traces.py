@@ -204,3 +204,17 @@ def synthetic_diurnal(
         return mean_rps * (1 - a * math.cos(2 * math.pi * t / period))
 
     return tuple((t, *draw()) for t in _poisson_arrivals(rate, duration, mean_rps * (1 + a), rng))
+
+
+def synthetic_diurnal_days(
+    pool: Sequence[tuple[int, int]], *, mean_rps: float, levels: Sequence[float], peak_to_trough: float = 4.0,
+    period: float = 2400.0, seed: int = 20,
+) -> tuple[tuple[float, int, int], ...]:
+    """Several compressed days in a row, day ``d`` at ``levels[d]`` times ``mean_rps`` (a busier or quieter day),
+    each with its own seed: the same shape, not the same requests."""
+    out: list[tuple[float, int, int]] = []
+    for d, level in enumerate(levels):
+        day = synthetic_diurnal(pool, mean_rps=mean_rps * level, peak_to_trough=peak_to_trough, period=period,
+                                duration=period, seed=seed + d)
+        out.extend((t + d * period, p, o) for t, p, o in day)
+    return tuple(out)

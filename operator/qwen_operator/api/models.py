@@ -330,6 +330,16 @@ class Autoscaling(_Model):
     scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400, description="Demand must stay lower "
                                                   "for this long before a scale-down.")
     interval_seconds: int = Field(default=15, ge=1, le=600, description="How often the policy runs.")
+    service_rate_per_replica: float | None = Field(
+        default=None, gt=0, le=100000, description="Requests/s one replica sustains with this workload's request "
+        "mix (e.g. `vllm bench serve` at saturation with a sample of the traffic). The policy then sizes the fleet "
+        "linearly in the arrival rate from the first minute; without it, it learns the rate at the first saturation "
+        "and sizes by running sequences until then. Learning still corrects it.")
+    seasonal_period_seconds: int | None = Field(
+        default=None, ge=600, le=604800, description="Length of the demand cycle (86400 for daily traffic). The "
+        "policy records the arrival rate over one cycle and, from the next, asks ahead of time for the growth the "
+        "previous cycle had over the next cold start. Needs a known service rate (serviceRatePerReplica, or one "
+        "learned at a saturation); unset: no forecast.")
 
 
 class QwenDeploymentSpec(_Model):

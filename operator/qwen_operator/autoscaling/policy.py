@@ -49,6 +49,12 @@ Common parts:
 * ``trend_ahead``: capacity asked for now is Ready one cold start later, so the rising part of the demand
   trend (least-squares slope over ``trend_window_s``) is extrapolated over ``cold_start_s``, never by more
   than half the current demand (a burst is not a ramp).
+* Seasonal forecast (opt-in, ``seasonal_period_s``, throughput mode only): the arrival rate is recorded per
+  bucket of one cycle (96 buckets: 15 minutes of a day).  One cycle later, the previous cycle's highest rate
+  within one cold start (plus the demand window the estimates lag by) ahead of this phase, over its rate at this
+  phase, is the growth to ask for now; it replaces the trend, which only sees a ramp once it has begun.  The
+  ratio, not the level, is taken from history, so a busier or quieter day is followed.  Not in concurrency mode:
+  running sequences are convex in the load, and multiplying them by a forecast overshoots (tried: oscillation).
 * Waiting requests beyond ``q*`` per replica (``target_queue_per_replica``; derivable from a TTFT SLO:
   ``q* = 0.5 * slo * replica_admission_rps``) are a backlog to drain.
 * Hysteresis: the size kept (recorded for the scale-down window) is what the demand asks at a lower target,
@@ -147,6 +153,12 @@ class AutoscalingConfig:
     capacity_relax_s: float = 21600.0  # e-folding time (log space) of the learned c_cap back to the prior
     # waiting per replica at every scrape for two minutes that proves a replica runs at its service rate
     saturation_queue: float = 2.0
+    # seasonal forecast: the length of the demand cycle (86400 for a daily one; None: off).  The arrival rate is
+    # recorded in ``seasonal_buckets`` buckets of one cycle; one cycle later, the growth of the arrivals over the
+    # next cold start, as the previous cycle had it, is asked for ahead of time (throughput mode only)
+    seasonal_period_s: float | None = None
+    seasonal_buckets: int = 96
+    seasonal_max_growth: float = 3.0  # a forecast never asks for more than this times the current load
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -184,6 +196,12 @@ class AutoscalingConfig:
         if self.prior_service_rate is not None and not (math.isfinite(self.prior_service_rate)
                                                         and self.prior_service_rate > 0):
             raise ValueError("prior_service_rate must be a finite number > 0")
+
+        if self.seasonal_period_s is not None and not (math.isfinite(self.seasonal_period_s)
+                                                       and self.seasonal_period_s > 0):
+            raise ValueError("seasonal_period_s must be a finite number > 0")
+        if self.seasonal_buckets < 4 or self.seasonal_max_growth < 1.0:
+            raise ValueError("seasonal_buckets must be >= 4 and seasonal_max_growth >= 1")
 
     def queue_target(self) -> float:
         """Waiting requests per replica to aim for, derived from the TTFT SLO when possible."""
@@ -251,6 +269,8 @@ class PolicyState:
     ``capacity`` / ``capacity_time``: learned c_cap and when it was computed (None: the prior applies).
     ``carried_rate``: the highest completions/s per replica a settled fleet served without a queue (a lower
     bound of the service rate; None: not seen yet).
+    ``season``: with a seasonal period, one (time written, completions/s this cycle, the same one cycle earlier or
+    -1) per bucket of the cycle.
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
@@ -264,6 +284,7 @@ class PolicyState:
     safe_load: float | None = None
     saturated_since: tuple[tuple[str, float], ...] = ()
     carried_rate: float | None = None
+    season: tuple[tuple[float, float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -278,6 +299,7 @@ class PolicyState:
             "safeLoad": self.safe_load,
             "saturatedSince": [[n, t] for n, t in self.saturated_since],
             "carriedRate": self.carried_rate,
+            "season": [[round(t, 1), round(v, 4), round(p, 4)] for t, v, p in self.season],
         }
 
     @classmethod
@@ -307,6 +329,13 @@ class PolicyState:
                 t = _num(item[1])
                 if t is not None:
                     sat.append((item[0], t))
+        season: list[tuple[float, float, float]] = []
+        for item in d.get("season") or ():
+            t = v = p = None
+            if isinstance(item, (list, tuple)) and len(item) == 3:
+                t, v, p = (_num(x) for x in item)
+            ok = t is not None and v is not None and p is not None and v >= 0
+            season.append((t, v, p if p >= 0 else -1.0) if ok else _NO_SEASON_ENTRY)  # type: ignore[arg-type]
         return cls(
             recommendations=tuple(sorted(recs)),
             window=tuple(sorted(win)),
@@ -319,6 +348,7 @@ class PolicyState:
             safe_load=_num(d.get("safeLoad")),
             saturated_since=tuple(sorted(sat)),
             carried_rate=carried if carried is not None and carried > 0 else None,
+            season=tuple(season),
         )
 
 
@@ -426,6 +456,83 @@ def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: flo
     return sum((t - mt) * (v - mv) for t, v in points) / var if var > 0 else 0.0
 
 
+_NO_SEASON_ENTRY = (-1.0, 0.0, -1.0)
+
+
+def _season_update(season: tuple[tuple[float, float, float], ...], now: float, rate: float,
+                   config: AutoscalingConfig) -> tuple[tuple[float, float, float], ...]:
+    """Record the fleet's completion rate in the bucket of ``now`` (a running mean within the bucket).  The first
+    write of a bucket in a cycle keeps the value one cycle earlier beside it."""
+    period = config.seasonal_period_s
+    assert period
+    nb = config.seasonal_buckets
+    width = period / nb
+    entries = list(season) if len(season) == nb else [_NO_SEASON_ENTRY] * nb
+    k = int((now % period) // width)
+    t_upd, v, prev = entries[k]
+    if t_upd >= 0 and 0 <= now - t_upd < 2 * width:  # written earlier in this bucket
+        entries[k] = (now, v + 0.3 * (rate - v), prev)
+    else:
+        last_cycle = t_upd >= 0 and abs(now - period - t_upd) < 2 * width
+        entries[k] = (now, rate, v if last_cycle else -1.0)
+    return tuple(entries)
+
+
+def _seasonal_growth(season: tuple[tuple[float, float, float], ...], now: float, config: AutoscalingConfig
+                     ) -> tuple[float | None, str]:
+    """(growth, why): the previous cycle's highest rate within the look-ahead over its rate at this phase, or None
+    with the reason there is no forecast: the previous cycle was not recorded there (first cycle, a gap), or the
+    cycle does not repeat (over the last eighth of a cycle, this cycle's rates were not a steady multiple of the
+    previous cycle's: a wrong period, or traffic without a cycle)."""
+    period = config.seasonal_period_s
+    nb = config.seasonal_buckets
+    if not period or len(season) != nb:
+        return None, "no history"
+    width = period / nb
+    k = int((now % period) // width)
+
+    def one_cycle_ago(j: int) -> float | None:
+        t_upd, v, prev = season[(k + j) % nb]
+        if t_upd >= 0 and abs(t_upd - (now + j * width - period)) < 2 * width:
+            return v
+        if t_upd >= 0 and abs(t_upd - (now + j * width)) < 2 * width and prev >= 0:
+            return prev
+        return None
+
+    def this_cycle(j: int) -> float | None:
+        t_upd, v, _ = season[(k + j) % nb]
+        return v if t_upd >= 0 and abs(t_upd - (now + j * width)) < 2 * width else None
+
+    # does the cycle repeat?  this cycle over the last one, bucket by bucket, must be a steady ratio
+    m = max(4, nb // 8)
+    ratios = []
+    for j in range(-m, 0):
+        cur, old = this_cycle(j), one_cycle_ago(j)
+        if cur is not None and old is not None and old > 0:
+            ratios.append(cur / old)
+    if len(ratios) < m // 2:
+        return None, "the previous cycle was not recorded here"
+    level = sorted(ratios)[len(ratios) // 2]
+    spread = sum(abs(r / level - 1.0) for r in ratios) / len(ratios) if level > 0 else math.inf
+    if spread > 0.15:
+        return None, f"the cycle does not repeat (this cycle's rates vary {spread:.0%} around {level:.2f}x the last)"
+
+    # the arrival estimate lags the present by about the demand window (a windowed mean of one-minute rates), and
+    # so does the history: look that much further ahead
+    ahead = max(1, math.ceil((config.cold_start_s + config.demand_window_s) / width))
+
+    def smoothed(j: int) -> float | None:
+        vals = [x for x in (one_cycle_ago(j + i) for i in (-1, 0, 1)) if x is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    base = smoothed(0)
+    future = [smoothed(j) for j in range(1, ahead + 1)]
+    if base is None or base <= 0 or any(f is None for f in future):
+        return None, "the previous cycle was not recorded here"
+    growth = max(f for f in future if f is not None) / base
+    return max(1.0, min(config.seasonal_max_growth, growth)), f"this cycle runs at {level:.2f}x the last"
+
+
 def _covered(state: PolicyState, now: float, window_s: float) -> bool:
     """True when the recommendation history reaches back a full window (a restart starts it afresh)."""
     return window_s <= 0 or any(t <= now - window_s for t, _ in state.recommendations)
@@ -524,12 +631,14 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         arrivals_trend = _slope([(x[0], x[4]) for x in window if x[0] > obs.time - tw and x[4] >= 0])
     arrivals_ahead = min(max(0.0, arrivals_trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
 
-    # 4. Demand (replicas) and recommendation.
+    # 4. Demand (replicas): a load part, a part asked for ahead of time (the demand one cold start from now),
+    # and a backlog part (the queue above target, to drain).
     if mu is not None and tp_known:
         # linear in load: arrivals over what a replica sustains at the target utilization, plus draining
         # the backlog above the queue target, plus the arrival trend over one cold start
         per_replica = config.target_throughput_utilization * mu
-        demand = (arrivals + arrivals_ahead + excess_waiting / config.drain_time_s) / per_replica
+        load, ahead_r = arrivals / per_replica, arrivals_ahead / per_replica
+        backlog_r = excess_waiting / config.drain_time_s / per_replica
         hysteresis = config.down_hysteresis_throughput
         mode = (f"throughput mode: arrivals {arrivals:.1f}/s (completions {max(tp_pr, 0) * ready:.1f}/s), "
                 f"service rate {mu:.2f}/s/replica, target {per_replica:.2f}; trend {arrivals_trend * 60:+.1f}/s "
@@ -539,24 +648,36 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
         # a backlog is counted at most as one more fleet (the step limit would cut it there anyway)
         backlog_seqs = min(excess_waiting, c_target * ready)
-        inflight = min(run_pr, cap) * ready + backlog_seqs
+        inflight = min(run_pr, cap) * ready
         # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
         # never more than half the current demand (a burst is not a ramp)
         trend = _slope([(x[0], x[1]) for x in window if x[0] > obs.time - tw]) if full_trend else 0.0
-        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * inflight)
-        demand = (inflight + ahead) / c_target
+        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * (inflight + backlog_seqs))
+        load, ahead_r, backlog_r = inflight / c_target, ahead / c_target, backlog_seqs / c_target
         hysteresis = config.down_hysteresis_concurrency
         mode = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}{kv_bound}; running "
                 f"trend {trend * 60:+.0f}/min")
         if carried is not None and tp_known:
             # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
             # queue); the backlog part stays as it is, so a queue still scales up whatever the cap says
-            linear = ((arrivals + arrivals_ahead) / (config.target_throughput_utilization * carried)
-                      + backlog_seqs / c_target)
-            if linear < demand:
-                demand = linear
+            per_carried = config.target_throughput_utilization * carried
+            if (arrivals + arrivals_ahead) / per_carried < load + ahead_r:
+                load, ahead_r = arrivals / per_carried, arrivals_ahead / per_carried
                 mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
                          f"the carried rate {carried:.2f}/s/replica")
+    # seasonal forecast (throughput mode only): the arrival rate recorded one cycle ago tells how much it grows
+    # over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not
+    # in concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots.
+    season = state.season
+    if config.seasonal_period_s and tp_known:
+        season_growth, why = _seasonal_growth(season, obs.time, config)
+        season = _season_update(season, obs.time, sum(x[4] for x in recent) / len(recent), config)
+        if mu is not None:
+            mode += (f"; seasonal growth over one cold start x{season_growth:.2f} ({why})" if season_growth is not None
+                     else f"; no seasonal forecast: {why}")
+            if season_growth is not None:
+                ahead_r = load * (season_growth - 1.0)
+    demand = load + ahead_r + backlog_r
     need = math.ceil(demand - 1e-9) if demand > 0 else 0
     wanted = need + config.warm_pool
     rec = _clamp(wanted, config)
@@ -571,7 +692,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
     new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
                         service_rate=mu, service_rate_time=obs.time if mu is not None else None, safe_load=safe,
-                        saturated_since=tuple(sorted(since.items())), carried_rate=carried)
+                        saturated_since=tuple(sorted(since.items())), carried_rate=carried,
+                        season=season)
     numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "
                f"+ {obs.starting_replicas} starting; {mode}; demand {demand:.2f} replicas + warm pool "
                f"{config.warm_pool}")

@@ -50,6 +50,8 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
         scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
         metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
+        prior_service_rate=a.service_rate_per_replica,
+        seasonal_period_s=float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None,
     )
 
 
