@@ -337,9 +337,10 @@ class Autoscaling(_Model):
         "and sizes by running sequences until then. Learning still corrects it.")
     seasonal_period_seconds: int | None = Field(
         default=None, ge=600, le=604800, description="Length of the demand cycle (86400 for daily traffic). The "
-        "policy records the arrival rate over one cycle and, from the next, asks ahead of time for the growth the "
-        "previous cycle had over the next cold start. Needs a known service rate (serviceRatePerReplica, or one "
-        "learned at a saturation); unset: no forecast.")
+        "policy records the request rate over one cycle and, from the next, asks ahead of time for the growth the "
+        "previous cycle had over the next cold start; it stops forecasting, and says why in the decision, while "
+        "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
+        "a saturation); unset: no forecast.")
 
 
 class QwenDeploymentSpec(_Model):
