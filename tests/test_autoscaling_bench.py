@@ -349,3 +349,22 @@ def test_seasonal_bench_counts_only_what_comes_after_the_first_cycle():
                      [row, miss])
     assert "| ours-seasonal | 99.50% | 1.00 | **1.20** |" in md  # meets 99 % at <= 1.25x: bold
     assert "| ours | 98.00% | 1.00 | 1.20 |" in md  # misses the SLO: not bold
+
+
+def test_seasonal_seed_variants_redraw_the_diurnals_and_get_their_own_table():
+    from bench.autoscaling import seasonal as S
+
+    v = S.seed_variants(2)
+    assert len(v) == 4 and len({s.name for s, _ in v}) == 4
+    assert {s.kind for s, _ in v} == {"diurnal", "diurnal-days"}
+    base = {s.name: s for s, _ in S.seasonal_specs()}
+    for s, period in v:
+        orig = base[s.name.rsplit("-seed", 1)[0]]
+        assert s.params["seed"] != orig.params["seed"] and period == 2400.0
+        assert {k: x for k, x in s.params.items() if k != "seed"} == {k: x for k, x in orig.params.items() if k != "seed"}
+    row = {"trace": v[0][0].name, "policy": "ours-seasonal-no-warm-pool",
+           "after_first_cycle": {"within_slo": 0.991, "vs_oracle": 1.2}}
+    md = S.render_md({"command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"}, "git_commit": None,
+                      "wall_s": 0, "date": "d", "cold_start_s": 163.0, "traces": {},
+                      "seed_variants": [v[0][0].name]}, [row])
+    assert f"| {v[0][0].name} | - | - | **99.10% / 1.20x** |" in md

@@ -338,8 +338,19 @@ def test_service_rate_learned_per_replica_after_a_standing_queue():
 
 def test_service_rate_creeps_up_and_rises_on_evidence():
     st = PolicyState(service_rate=10.0, service_rate_time=0.0)
-    d = decide(obs(t=CFG.capacity_relax_s, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2), st, CFG)
-    assert d.state.service_rate == pytest.approx(10.0 * math.e, rel=1e-6)
+    d = decide(obs(t=0.1 * CFG.capacity_relax_s, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2), st, CFG)
+    assert d.state.service_rate == pytest.approx(10.0 * math.exp(0.1), rel=1e-6)
+    assert d.state.service_rate_evidence == 10.0  # creeping is not evidence
+    # a day without evidence: the creep stops at 1.25x the last evidence instead of growing e^4-fold
+    d = decide(obs(t=86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2), st, CFG)
+    assert d.state.service_rate == pytest.approx(12.5)
+    st2 = PolicyState.from_dict(json.loads(json.dumps(d.state.to_dict())))
+    d = decide(obs(t=2 * 86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2), st2, CFG)
+    assert d.state.service_rate == pytest.approx(12.5) and d.state.service_rate_evidence == 10.0
+    # a state from before the evidence was kept, already above the cap: held, not lowered, not raised further
+    d = decide(obs(t=86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2),
+               PolicyState(service_rate=30.0, service_rate_time=0.0, service_rate_evidence=10.0), CFG)
+    assert d.state.service_rate == pytest.approx(30.0)
     d = feed([rs(0, 50, 0.1, 14.0, "a"), rs(0, 50, 0.1, 14.0, "b")], 6,
              state=PolicyState(service_rate=10.0, service_rate_time=1000.0), desired=3)
     assert d.state.service_rate == pytest.approx(14.0, rel=0.01)

@@ -55,6 +55,21 @@ def seasonal_specs() -> list[tuple[R.TraceSpec, float]]:
     ]
 
 
+SEED_POLICIES = ("ours-load-tested-no-warm-pool", "ours-seasonal", "ours-seasonal-no-warm-pool")
+
+
+def seed_variants(k: int) -> list[tuple[R.TraceSpec, float]]:
+    """The two diurnal traces drawn again with ``k`` other seeds each (same shape, other requests): how much of a
+    result is the draw."""
+    out = []
+    for spec, period in seasonal_specs()[:2]:
+        for i in range(1, k + 1):
+            seed = int(spec.params["seed"]) + 100 * i
+            out.append((R.TraceSpec(f"{spec.name}-seed{seed}", spec.kind, {**spec.params, "seed": seed},
+                                    spec.description), period))
+    return out
+
+
 def policies(period: float, prior: float) -> dict[str, Callable[[], Any]]:
     lt = dict(prior_service_rate=prior)
     se = dict(prior_service_rate=prior, seasonal_period_s=period)
@@ -112,12 +127,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results/")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--traces", default=",".join(s.name for s, _ in seasonal_specs()))
+    ap.add_argument("--seeds", type=int, default=0, help="also redraw the two diurnal traces with this many other "
+                    "seeds, for the seasonal rows and their control")
     args = ap.parse_args(argv)
     t0 = time.time()
     specs = [(s, p) for s, p in seasonal_specs() if s.name in args.traces.split(",")]
+    variants = seed_variants(args.seeds)
     with mp.get_context("fork").Pool(args.jobs) as pool:
-        oracles = dict(zip((s.name for s, _ in specs), pool.map(job_oracle, [s for s, _ in specs])))
+        oracles = dict(zip((s.name for s, _ in specs + variants),
+                           pool.map(job_oracle, [s for s, _ in specs + variants])))
         jobs = [(s, p, pn, oracles[s.name]["counts"]) for s, p in specs for pn in policies(p, 1.0)]
+        jobs += [(s, p, pn, oracles[s.name]["counts"]) for s, p in variants for pn in SEED_POLICIES]
         rows = []
         for r in pool.imap_unordered(job, jobs):
             o = oracles[r["trace"]]
@@ -128,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
             a = r["after_first_cycle"]
             print(f"{r['trace']:20s} {r['policy']:30s} cycles 2+: {a['within_slo']:.2%} x{a['vs_oracle']:.2f}  "
                   f"whole: {r['whole']['within_slo']:.2%} x{r['whole']['vs_oracle']:.2f} ({r['wall_s']} s)", flush=True)
-    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.seasonal --out {args.out}",
+    seeds = f" --seeds {args.seeds}" if args.seeds else ""
+    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.seasonal --out {args.out}{seeds}",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "git_commit": R.git_commit(Path(__file__).resolve().parents[2]), "wall_s": round(time.time() - t0, 1),
@@ -136,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             "traces": {s.name: {"description": s.description, "params": s.params, "period_s": p,
                                 "oracle_gpu_hours": oracles[s.name]["gpu_hours"],
                                 "oracle_gpu_hours_after_first_cycle": oracle_window_hours(oracles[s.name]["counts"], p),
-                                "oracle_within_slo": oracles[s.name]["within_slo"]} for s, p in specs}}
+                                "oracle_within_slo": oracles[s.name]["within_slo"]} for s, p in specs},
+            "seed_variants": [s.name for s, _ in variants]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "autoscaling_seasonal.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
@@ -172,6 +194,18 @@ def render_md(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             v = f"**{a['vs_oracle']:.2f}**" if ok else f"{a['vs_oracle']:.2f}"
             L.append(f"| {p} | {a['within_slo']:.2%} | {a['gpu_hours']:.2f} | {v} | {R.fmt(a['ttft_p99_s'])} | "
                      f"{w['within_slo']:.2%} | {w['vs_oracle']:.2f} | {w['scaling_events']} |")
+        L.append("")
+    variants = meta.get("seed_variants") or []
+    if variants:
+        L += ["## Other draws of the two diurnal traces (cycles 2+: within SLO / vs oracle)", "",
+              "| trace | " + " | ".join(SEED_POLICIES) + " |", "|---|" + "---|" * len(SEED_POLICIES)]
+        for name in variants:
+            by = {r["policy"]: r["after_first_cycle"] for r in rows if r["trace"] == name}
+
+            def cell(a: dict[str, Any]) -> str:
+                c = f"{a['within_slo']:.2%} / {a['vs_oracle']:.2f}x"
+                return f"**{c}**" if a["within_slo"] >= R.SLO_GOAL and a["vs_oracle"] <= 1.25 else c
+            L.append(f"| {name} | " + " | ".join(cell(by[p]) if p in by else "-" for p in SEED_POLICIES) + " |")
         L.append("")
     return "\n".join(L)
 

@@ -262,7 +262,8 @@ class PolicyState:
     ``recommendations``: (time, recommended replicas) within the longest stabilization window.
     ``window``: (time, running, waiting, Ready replicas, completions/s or -1 when unknown): fleet totals
     within the demand/trend windows.
-    ``service_rate`` / ``service_rate_time``: learned completions/s one replica sustains (None: not seen yet).
+    ``service_rate`` / ``service_rate_time``: learned completions/s one replica sustains (None: not seen yet);
+    ``service_rate_evidence``: the rate last set by evidence (or the prior), which bounds the upward creep.
     ``safe_load``: the highest running sequences per replica seen on a settled fleet without a queue (the
     trust region of scale-down).
     ``saturated_since``: (replica name, time) of replicas that have had a standing queue since that time.
@@ -281,6 +282,7 @@ class PolicyState:
     capacity_time: float | None = None
     service_rate: float | None = None
     service_rate_time: float | None = None
+    service_rate_evidence: float | None = None
     safe_load: float | None = None
     saturated_since: tuple[tuple[str, float], ...] = ()
     carried_rate: float | None = None
@@ -296,6 +298,7 @@ class PolicyState:
             "capacityTime": self.capacity_time,
             "serviceRate": self.service_rate,
             "serviceRateTime": self.service_rate_time,
+            "serviceRateEvidence": self.service_rate_evidence,
             "safeLoad": self.safe_load,
             "saturatedSince": [[n, t] for n, t in self.saturated_since],
             "carriedRate": self.carried_rate,
@@ -322,6 +325,7 @@ class PolicyState:
                     win.append((t, r, w, int(n), c if c >= 0 else -1.0))
         cap = _num(d.get("capacity"))
         mu = _num(d.get("serviceRate"))
+        ev = _num(d.get("serviceRateEvidence"))
         carried = _num(d.get("carriedRate"))
         sat: list[tuple[str, float]] = []
         for item in d.get("saturatedSince") or ():
@@ -345,6 +349,7 @@ class PolicyState:
             capacity_time=_num(d.get("capacityTime")),
             service_rate=mu if mu is not None and mu > 0 else None,
             service_rate_time=_num(d.get("serviceRateTime")),
+            service_rate_evidence=ev if ev is not None and ev > 0 else None,
             safe_load=_num(d.get("safeLoad")),
             saturated_since=tuple(sorted(sat)),
             carried_rate=carried if carried is not None and carried > 0 else None,
@@ -428,21 +433,33 @@ def _learn_capacity(prev: float | None, prev_time: float | None, now: float, run
     return max(1.0, min(float(config.max_num_seqs), cap))
 
 
-def _learn_service_rate(prev: float | None, prev_time: float | None, now: float, tp_pr: float, saturated: bool,
-                        no_queue: bool, config: AutoscalingConfig) -> float | None:
-    """Next learned service rate (completions/s one replica sustains).  Saturated evidence moves it halfway
-    down (or sets it the first time); completing more without a queue raises it; otherwise it creeps up
-    slowly (e-folding ``capacity_relax_s``) so that a lighter request mix is eventually noticed."""
+# how far above the last evidence the learned service rate may creep without new evidence
+SERVICE_RATE_MAX_CREEP = 1.25
+
+
+def _learn_service_rate(prev: float | None, prev_time: float | None, evidence: float | None, now: float,
+                        tp_pr: float, saturated: bool, no_queue: bool, config: AutoscalingConfig
+                        ) -> tuple[float | None, float | None]:
+    """Next learned service rate (completions/s one replica sustains) and the rate last backed by evidence.
+    Saturated evidence moves it halfway down (or sets it the first time); completing more without a queue raises
+    it; otherwise it creeps up slowly (e-folding ``capacity_relax_s``) so that a lighter request mix is eventually
+    noticed, but never beyond ``SERVICE_RATE_MAX_CREEP`` x the last evidence: unbounded, a day without a
+    saturation would let it grow e^4-fold and the morning ramp would meet a fleet sized for a rate no replica has."""
     mu = prev
+    if evidence is None:
+        evidence = prev  # the prior, or a state written before the evidence was kept
     if mu is not None and prev_time is not None and config.capacity_relax_s > 0:
         mu *= math.exp(max(0.0, now - prev_time) / config.capacity_relax_s)
+        if evidence is not None and prev is not None:  # the cap stops the creep; it does not lower a rate
+            mu = max(prev, min(mu, SERVICE_RATE_MAX_CREEP * evidence))
     if not config.learn_capacity or tp_pr <= 0:
-        return mu
+        return mu, evidence
     if saturated:
         mu = tp_pr if mu is None else 0.5 * mu + 0.5 * min(mu, tp_pr)
+        evidence = mu
     elif no_queue and mu is not None and tp_pr > mu:
-        mu = tp_pr
-    return mu
+        mu = evidence = tp_pr
+    return mu, evidence
 
 
 def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: float = 45.0) -> float:
@@ -601,6 +618,7 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     # throughput: arrivals = completions + growth of what is in flight (conservation of requests)
     # learned, else the prior (which learning then corrects: down on saturation, up on more completions)
     mu = state.service_rate if state.service_rate is not None else config.prior_service_rate
+    mu_evidence = state.service_rate_evidence
     tp_known = all(x[4] >= 0 for x in recent)
     arrivals = tp_pr = -1.0
     if tp_known:
@@ -616,8 +634,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         saturated = bool(proven)
         if proven:
             tp_pr = sum(proven) / len(proven)
-        mu = _learn_service_rate(mu, state.service_rate_time, obs.time, tp_pr, saturated,
-                                 settled and wait_pr <= 0.5 * q_target, config)
+        mu, mu_evidence = _learn_service_rate(mu, state.service_rate_time, mu_evidence, obs.time, tp_pr, saturated,
+                                              settled and wait_pr <= 0.5 * q_target, config)
     carried = state.carried_rate
     if tp_known and config.learn_capacity and settled and tp_pr > 0:
         if wait_pr <= 0.5 * q_target:
@@ -691,7 +709,8 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     elif settled and wait_pr > q_target and safe is not None:
         safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
     new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
-                        service_rate=mu, service_rate_time=obs.time if mu is not None else None, safe_load=safe,
+                        service_rate=mu, service_rate_time=obs.time if mu is not None else None,
+                        service_rate_evidence=mu_evidence, safe_load=safe,
                         saturated_since=tuple(sorted(since.items())), carried_rate=carried,
                         season=season)
     numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "
