@@ -49,8 +49,9 @@ Common parts:
 * ``trend_ahead``: capacity asked for now is Ready one cold start later, so the rising part of the demand
   trend (least-squares slope over ``trend_window_s``) is extrapolated over ``cold_start_s``, never by more
   than half the current demand (a burst is not a ramp).
-* Seasonal forecast (opt-in, ``seasonal_period_s``, throughput mode only): the arrival rate is recorded per
-  bucket of one cycle (96 buckets: 15 minutes of a day).  One cycle later, the previous cycle's highest rate
+* Seasonal forecast (opt-in, ``seasonal_period_s``, throughput mode only): the fleet's completion rate
+  (the served arrival rate, smoother than the arrival estimate) is recorded per bucket of one cycle (96 buckets: 15
+  minutes of a day); the cycle must repeat (see ``_seasonal_growth``).  One cycle later, the previous cycle's highest rate
   within one cold start (plus the demand window the estimates lag by) ahead of this phase, over its rate at this
   phase, is the growth to ask for now; it replaces the trend, which only sees a ramp once it has begun.  The
   ratio, not the level, is taken from history, so a busier or quieter day is followed.  Not in concurrency mode:
@@ -153,8 +154,8 @@ class AutoscalingConfig:
     capacity_relax_s: float = 21600.0  # e-folding time (log space) of the learned c_cap back to the prior
     # waiting per replica at every scrape for two minutes that proves a replica runs at its service rate
     saturation_queue: float = 2.0
-    # seasonal forecast: the length of the demand cycle (86400 for a daily one; None: off).  The arrival rate is
-    # recorded in ``seasonal_buckets`` buckets of one cycle; one cycle later, the growth of the arrivals over the
+    # seasonal forecast: the length of the demand cycle (86400 for a daily one; None: off).  The completion rate
+    # is recorded in ``seasonal_buckets`` buckets of one cycle; one cycle later, the growth of that rate over the
     # next cold start, as the previous cycle had it, is asked for ahead of time (throughput mode only)
     seasonal_period_s: float | None = None
     seasonal_buckets: int = 96
@@ -683,7 +684,7 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
                 load, ahead_r = arrivals / per_carried, arrivals_ahead / per_carried
                 mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
                          f"the carried rate {carried:.2f}/s/replica")
-    # seasonal forecast (throughput mode only): the arrival rate recorded one cycle ago tells how much it grows
+    # seasonal forecast (throughput mode only): the completion rate recorded one cycle ago tells how much it grows
     # over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not
     # in concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots.
     season = state.season
