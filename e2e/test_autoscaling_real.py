@@ -72,7 +72,10 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
             "compileCache": {"enabled": False}, "serving": {"maxNumSeqs": 2},
             "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4, "warmPool": 0,
                             "targetQueuePerReplica": 1, "intervalSeconds": 2,
-                            "scaleDownStabilizationSeconds": 20}})
+                            "scaleDownStabilizationSeconds": 20,
+                            # the shortest cycle the API takes: its history must reach status through the
+                            # real apiserver (status.autoscaling.policyState preserves unknown fields)
+                            "seasonalPeriodSeconds": 600}})
         wait_for("autoscaling active at 1 replica", lambda: (cond_is(namespace, NAME, "AutoscalingActive", "True")()
                                                              and sts_replicas(namespace) == 1), timeout=90)
         stop = threading.Event()
@@ -95,6 +98,12 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
                 s.request_rate for s in read_replicas(url, namespace, NAME).samples.values()
                 if s.request_rate is not None and s.request_rate > 0], timeout=90, interval=3)
             assert all(0 < r < 100 for r in rates), rates
+            # The seasonal history (completion rates per bucket of the 600 s cycle) is recorded and persisted.
+            season = wait_for("the seasonal history in status", lambda: [
+                e for e in get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("season", [])
+                if e[0] >= 0 and e[1] > 0], timeout=60, interval=3)
+            assert len(get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"]["season"]) == 96
+            assert all(0 < e[1] < 1000 for e in season), season
             # Prometheus goes away while scaled up: hold the size (no scale-down on missing data), say why.
             prom.stop()
         finally:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from qwen_operator.adapters.prometheus import queries
-from qwen_operator.handlers.autoscaler import DEFAULT_COLD_START_S, measured_cold_start, policy_config
+from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
+from qwen_operator.handlers.autoscaler import (DEFAULT_COLD_START_S, measured_cold_start, policy_config,
+                                              status_write_needed)
 from qwen_operator.api.models import QwenDeploymentSpec
 from qwen_operator.manifests.status import pod_start_seconds
 
@@ -70,3 +72,26 @@ def test_service_rate_and_seasonal_period_reach_the_policy():
     for bad in ({"serviceRatePerReplica": 0}, {"seasonalPeriodSeconds": 60}):
         with pytest.raises(ValueError):
             QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": bad})
+
+
+def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
+    """A steady fleet writes nothing, except that a seasonal forecast persists each new bucket of its cycle: the
+    recorded day must survive an operator restart even when no decision changed for hours."""
+    def steady(cfg: AutoscalingConfig, until: float) -> list[bool]:
+        state, auto, writes = PolicyState(), {}, []
+        t = 0.0
+        while t <= until:
+            s = tuple(ReplicaSample(0.0, 6.0, 0.1, f"p{i}", 2.0) for i in range(2))
+            d = decide(Observation(t, s, 2, 0, 2, t - 5), state, cfg)
+            state = d.state
+            w = status_write_needed(d, auto, cfg, 2)
+            if w:  # what the handler writes
+                auto = {"lastReason": d.reason, "active": d.active, "policyState": d.state.to_dict()}
+            writes.append(w)
+            t += 15.0
+        return writes
+    base = AutoscalingConfig(min_replicas=2, max_replicas=4, warm_pool=0, prior_service_rate=5.0)
+    plain = steady(base, 3600.0)
+    assert plain[0] and not any(plain[1:])  # the first decision, then nothing for an hour
+    seasonal = steady(AutoscalingConfig(**{**base.__dict__, "seasonal_period_s": 9600.0}), 3600.0)
+    assert sum(seasonal) == 1 + 3600 // 100  # 96 buckets of 100 s: one write each, and no more

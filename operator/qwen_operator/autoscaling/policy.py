@@ -94,6 +94,7 @@ __all__ = [
     "Decision",
     "decide",
     "floor_replicas",
+    "season_mark",
 ]
 
 # Reason vocabulary (CamelCase, stable: used in status conditions and Kubernetes events).
@@ -549,6 +550,16 @@ def _seasonal_growth(season: tuple[tuple[float, float, float], ...], now: float,
         return None, "the previous cycle was not recorded here"
     growth = max(f for f in future if f is not None) / base
     return max(1.0, min(config.seasonal_max_growth, growth)), f"this cycle runs at {level:.2f}x the last"
+
+
+def season_mark(state: PolicyState, config: AutoscalingConfig) -> int | None:
+    """The seasonal bucket last written, counted from the clock's epoch (None: no forecast, or nothing recorded).
+    The operator persists the state whenever this moves, so a restart loses at most one bucket of the cycle even
+    on a fleet whose decisions do not change for hours."""
+    if not config.seasonal_period_s:
+        return None
+    times = [t for t, _, _ in state.season if t >= 0]
+    return int(max(times) // (config.seasonal_period_s / config.seasonal_buckets)) if times else None
 
 
 def _covered(state: PolicyState, now: float, window_s: float) -> bool:

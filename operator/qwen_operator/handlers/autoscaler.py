@@ -19,7 +19,8 @@ import kopf
 
 from ..adapters.prometheus import read_replicas
 from ..api.models import QwenDeploymentSpec
-from ..autoscaling.policy import AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide
+from ..autoscaling.policy import (AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide,
+                                  season_mark)
 from ..manifests.status import pod_issue, pod_ready, pod_start_seconds
 from . import controller, metrics
 from .config import CONFIG
@@ -82,6 +83,17 @@ def _status_fields(d: Decision, now_iso: str) -> dict[str, Any]:
             "lastDecisionTime": now_iso, "policyState": d.state.to_dict()}
 
 
+def status_write_needed(d: Decision, auto: Mapping[str, Any], cfg: AutoscalingConfig, current: int) -> bool:
+    """Write status when the decision changes (size, reason, active), or when a seasonal forecast recorded a new
+    bucket of its cycle: a steady fleet otherwise writes nothing for hours, and a restarted operator would lose
+    that stretch of the recorded cycle (a bucket is 15 min of a day: one small write per bucket)."""
+    if (d.desired_replicas != current or d.reason != auto.get("lastReason")
+            or bool(d.active) != bool(auto.get("active", True))):
+        return True
+    mark = season_mark(d.state, cfg)
+    return mark is not None and mark != season_mark(PolicyState.from_dict(auto.get("policyState")), cfg)
+
+
 def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> None:
     """One autoscaling pass for one deployment (called by the operator's loop, handlers/loops.py)."""
     body = controller._one(indexes["deployments"], (namespace, name))
@@ -122,9 +134,7 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     metrics.DESIRED_REPLICAS.labels(namespace, name).set(d.desired_replicas)
     metrics.WARM_REPLICAS.labels(namespace, name).set(cfg.warm_pool)
     message = d.message if error is None else f"{error}; {d.message}"
-    changed = (d.desired_replicas != current or d.reason != auto.get("lastReason")
-               or bool(d.active) != (auto.get("active", True)))
-    if not changed:
+    if not status_write_needed(d, auto, cfg, current):
         return
     now_iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
