@@ -14,7 +14,8 @@ from bench.autoscaling.policies import AibrixKpa, HpaBehavior, HpaGpuUtil, KedaQ
 from bench.autoscaling.service import QWEN3_8B, ServiceModel, cold_start_for
 from bench.autoscaling.sim import FixedSchedule, FleetView, Sample, SimConfig, run_sim
 from bench.autoscaling.traces import (
-    Request, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_step,
+    Request, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift,
+    synthetic_step,
 )
 from qwen_operator.autoscaling.policy import AutoscalingConfig
 
@@ -60,6 +61,11 @@ def test_synthetic_traces_have_the_stated_shape():
     trough = sum(1 for a, _, _ in di if a < 50 or a > 350)
     peak = sum(1 for a, _, _ in di if 150 < a < 250)
     assert peak > 2 * trough
+    ms = synthetic_mix_shift(pool, [(15000, 150)], rps=20, heavy_share=0.25, t_before=100, t_shift=100, t_after=100)
+    before, during, after = ([r for r in ms if lo_t <= r[0] < lo_t + 100] for lo_t in (0, 100, 200))
+    assert 0.8 < len(during) / len(before) < 1.25 and 0.8 < len(after) / len(before) < 1.25  # same request rate
+    assert all(r[1] == 1000 for r in before + after)
+    assert 0.15 < sum(1 for r in during if r[1] == 15000) / len(during) < 0.35  # a share of heavy requests
 
 
 def test_service_model_numbers_and_cold_starts():

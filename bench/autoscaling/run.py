@@ -28,7 +28,8 @@ from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
 from .service import QWEN3_8B, ServiceModel, cold_start_for
 from .sim import FixedSchedule, SimConfig, run_sim
 from .traces import (
-    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_step,
+    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift,
+    synthetic_step,
 )
 
 TRACE_DIR = Path(os.environ.get("QWEN_TRACES", "/work/shared/traces"))
@@ -44,7 +45,7 @@ MAX_REPLICAS = 20
 @dataclass(frozen=True)
 class TraceSpec:
     name: str
-    kind: str  # azure | mooncake | step | fanout | diurnal | diurnal-days
+    kind: str  # azure | mooncake | step | fanout | diurnal | diurnal-days | mix-shift
     params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
 
@@ -66,6 +67,11 @@ def trace_specs(quick: bool = False) -> list[TraceSpec]:
         TraceSpec("diurnal", "diurnal", {"mean_rps": 60.0 * q, "peak_to_trough": 4.0, "period": 2400.0,
                                          "duration": 2400.0},
                   "a day compressed into 40 min: 24 -> 96 -> 24 req/s (Azure conv length pairs)"),
+        TraceSpec("mix-shift", "mix-shift", {"rps": 40.0 * q, "heavy_share": 0.1, "t_before": 900.0,
+                                             "t_shift": 1200.0, "t_after": 900.0},
+                  "Poisson 40 req/s throughout (Azure conv length pairs); for 20 min in the middle, 10 % of the "
+                  "requests have Mooncake's lengths (15k-token prompts): about 3x the work at the same request "
+                  "rate"),
     ]
 
 
@@ -88,6 +94,9 @@ def heldout_specs() -> list[TraceSpec]:
         TraceSpec("diurnal-2x-steep", "diurnal", {"mean_rps": 45.0, "peak_to_trough": 6.0, "period": 1200.0,
                                                   "duration": 2400.0, "seed": 36},
                   "two compressed days of 20 min each: 13 -> 77 -> 13 req/s"),
+        TraceSpec("mix-shift-20pct", "mix-shift", {"rps": 30.0, "heavy_share": 0.2, "t_before": 600.0,
+                                                   "t_shift": 900.0, "t_after": 900.0, "seed": 37},
+                  "Poisson 30 req/s; for 15 min, 20 % of the requests have Mooncake's lengths"),
     ]
 
 
@@ -119,6 +128,12 @@ def build_trace(spec: TraceSpec) -> Trace:
             rows = synthetic_diurnal_days(pool, mean_rps=p["mean_rps"], levels=p["levels"],
                                           peak_to_trough=p["peak_to_trough"], period=p["period"],
                                           seed=int(p.get("seed", 20)))
+        elif spec.kind == "mix-shift":
+            heavy = [(pp, o) for _, pp, o in load_trace(MOONCAKE)]
+            rows = synthetic_mix_shift(pool, heavy, rps=p["rps"], heavy_share=p["heavy_share"],
+                                       t_before=p["t_before"], t_shift=p["t_shift"], t_after=p["t_after"],
+                                       seed=int(p.get("seed", 4)))
+            src = f"synthetic ({AZURE.name} and {MOONCAKE.name} length pairs)"
         elif spec.kind == "diurnal":
             rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
                                      period=p["period"], duration=p["duration"], seed=int(p.get("seed", 3)))

@@ -218,3 +218,20 @@ def synthetic_diurnal_days(
                                 duration=period, seed=seed + d)
         out.extend((t + d * period, p, o) for t, p, o in day)
     return tuple(out)
+
+
+def synthetic_mix_shift(
+    light: Sequence[tuple[int, int]], heavy: Sequence[tuple[int, int]], *, rps: float, heavy_share: float,
+    t_before: float = 900.0, t_shift: float = 1200.0, t_after: float = 900.0, seed: int = 4,
+) -> tuple[tuple[float, int, int], ...]:
+    """A change of request mix at a constant request rate: Poisson arrivals at ``rps`` with lengths from
+    ``light``, except that for ``t_shift`` s a ``heavy_share`` of them take lengths from ``heavy`` (a RAG feature
+    or a batch of long documents going live).  The request rate says nothing; the work per request does."""
+    rng = random.Random(seed)
+    t1, t2 = t_before, t_before + t_shift
+    out = []
+    for t in _poisson_arrivals(lambda t: rps, t2 + t_after, rps, rng):
+        pool = heavy if t1 <= t < t2 and rng.random() < heavy_share else light
+        out.append((t, *pool[rng.randrange(len(pool))]))
+    return tuple(out)
+
