@@ -3,7 +3,8 @@ pure policy (autoscaling.policy.decide: the same function the benchmark replays 
 decision in status; reconcile() then sizes the StatefulSet from status.autoscaling.desiredReplicas.
 
 The policy's state (stabilization history, learned capacity) lives in memory and is persisted to status only
-when the decision changes, so a steady fleet causes no writes; a restarted operator resumes from status.
+when the decision changes, so a steady fleet causes no writes (with a seasonal forecast: one write per new bucket of
+the cycle, see status_write_needed); a restarted operator resumes from status.
 """
 
 from __future__ import annotations
