@@ -228,10 +228,10 @@ def synthetic_mix_shift(
     ``light``, except that for ``t_shift`` s a ``heavy_share`` of them take lengths from ``heavy`` (a RAG feature
     or a batch of long documents going live).  The request rate says nothing; the work per request does."""
     rng = random.Random(seed)
+    draw_light, draw_heavy = _lengths_sampler(light, rng), _lengths_sampler(heavy, rng)
     t1, t2 = t_before, t_before + t_shift
     out = []
     for t in _poisson_arrivals(lambda t: rps, t2 + t_after, rps, rng):
-        pool = heavy if t1 <= t < t2 and rng.random() < heavy_share else light
-        out.append((t, *pool[rng.randrange(len(pool))]))
+        draw = draw_heavy if t1 <= t < t2 and rng.random() < heavy_share else draw_light
+        out.append((t, *draw()))
     return tuple(out)
-
