@@ -98,6 +98,15 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
                 s.request_rate for s in read_replicas(url, namespace, NAME).samples.values()
                 if s.request_rate is not None and s.request_rate > 0], timeout=90, interval=3)
             assert all(0 < r < 100 for r in rates), rates
+            # Work per request: the sums of vLLM's per-request token histograms (prompt tokens computed + generated),
+            # so the learned service rate is in tokens/s and follows the request mix.
+            pairs = wait_for("token rates from vLLM's per-request token histograms", lambda: [
+                (s.request_rate, s.token_rate) for s in read_replicas(url, namespace, NAME).samples.values()
+                if s.request_rate and s.token_rate], timeout=90, interval=3)
+            # each request: a 40-word prompt and at most 48 generated tokens
+            assert all(2 < tok / req < 1000 for req, tok in pairs), pairs
+            assert wait_for("policy state in tokens/s", lambda: get_qd(namespace, NAME)["status"]["autoscaling"][
+                "policyState"].get("rateUnit") == "tokens", timeout=60, interval=3)
             # The seasonal history (completion rates per bucket of the 600 s cycle) is recorded and persisted.
             season = wait_for("the seasonal history in status", lambda: [
                 e for e in get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("season", [])

@@ -48,6 +48,28 @@ def test_rate_query_sums_finish_reasons_per_pod():
     assert q.endswith("[1m]))")
 
 
+def test_token_query_reads_the_per_request_histograms_with_a_fallback_for_older_vllm():
+    """Tokens per completed request, not tokens as served (see adapters/prometheus.py); prompt tokens computed,
+    or all prompt tokens where vLLM has no computed-tokens histogram. The real vLLM is read in
+    e2e/test_autoscaling_real.py."""
+    q = queries("ns", "m")["tokens"]
+    assert "rate(vllm:request_prefill_kv_computed_tokens_sum{" in q and "rate(vllm:request_generation_tokens_sum{" in q
+    computed, fallback = q.split(" or ")
+    assert "request_prefill_kv_computed_tokens_sum" in computed and "rate(vllm:request_prompt_tokens_sum{" in fallback
+    assert "vllm:prompt_tokens_total" not in q and "vllm:generation_tokens_total" not in q
+
+
+def test_observe_passes_token_rates_to_the_policy():
+    from qwen_operator.adapters.prometheus import ReplicaSample as PromSample
+    from qwen_operator.handlers.autoscaler import observe
+
+    pod = {"metadata": {"name": "m-0"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    s = PromSample(pod="m-0", waiting=0.0, running=3.0, kv_cache_usage=0.1, age_s=5.0, request_rate=2.0,
+                   token_rate=1800.0)
+    o = observe([pod], {"m-0": s}, 1, 100.0, None)
+    assert o.samples[0].token_rate == 1800.0 and o.samples[0].request_rate == 2.0
+
+
 def test_the_benchmark_runs_the_operators_default_policy():
     """bench/autoscaling's "ours" is what a QwenDeployment with default autoscaling settings gets from the
     operator: same knobs, apart from the replica bounds and the cold start the benchmark sets per scenario."""

@@ -373,6 +373,60 @@ def test_prior_service_rate_sizes_linearly_from_the_start_and_learning_corrects_
         AutoscalingConfig(prior_service_rate=math.inf)
 
 
+def ts(w: float, r: float, k: float, rate: float, tokens_per_request: float, name: str) -> ReplicaSample:
+    """A sample with vLLM's token histograms read: the completed requests' tokens per second."""
+    return ReplicaSample(waiting=w, running=r, kv_cache_usage=k, name=name, request_rate=rate,
+                         token_rate=rate * tokens_per_request)
+
+
+def test_service_rate_is_learned_in_tokens_and_follows_the_request_mix():
+    """Learned on a heavy mix (4,000 tokens per request, saturated at 2 req/s = 8,000 tok/s), the rate still fits
+    when the mix turns light (500 tokens per request) at the same request rate: in requests/s it would keep a fleet
+    sized for the heavy mix (8x too many replicas), since nothing without a queue can raise it."""
+    heavy = [ts(30, 256, 0.9, 2.0, 4000.0, "a"), ts(30, 256, 0.9, 2.0, 4000.0, "b")]
+    d = feed(heavy, 12)
+    assert d.state.rate_unit == "tokens" and d.state.service_rate == pytest.approx(8000.0, rel=0.01)
+    assert "tok/s" in d.message
+    light = [ts(0, 10, 0.05, 2.0, 500.0, "a"), ts(0, 10, 0.05, 2.0, 500.0, "b")]
+    d_tok = feed(light, 16, state=d.state, t0=1200.0, desired=2)
+    # 4 req/s x 500 tokens over 0.85 x 8,000 tok/s: 0.29 replicas (requests/s would say 4 / (0.85 x 2) = 2.4)
+    assert d_tok.demand == pytest.approx(4 * 500 / (0.85 * 8000), rel=0.05)
+    req_only = [rs(30, 256, 0.9, 2.0, "a"), rs(30, 256, 0.9, 2.0, "b")]
+    d_req = feed([rs(0, 10, 0.05, 2.0, "a"), rs(0, 10, 0.05, 2.0, "b")], 16, state=feed(req_only, 12).state,
+                 t0=1200.0, desired=2)
+    assert d_req.state.rate_unit == "requests" and d_req.demand == pytest.approx(4 / (0.85 * 2.0), rel=0.05)
+
+
+def test_rates_of_another_unit_are_relearned_not_misread():
+    """A state learned in requests/s (an older operator, or vLLM without the token histograms) meets token rates:
+    20 req/s must not be read as 20 tok/s (a 1,000x overestimate of demand); it is dropped and relearned."""
+    st = PolicyState(service_rate=20.0, service_rate_time=1000.0, service_rate_evidence=20.0, carried_rate=15.0)
+    d = feed([ts(0, 80, 0.3, 17.0, 1000.0, n) for n in "abc"], 4, state=st)
+    assert d.state.rate_unit == "tokens" and d.state.service_rate is None and d.state.carried_rate is not None
+    assert d.state.carried_rate > 1000  # relearned, in tokens/s
+    assert "throughput mode" not in d.message  # nothing learned in tokens yet, no prior: concurrency mode
+
+
+def test_a_prior_in_requests_is_converted_at_the_current_mix_until_evidence_backs_it():
+    cfg = AutoscalingConfig(prior_service_rate=20.0)
+    light = [ts(0, 80, 0.3, 17.0, 500.0, n) for n in "abc"]
+    d = feed(light, 4, cfg=cfg)
+    assert "throughput mode" in d.message and d.demand == pytest.approx(3.0, rel=0.02)  # 51 / (0.85 x 20)
+    assert d.state.service_rate is None  # not stored: a stored conversion would freeze this mix
+    # the same prior at a heavier mix is the same 20 req/s, i.e. more tokens/s: the demand in replicas is unchanged
+    heavy = [ts(0, 80, 0.3, 17.0, 3000.0, n) for n in "abc"]
+    d2 = feed(heavy, 16, cfg=cfg, state=d.state, t0=1060.0, desired=4)
+    assert d2.demand == pytest.approx(3.0, rel=0.03)
+    assert d2.state.service_rate is None  # 17 req/s served: no evidence against (or above) the 20 req/s prior
+    # serving more than the prior without a queue is evidence, judged in requests/s, stored in tokens/s
+    busy = [ts(0, 80, 0.3, 25.0, 500.0, n) for n in "abc"]
+    assert feed(busy, 6, cfg=cfg).state.service_rate == pytest.approx(25.0 * 500.0, rel=0.01)
+    # saturation evidence is stored, in tokens/s
+    sat = [ts(30, 256, 0.5, 12.0, 3000.0, "a"), ts(30, 256, 0.5, 12.0, 3000.0, "b")]
+    d3 = feed(sat, 12, cfg=cfg)
+    assert d3.state.rate_unit == "tokens" and 36000.0 <= d3.state.service_rate < 42000.0
+
+
 def test_carried_rate_is_learned_only_without_a_queue_on_a_settled_fleet():
     calm = [rs(0, 60, 0.2, 12.0, "a"), rs(0, 60, 0.2, 12.0, "b")]
     assert feed(calm, 1).state.carried_rate is None  # one scrape: the fleet is not known to be settled
@@ -398,7 +452,7 @@ def test_convex_concurrency_estimate_is_capped_by_the_carried_rate():
     assert plain.demand == pytest.approx(3 * 200 / 128, rel=0.02) and "capped" not in plain.message
     capped = feed(hot, 1, state=PolicyState(carried_rate=15.0))
     assert capped.demand == pytest.approx(45.0 / (0.85 * 15.0), rel=0.02)
-    assert "capped by arrivals 45.0/s" in capped.message and "carried rate 15.00" in capped.message
+    assert "capped by arrivals 45.0 req/s" in capped.message and "carried rate 15.00" in capped.message
     assert capped.desired_replicas == 5 < plain.desired_replicas == 6  # ceil(3.5) + warm pool vs ceil(4.7) + 1
     assert feed(hot, 6).state.carried_rate == pytest.approx(15.0)  # and settled without a queue, it is learned
     # a cap, never a raise: at low concurrency the concurrency estimate stays
@@ -468,11 +522,21 @@ def test_scale_down_within_experience_is_not_slowed():
 # --- state serialisation ---------------------------------------------------------------------------
 
 def test_state_json_round_trip():
-    st = PolicyState(recommendations=((1.0, 3), (16.0, 4)), window=((1.0, 10.0, 0.5, 2, 3.5), (16.0, 9.0, 0.0, 2, -1.0)),
+    st = PolicyState(recommendations=((1.0, 3), (16.0, 4)),
+                     window=((1.0, 10.0, 0.5, 2, 3.5, 4200.0), (16.0, 9.0, 0.0, 2, -1.0, -1.0)),
                      last_scale_up_time=16.0, last_scale_down_time=None, capacity=120.5, capacity_time=16.0,
                      service_rate=20.5, service_rate_time=16.0, safe_load=44.0, saturated_since=(("pod-0", 1.0),),
-                     carried_rate=14.5)
+                     carried_rate=14.5, rate_unit="tokens")
     assert PolicyState.from_dict(json.loads(json.dumps(st.to_dict()))) == st
+
+
+def test_state_written_before_token_rates_reads_as_requests():
+    """A status written by an operator that learned in requests/s: its 5-column window gets an unknown token rate
+    and its rates keep their unit (the next decision with token rates relearns them rather than misreading them)."""
+    old = {"window": [[1.0, 10.0, 0.5, 2, 3.5]], "serviceRate": 20.5, "carriedRate": 14.5}
+    st = PolicyState.from_dict(old)
+    assert st.window == ((1.0, 10.0, 0.5, 2, 3.5, -1.0),)
+    assert st.rate_unit == "requests" and st.service_rate == 20.5
 
 
 @pytest.mark.parametrize("garbage", [None, {}, [], "x", {"recommendations": "nope"}, {"capacity": "NaN"},

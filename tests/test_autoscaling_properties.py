@@ -38,19 +38,23 @@ def configs(draw):
 def states(draw):
     recs = draw(hs.lists(hs.tuples(hs.floats(0, 2000), hs.integers(0, 40)), max_size=30))
     win = draw(hs.lists(hs.tuples(hs.floats(1700, 1999), finite, finite, hs.integers(1, 30),
-                                  hs.sampled_from([-1.0, 0.0, 5.0, 50.0])), max_size=12))
+                                  hs.sampled_from([-1.0, 0.0, 5.0, 50.0]),
+                                  hs.sampled_from([-1.0, 0.0, 900.0, 40000.0])), max_size=12))
     return PolicyState(recommendations=tuple(sorted(recs)), window=tuple(sorted(win)),
                        capacity=draw(hs.none() | hs.floats(1, 512)), capacity_time=draw(hs.none() | hs.floats(0, 2000)),
                        last_scale_down_time=draw(hs.none() | hs.floats(0, 2000)),
                        service_rate=draw(hs.none() | hs.floats(0.1, 100)), service_rate_time=draw(hs.floats(0, 2000)),
-                       safe_load=draw(hs.none() | hs.floats(0, 300)))
+                       safe_load=draw(hs.none() | hs.floats(0, 300)),
+                       rate_unit=draw(hs.sampled_from(["requests", "tokens"])))
 
 
 @hs.composite
 def observations(draw):
     ready = draw(hs.integers(0, 30))
     rate = hs.none() | hs.floats(min_value=0, max_value=100, allow_nan=False)
-    samples = tuple(ReplicaSample(draw(finite), draw(finite), draw(kvf), f"r{i}", draw(rate)) for i in range(ready))
+    tokens = hs.none() | hs.floats(min_value=0, max_value=60000, allow_nan=False)
+    samples = tuple(ReplicaSample(draw(finite), draw(finite), draw(kvf), f"r{i}", draw(rate), draw(tokens))
+                    for i in range(ready))
     return Observation(time=2000.0, samples=samples, ready_replicas=ready, starting_replicas=draw(hs.integers(0, 10)),
                        current_desired=draw(hs.integers(0, 40)), metrics_time=2000.0 - draw(hs.floats(0, 30)))
 
@@ -71,7 +75,8 @@ def test_property_bounds_and_steps(o, st, cfg):
 
 
 @settings(max_examples=200, deadline=None)
-@given(observations(), states(), configs(), garbage_f, hs.sampled_from(["waiting", "running", "kv_cache_usage"]))
+@given(observations(), states(), configs(), garbage_f,
+       hs.sampled_from(["waiting", "running", "kv_cache_usage", "request_rate", "token_rate"]))
 def test_property_garbage_holds(o, st, cfg, bad, field):
     if not o.samples:
         return

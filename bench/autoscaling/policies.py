@@ -29,7 +29,7 @@ class Ours:
     def decide(self, view: FleetView) -> int:
         samples = tuple(
             ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv, name=str(rid),
-                          request_rate=s.rate)
+                          request_rate=s.rate, token_rate=s.token_rate)
             for rid, s in view.samples.items()
         )
         mt = min((s.t for s in view.samples.values()), default=None)

@@ -42,7 +42,7 @@ class Replica:
     __slots__ = (
         "rid", "sm", "state", "created", "ready_at", "ended", "queue", "pf", "head_rem", "pf_backlog",
         "dec", "D", "n_dec", "sum_prompt_dec", "sum_D0", "kv_res", "t", "T", "p", "busy", "ver",
-        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "scrapes",
+        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "tokens", "scrapes",
     )
 
     def __init__(self, rid: int, sm: ServiceModel, created: float, ready_at: float) -> None:
@@ -72,7 +72,10 @@ class Replica:
         self.seqno = 0
         self.qtok = 0
         self.completed = 0
-        self.scrapes: deque[tuple[float, int]] = deque()
+        # prompt + output tokens of completed requests: the sums of vLLM's per-request token histograms
+        # (vllm:request_prefill_kv_computed_tokens, vllm:request_generation_tokens; no prefix cache here)
+        self.tokens = 0
+        self.scrapes: deque[tuple[float, int, int]] = deque()
 
     # --- gauges -------------------------------------------------------------------------------
     def outstanding(self) -> int:
@@ -125,6 +128,7 @@ class Replica:
             if r.output <= 1:
                 r.done = t
                 self.completed += 1
+                self.tokens += r.prompt + r.output
                 self.kv_res -= r.prompt + r.output
             else:
                 self.seqno += 1
@@ -148,6 +152,7 @@ class Replica:
             self.kv_res -= r.prompt + r.output
             r.done = t
             self.completed += 1
+            self.tokens += r.prompt + r.output
         if self.n_dec == 0:
             self.sum_prompt_dec = 0.0
             self.sum_D0 = 0.0
@@ -205,6 +210,7 @@ class Sample:
     kv: float
     util: float
     rate: float | None = None  # rate(vllm:request_success_total[1m]); None until two scrapes exist
+    token_rate: float | None = None  # tokens (prompt + output) of the requests completed per s, same minute
 
 
 @dataclass
@@ -414,12 +420,15 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
             if r.state in (READY, DRAINING):
                 r.advance(t)
                 hist = r.scrapes
-                hist.append((t, r.completed))
+                hist.append((t, r.completed, r.tokens))
                 while hist and hist[0][0] < t - 60.0 - 1e-6:
                     hist.popleft()
-                rate = (hist[-1][1] - hist[0][1]) / (hist[-1][0] - hist[0][0]) if len(hist) >= 2 else None
+                rate = tok_rate = None
+                if len(hist) >= 2:
+                    span = hist[-1][0] - hist[0][0]
+                    rate, tok_rate = (hist[-1][1] - hist[0][1]) / span, (hist[-1][2] - hist[0][2]) / span
                 samples[r.rid] = Sample(t, float(r.waiting()), float(r.running()), r.kv_usage(),
-                                        r.gpu_util_since_scrape(t), rate)
+                                        r.gpu_util_since_scrape(t), rate, tok_rate)
             else:
                 samples.pop(r.rid, None)
         fleet.push(t + cfg.scrape_interval_s, EV_CALL, scrape)

@@ -28,6 +28,7 @@ class ReplicaSample:
     kv_cache_usage: float = math.nan
     age_s: float = math.inf
     request_rate: float | None = None  # completions/s over the last minute; None until the counter has 2 points
+    token_rate: float | None = None  # tokens of the requests completed per s over the last minute (see queries)
 
 
 @dataclass
@@ -49,7 +50,19 @@ def queries(namespace: str, name: str) -> dict[str, str]:
     q["age"] = f"max by ({POD_LABEL}) (time() - timestamp(vllm:num_requests_waiting{sel}))"
     # Throughput: vLLM counts completions per finished_reason; the sum over reasons is the replica's rate.
     q["rate"] = f"sum by ({POD_LABEL}) (rate(vllm:request_success_total{sel}[1m]))"
+    # Work of the completed requests: their prompt tokens computed (less those served from the prefix cache, which
+    # cost no prefill) plus their generated tokens, from the sums of vLLM's per-request histograms, observed when a
+    # request finishes. Counted per completed request, like the completions: the ratio of the two is the mix's tokens
+    # per request, which the counters of tokens as they are served would overstate while requests pile up.
+    # Older vLLM has no computed-tokens histogram: then all prompt tokens count.
+    prompt = (f"({_per_pod_rate('vllm:request_prefill_kv_computed_tokens_sum', sel)} or "
+              f"{_per_pod_rate('vllm:request_prompt_tokens_sum', sel)})")
+    q["tokens"] = f"{prompt} + {_per_pod_rate('vllm:request_generation_tokens_sum', sel)}"
     return q
+
+
+def _per_pod_rate(counter: str, sel: str) -> str:
+    return f"sum by ({POD_LABEL}) (rate({counter}{sel}[1m]))"
 
 
 def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> MetricsRead:
@@ -77,6 +90,8 @@ def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -
                     s.kv_cache_usage = value
                 elif key == "rate":  # optional signal: a bad value drops it rather than holding the fleet
                     s.request_rate = value if math.isfinite(value) and value >= 0 else None
+                elif key == "tokens":  # optional as well; a counter reset can make the difference dip below 0
+                    s.token_rate = value if math.isfinite(value) and value >= 0 else None
                 else:
                     s.age_s = value
     except Exception as e:  # connection refused, timeouts, HTTP errors, malformed JSON: all mean "no data"

@@ -9,14 +9,20 @@ benchmark (bench/autoscaling) calls this very function, so the benchmark measure
 Demand model
 ------------
 vLLM exposes per replica the running sequences ``r`` (admitted: prefilling or decoding), the waiting
-requests ``w`` (not admitted yet), the KV-cache usage ``k`` (0..1) and the completion counter
-vllm:request_success_total, whose one-minute rate is the replica's throughput.  The policy sizes the fleet
-in one of two modes, and always adds the warm pool on top::
+requests ``w`` (not admitted yet), the KV-cache usage ``k`` (0..1), the completion counter
+vllm:request_success_total and the per-request token histograms (prompt tokens computed, tokens generated).
+Their one-minute rates are the replica's throughput, in requests/s and in tokens/s of the requests completed.
+Throughput is counted in tokens/s whenever the token rates are there: what a replica sustains in requests/s
+depends on the request mix (22x between a chat mix and 15k-token prompts in the benchmark's service model), in
+tokens/s far less (2.4x), so a rate learned on one mix stays roughly right on the next.  Arrivals and backlogs,
+counted in requests, are converted at the mix's tokens per request (over the last 3 minutes).  The policy sizes
+the fleet in one of two modes, and always adds the warm pool on top::
 
     desired = ceil(demand) + warm_pool,  clamped to [min_replicas + warm_pool, max_replicas]
 
 *Throughput mode* (once a per-replica service rate ``mu`` has been learned, or from the start when
-``prior_service_rate`` gives one, e.g. from a load test; learning then corrects it).  Requests are conserved, so
+``prior_service_rate`` gives one in requests/s, e.g. from a load test; it is converted at the current mix until
+evidence backs it, and learning then corrects it).  Requests are conserved, so
 the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
 the demand window).  Then::
 
@@ -112,6 +118,10 @@ HOLD_METRICS_MISSING = "HoldMetricsMissing"
 HOLD_METRICS_STALE = "HoldMetricsStale"
 HOLD_METRICS_INVALID = "HoldMetricsInvalid"
 CLAMPED_TO_MAX = "ClampedToMax"
+
+# units of learned service rates
+RATE_TOKENS = "tokens"
+RATE_REQUESTS = "requests"
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,11 @@ class ReplicaSample:
     name: str = ""
     # requests completed per second over the last minute: rate(vllm:request_success_total[1m]); optional
     request_rate: float | None = None
+    # tokens of the requests completed per second over the last minute: their prompt tokens computed (not served
+    # from the prefix cache) plus their generated tokens, from the sums of vLLM's per-request histograms
+    # vllm:request_prefill_kv_computed_tokens and vllm:request_generation_tokens; optional.  With it, service rates
+    # are learned in tokens/s (see the module docstring)
+    token_rate: float | None = None
 
 
 @dataclass(frozen=True)
@@ -262,22 +277,24 @@ class PolicyState:
     """The minimum history the policy needs; JSON-serializable for the resource's status.
 
     ``recommendations``: (time, recommended replicas) within the longest stabilization window.
-    ``window``: (time, running, waiting, Ready replicas, completions/s or -1 when unknown): fleet totals
-    within the demand/trend windows.
-    ``service_rate`` / ``service_rate_time``: learned completions/s one replica sustains (None: not seen yet);
+    ``window``: (time, running, waiting, Ready replicas, completions/s or -1 when unknown, tokens/s or -1 when
+    unknown): fleet totals within the demand/trend windows.
+    ``rate_unit``: "tokens" or "requests": the unit of ``service_rate``, its evidence and ``carried_rate`` (tokens/s
+    whenever vLLM's token counters are read; a state of another unit is relearned, not converted).
+    ``service_rate`` / ``service_rate_time``: learned rate one replica sustains (None: not seen yet);
     ``service_rate_evidence``: the rate last set by evidence (or the prior), which bounds the upward creep.
     ``safe_load``: the highest running sequences per replica seen on a settled fleet without a queue (the
     trust region of scale-down).
     ``saturated_since``: (replica name, time) of replicas that have had a standing queue since that time.
     ``capacity`` / ``capacity_time``: learned c_cap and when it was computed (None: the prior applies).
-    ``carried_rate``: the highest completions/s per replica a settled fleet served without a queue (a lower
-    bound of the service rate; None: not seen yet).
+    ``carried_rate``: the highest rate per replica a settled fleet served without a queue (a lower bound of the
+    service rate; None: not seen yet).
     ``season``: with a seasonal period, one (time written, completions/s this cycle, the same one cycle earlier or
     -1) per bucket of the cycle.
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
-    window: tuple[tuple[float, float, float, int, float], ...] = ()
+    window: tuple[tuple[float, float, float, int, float, float], ...] = ()
     last_scale_up_time: float | None = None
     last_scale_down_time: float | None = None
     capacity: float | None = None
@@ -289,6 +306,7 @@ class PolicyState:
     saturated_since: tuple[tuple[str, float], ...] = ()
     carried_rate: float | None = None
     season: tuple[tuple[float, float, float], ...] = ()
+    rate_unit: str = RATE_REQUESTS
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -304,6 +322,7 @@ class PolicyState:
             "safeLoad": self.safe_load,
             "saturatedSince": [[n, t] for n, t in self.saturated_since],
             "carriedRate": self.carried_rate,
+            "rateUnit": self.rate_unit,
             "season": [[round(t, 1), round(v, 4), round(p, 4)] for t, v, p in self.season],
         }
 
@@ -318,13 +337,13 @@ class PolicyState:
                 t, n = _num(item[0]), _num(item[1])
                 if t is not None and n is not None and n >= 0:
                     recs.append((t, int(n)))
-        win: list[tuple[float, float, float, int, float]] = []
+        win: list[tuple[float, float, float, int, float, float]] = []
         for item in d.get("window") or ():
-            if isinstance(item, (list, tuple)) and len(item) == 5:
-                t, r, w, n, c = (_num(v) for v in item)
+            if isinstance(item, (list, tuple)) and len(item) in (5, 6):  # 5: written before token rates
+                t, r, w, n, c, k = (_num(v) for v in (*item, -1.0)[:6])
                 if (t is not None and r is not None and w is not None and n is not None and c is not None
-                        and r >= 0 and w >= 0 and n >= 1 and c >= -1):
-                    win.append((t, r, w, int(n), c if c >= 0 else -1.0))
+                        and k is not None and r >= 0 and w >= 0 and n >= 1):
+                    win.append((t, r, w, int(n), c if c >= 0 else -1.0, k if k >= 0 else -1.0))
         cap = _num(d.get("capacity"))
         mu = _num(d.get("serviceRate"))
         ev = _num(d.get("serviceRateEvidence"))
@@ -356,6 +375,8 @@ class PolicyState:
             saturated_since=tuple(sorted(sat)),
             carried_rate=carried if carried is not None and carried > 0 else None,
             season=tuple(season),
+            # a state written before the unit was recorded learned in requests/s
+            rate_unit=RATE_TOKENS if d.get("rateUnit") == RATE_TOKENS else RATE_REQUESTS,
         )
 
 
@@ -412,6 +433,8 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
                                           f"running={s.running!r} kv={s.kv_cache_usage!r}")
         if s.request_rate is not None and not _finite_nonneg(s.request_rate):
             return HOLD_METRICS_INVALID, f"garbage request rate {s.request_rate!r} from {s.name or '?'}"
+        if s.token_rate is not None and not _finite_nonneg(s.token_rate):
+            return HOLD_METRICS_INVALID, f"garbage token rate {s.token_rate!r} from {s.name or '?'}"
         if s.kv_cache_usage > 1.0 + 1e-6:
             return HOLD_METRICS_INVALID, f"kv_cache_usage {s.kv_cache_usage} > 1 from {s.name or '?'}"
     if not obs.samples or len(obs.samples) < config.min_sample_fraction * obs.ready_replicas:
@@ -441,8 +464,9 @@ SERVICE_RATE_MAX_CREEP = 1.25
 
 def _learn_service_rate(prev: float | None, prev_time: float | None, evidence: float | None, now: float,
                         tp_pr: float, saturated: bool, no_queue: bool, config: AutoscalingConfig
-                        ) -> tuple[float | None, float | None]:
-    """Next learned service rate (completions/s one replica sustains) and the rate last backed by evidence.
+                        ) -> tuple[float | None, float | None, bool]:
+    """Next learned service rate (what one replica sustains), the rate last backed by evidence, and whether this
+    observation was evidence (a saturated replica, or more served without a queue).
     Saturated evidence moves it halfway down (or sets it the first time); completing more without a queue raises
     it; otherwise it creeps up slowly (e-folding ``capacity_relax_s``) so that a lighter request mix is eventually
     noticed, but never beyond ``SERVICE_RATE_MAX_CREEP`` x the last evidence: unbounded, a day without a
@@ -455,13 +479,13 @@ def _learn_service_rate(prev: float | None, prev_time: float | None, evidence: f
         if evidence is not None and prev is not None:  # the cap stops the creep; it does not lower a rate
             mu = max(prev, min(mu, SERVICE_RATE_MAX_CREEP * evidence))
     if not config.learn_capacity or tp_pr <= 0:
-        return mu, evidence
+        return mu, evidence, False
     if saturated:
         mu = tp_pr if mu is None else 0.5 * mu + 0.5 * min(mu, tp_pr)
-        evidence = mu
-    elif no_queue and mu is not None and tp_pr > mu:
-        mu = evidence = tp_pr
-    return mu, evidence
+        return mu, mu, True
+    if no_queue and mu is not None and tp_pr > mu:
+        return tp_pr, tp_pr, True
+    return mu, evidence, False
 
 
 def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: float = 45.0) -> float:
@@ -596,11 +620,13 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     with_rate = [s.request_rate for s in obs.samples if s.request_rate is not None]
     # Prometheus' rate() needs two scrapes: a replica younger than that has no rate and no completions yet
     completions = sum(with_rate) if with_rate else -1.0
+    with_tokens = [s.token_rate for s in obs.samples if s.token_rate is not None]
+    tokens = sum(with_tokens) if with_tokens else -1.0
 
     # 3. Windowed means per replica, learned capacities, targets.
     keep_s = max(config.demand_window_s + 60.0, config.trend_window_s)
     window = tuple(x for x in state.window if obs.time - keep_s < x[0] < obs.time) + (
-        (obs.time, running, waiting, ready, completions),)
+        (obs.time, running, waiting, ready, completions, tokens),)
     recent = [x for x in window if x[0] > obs.time - config.demand_window_s]
     run_pr = sum(x[1] / x[3] for x in recent) / len(recent)
     wait_pr = sum(x[2] / x[3] for x in recent) / len(recent)
@@ -627,28 +653,78 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     since = {s.name: prev_since.get(s.name, obs.time) for s in obs.samples
              if s.name and s.waiting >= config.saturation_queue}
 
-    # throughput: arrivals = completions + growth of what is in flight (conservation of requests)
-    # learned, else the prior (which learning then corrects: down on saturation, up on more completions)
-    mu = state.service_rate if state.service_rate is not None else config.prior_service_rate
-    mu_evidence = state.service_rate_evidence
-    tp_known = all(x[4] >= 0 for x in recent)
+    # throughput is measured in tokens processed per second when vLLM's token counters are read over the whole
+    # window, else in completions per second.  Tokens, because what a replica sustains in requests/s depends on the
+    # request mix (in the benchmark's service model: 22x between a chat mix and 15k-token prompts) and in tokens/s
+    # far less (2.4x): a rate learned on one mix then stays roughly right on the next.  Rates learned in the other
+    # unit are relearned, not converted (a conversion would need the mix they were learned on).
+    if all(x[4] >= 0 and x[5] >= 0 for x in recent):
+        unit: str | None = RATE_TOKENS
+    elif all(x[4] >= 0 for x in recent):
+        unit = RATE_REQUESTS
+    else:
+        unit = None  # Prometheus has no rate yet (new replicas): concurrency mode, keeping what was learned
+    col = 5 if unit == RATE_TOKENS else 4
+    unit_label = "tok/s" if unit == RATE_TOKENS else "req/s"
+    learned = state
+    if unit is not None and unit != state.rate_unit:
+        learned = replace(state, service_rate=None, service_rate_time=None, service_rate_evidence=None,
+                          carried_rate=None, rate_unit=unit)
+    # tokens per request of the current mix: converts what is counted in requests (the in-flight growth, the backlog)
+    # and a prior given in requests/s.  The prior is converted at every decision and stored only once evidence backs
+    # it, so it follows the mix instead of freezing the first minute's.  Over the whole window kept (3 minutes): tokens
+    # per request are heavy-tailed, and a noisier estimate means more replicas (scale-down keeps the window's highest
+    # recommendation); unknown (no throughput mode) when nothing completed at all
+    per_request: float | None = 1.0 if unit == RATE_REQUESTS else None
+    if unit == RATE_TOKENS:
+        both = [x for x in window if x[4] >= 0 and x[5] >= 0]
+        done = sum(x[4] for x in both)
+        per_request = sum(x[5] for x in both) / done if done > 0 else None
+    prior = (config.prior_service_rate * per_request
+             if config.prior_service_rate is not None and per_request is not None else None)
+    # learned, else the prior (which learning then corrects: down on saturation, up on more served)
+    mu = learned.service_rate if learned.service_rate is not None else prior
+    prior_since = learned.service_rate_time if learned.service_rate is None else None
+    if mu is not None and learned.service_rate is None and unit == RATE_TOKENS:
+        # the unstored prior creeps like a stored one (see _learn_service_rate), from when it was first used
+        prior_since = obs.time if prior_since is None else prior_since
+        if config.capacity_relax_s > 0:
+            mu *= min(SERVICE_RATE_MAX_CREEP, math.exp(max(0.0, obs.time - prior_since) / config.capacity_relax_s))
+    mu_evidence = learned.service_rate_evidence
+    mu_stored = learned.service_rate
+    tp_known = unit is not None
     arrivals = tp_pr = -1.0
     if tp_known:
-        tp_pr = sum(x[4] / x[3] for x in recent) / len(recent)
+        tp_pr = sum(x[col] / x[3] for x in recent) / len(recent)
+        # arrivals = completions + growth of what is in flight (conservation of requests), in tokens at the mix's
+        # tokens per request
         growth = _slope([(x[0], x[1] + x[2]) for x in recent], min_points=3, min_span=30.0)
-        arrivals = max(0.0, sum(x[4] for x in recent) / len(recent) + growth)
+        arrivals = max(0.0, sum(x[4] for x in recent) / len(recent) + growth) * (per_request or 0.0)
         # a replica that has had a standing queue for the demand window plus the one-minute rate window
         # (completions lag the gauges) completes at its service rate; judged per replica, because a queue
         # stuck on one replica says nothing about the others
         span = config.demand_window_s + 60.0
-        proven = [s.request_rate for s in obs.samples
-                  if s.name in since and since[s.name] <= obs.time - span and s.request_rate is not None]
+        proven = [r for r in ((s.token_rate if unit == RATE_TOKENS else s.request_rate) for s in obs.samples
+                              if s.name in since and since[s.name] <= obs.time - span) if r is not None]
         saturated = bool(proven)
         if proven:
             tp_pr = sum(proven) / len(proven)
-        mu, mu_evidence = _learn_service_rate(mu, state.service_rate_time, mu_evidence, obs.time, tp_pr, saturated,
-                                              settled and wait_pr <= 0.5 * q_target, config)
-    carried = state.carried_rate
+        no_queue = settled and wait_pr <= 0.5 * q_target
+        converted_prior = unit == RATE_TOKENS and learned.service_rate is None and mu is not None
+        tp_req = sum(x[4] / x[3] for x in recent) / len(recent)
+        if (converted_prior and no_queue and not saturated and config.learn_capacity and per_request
+                and tp_req > mu / per_request):
+            # more served without a queue than a prior given in requests/s: judged in requests/s, because the mix
+            # it is converted at (3 minutes) lags the last minute's tokens; the tokens/s served are the evidence
+            mu = mu_evidence = tp_pr
+            evidence_now = True
+        else:
+            mu, mu_evidence, evidence_now = _learn_service_rate(
+                mu, learned.service_rate_time if learned.service_rate is not None else None, mu_evidence, obs.time,
+                tp_pr, saturated, no_queue and not converted_prior, config)
+        # a learned rate is kept; a prior in tokens is kept once evidence backs it (else it is reconverted)
+        mu_stored = mu if (learned.service_rate is not None or evidence_now or unit == RATE_REQUESTS) else None
+    carried = learned.carried_rate
     if tp_known and config.learn_capacity and settled and tp_pr > 0:
         if wait_pr <= 0.5 * q_target:
             carried = max(carried or 0.0, tp_pr)
@@ -658,21 +734,21 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     # not a ramp); used by throughput mode and by the concurrency mode's linear cap
     arrivals_trend = 0.0
     if tp_known and full_trend:
-        arrivals_trend = _slope([(x[0], x[4]) for x in window if x[0] > obs.time - tw and x[4] >= 0])
+        arrivals_trend = _slope([(x[0], x[col]) for x in window if x[0] > obs.time - tw and x[col] >= 0])
     arrivals_ahead = min(max(0.0, arrivals_trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
 
     # 4. Demand (replicas): a load part, a part asked for ahead of time (the demand one cold start from now),
     # and a backlog part (the queue above target, to drain).
-    if mu is not None and tp_known:
+    if mu is not None and tp_known and per_request is not None:
         # linear in load: arrivals over what a replica sustains at the target utilization, plus draining
         # the backlog above the queue target, plus the arrival trend over one cold start
         per_replica = config.target_throughput_utilization * mu
         load, ahead_r = arrivals / per_replica, arrivals_ahead / per_replica
-        backlog_r = excess_waiting / config.drain_time_s / per_replica
+        backlog_r = excess_waiting * per_request / config.drain_time_s / per_replica
         hysteresis = config.down_hysteresis_throughput
-        mode = (f"throughput mode: arrivals {arrivals:.1f}/s (completions {max(tp_pr, 0) * ready:.1f}/s), "
-                f"service rate {mu:.2f}/s/replica, target {per_replica:.2f}; trend {arrivals_trend * 60:+.1f}/s "
-                f"per min")
+        mode = (f"throughput mode: arrivals {arrivals:.1f} {unit_label} (served {max(tp_pr, 0) * ready:.1f} "
+                f"{unit_label}), service rate {mu:.2f} {unit_label}/replica, target {per_replica:.2f}; trend "
+                f"{arrivals_trend * 60:+.1f} {unit_label} per min")
     else:
         # concurrency (Little's law); a saturated replica holds c_cap sequences whatever the overload: count
         # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
@@ -693,8 +769,9 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
             per_carried = config.target_throughput_utilization * carried
             if (arrivals + arrivals_ahead) / per_carried < load + ahead_r:
                 load, ahead_r = arrivals / per_carried, arrivals_ahead / per_carried
-                mode += (f"; capped by arrivals {arrivals:.1f}/s over {config.target_throughput_utilization:.2f} x "
-                         f"the carried rate {carried:.2f}/s/replica")
+                mode += (f"; capped by arrivals {arrivals:.1f} {unit_label} over "
+                         f"{config.target_throughput_utilization:.2f} x the carried rate {carried:.2f} "
+                         f"{unit_label}/replica")
     # seasonal forecast (throughput mode only): the completion rate recorded one cycle ago tells how much it grows
     # over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not
     # in concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots.
@@ -720,9 +797,10 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         safe = max(safe or 0.0, run_pr)
     elif settled and wait_pr > q_target and safe is not None:
         safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
-    new_state = replace(state, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
-                        service_rate=mu, service_rate_time=obs.time if mu is not None else None,
-                        service_rate_evidence=mu_evidence, safe_load=safe,
+    new_state = replace(learned, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
+                        service_rate=mu_stored,
+                        service_rate_time=obs.time if mu_stored is not None else prior_since,
+                        service_rate_evidence=mu_evidence if mu_stored is not None else None, safe_load=safe,
                         saturated_since=tuple(sorted(since.items())), carried_rate=carried,
                         season=season)
     numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "

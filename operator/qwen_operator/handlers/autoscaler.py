@@ -70,7 +70,7 @@ def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, Any], current_d
         if s is None:
             continue
         out.append(ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv_cache_usage,
-                                 name=s.pod, request_rate=s.request_rate))
+                                 name=s.pod, request_rate=s.request_rate, token_rate=s.token_rate))
         newest_age = min(newest_age, s.age_s)
     metrics_time = now - newest_age if math.isfinite(newest_age) else None
     return Observation(time=now, samples=tuple(out), ready_replicas=len(ready), starting_replicas=len(starting),
