@@ -334,7 +334,8 @@ class Autoscaling(_Model):
         default=None, gt=0, le=100000, description="Requests/s one replica sustains with this workload's request "
         "mix (e.g. `vllm bench serve` at saturation with a sample of the traffic). The policy then sizes the fleet "
         "linearly in the arrival rate from the first minute; without it, it learns the rate at the first saturation "
-        "and sizes by running sequences until then. Learning still corrects it.")
+        "and sizes by running sequences until then. The policy works in tokens/s: it converts this rate at the "
+        "current tokens per completed request until the fleet's own evidence backs it. Learning still corrects it.")
     seasonal_period_seconds: int | None = Field(
         default=None, ge=600, le=604800, description="Length of the demand cycle (86400 for daily traffic). The "
         "policy records the request rate over one cycle and, from the next, asks ahead of time for the growth the "
