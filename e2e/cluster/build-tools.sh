@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the local Kubernetes tool set from Go modules (no Docker, no release downloads):
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kwokctl, helm.
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kwokctl, helm,
+#   and the real node's kubelet, kube-proxy, containerd (+ ctr, containerd-shim-runc-v2) and runc.
 #
 # Versions come from e2e/cluster/versions.env. Binaries are cached per version under
 #   $QWEN_TOOLS_DIR (default ~/.cache/qwen-operator/bin)/<tool>-<version>/
@@ -55,11 +56,19 @@ K8S_DIR="$TOOLS_DIR/k8s-$K8S_VERSION"
 ETCD_DIR="$TOOLS_DIR/etcd-$ETCD_VERSION"
 KWOK_DIR="$TOOLS_DIR/kwok-$KWOK_VERSION"
 HELM_DIR="$TOOLS_DIR/helm-$HELM_VERSION"
+CONTAINERD_DIR="$TOOLS_DIR/containerd-$CONTAINERD_VERSION"
+RUNC_DIR="$TOOLS_DIR/runc-$RUNC_VERSION"
+K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
+K8S_PKGS=("${K8S_CMDS[@]/#/k8s.io/kubernetes/cmd/}")
 LOG_DIR="$SRC_DIR/logs"
 mkdir -p "$TOOLS_DIR" "$SRC_DIR" "$LOG_DIR"
 
 # done_marker DIR: true when DIR holds a finished build (unless --force).
-is_done() { [ "$FORCE" = 0 ] && [ -f "$1/.complete" ]; }
+# The Kubernetes directory must also hold every command of K8S_CMDS (older caches lack the node's).
+is_done() {
+  [ "$FORCE" = 0 ] && [ -f "$1/.complete" ] || return 1
+  [ "$1" != "$K8S_DIR" ] || { local c; for c in "${K8S_CMDS[@]}"; do [ -x "$1/$c" ] || return 1; done; }
+}
 
 # Release time of module@version from the proxy, used as the reproducible build date.
 module_time() {
@@ -135,8 +144,7 @@ build_k8s() {
     echo ")"
   } >"$mod/go.mod"
   rm -f "$mod/go.sum"
-  local pkgs=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
-              k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl)
+  local pkgs=("${K8S_PKGS[@]}")
   # go get resolves exactly the dependencies of these packages and records their checksums.
   (cd "$mod" && go get "${pkgs[@]/%/@$ver}")
   local date x=() k
@@ -150,6 +158,7 @@ build_k8s() {
   (cd "$mod" && go build -ldflags "-s -w ${x[*]}" -o "$K8S_DIR.tmp/" "${pkgs[@]}")
   "$K8S_DIR.tmp/kube-apiserver" --version
   "$K8S_DIR.tmp/kubectl" version --client
+  "$K8S_DIR.tmp/kubelet" --version
   touch "$K8S_DIR.tmp/.complete"
   rm -rf "$K8S_DIR"; mv "$K8S_DIR.tmp" "$K8S_DIR"
 }
@@ -209,14 +218,50 @@ build_helm() {
   rm -rf "$HELM_DIR"; mv "$HELM_DIR.tmp" "$HELM_DIR"
 }
 
+# ---------------------------------------------------------------- containerd (the real node's runtime)
+build_containerd() {
+  set -euo pipefail
+  rm -rf "$CONTAINERD_DIR.tmp"; mkdir -p "$CONTAINERD_DIR.tmp"
+  # No replace directives in containerd's go.mod; static build without the snapshotters this host lacks.
+  local m=github.com/containerd/containerd/v2
+  GOBIN="$CONTAINERD_DIR.tmp" go install -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $m/version.Version=$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" \
+    "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
+  "$CONTAINERD_DIR.tmp/containerd" --version
+  touch "$CONTAINERD_DIR.tmp/.complete"
+  rm -rf "$CONTAINERD_DIR"; mv "$CONTAINERD_DIR.tmp" "$CONTAINERD_DIR"
+}
+
+# ---------------------------------------------------------------- runc
+build_runc() {
+  set -euo pipefail
+  # runc needs cgo for seccomp (Debian's libseccomp-dev, installed by `make system-deps`); Debian's own
+  # runc 1.1.5 fails to start sandboxes on these hosts, so it is built at a pinned version.
+  pkg-config --exists libseccomp || { echo "libseccomp-dev is missing (make system-deps installs it)"; return 1; }
+  rm -rf "$RUNC_DIR.tmp"; mkdir -p "$RUNC_DIR.tmp"
+  CGO_ENABLED=1 GOBIN="$RUNC_DIR.tmp" go install -tags seccomp \
+    -ldflags "-s -w -X main.version=${RUNC_VERSION#v}" "github.com/opencontainers/runc@$RUNC_VERSION"
+  "$RUNC_DIR.tmp/runc" --version
+  touch "$RUNC_DIR.tmp/.complete"
+  rm -rf "$RUNC_DIR"; mv "$RUNC_DIR.tmp" "$RUNC_DIR"
+}
+
+# What is still to build, in todo[] (re-run after waiting for another builder's lock).
+compute_todo() {
+  todo=()
+  is_done "$K8S_DIR"  || todo+=(k8s)
+  is_done "$ETCD_DIR" || todo+=(etcd)
+  is_done "$KWOK_DIR" || todo+=(kwok)
+  is_done "$HELM_DIR" || todo+=(helm)
+  is_done "$CONTAINERD_DIR" || todo+=(containerd)
+  is_done "$RUNC_DIR" || todo+=(runc)
+}
+
 # ---------------------------------------------------------------- main
 TOTAL_START=$SECONDS
 log "tools dir: $TOOLS_DIR (go $GOV, $(nproc) cores)"
-todo=()
-is_done "$K8S_DIR"  || todo+=(k8s)
-is_done "$ETCD_DIR" || todo+=(etcd)
-is_done "$KWOK_DIR" || todo+=(kwok)
-is_done "$HELM_DIR" || todo+=(helm)
+compute_todo
 
 if [ "${#todo[@]}" -gt 0 ]; then
   # One build at a time per tools dir (make tools and a test session may start together).
@@ -224,11 +269,7 @@ if [ "${#todo[@]}" -gt 0 ]; then
   if ! flock -n 8; then
     log "another build-tools.sh is building in $TOOLS_DIR: waiting for it"
     flock 8
-    todo=()
-    is_done "$K8S_DIR"  || todo+=(k8s)
-    is_done "$ETCD_DIR" || todo+=(etcd)
-    is_done "$KWOK_DIR" || todo+=(kwok)
-    is_done "$HELM_DIR" || todo+=(helm)
+    compute_todo
   fi
 fi
 
@@ -260,7 +301,9 @@ fi
 # The stable directory others put on PATH: symlinks to the versioned binaries. Replaced only when
 # a link changed, so that tools on PATH do not vanish under a running test.
 want=("$K8S_DIR"/kube-apiserver "$K8S_DIR"/kube-controller-manager "$K8S_DIR"/kube-scheduler
-      "$K8S_DIR"/kubectl "$ETCD_DIR"/etcd "$KWOK_DIR"/kwok "$KWOK_DIR"/kwokctl "$HELM_DIR"/helm)
+      "$K8S_DIR"/kubectl "$K8S_DIR"/kubelet "$K8S_DIR"/kube-proxy "$ETCD_DIR"/etcd "$KWOK_DIR"/kwok
+      "$KWOK_DIR"/kwokctl "$HELM_DIR"/helm "$CONTAINERD_DIR"/containerd "$CONTAINERD_DIR"/ctr
+      "$CONTAINERD_DIR"/containerd-shim-runc-v2 "$RUNC_DIR"/runc)
 stale=0
 for f in "${want[@]}"; do
   [ -x "$f" ] || die "missing binary after build: $f"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The local Kubernetes cluster of the e2e tests: a real etcd, kube-apiserver, kube-controller-manager and
 # kube-scheduler run as local processes by `kwokctl --runtime binary`; KWOK simulates the kubelets of the
-# GPU nodes in nodes.yaml. Only binaries built by build-tools.sh are used; nothing is downloaded.
+# GPU nodes in nodes.yaml; one real node (kubelet, containerd, runc, CNI bridge, kube-proxy: real-node.sh)
+# runs pods for real. Only binaries built by build-tools.sh are used; nothing is downloaded.
 #
 # Usage: cluster.sh COMMAND
 #   up                 start the cluster (reuse a healthy one), apply nodes.yaml, print the kubeconfig path
@@ -19,11 +20,14 @@
 #   pause-etcd SECONDS freeze etcd (SIGSTOP) for SECONDS, then let it go on (SIGCONT): the apiserver stays up
 #                      but cannot read or write
 #   dry-run            print what kwokctl would start (local binaries only), start nothing
+#   load-image ARCHIVE...
+#                      import OCI archives (images/build.sh makes them) into the real node's containerd
 #   user-kubeconfig NAME [GROUP...]
 #                      write (and print the path of) a kubeconfig for a client-certificate user NAME in
 #                      GROUPs (default system:masters): distinct identities show up in the audit log
 # Env: QWEN_CLUSTER_DIR (default ~/.cache/qwen-operator/cluster), QWEN_TOOLS_DIR (see build-tools.sh),
-#      QWEN_NO_BUILD=1 (fail instead of building missing tools), QWEN_CLUSTER_NAME (default qwen-local).
+#      QWEN_NO_BUILD=1 (fail instead of building missing tools), QWEN_CLUSTER_NAME (default qwen-local),
+#      QWEN_REAL_NODE_OFF=1 (no real node: simulated nodes only).
 set -euo pipefail
 # The whole script is one brace group: bash parses it completely before running it, so editing
 # the file while it runs (e.g. a git checkout) cannot derail a running instance.
@@ -89,9 +93,21 @@ kind: KwokctlConfiguration
 options:
   bindAddress: 127.0.0.1
   quietPull: true
+  # Pods on the real node reach the API server through the kubernetes Service (10.96.0.1) at the bridge
+  # address (real-node.sh): its certificate must name both.
+  kubeApiserverCertSANs: [10.96.0.1, 10.244.0.1]
 componentsPatches:
 - name: kube-apiserver
   extraArgs:
+  # Listening on all addresses so that pods reach it at the real node's bridge address; real-node.sh drops
+  # connections to its port from any interface but loopback and the bridge.
+  - key: bind-address
+    value: 0.0.0.0
+  - key: advertise-address
+    value: 10.244.0.1
+  # kubectl logs/exec reach the real node's kubelet at its bridge address (its hostname resolves nowhere).
+  - key: kubelet-preferred-address-types
+    value: InternalIP
   # A /16 like kubeadm's default; kube-apiserver's own default (/24, 254 addresses) runs out at 254 Services.
   - key: service-cluster-ip-range
     value: 10.96.0.0/16
@@ -105,6 +121,11 @@ componentsPatches:
     value: "false"
 - name: kwok-controller
   extraArgs:
+  # KWOK plays the simulated nodes only (annotated in nodes.yaml), never the real node's kubelet.
+  - key: manage-all-nodes
+    value: "false"
+  - key: manage-nodes-with-annotation-selector
+    value: kwok.x-k8s.io/node=fake
   # A kubelet's node lease lasts 40 s; kwokctl's 200 s default leaves the nodes' pods unmanaged for up to
   # 200 s after a restart, until a restarted kwok may take over the previous instance's leases.
   - key: node-lease-duration-seconds
@@ -309,6 +330,7 @@ cmd_up() {
     wait_controllers
   fi
   apply_nodes
+  real_node_up
   log "cluster $NAME ready in $((SECONDS - start))s; kubeconfig: $KUBECONFIG_OUT"
   print_kubeconfig
 }
@@ -338,8 +360,19 @@ reap() {
   done
 }
 
+REAL_NODE_SH="$HERE/real-node.sh"
+real_node_on() { [ "${QWEN_REAL_NODE_OFF:-0}" != 1 ]; }
+# The real node, started when one of its daemons is not running (the state of a healthy one is reused).
+real_node_up() {
+  real_node_on || return 0
+  "$REAL_NODE_SH" status >/dev/null 2>&1 && return 0
+  "$REAL_NODE_SH" down 9>&-
+  "$REAL_NODE_SH" up 9>&- || die "the real node did not start (e2e/cluster/real-node.sh; logs in $CLUSTER_DIR/node/logs)"
+}
+
 cmd_down_locked() {
   local pids=()
+  "$REAL_NODE_SH" down 9>&- || log "stopping the real node failed"
   mapfile -t pids < <(cluster_pids)
   if [ -x "$BIN/kwokctl" ] && cluster_exists; then
     kwokctl_ delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" \
@@ -368,6 +401,7 @@ cmd_status() {
   healthy || exit 1
   kc version 2>/dev/null | sed 's/^/  /' || true
   kc get nodes -L nvidia.com/gpu.product -L nvidia.com/gpu.count 2>/dev/null || true
+  if real_node_on; then "$REAL_NODE_SH" status | sed 's/^/  real node: /' || exit 1; fi
 }
 
 cmd_restart() {
@@ -444,6 +478,7 @@ case "${1:-}" in
     ensure_tools; healthy || die "cluster not running"
     kc delete node "${2:?usage: $0 delete-node NAME}" --ignore-not-found --wait=true >&2 ;;
   user-kubeconfig) shift; cmd_user_kubeconfig "$@" ;;
+  load-image) shift; "$REAL_NODE_SH" load-image "$@" ;;
   restart) cmd_restart "${2:-5}" ;;
   pause-etcd) cmd_pause_etcd "${2:-}" ;;
   dry-run)  # show what kwokctl would run, without starting anything

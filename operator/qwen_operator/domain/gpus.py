@@ -17,6 +17,9 @@ class GPUProduct:
     architecture: str     # hopper, ada, ampere, ...
     compute_capability: tuple[int, int]
     aliases: tuple[str, ...] = ()
+    # A CPU that a test cluster's node advertises as nvidia.com/gpu (e2e/cluster/real-node.sh): it runs the
+    # vLLM CPU build, so fit numbers are about host memory, and no GPU kernel ever runs.
+    cpu_standin: bool = False
 
     @property
     def memory_gib(self) -> float:
@@ -38,7 +41,12 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
     GPUProduct("NVIDIA-L4", 23034, "ada", (8, 9), ("L4",)),
     GPUProduct("NVIDIA-A10G", 23028, "ampere", (8, 6), ("A10G",)),
     GPUProduct("NVIDIA-A40", 46068, "ampere", (8, 6), ("A40",)),
+    # 4 GiB of host memory per "GPU": the budget the fit check applies to weights + KV cache on the stand-in.
+    GPUProduct("QWEN-CPU-STANDIN", 4096, "cpu", (0, 0), ("CPU-STANDIN",), cpu_standin=True),
 )
+
+CPU_STANDIN_NOTE = ("a CPU standing in for a GPU (test clusters only): pods run the vLLM CPU build, and no GPU "
+                    "kernel, CUDA graph or GPU memory is exercised")
 
 _BY_NAME: dict[str, GPUProduct] = {}
 for _g in GPU_PRODUCTS:

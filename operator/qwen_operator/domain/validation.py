@@ -16,7 +16,7 @@ from pydantic import ValidationError
 from ..api.models import QwenDeploymentSpec
 from .catalog import ModelArch, resolve_arch
 from .fit import FitInput, FitResult, check_fit
-from .gpus import GPUProduct, lookup_gpu
+from .gpus import CPU_STANDIN_NOTE, GPUProduct, lookup_gpu
 from .speculative import check_speculative
 from .vllm_args import MANAGED_ENV, check_extra_args, render_args
 
@@ -140,6 +140,8 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
         if not fit.fits:
             rep.problems.append(Problem("DoesNotFit", fit.message))
 
+    if gpu is not None and gpu.cpu_standin:
+        rep.problems.append(Problem("CPUStandIn", f"{gpu.product} is {CPU_STANDIN_NOTE}.", fatal=False))
     for msg in check_extra_args(spec.serving.extra_args):
         rep.problems.append(Problem("InvalidVLLMArgs", msg))
     for e in spec.serving.env:

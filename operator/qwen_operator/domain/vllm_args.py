@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from .gpus import lookup_gpu
 from .speculative import speculative_config_json
 
 VLLM_PORT = 8000
@@ -165,6 +166,10 @@ def render_env(spec: Any, strict_cache: bool = False) -> list[dict[str, Any]]:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": tok.name, "key": tok.key}}})
     if strict_cache:
         env.append({"name": "VLLM_FORCE_AOT_LOAD", "value": "1"})
+    gpu = lookup_gpu(spec.gpu.product)
+    if gpu is not None and gpu.cpu_standin:
+        # The vLLM CPU build sizes its KV cache from this (GiB), not from gpu_memory_utilization.
+        env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"})
     # The user's entries win over the operator's optional ones of the same name (names stay unique: the
     # apiserver rejects duplicates); the managed ones (MANAGED_ENV) are refused by validation before this.
     user = {e.name: e.value for e in spec.serving.env}
