@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from qwen_operator.adapters.prometheus import queries
-from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
-from qwen_operator.handlers.autoscaler import (DEFAULT_COLD_START_S, measured_cold_start, policy_config,
-                                              status_write_needed)
 from qwen_operator.api.models import QwenDeploymentSpec
+from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
+from qwen_operator.handlers.autoscaler import (
+    DEFAULT_COLD_START_S,
+    measured_cold_start,
+    policy_config,
+    status_write_needed,
+)
 from qwen_operator.manifests.status import pod_start_seconds
 
 

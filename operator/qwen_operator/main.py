@@ -27,9 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Kopf logs every handler run at INFO; with hundreds of deployments that is noise. Our own lines stay.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    from prometheus_client import start_http_server
+
     from . import handlers  # noqa: F401  (registers handlers)
     from .handlers import autoscaler, controller, loops  # noqa: F401
-    from prometheus_client import start_http_server
     if CONFIG.metrics_port:
         start_http_server(CONFIG.metrics_port)
     kopf.run(standalone=True, clusterwide=not CONFIG.namespaces, namespaces=CONFIG.namespaces,

@@ -12,13 +12,14 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import models as m
 
 _DROP = {"title", "discriminator"}
 
 
-def _structural(node: Any, defs: dict[str, Any]) -> Any:
+def _structural(node: Any, defs: dict[str, Any]) -> Any:  # JSON Schema in, JSON Schema out: any JSON value
     if isinstance(node, list):
         return [_structural(x, defs) for x in node]
     if not isinstance(node, dict):
@@ -67,9 +68,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, mode="validation")  # type: ignore[attr-defined]
-    return _structural(raw, raw.get("$defs", {}))
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
+    return schema
 
 
 def _status_schema() -> dict[str, Any]:
@@ -85,19 +87,20 @@ def _status_schema() -> dict[str, Any]:
     return schema
 
 
-def _default_empty_objects(model: type, schema: dict[str, Any]) -> None:
+def _default_empty_objects(model: type[BaseModel], schema: dict[str, Any]) -> None:
     """Sections with all-default fields get their defaults, so the apiserver fills in their defaults and
     `kubectl get -o yaml` (and the printer columns) show the values in force."""
-    for fname, field in model.model_fields.items():  # type: ignore[attr-defined]
+    for fname, field in model.model_fields.items():
         alias = field.alias or fname
         prop = schema.get("properties", {}).get(alias)
         sub = field.annotation
-        if prop is None or not isinstance(sub, type) or not issubclass(sub, m.BaseModel):
+        if prop is None or not isinstance(sub, type) or not issubclass(sub, BaseModel):
             continue
         _default_empty_objects(sub, prop)
         if field.default_factory is not None and "default" not in prop:
             # The full default (not {}): the apiserver checks CEL rules against the default as written.
-            prop["default"] = field.default_factory().to_wire()
+            default = field.get_default(call_default_factory=True)
+            prop["default"] = default.to_wire() if isinstance(default, m.WireModel) else default
 
 
 def crd() -> dict[str, Any]:

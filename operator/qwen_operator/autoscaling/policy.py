@@ -89,15 +89,16 @@ Safety rules (each one unit-tested)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "AutoscalingConfig",
-    "ReplicaSample",
+    "Decision",
     "Observation",
     "PolicyState",
-    "Decision",
+    "ReplicaSample",
     "decide",
     "floor_replicas",
     "season_mark",
@@ -327,7 +328,7 @@ class PolicyState:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "PolicyState":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> PolicyState:
         """Tolerant: a missing, partial or corrupted status gives a valid (possibly empty) state."""
         if not isinstance(d, Mapping):
             return cls()

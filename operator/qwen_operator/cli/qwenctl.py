@@ -22,8 +22,7 @@ import yaml
 
 from ..api.models import GROUP, KIND, PLURAL
 from ..domain.capacity import CapacityInput, plan_capacity
-from ..domain.catalog import lookup_model, resolve_arch
-from ..domain.fit import FitInput, check_fit
+from ..domain.catalog import resolve_arch
 from ..domain.gpus import GPU_PRODUCTS, lookup_gpu
 from ..domain.speculative import expected_speedup
 from ..domain.validation import validate
@@ -93,7 +92,7 @@ def cmd_render(a: argparse.Namespace) -> int:
             baked = [o for o in p.ensure_shared if o["kind"] == "PersistentVolumeClaim"]
             pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {"qwenops.dev/baked": "true"}}}
             view = ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=1, max_gpus_on_a_node=8,
-                               cache_lookup=lambda _n: (pvc, None))
+                               cache_lookup=lambda _n: (pvc, None))  # noqa: B023 (called before the loop moves on)
             p = plan(body, view, "1970-01-01T00:00:00Z")
         out += p.apply
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))

@@ -15,9 +15,10 @@ import hashlib
 import json
 from typing import Any
 
+from ..api.models import QwenDeploymentSpec
 from .gpus import lookup_gpu
-from .vllm_args import compilation_config_json, model_path
 from .speculative import speculative_config_json
+from .vllm_args import compilation_config_json, model_path
 
 # vLLM leaves these out of its hash (per-host or logging): so do we.
 VLLM_ENV_IGNORED = frozenset({
@@ -27,7 +28,7 @@ VLLM_ENV_IGNORED = frozenset({
 })
 
 
-def key_factors(spec: Any, max_model_len: int | None, gpu_product: str) -> dict[str, Any]:
+def key_factors(spec: QwenDeploymentSpec, max_model_len: int | None, gpu_product: str) -> dict[str, Any]:
     """The factors, readable: recorded in status and in the bake Job so a miss can be explained by a diff."""
     s = spec.serving
     gpu = lookup_gpu(gpu_product)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..api.models import SpeculativeDecoding
 from .catalog import ModelArch, resolve_arch
 
 
@@ -24,11 +25,11 @@ class SpecProblem:
     fatal: bool = True
 
 
-def check_speculative(spec_dec: object, target: ModelArch | None, tensor: int) -> list[SpecProblem]:
+def check_speculative(spec_dec: SpeculativeDecoding, target: ModelArch | None, tensor: int) -> list[SpecProblem]:
     sd = spec_dec
-    method: str = sd.method  # type: ignore[attr-defined]
-    draft: str | None = sd.draft_model  # type: ignore[attr-defined]
-    draft_tp: int | None = sd.draft_tensor_parallel_size  # type: ignore[attr-defined]
+    method: str = sd.method
+    draft: str | None = sd.draft_model
+    draft_tp: int | None = sd.draft_tensor_parallel_size
     problems: list[SpecProblem] = []
     if draft_tp is not None and draft_tp not in (1, tensor):
         problems.append(SpecProblem("DraftTensorParallelInvalid",
@@ -62,17 +63,17 @@ def check_speculative(spec_dec: object, target: ModelArch | None, tensor: int) -
     return problems
 
 
-def speculative_config_json(spec_dec: object, tensor: int) -> str:
+def speculative_config_json(spec_dec: SpeculativeDecoding, tensor: int) -> str:
     """The --speculative-config value: compact JSON, stable key order (it is part of the compile-cache key)."""
     sd = spec_dec
-    cfg: dict[str, object] = {"method": sd.method,  # type: ignore[attr-defined]
-                              "num_speculative_tokens": sd.num_speculative_tokens}  # type: ignore[attr-defined]
-    if sd.draft_model:  # type: ignore[attr-defined]
-        cfg["model"] = sd.draft_model  # type: ignore[attr-defined]
-        cfg["draft_tensor_parallel_size"] = sd.draft_tensor_parallel_size or tensor  # type: ignore[attr-defined]
-    if sd.method == "ngram":  # type: ignore[attr-defined]
-        cfg["prompt_lookup_max"] = sd.prompt_lookup_max or 5  # type: ignore[attr-defined]
-        cfg["prompt_lookup_min"] = sd.prompt_lookup_min or 1  # type: ignore[attr-defined]
+    cfg: dict[str, object] = {"method": sd.method,
+                              "num_speculative_tokens": sd.num_speculative_tokens}
+    if sd.draft_model:
+        cfg["model"] = sd.draft_model
+        cfg["draft_tensor_parallel_size"] = sd.draft_tensor_parallel_size or tensor
+    if sd.method == "ngram":
+        cfg["prompt_lookup_max"] = sd.prompt_lookup_max or 5
+        cfg["prompt_lookup_min"] = sd.prompt_lookup_min or 1
     return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
 
 

@@ -15,6 +15,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..api.models import QwenDeploymentSpec
 from .speculative import speculative_config_json
 
 VLLM_PORT = 8000
@@ -103,21 +104,21 @@ def check_extra_args(extra: list[str]) -> list[str]:
     return problems
 
 
-def model_path(spec: Any) -> str:
+def model_path(spec: QwenDeploymentSpec) -> str:
     src = spec.model.source
     if src.type == "pvc":
         return f"{MODEL_MOUNT}/{(src.pvc_path or spec.model.name).strip('/')}"
     return spec.model.name
 
 
-def compilation_config_json(spec: Any) -> str | None:
+def compilation_config_json(spec: QwenDeploymentSpec) -> str | None:
     sizes = spec.serving.cudagraph_capture_sizes
     if not sizes:
         return None
     return json.dumps({"cudagraph_capture_sizes": sorted(sizes)}, sort_keys=True, separators=(",", ":"))
 
 
-def render_args(spec: Any, max_model_len: int | None) -> list[str]:
+def render_args(spec: QwenDeploymentSpec, max_model_len: int | None) -> list[str]:
     """vLLM server arguments after `vllm serve` (model first, as `vllm serve MODEL` expects)."""
     s = spec.serving
     args = [model_path(spec), "--host", "0.0.0.0", "--port", str(VLLM_PORT),
@@ -151,7 +152,7 @@ def render_args(spec: Any, max_model_len: int | None) -> list[str]:
     return args
 
 
-def render_env(spec: Any, strict_cache: bool = False) -> list[dict[str, Any]]:
+def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dict[str, Any]]:
     """Container env. The token only ever travels as a secretKeyRef. Order is stable (cache key, drift)."""
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/root"},

@@ -13,15 +13,22 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
 from ..adapters.prometheus import read_replicas
 from ..api.models import QwenDeploymentSpec
-from ..autoscaling.policy import (AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide,
-                                  season_mark)
+from ..autoscaling.policy import (
+    AutoscalingConfig,
+    Decision,
+    Observation,
+    PolicyState,
+    ReplicaSample,
+    decide,
+    season_mark,
+)
 from ..manifests.status import pod_issue, pod_ready, pod_start_seconds
 from . import controller, metrics
 from .config import CONFIG
@@ -137,7 +144,7 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     message = d.message if error is None else f"{error}; {d.message}"
     if not status_write_needed(d, auto, cfg, current):
         return
-    now_iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    now_iso = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
                 "warmReplicas": cfg.warm_pool}
     if cold_start is not None:

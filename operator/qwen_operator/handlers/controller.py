@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -23,8 +23,8 @@ from ..api.models import GROUP, PLURAL, VERSION
 from ..domain.gpus import canonical_product
 from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
 from ..manifests.drift import InFlightWrites
-from ..manifests.status import pod_ready
 from ..manifests.plan import ClusterView, plan
+from ..manifests.status import pod_ready
 from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
 from . import metrics
 
@@ -74,7 +74,7 @@ def _lock(key: str) -> threading.Lock:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---- indexes (watch-fed, in memory) -----------------------------------------------------------------------------
@@ -217,7 +217,7 @@ def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], tri
             if secs is not None:
                 ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
             k.annotate("v1", "PersistentVolumeClaim", namespace, pvc_name, ann)
-        for pod_name, (hit, _ev) in view.cache_evidence.items():
+        for _pod_name, (hit, _ev) in view.cache_evidence.items():
             metrics.COMPILE_CACHE_PODS.labels(namespace, name, str(hit).lower()).set(
                 sum(1 for h, _ in view.cache_evidence.values() if h == hit))
         if p.status is not None and p.status != last:

@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from ..api.models import QwenDeploymentSpec
-from ..domain.vllm_args import VLLM_CACHE_ROOT, VLLM_PORT
+from ..domain.vllm_args import VLLM_PORT
 from .status import pod_issue
 from .workload import (
     LABEL_CACHE_KEY,

@@ -33,7 +33,7 @@ def is_subset(desired: Any, observed: Any) -> bool:
         return all(is_subset(d, o) for d, o in zip(desired, observed))
     if desired == {} or desired == []:
         return True
-    return _norm_scalar(desired) == _norm_scalar(observed)
+    return bool(_norm_scalar(desired) == _norm_scalar(observed))
 
 
 def needs_apply(desired: dict[str, Any], observed: dict[str, Any] | None) -> bool:

@@ -8,8 +8,8 @@ by watches) and carry the plan out, so every behaviour here is unit-tested witho
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain.compile_cache import cache_key, cache_object_name, key_factors

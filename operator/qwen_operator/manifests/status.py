@@ -7,6 +7,7 @@ so an idle resync computes an identical status and writes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -21,7 +22,7 @@ class PodIssue:
     message: str
 
 
-def pod_start_seconds(pod: dict[str, Any]) -> float | None:
+def pod_start_seconds(pod: Mapping[str, Any]) -> float | None:
     """Seconds from a pod's creation to its Ready condition turning True, or None (not Ready, or no times)."""
     created = (pod.get("metadata") or {}).get("creationTimestamp")
     for c in (pod.get("status") or {}).get("conditions", []) or []:
@@ -35,7 +36,7 @@ def pod_start_seconds(pod: dict[str, Any]) -> float | None:
     return None
 
 
-def pod_issue(pod: dict[str, Any]) -> PodIssue | None:
+def pod_issue(pod: Mapping[str, Any]) -> PodIssue | None:
     """Why a pod is stuck, in plain words, or None."""
     name = pod.get("metadata", {}).get("name", "?")
     st = pod.get("status", {}) or {}
@@ -54,10 +55,10 @@ def pod_issue(pod: dict[str, Any]) -> PodIssue | None:
     return None
 
 
-def pod_ready(pod: dict[str, Any]) -> bool:
+def pod_ready(pod: Mapping[str, Any]) -> bool:
     for c in (pod.get("status", {}) or {}).get("conditions", []) or []:
         if c.get("type") == "Ready":
-            return c.get("status") == "True"
+            return bool(c.get("status") == "True")
     return False
 
 

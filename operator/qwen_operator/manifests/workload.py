@@ -15,7 +15,7 @@ from typing import Any
 
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
 from ..domain.gpus import canonical_product
-from ..domain.vllm_args import VLLM_CACHE_ROOT, HF_HOME, MODEL_MOUNT, VLLM_PORT
+from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
 
 MANAGED_BY = "qwen-operator"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
@@ -93,7 +93,7 @@ def node_selector(spec: QwenDeploymentSpec) -> dict[str, str]:
 def vllm_container(spec: QwenDeploymentSpec, args: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
     """The vLLM container, shared by serving pods and the bake Job so both hash the same factors."""
     gpus = spec.gpus_per_pod
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": HF_HOME},
         {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT},
