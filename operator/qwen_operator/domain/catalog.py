@@ -69,24 +69,9 @@ def arch_from_card(card: ModelCard) -> ModelArch:
 def resolve_arch(name: str, overrides: ModelArchitectureOverrides | None = None) -> ModelArch | None:
     """The model's architecture: explicit overrides win (a user may know better), then the catalog."""
     if overrides is not None:
-        o = overrides
-        return ModelArch(
-            name=name,
-            family="custom",
-            total_params_b=o.total_params_b,
-            num_layers=o.num_layers,
-            kv_cache_layers=o.num_layers,
-            hidden_size=None,
-            num_attention_heads=o.num_attention_heads,
-            num_kv_heads=o.num_kv_heads,
-            head_dim=o.head_dim,
-            vocab_size=o.vocab_size,
-            max_context=o.max_context,
-            mtp_layers=o.mtp_layers,
-            tie_word_embeddings=False,
-            checkpoint_quantization=None,
-            checkpoint_bits=None,
-            from_catalog=False,
-        )
+        # The overrides carry ModelArch's fields of the same names; what a config.json does not give is unknown.
+        return ModelArch(name=name, family="custom", kv_cache_layers=overrides.num_layers, hidden_size=None,
+                         tie_word_embeddings=False, checkpoint_quantization=None, checkpoint_bits=None,
+                         from_catalog=False, **overrides.model_dump())
     card = lookup_model(name)
     return arch_from_card(card) if card else None
