@@ -26,6 +26,7 @@ from ..domain.catalog import resolve_arch
 from ..domain.gpus import GPU_PRODUCTS, lookup_gpu
 from ..domain.speculative import expected_speedup
 from ..domain.validation import validate
+from ..manifests.cache import ANNOTATION_BAKED
 from ..manifests.plan import ClusterView, plan
 
 
@@ -90,7 +91,7 @@ def cmd_render(a: argparse.Namespace) -> int:
             # they will be once it is baked, too.
             out += p.ensure_shared
             baked = [o for o in p.ensure_shared if o["kind"] == "PersistentVolumeClaim"]
-            pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {"qwenops.dev/baked": "true"}}}
+            pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {ANNOTATION_BAKED: "true"}}}
             view = ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=1, max_gpus_on_a_node=8,
                                cache_lookup=lambda _n: (pvc, None))  # noqa: B023 (called before the loop moves on)
             p = plan(body, view, "1970-01-01T00:00:00Z")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..api.models import QwenDeploymentSpec
 from ..domain.vllm_args import VLLM_PORT
+from .resolved import CacheIdentity, ResolvedSpec
 from .status import pod_issue
 from .workload import (
     LABEL_CACHE_KEY,
@@ -24,7 +24,6 @@ from .workload import (
     vllm_container,
 )
 
-BAKE_RECORD = "qwen-bake-record.json"
 ANNOTATION_BAKED = "qwenops.dev/baked"
 ANNOTATION_BAKE_SECONDS = "qwenops.dev/bake-seconds"
 
@@ -66,9 +65,9 @@ def cache_labels(key: str) -> dict[str, str]:
             LABEL_CACHE_KEY: key}
 
 
-def build_cache_pvc(pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, key: str
-                    ) -> dict[str, Any]:
-    st = spec.compile_cache.storage
+def build_cache_pvc(resolved: ResolvedSpec, cache: CacheIdentity, namespace: str, owner: Owner) -> dict[str, Any]:
+    pvc_name, key = cache.object_name, cache.key
+    st = resolved.spec.compile_cache.storage
     pvc_spec: dict[str, Any] = {"accessModes": [st.access_mode], "resources": {"requests": {"storage": st.size}}}
     if st.storage_class_name:
         pvc_spec["storageClassName"] = st.storage_class_name
@@ -78,13 +77,14 @@ def build_cache_pvc(pvc_name: str, namespace: str, owner: Owner, spec: QwenDeplo
             "spec": pvc_spec}
 
 
-def build_bake_job(job_name: str, pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec,
-                   args: list[str], env: list[dict[str, Any]], key: str, factors_json: str) -> dict[str, Any]:
-    container = vllm_container(spec, args, env)
+def build_bake_job(resolved: ResolvedSpec, cache: CacheIdentity, namespace: str, owner: Owner) -> dict[str, Any]:
+    spec, key = resolved.spec, cache.key
+    job_name = pvc_name = cache.object_name
+    container = vllm_container(spec, resolved.argv, resolved.env)
     container["name"] = "bake"
     container["command"] = ["/bin/sh", "-c", BAKE_SCRIPT, "bake"]
-    container["env"] = list(env) + [{"name": "QWEN_CACHE_KEY", "value": key},
-                                    {"name": "QWEN_CACHE_FACTORS", "value": factors_json}]
+    container["env"] = list(resolved.env) + [{"name": "QWEN_CACHE_KEY", "value": key},
+                                             {"name": "QWEN_CACHE_FACTORS", "value": cache.factors_json}]
     volumes = [v for v in pod_volumes(spec) if v["name"] != "compile-cache"]
     volumes.append({"name": "compile-cache", "persistentVolumeClaim": {"claimName": pvc_name}})
     return {

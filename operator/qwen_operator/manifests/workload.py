@@ -10,12 +10,14 @@ name starts with VLLM_ would change vLLM's compile-cache hash.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
 from ..domain.gpus import canonical_product
 from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
+from .resolved import ResolvedSpec
 
 MANAGED_BY = "qwen-operator"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
@@ -90,7 +92,7 @@ def node_selector(spec: QwenDeploymentSpec) -> dict[str, str]:
     return {GPU_PRODUCT_LABEL: canonical_product(spec.gpu.product), **spec.gpu.node_selector}
 
 
-def vllm_container(spec: QwenDeploymentSpec, args: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
+def vllm_container(spec: QwenDeploymentSpec, args: Sequence[str], env: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The vLLM container, shared by serving pods and the bake Job so both hash the same factors."""
     gpus = spec.gpus_per_pod
     mounts: list[dict[str, Any]] = [
@@ -134,11 +136,11 @@ def pod_volumes(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
     return vols
 
 
-def build_statefulset(name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, args: list[str],
-                      env: list[dict[str, Any]], replicas: int, cache: CacheMount | None,
-                      command_line: str) -> dict[str, Any]:
+def build_statefulset(name: str, namespace: str, owner: Owner, resolved: ResolvedSpec, replicas: int,
+                      cache: CacheMount | None) -> dict[str, Any]:
+    spec = resolved.spec
     labels = common_labels(name)
-    container = vllm_container(spec, args, env)
+    container = vllm_container(spec, resolved.argv, resolved.env)
     # Readiness and liveness only start once the startup probe passed: loading pods are never killed for being
     # slow; the startup budget covers download, compile and warm-up.
     container["startupProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
@@ -152,7 +154,7 @@ def build_statefulset(name: str, namespace: str, owner: Owner, spec: QwenDeploym
     container["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", DRAIN_SCRIPT]}}}
     volumes = pod_volumes(spec)
     init: list[dict[str, Any]] = []
-    pod_annotations = {ANNOTATION_COMMAND: command_line}
+    pod_annotations = {ANNOTATION_COMMAND: resolved.command_line}
     if cache is not None:
         # Seed the pod-local cache from the baked, shared PVC: the shared copy stays pristine (a miss writes only
         # locally) and the PVC can be ReadOnlyMany.
