@@ -64,7 +64,7 @@ def test_token_query_reads_the_per_request_histograms_with_a_fallback_for_older_
 
 
 def test_observe_passes_token_rates_to_the_policy():
-    from qwen_operator.adapters.prometheus import ReplicaSample as PromSample
+    from qwen_operator.adapters.prometheus import PodSample as PromSample
     from qwen_operator.handlers.autoscaler import observe
 
     pod = {"metadata": {"name": "m-0"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}

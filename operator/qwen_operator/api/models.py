@@ -343,6 +343,11 @@ class Autoscaling(WireModel):
         "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
         "a saturation); unset: no forecast.")
 
+    def floor_replicas(self) -> int:
+        """The size the fleet never goes below: minReplicas + warmPool, capped at maxReplicas (the rule of
+        autoscaling.policy.floor_replicas; tests/test_plan.py checks that the two agree)."""
+        return min(self.max_replicas, self.min_replicas + self.warm_pool)
+
 
 class QwenDeploymentSpec(WireModel):
     """A Qwen model served by a fleet of vLLM replicas on NVIDIA GPUs."""

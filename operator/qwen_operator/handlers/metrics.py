@@ -7,7 +7,6 @@ from prometheus_client import Counter, Gauge, Histogram
 RECONCILES = Counter("qwen_operator_reconciles_total", "Reconcile passes, by what triggered them", ["trigger"])
 RECONCILE_SECONDS = Histogram("qwen_operator_reconcile_duration_seconds", "Time of one reconcile pass",
                               buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-API_WRITES = Counter("qwen_operator_api_writes_total", "Write calls to the Kubernetes API", ["verb"])
 SCALING_DECISIONS = Counter("qwen_operator_scaling_decisions_total", "Autoscaling decisions",
                             ["namespace", "deployment", "reason"])
 OBSERVED_QUEUE = Gauge("qwen_operator_observed_queue", "Waiting requests the autoscaler saw",

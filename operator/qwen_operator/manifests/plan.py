@@ -50,8 +50,7 @@ def desired_replicas(resolved: ResolvedSpec, status: Mapping[str, Any]) -> int:
     spec = resolved.spec
     if spec.autoscaling.enabled:
         decided = ((status or {}).get("autoscaling") or {}).get("desiredReplicas")
-        a = spec.autoscaling
-        return int(decided) if decided is not None else min(a.max_replicas, a.min_replicas + a.warm_pool)
+        return int(decided) if decided is not None else spec.autoscaling.floor_replicas()
     return spec.replicas
 
 
