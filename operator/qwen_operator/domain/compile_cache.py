@@ -1,6 +1,7 @@
 """The compile-cache key: a stable hash of everything vLLM's own compile-cache hash depends on.
 
-vLLM (../shared/reference/vllm.md) hashes: every VLLM_* environment variable except an ignore list; the vLLM
+vLLM (https://docs.vllm.ai/en/latest/design/torch_compile/, and compile_factors() in vllm/envs.py of
+https://github.com/vllm-project/vllm) hashes: every VLLM_* environment variable except an ignore list; the vLLM
 version; model path, revision, dtype, max_model_len, quantization; KV-cache dtype and block size; TP and PP;
 max_num_seqs and max_num_batched_tokens; the speculative and compilation configs; torch/triton versions; and the
 GPU's device name plus CUDA version. Our key covers the same factors (image stands for vLLM/torch/triton/CUDA

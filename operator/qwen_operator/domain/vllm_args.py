@@ -47,7 +47,8 @@ class FlagTable:
     removed: dict[str, str] = field(default_factory=dict)
 
 
-# Flags old guides still use, and what replaced them (vLLM release notes; see ../shared/reference/vllm.md).
+# Flags old guides still use, and what replaced them (vLLM release notes:
+# https://github.com/vllm-project/vllm/releases).
 REMOVED_FLAGS = {
     "--speculative-model": "use speculativeDecoding.draftModel (vLLM --speculative-config) instead",
     "--num-speculative-tokens": "use speculativeDecoding.numSpeculativeTokens instead",
