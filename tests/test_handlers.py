@@ -50,11 +50,20 @@ class FakeKube:
 def setup(autoscaling: bool = False) -> tuple[OperatorState, FakeKube, dict[str, dict[Any, list[Any]]]]:
     kube = FakeKube()
     state = OperatorState(kube_factory=lambda: kube)  # type: ignore[arg-type,return-value]
-    spec: dict[str, Any] = {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": "H100"}, "compileCache": {"enabled": False}}
+    spec: dict[str, Any] = {
+        "model": {"name": "Qwen/Qwen3-8B"},
+        "gpu": {"product": "H100"},
+        "compileCache": {"enabled": False},
+    }
     if autoscaling:
         spec["autoscaling"] = {"enabled": True, "minReplicas": 1, "maxReplicas": 4}
-    body = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": NAME, "namespace": NS, "generation": 1, "uid": UID}, "spec": spec, "status": {}}
+    body = {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": NAME, "namespace": NS, "generation": 1, "uid": UID},
+        "spec": spec,
+        "status": {},
+    }
     indexes: dict[str, dict[Any, list[Any]]] = {k: {} for k in INDEX_NAMES}
     indexes["deployments"][(NS, NAME)] = [body]
     indexes["gpu_nodes"]["NVIDIA-H100-80GB-HBM3"] = [8]

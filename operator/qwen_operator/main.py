@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     load_config()
     if CONFIG.metrics_port:
         start_http_server(CONFIG.metrics_port)
-    kopf.run(standalone=True, clusterwide=not CONFIG.namespaces, namespaces=CONFIG.namespaces,
-             liveness_endpoint=f"http://0.0.0.0:{CONFIG.health_port}/healthz" if CONFIG.health_port else None,
-             memo=kopf.Memo(operator=OperatorState()))
+    kopf.run(
+        standalone=True,
+        clusterwide=not CONFIG.namespaces,
+        namespaces=CONFIG.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{CONFIG.health_port}/healthz" if CONFIG.health_port else None,
+        memo=kopf.Memo(operator=OperatorState()),
+    )
     return 0
 
 

@@ -70,8 +70,12 @@ def size_fleet(c: FleetDemand) -> FleetSize:
     peak_in = reqs * c.input_tokens / SECONDS_PER_DAY * c.peak_factor
     serving = max(1, math.ceil(peak_out / c.replica_output_tps)) if reqs > 0 else 0
     return FleetSize(
-        requests_per_day=reqs, avg_output_tps=avg_out, peak_output_tps=peak_out, peak_input_tps=peak_in,
-        peak_requests_per_s=reqs / SECONDS_PER_DAY * c.peak_factor, serving_replicas=serving,
+        requests_per_day=reqs,
+        avg_output_tps=avg_out,
+        peak_output_tps=peak_out,
+        peak_input_tps=peak_in,
+        peak_requests_per_s=reqs / SECONDS_PER_DAY * c.peak_factor,
+        serving_replicas=serving,
         total_replicas=serving + (c.failover_replicas if serving else 0),
         utilization_at_peak=(peak_out / (serving * c.replica_output_tps)) if serving else 0.0,
     )

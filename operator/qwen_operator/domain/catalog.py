@@ -70,8 +70,16 @@ def resolve_arch(name: str, overrides: ModelArchitectureOverrides | None = None)
     """The model's architecture: explicit overrides win (a user may know better), then the catalog."""
     if overrides is not None:
         # The overrides carry ModelArch's fields of the same names; what a config.json does not give is unknown.
-        return ModelArch(name=name, family="custom", kv_cache_layers=overrides.num_layers, hidden_size=None,
-                         tie_word_embeddings=False, checkpoint_quantization=None, checkpoint_bits=None,
-                         from_catalog=False, **overrides.model_dump())
+        return ModelArch(
+            name=name,
+            family="custom",
+            kv_cache_layers=overrides.num_layers,
+            hidden_size=None,
+            tie_word_embeddings=False,
+            checkpoint_quantization=None,
+            checkpoint_bits=None,
+            from_catalog=False,
+            **overrides.model_dump(),
+        )
     card = lookup_model(name)
     return arch_from_card(card) if card else None

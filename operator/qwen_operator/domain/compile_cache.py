@@ -22,11 +22,23 @@ from .speculative import speculative_config_json
 from .vllm_args import compilation_config_json, model_path
 
 # vLLM leaves these out of its hash (per-host or logging): so do we.
-VLLM_ENV_IGNORED = frozenset({
-    "VLLM_CACHE_ROOT", "VLLM_HOST_IP", "VLLM_PORT", "VLLM_LOGGING_LEVEL", "VLLM_LOGGING_PREFIX",
-    "VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING", "VLLM_LOG_STATS_INTERVAL", "VLLM_DEBUG_LOG_API_SERVER_RESPONSE",
-    "VLLM_RPC_BASE_PATH", "VLLM_DISABLE_COMPILE_CACHE", "CUDA_VISIBLE_DEVICES", "LOCAL_RANK",
-})
+VLLM_ENV_IGNORED = frozenset(
+    {
+        "VLLM_CACHE_ROOT",
+        "VLLM_HOST_IP",
+        "VLLM_PORT",
+        "VLLM_LOGGING_LEVEL",
+        "VLLM_LOGGING_PREFIX",
+        "VLLM_LOGGING_CONFIG_PATH",
+        "VLLM_CONFIGURE_LOGGING",
+        "VLLM_LOG_STATS_INTERVAL",
+        "VLLM_DEBUG_LOG_API_SERVER_RESPONSE",
+        "VLLM_RPC_BASE_PATH",
+        "VLLM_DISABLE_COMPILE_CACHE",
+        "CUDA_VISIBLE_DEVICES",
+        "LOCAL_RANK",
+    }
+)
 
 
 def key_factors(spec: QwenDeploymentSpec, max_model_len: int | None, gpu_product: str) -> dict[str, Any]:
@@ -56,8 +68,11 @@ def key_factors(spec: QwenDeploymentSpec, max_model_len: int | None, gpu_product
         "max_num_seqs": s.max_num_seqs,
         "max_num_batched_tokens": s.max_num_batched_tokens,
         "enable_chunked_prefill": s.enable_chunked_prefill,
-        "speculative_config": (speculative_config_json(spec.speculative_decoding, spec.parallelism.tensor)
-                               if spec.speculative_decoding else None),
+        "speculative_config": (
+            speculative_config_json(spec.speculative_decoding, spec.parallelism.tensor)
+            if spec.speculative_decoding
+            else None
+        ),
         "compilation_config": compilation_config_json(spec),
         "vllm_env": dict(sorted(vllm_env.items())),
         "device": device,

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GPUProduct:
-    product: str          # nvidia.com/gpu.product label value
-    memory_mib: int       # nvidia.com/gpu.memory label value
-    architecture: str     # hopper, ada, ampere, ...
+    product: str  # nvidia.com/gpu.product label value
+    memory_mib: int  # nvidia.com/gpu.memory label value
+    architecture: str  # hopper, ada, ampere, ...
     compute_capability: tuple[int, int]
     aliases: tuple[str, ...] = ()
 

@@ -19,24 +19,58 @@ from ..api.models import QwenDeploymentSpec
 from .speculative import speculative_config_json
 
 VLLM_PORT = 8000
-MODEL_MOUNT = "/models"              # pvc sources are mounted here
-HF_HOME = "/var/cache/qwen/hf"       # Hugging Face download cache (model-cache volume)
+MODEL_MOUNT = "/models"  # pvc sources are mounted here
+HF_HOME = "/var/cache/qwen/hf"  # Hugging Face download cache (model-cache volume)
 VLLM_CACHE_ROOT = "/var/cache/qwen/vllm"  # compile cache (compile-cache volume); the same path in bake and serve
 FLAGS_FILE = "vllm_flags_0_32.json"
 
 # Flags the operator owns: set from typed fields, so extraArgs may not repeat them.
-MANAGED_FLAGS = frozenset({
-    "--model", "--host", "--port", "--served-model-name", "--revision", "--tensor-parallel-size", "-tp",
-    "--pipeline-parallel-size", "-pp", "--dtype", "--quantization", "-q", "--max-model-len", "--max-num-seqs",
-    "--max-num-batched-tokens", "--kv-cache-dtype", "--gpu-memory-utilization", "--enable-prefix-caching",
-    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--block-size",
-    "--speculative-config", "--compilation-config", "-O", "--tokenizer-revision", "--download-dir",
-})
+MANAGED_FLAGS = frozenset(
+    {
+        "--model",
+        "--host",
+        "--port",
+        "--served-model-name",
+        "--revision",
+        "--tensor-parallel-size",
+        "-tp",
+        "--pipeline-parallel-size",
+        "-pp",
+        "--dtype",
+        "--quantization",
+        "-q",
+        "--max-model-len",
+        "--max-num-seqs",
+        "--max-num-batched-tokens",
+        "--kv-cache-dtype",
+        "--gpu-memory-utilization",
+        "--enable-prefix-caching",
+        "--no-enable-prefix-caching",
+        "--enable-chunked-prefill",
+        "--no-enable-chunked-prefill",
+        "--block-size",
+        "--speculative-config",
+        "--compilation-config",
+        "-O",
+        "--tokenizer-revision",
+        "--download-dir",
+    }
+)
 # Flags that would put a secret on the command line (visible in `ps`, pod specs and our status).
 SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "--ssl-keyfile"})
 # Environment variables the operator owns.
-MANAGED_ENV = frozenset({"HF_TOKEN", "HF_HOME", "VLLM_CACHE_ROOT", "HOME", "VLLM_PORT", "VLLM_HOST_IP",
-                         "QWEN_CACHE_KEY", "QWEN_CACHE_FACTORS"})
+MANAGED_ENV = frozenset(
+    {
+        "HF_TOKEN",
+        "HF_HOME",
+        "VLLM_CACHE_ROOT",
+        "HOME",
+        "VLLM_PORT",
+        "VLLM_HOST_IP",
+        "QWEN_CACHE_KEY",
+        "QWEN_CACHE_FACTORS",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -89,8 +123,10 @@ def check_extra_args(extra: list[str]) -> list[str]:
         if any(c.isspace() for c in arg.split("=", 1)[0]):
             problems.append(f"extraArgs[{i}] ({name} ...) contains a space: write --flag=value as one item")
         elif name in SECRET_FLAGS:
-            problems.append(f"extraArgs {name} would put a secret on the command line; pass secrets through a "
-                            "Secret (model.source.tokenSecretRef), never as arguments")
+            problems.append(
+                f"extraArgs {name} would put a secret on the command line; pass secrets through a "
+                "Secret (model.source.tokenSecretRef), never as arguments"
+            )
         elif name in REMOVED_FLAGS:
             problems.append(f"extraArgs {name} does not exist in vLLM {table.version}: {REMOVED_FLAGS[name]}")
         elif name in MANAGED_FLAGS:
@@ -122,12 +158,23 @@ def compilation_config_json(spec: QwenDeploymentSpec) -> str | None:
 def render_args(spec: QwenDeploymentSpec, max_model_len: int | None) -> list[str]:
     """vLLM server arguments after `vllm serve` (model first, as `vllm serve MODEL` expects)."""
     s = spec.serving
-    args = [model_path(spec), "--host", "0.0.0.0", "--port", str(VLLM_PORT),
-            "--served-model-name", spec.model.served_model_name or spec.model.name]
+    args = [
+        model_path(spec),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(VLLM_PORT),
+        "--served-model-name",
+        spec.model.served_model_name or spec.model.name,
+    ]
     if spec.model.revision:
         args += ["--revision", spec.model.revision]
-    args += ["--tensor-parallel-size", str(spec.parallelism.tensor),
-             "--pipeline-parallel-size", str(spec.parallelism.pipeline)]
+    args += [
+        "--tensor-parallel-size",
+        str(spec.parallelism.tensor),
+        "--pipeline-parallel-size",
+        str(spec.parallelism.pipeline),
+    ]
     if spec.dtype != "auto":
         args += ["--dtype", spec.dtype]
     if spec.quantization != "none":
@@ -177,6 +224,8 @@ def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dic
 
 def shell_line(command: list[str], args: list[str]) -> str:
     """A human-readable command line for status (no secrets: args never carry them)."""
+
     def q(a: str) -> str:
         return a if a and all(c.isalnum() or c in "-_./:=,@+" for c in a) else "'" + a.replace("'", "'\\''") + "'"
+
     return " ".join(q(a) for a in command + args)

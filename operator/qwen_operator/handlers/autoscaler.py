@@ -42,8 +42,12 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
     a = spec.autoscaling
     return policy.AutoscalingConfig(
         cold_start_s=DEFAULT_COLD_START_S if cold_start_s is None else cold_start_s,
-        min_replicas=a.min_replicas, max_replicas=a.max_replicas, target_queue_per_replica=a.target_queue_per_replica,
-        ttft_slo_seconds=a.ttft_slo_seconds, max_num_seqs=spec.serving.max_num_seqs, warm_pool=a.warm_pool,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+        target_queue_per_replica=a.target_queue_per_replica,
+        ttft_slo_seconds=a.ttft_slo_seconds,
+        max_num_seqs=spec.serving.max_num_seqs,
+        warm_pool=a.warm_pool,
         scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
         scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
         scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
@@ -53,12 +57,16 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
     )
 
 
-def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, PodSample], current_desired: int, now: float,
-            error: str | None) -> policy.Observation:
+def observe(
+    pods: list[Mapping[str, Any]], samples: Mapping[str, PodSample], current_desired: int, now: float, error: str | None
+) -> policy.Observation:
     ready = [p for p in pods if pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")]
     # Scheduled but not yet Ready: capacity on its way. Unschedulable pods are not (more of them would not help).
-    starting = [p for p in pods if not pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")
-                and (pod_issue(p) is None)]
+    starting = [
+        p
+        for p in pods
+        if not pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp") and (pod_issue(p) is None)
+    ]
     out: list[policy.ReplicaSample] = []
     newest_age = math.inf
     for p in ready:
@@ -68,24 +76,39 @@ def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, PodSample], cur
         out.append(s.replica_sample())
         newest_age = min(newest_age, s.age_s)
     metrics_time = now - newest_age if math.isfinite(newest_age) else None
-    return policy.Observation(time=now, samples=tuple(out), ready_replicas=len(ready),
-                              starting_replicas=len(starting), current_desired=current_desired,
-                              metrics_time=metrics_time, metrics_missing=error is not None)
+    return policy.Observation(
+        time=now,
+        samples=tuple(out),
+        ready_replicas=len(ready),
+        starting_replicas=len(starting),
+        current_desired=current_desired,
+        metrics_time=metrics_time,
+        metrics_missing=error is not None,
+    )
 
 
 def _status_fields(d: policy.Decision, now_iso: str) -> dict[str, Any]:
-    return {"desiredReplicas": d.desired_replicas, "lastReason": d.reason, "lastMessage": d.message[:500],
-            "lastQueue": round(d.observed_queue, 3) if math.isfinite(d.observed_queue) else None,
-            "lastDecisionTime": now_iso, "policyState": d.state.to_dict()}
+    return {
+        "desiredReplicas": d.desired_replicas,
+        "lastReason": d.reason,
+        "lastMessage": d.message[:500],
+        "lastQueue": round(d.observed_queue, 3) if math.isfinite(d.observed_queue) else None,
+        "lastDecisionTime": now_iso,
+        "policyState": d.state.to_dict(),
+    }
 
 
-def status_write_needed(d: policy.Decision, auto: Mapping[str, Any], cfg: policy.AutoscalingConfig,
-                        current: int) -> bool:
+def status_write_needed(
+    d: policy.Decision, auto: Mapping[str, Any], cfg: policy.AutoscalingConfig, current: int
+) -> bool:
     """Write status when the decision changes (size, reason, active), or when a seasonal forecast recorded a new
     bucket of its cycle: a steady fleet otherwise writes nothing for hours, and a restarted operator would lose
     that stretch of the recorded cycle (a bucket is 15 min of a day: one small write per bucket)."""
-    if (d.desired_replicas != current or d.reason != auto.get("lastReason")
-            or bool(d.active) != bool(auto.get("active", True))):
+    if (
+        d.desired_replicas != current
+        or d.reason != auto.get("lastReason")
+        or bool(d.active) != bool(auto.get("active", True))
+    ):
         return True
     mark = policy.season_mark(d.state, cfg)
     return mark is not None and mark != policy.season_mark(policy.PolicyState.from_dict(auto.get("policyState")), cfg)
@@ -129,8 +152,11 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     cfg = policy_config(spec, cold_start)
     current = int(auto.get("desiredReplicas") or policy.floor_replicas(cfg))
     samples, error = _read_metrics(namespace, name)
-    d = policy.decide(observe(pods, samples, current, time.time(), error),
-                      ds.policy_state or policy.PolicyState.from_dict(auto.get("policyState")), cfg)
+    d = policy.decide(
+        observe(pods, samples, current, time.time(), error),
+        ds.policy_state or policy.PolicyState.from_dict(auto.get("policyState")),
+        cfg,
+    )
     ds.policy_state = d.state
     metrics.SCALING_DECISIONS.labels(namespace, name, d.reason).inc()
     if math.isfinite(d.observed_queue):
@@ -141,12 +167,17 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     if not status_write_needed(d, auto, cfg, current):
         return
     now_iso = now_time()
-    new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
-                "warmReplicas": cfg.warm_pool}
+    new_auto = {
+        **_status_fields(d, now_iso),
+        "lastMessage": message[:500],
+        "active": bool(d.active),
+        "warmReplicas": cfg.warm_pool,
+    }
     if cold_start is not None:
         new_auto["coldStartSeconds"] = round(cold_start, 1)
-    cs = ConditionSet(previous=previous_conditions(status), now=now_iso,
-                      generation=int(body["metadata"].get("generation", 1)))
+    cs = ConditionSet(
+        previous=previous_conditions(status), now=now_iso, generation=int(body["metadata"].get("generation", 1))
+    )
     cs.set("AutoscalingActive", d.active, d.reason, message[:1000])
     if d.desired_replicas != current:
         log.info("%s/%s: %s -> %s replicas (%s)", namespace, name, current, d.desired_replicas, d.reason)

@@ -48,8 +48,15 @@ class StatusOverlay:
 
 # ---- reconcile ---------------------------------------------------------------------------------------------------
 
-def reconcile(state: OperatorState, namespace: str, name: str, indexes: Indexes, trigger: str,
-              overlay: StatusOverlay | None = None) -> None:
+
+def reconcile(
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    indexes: Indexes,
+    trigger: str,
+    overlay: StatusOverlay | None = None,
+) -> None:
     try:
         _reconcile(state, namespace, name, indexes, trigger, overlay)
     except ApiException as e:
@@ -69,8 +76,9 @@ def reconcile(state: OperatorState, namespace: str, name: str, indexes: Indexes,
         raise
 
 
-def cluster_view(state: DeploymentState, kube_log: Any, namespace: str, name: str, body: Mapping[str, Any],
-                 indexes: Indexes) -> ClusterView:
+def cluster_view(
+    state: DeploymentState, kube_log: Any, namespace: str, name: str, body: Mapping[str, Any], indexes: Indexes
+) -> ClusterView:
     """What the indexes show of one deployment's objects (and the pods' compile-cache evidence)."""
     product = canonical_product(((body.get("spec") or {}).get("gpu") or {}).get("product", ""))
     node_gpus = list(indexes["gpu_nodes"].get(product, []))
@@ -82,14 +90,17 @@ def cluster_view(state: DeploymentState, kube_log: Any, namespace: str, name: st
         cache_evidence=_cache_evidence(state, kube_log, namespace, pods_now),
         nodes_with_product=len(node_gpus),
         max_gpus_on_a_node=max(node_gpus, default=0),
-        cache_lookup=lambda obj_name: (one(indexes["cache_pvcs"], (namespace, obj_name)),
-                                       one(indexes["bake_jobs"], (namespace, obj_name))),
+        cache_lookup=lambda obj_name: (
+            one(indexes["cache_pvcs"], (namespace, obj_name)),
+            one(indexes["bake_jobs"], (namespace, obj_name)),
+        ),
         bake_pods_lookup=lambda job_name: list(indexes["bake_pods"].get((namespace, job_name), [])),
     )
 
 
-def _reconcile(state: OperatorState, namespace: str, name: str, indexes: Indexes, trigger: str,
-               overlay: StatusOverlay | None) -> None:
+def _reconcile(
+    state: OperatorState, namespace: str, name: str, indexes: Indexes, trigger: str, overlay: StatusOverlay | None
+) -> None:
     with state.lock(namespace, name):
         # The resource is read under the lock: a pass that read it before waiting on the lock could otherwise apply
         # an older spec's StatefulSet after a newer one and turn the template back under rapid edits.
@@ -120,8 +131,9 @@ def _reconcile(state: OperatorState, namespace: str, name: str, indexes: Indexes
         metrics.RECONCILES.labels(trigger=trigger).inc()
 
 
-def _apply(state: OperatorState, uid: str, body: dict[str, Any], view: ClusterView, p: Plan, trigger: str
-           ) -> tuple[str, str] | None:
+def _apply(
+    state: OperatorState, uid: str, body: dict[str, Any], view: ClusterView, p: Plan, trigger: str
+) -> tuple[str, str] | None:
     """Carry out the plan's writes (not status); (reason, message) when the API server refused an object."""
     meta = body["metadata"]
     k = state.kube
@@ -131,8 +143,9 @@ def _apply(state: OperatorState, uid: str, body: dict[str, Any], view: ClusterVi
         seen_rv = (seen or {}).get("metadata", {}).get("resourceVersion")
         if seen is not None and state.in_flight.pending(write_key, obj, seen_rv, time.monotonic()):
             continue  # the same write is on its way to our cache: applying it again would change nothing
-        log.info("%s/%s: applying %s %s (%s)", meta["namespace"], meta["name"], obj["kind"], obj["metadata"]["name"],
-                 trigger)
+        log.info(
+            "%s/%s: applying %s %s (%s)", meta["namespace"], meta["name"], obj["kind"], obj["metadata"]["name"], trigger
+        )
         try:
             k.apply(obj)
         except ApiException as e:
@@ -154,8 +167,13 @@ def _apply(state: OperatorState, uid: str, body: dict[str, Any], view: ClusterVi
     return None
 
 
-def _write_status(state: OperatorState, ds: DeploymentState, body: Mapping[str, Any], status: dict[str, Any],
-                  written: Mapping[str, Any]) -> None:
+def _write_status(
+    state: OperatorState,
+    ds: DeploymentState,
+    body: Mapping[str, Any],
+    status: dict[str, Any],
+    written: Mapping[str, Any],
+) -> None:
     """The one status write of a pass, when it differs from ``written``: what we last wrote or, before our first
     write, what the watch showed."""
     if status == written:
@@ -165,8 +183,9 @@ def _write_status(state: OperatorState, ds: DeploymentState, body: Mapping[str, 
     ds.last_written = status
 
 
-def _cache_evidence(ds: DeploymentState, pod_log: Any, namespace: str, pods_now: list[dict[str, Any]]
-                    ) -> dict[str, PodEvidence]:
+def _cache_evidence(
+    ds: DeploymentState, pod_log: Any, namespace: str, pods_now: list[dict[str, Any]]
+) -> dict[str, PodEvidence]:
     """Did each Ready serving pod load the baked cache? Read from vLLM's own log lines, once per pod (retried
     every minute while the log says nothing yet). A silent miss becomes a visible condition."""
     out: dict[str, PodEvidence] = {}
@@ -189,7 +208,10 @@ def _cache_evidence(ds: DeploymentState, pod_log: Any, namespace: str, pods_now:
             text = pod_log(namespace, pod_name, container="vllm", limit_bytes=4 << 20)
             ds.pod_evidence[uid] = detect_cache_hit(text)
         except Exception as e:  # no log yet, kubelet unreachable, or a simulated node without logs
-            ds.pod_evidence[uid] = (None, f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200])
+            ds.pod_evidence[uid] = (
+                None,
+                f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200],
+            )
         out[pod_name] = ds.pod_evidence[uid]
     return out
 
@@ -213,8 +235,10 @@ def _rejection(obj: Mapping[str, Any], e: ApiException) -> tuple[str, str]:
         msg = json.loads(str(e.body or "{}")).get("message", "")
     except ValueError:
         msg = str(e.body or "")[:500]
-    return (_APPLY_REASONS.get(e.status or 0, "ApplyFailed"),
-            f"The API server rejected {obj['kind']} {obj['metadata']['name']}: {msg}"[:1000])
+    return (
+        _APPLY_REASONS.get(e.status or 0, "ApplyFailed"),
+        f"The API server rejected {obj['kind']} {obj['metadata']['name']}: {msg}"[:1000],
+    )
 
 
 def _rejected_status(body: Mapping[str, Any], reason: str, message: str) -> tuple[dict[str, Any], bool]:
@@ -234,6 +258,7 @@ def _rejected_status(body: Mapping[str, Any], reason: str, message: str) -> tupl
 
 # ---- event handlers ----------------------------------------------------------------------------------------------
 
+
 @kopf.on.startup()
 def _create_state(memo: kopf.Memo, **_: Any) -> None:
     """main.py passes the registry in the operator-wide memo; one is created when started otherwise."""
@@ -241,8 +266,9 @@ def _create_state(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_deployment_event(type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo,
-                        **kw: Any) -> None:
+def on_deployment_event(
+    type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **kw: Any
+) -> None:
     state = from_memo(memo)
     meta = body.get("metadata", {})
     uid = meta.get("uid", "")
@@ -252,8 +278,11 @@ def on_deployment_event(type: str | None, namespace: str | None, name: str, body
     # Our own status writes come back as events: skip those (the generation did not move and status is ours).
     ds = state.peek(uid)
     last = ds.last_written if ds is not None else None
-    if last is not None and plain(body.get("status") or {}) == last and \
-            last.get("observedGeneration") == meta.get("generation"):
+    if (
+        last is not None
+        and plain(body.get("status") or {}) == last
+        and last.get("observedGeneration") == meta.get("generation")
+    ):
         return  # the echo of our own status write; a spec edit moves the generation and is acted on
     reconcile(state, namespace or "", name, all_indexes(kw), "deployment-event")
 
@@ -263,8 +292,9 @@ def _owner_names(body: Mapping[str, Any]) -> list[str]:
     return [r["name"] for r in refs if r.get("kind") == KIND]
 
 
-def _reconcile_owners(memo: kopf.Memo, namespace: str | None, body: Mapping[str, Any], kw: Mapping[str, Any],
-                      trigger: str) -> None:
+def _reconcile_owners(
+    memo: kopf.Memo, namespace: str | None, body: Mapping[str, Any], kw: Mapping[str, Any], trigger: str
+) -> None:
     for owner in _owner_names(body):
         reconcile(from_memo(memo), namespace or "", owner, all_indexes(kw), trigger)
 
@@ -290,8 +320,9 @@ def on_job_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: 
 
 
 @kopf.on.event("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
-def on_bake_pod_event(type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body,
-                      memo: kopf.Memo, **kw: Any) -> None:
+def on_bake_pod_event(
+    type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **kw: Any
+) -> None:
     state = from_memo(memo)
     ns = namespace or ""
     # A bake pod scheduled, stuck or lost changes what the status says about the bake; its Job knows the owners.

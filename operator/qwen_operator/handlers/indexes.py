@@ -77,8 +77,9 @@ def cache_pvcs(namespace: str | None, name: str, body: kopf.Body, **_: Any) -> d
 
 
 @kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
-def gpu_nodes(labels: Mapping[str, str], status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any
-              ) -> dict[Any, Any]:
+def gpu_nodes(
+    labels: Mapping[str, str], status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any
+) -> dict[Any, Any]:
     alloc = (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")
     try:
         gpus = int(str(alloc))

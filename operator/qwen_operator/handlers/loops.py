@@ -55,8 +55,9 @@ def run_loop(state: OperatorState, indexes: Indexes, stop: threading.Event) -> N
 def start_loop(memo: kopf.Memo, **kw: Any) -> None:
     stop = threading.Event()
     memo["loop_stop"] = stop
-    threading.Thread(target=run_loop, args=(from_memo(memo), all_indexes(kw), stop), name="qwen-resync",
-                     daemon=True).start()
+    threading.Thread(
+        target=run_loop, args=(from_memo(memo), all_indexes(kw), stop), name="qwen-resync", daemon=True
+    ).start()
 
 
 @kopf.on.cleanup()

@@ -95,5 +95,7 @@ def from_memo(memo: Any) -> OperatorState:
     """The registry from Kopf's memo (operator-wide, or a resource's shallow copy of it)."""
     state = memo.get("operator") if isinstance(memo, dict) else None
     if not isinstance(state, OperatorState):
-        raise RuntimeError("the operator state is missing from Kopf's memo (start the operator with qwen_operator.main)")
+        raise RuntimeError(
+            "the operator state is missing from Kopf's memo (start the operator with qwen_operator.main)"
+        )
     return state

@@ -58,8 +58,15 @@ def _annotations(obj: Object | None) -> Mapping[str, Any]:
     return (obj or {}).get("metadata", {}).get("annotations", {}) or {}
 
 
-def plan_compile_cache(resolved: ResolvedSpec, cache: CacheIdentity, view: ClusterView, namespace: str,
-                       owner: Owner, previous: Mapping[str, Any], cs: ConditionSet) -> CachePlan:
+def plan_compile_cache(
+    resolved: ResolvedSpec,
+    cache: CacheIdentity,
+    view: ClusterView,
+    namespace: str,
+    owner: Owner,
+    previous: Mapping[str, Any],
+    cs: ConditionSet,
+) -> CachePlan:
     """Where the bake stands, the CompileCacheReady condition (set in ``cs``) and status.compileCache.
     ``previous`` is the status.compileCache written before."""
     name = cache.object_name
@@ -84,28 +91,45 @@ def plan_compile_cache(resolved: ResolvedSpec, cache: CacheIdentity, view: Clust
             out.status["bakeSeconds"] = float(secs)
     elif state == "Failed":
         policy = resolved.spec.compile_cache.on_bake_failure
-        cs.set("CompileCacheReady", False, "BakeFailed",
-               f"Bake Job {name} failed ({job_message or 'no reason given'}); policy {policy}: " +
-               ("pods start without the cache and compile on their own." if policy == "ServeCold"
-                else "the rollout waits; fix the cause and delete the Job to retry."))
+        cs.set(
+            "CompileCacheReady",
+            False,
+            "BakeFailed",
+            f"Bake Job {name} failed ({job_message or 'no reason given'}); policy {policy}: "
+            + (
+                "pods start without the cache and compile on their own."
+                if policy == "ServeCold"
+                else "the rollout waits; fix the cause and delete the Job to retry."
+            ),
+        )
         out.status["state"] = "BakeFailed"
         out.hold_rollout = policy == "Wait"
     else:
         old_key = previous.get("key")
         why = "KeyChanged" if old_key and old_key != cache.key else "Baking"
         progress = bake_progress(bake_job, view.bake_pods(name))
-        cs.set("CompileCacheReady", False, why,
-               f"Baking compile cache {cache.key} in Job {name}; the rollout starts when it is ready."
-               + (f" (previous key {old_key})" if why == "KeyChanged" else "")
-               + (f" Now: {progress.rstrip('. ')}." if progress else ""))
+        cs.set(
+            "CompileCacheReady",
+            False,
+            why,
+            f"Baking compile cache {cache.key} in Job {name}; the rollout starts when it is ready."
+            + (f" (previous key {old_key})" if why == "KeyChanged" else "")
+            + (f" Now: {progress.rstrip('. ')}." if progress else ""),
+        )
         out.status["state"] = "Baking"
         out.hold_rollout = True
     _record_pod_evidence(out, cache, view, previous, cs, baked_ready=state == "Succeeded")
     return out
 
 
-def _record_pod_evidence(out: CachePlan, cache: CacheIdentity, view: ClusterView, previous: Mapping[str, Any],
-                         cs: ConditionSet, baked_ready: bool) -> None:
+def _record_pod_evidence(
+    out: CachePlan,
+    cache: CacheIdentity,
+    view: ClusterView,
+    previous: Mapping[str, Any],
+    cs: ConditionSet,
+    baked_ready: bool,
+) -> None:
     """Per live serving pod: did vLLM load the baked cache?  A miss on a baked cache turns the condition False."""
     live = {p.get("metadata", {}).get("name") for p in view.pods}
     known = {e["pod"]: e for e in previous.get("pods", []) or [] if e.get("pod") in live}
@@ -118,6 +142,10 @@ def _record_pod_evidence(out: CachePlan, cache: CacheIdentity, view: ClusterView
     misses = [e["pod"] for e in pods if e.get("hit") is False]
     if misses and baked_ready:
         cs.unset("CompileCacheReady")
-        cs.set("CompileCacheReady", False, "PodsMissedCache",
-               f"Compile cache {cache.key} is baked, but vLLM recompiled in {', '.join(misses)}: "
-               + "; ".join(e["evidence"] for e in pods if e.get("hit") is False)[:600])
+        cs.set(
+            "CompileCacheReady",
+            False,
+            "PodsMissedCache",
+            f"Compile cache {cache.key} is baked, but vLLM recompiled in {', '.join(misses)}: "
+            + "; ".join(e["evidence"] for e in pods if e.get("hit") is False)[:600],
+        )

@@ -61,26 +61,49 @@ def _validated_status(report: ValidationReport, cs: ConditionSet, name: str, gen
     new_status: dict[str, Any] = {"observedGeneration": generation, "selector": selector_string(name)}
     if report.fit is not None:
         f = report.fit
-        new_status["fit"] = {"known": True, "fits": f.fits, "weightsGiB": f.weights_gib, "kvCacheGiB": f.kv_cache_gib,
-                             "kvBytesPerToken": f.kv_bytes_per_token, "maxModelLen": f.max_model_len,
-                             "fullLengthSequences": f.full_length_sequences, "gpuMemoryGiB": f.gpu_memory_gib,
-                             "message": f.message}
+        new_status["fit"] = {
+            "known": True,
+            "fits": f.fits,
+            "weightsGiB": f.weights_gib,
+            "kvCacheGiB": f.kv_cache_gib,
+            "kvBytesPerToken": f.kv_bytes_per_token,
+            "maxModelLen": f.max_model_len,
+            "fullLengthSequences": f.full_length_sequences,
+            "gpuMemoryGiB": f.gpu_memory_gib,
+            "message": f.message,
+        }
     elif report.spec is not None:
-        new_status["fit"] = {"known": False, "message": message if not report.ok else
-                             "Fit unknown: the model or GPU is not in the catalog."}
+        new_status["fit"] = {
+            "known": False,
+            "message": message if not report.ok else "Fit unknown: the model or GPU is not in the catalog.",
+        }
     return new_status
 
 
-def _workload_objects(out: Plan, resolved: ResolvedSpec, view: ClusterView, name: str, namespace: str,
-                      owner: Owner, desired: int, mount: CacheMount | None, hold_rollout: bool) -> None:
+def _workload_objects(
+    out: Plan,
+    resolved: ResolvedSpec,
+    view: ClusterView,
+    name: str,
+    namespace: str,
+    owner: Owner,
+    desired: int,
+    mount: CacheMount | None,
+    hold_rollout: bool,
+) -> None:
     """The StatefulSet and Services to apply: only what differs from what runs (drift.py)."""
     sts = build_statefulset(name, namespace, owner, resolved, desired, mount)
     if hold_rollout and view.statefulset is not None:
         # Keep the running pods on the old template until the new cache is baked; only the size follows.
         if view.statefulset.get("spec", {}).get("replicas") != desired:
-            out.apply.append({"apiVersion": "apps/v1", "kind": "StatefulSet",
-                              "metadata": {"name": name, "namespace": namespace},
-                              "spec": {"replicas": desired}})
+            out.apply.append(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "StatefulSet",
+                    "metadata": {"name": name, "namespace": namespace},
+                    "spec": {"replicas": desired},
+                }
+            )
     elif not hold_rollout and needs_apply(sts, view.statefulset):
         out.apply.append(sts)
     for svc in build_services(name, namespace, owner):
@@ -88,8 +111,15 @@ def _workload_objects(out: Plan, resolved: ResolvedSpec, view: ClusterView, name
             out.apply.append(svc)
 
 
-def _plan_valid(out: Plan, resolved: ResolvedSpec, view: ClusterView, meta: Mapping[str, Any],
-                old_status: Mapping[str, Any], cs: ConditionSet, new_status: dict[str, Any]) -> None:
+def _plan_valid(
+    out: Plan,
+    resolved: ResolvedSpec,
+    view: ClusterView,
+    meta: Mapping[str, Any],
+    old_status: Mapping[str, Any],
+    cs: ConditionSet,
+    new_status: dict[str, Any],
+) -> None:
     """A valid spec: the compile cache, the workload objects and their conditions."""
     name, namespace = meta["name"], meta["namespace"]
     owner = Owner(name=name, uid=meta.get("uid", ""))
@@ -97,8 +127,9 @@ def _plan_valid(out: Plan, resolved: ResolvedSpec, view: ClusterView, meta: Mapp
     new_status["vllmCommand"] = resolved.command_line
     mount, hold_rollout = None, False
     if resolved.cache is not None:
-        cc = plan_compile_cache(resolved, resolved.cache, view, namespace, owner,
-                                old_status.get("compileCache") or {}, cs)
+        cc = plan_compile_cache(
+            resolved, resolved.cache, view, namespace, owner, old_status.get("compileCache") or {}, cs
+        )
         out.cache_key, out.mark_baked = resolved.cache.key, cc.mark_baked
         mount, hold_rollout = cc.mount, cc.hold_rollout
         out.ensure_shared += cc.ensure_shared

@@ -58,9 +58,21 @@ def resolve(report: ValidationReport) -> ResolvedSpec:
     if spec.compile_cache.enabled:
         factors = key_factors(spec, report.max_model_len, product)
         key = cache_key(factors)
-        cache = CacheIdentity(key=key, factors=factors, object_name=cache_object_name(key),
-                              factors_json=json.dumps(factors, sort_keys=True, separators=(",", ":")))
-    return ResolvedSpec(spec=spec, arch=report.arch, gpu=report.gpu, gpu_product=product, fit=report.fit,
-                        max_model_len=report.max_model_len, argv=tuple(report.args),
-                        env=tuple(render_env(spec, strict_cache=spec.compile_cache.strict)),
-                        command_line=shell_line(["vllm", "serve"], report.args), cache=cache)
+        cache = CacheIdentity(
+            key=key,
+            factors=factors,
+            object_name=cache_object_name(key),
+            factors_json=json.dumps(factors, sort_keys=True, separators=(",", ":")),
+        )
+    return ResolvedSpec(
+        spec=spec,
+        arch=report.arch,
+        gpu=report.gpu,
+        gpu_product=product,
+        fit=report.fit,
+        max_model_len=report.max_model_len,
+        argv=tuple(report.args),
+        env=tuple(render_env(spec, strict_cache=spec.compile_cache.strict)),
+        command_line=shell_line(["vllm", "serve"], report.args),
+        cache=cache,
+    )

@@ -32,8 +32,16 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
 
-_BAD_WAITING = {"CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "CreateContainerConfigError",
-                "CreateContainerError", "InvalidImageName", "RunContainerError"}
+
+_BAD_WAITING = {
+    "CrashLoopBackOff",
+    "ImagePullBackOff",
+    "ErrImagePull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+    "InvalidImageName",
+    "RunContainerError",
+}
 
 
 @dataclass(frozen=True)
@@ -64,12 +72,15 @@ def pod_issue(pod: Mapping[str, Any]) -> PodIssue | None:
     for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):
         waiting = (cs.get("state") or {}).get("waiting") or {}
         if waiting.get("reason") in _BAD_WAITING:
-            last = ((cs.get("lastState") or {}).get("terminated") or {})
+            last = (cs.get("lastState") or {}).get("terminated") or {}
             extra = ""
             if last.get("reason") == "OOMKilled":
                 extra = " (last exit: OOMKilled; raise resources.memory, or lower serving.maxModelLen/maxNumSeqs)"
-            return PodIssue(waiting["reason"], f"pod {name} container {cs.get('name')}: {waiting['reason']}"
-                            f"{': ' + waiting['message'] if waiting.get('message') else ''}{extra}")
+            return PodIssue(
+                waiting["reason"],
+                f"pod {name} container {cs.get('name')}: {waiting['reason']}"
+                f"{': ' + waiting['message'] if waiting.get('message') else ''}{extra}",
+            )
     return None
 
 
@@ -90,10 +101,21 @@ class ConditionSet:
     def set(self, ctype: str, status: bool | None, reason: str, message: str = "") -> None:
         s = "Unknown" if status is None else ("True" if status else "False")
         prev = self.previous.get(ctype)
-        ltt = prev["lastTransitionTime"] if prev and prev.get("status") == s and prev.get(
-            "lastTransitionTime") else self.now
-        self.items.append({"type": ctype, "status": s, "reason": reason, "message": message,
-                           "lastTransitionTime": ltt, "observedGeneration": self.generation})
+        ltt = (
+            prev["lastTransitionTime"]
+            if prev and prev.get("status") == s and prev.get("lastTransitionTime")
+            else self.now
+        )
+        self.items.append(
+            {
+                "type": ctype,
+                "status": s,
+                "reason": reason,
+                "message": message,
+                "lastTransitionTime": ltt,
+                "observedGeneration": self.generation,
+            }
+        )
 
     def unset(self, ctype: str) -> None:
         self.items = [c for c in self.items if c["type"] != ctype]
@@ -112,34 +134,48 @@ def previous_conditions(status: dict[str, Any] | None) -> dict[str, dict[str, An
     return {c["type"]: c for c in (status or {}).get("conditions", []) or [] if "type" in c}
 
 
-def compute_workload_conditions(cs: ConditionSet, view: ClusterView, gpu_product: str, desired: int,
-                                gpus_per_pod: int) -> dict[str, Any]:
+def compute_workload_conditions(
+    cs: ConditionSet, view: ClusterView, gpu_product: str, desired: int, gpus_per_pod: int
+) -> dict[str, Any]:
     """Ready / Progressing / Degraded / GPUsAvailable from the StatefulSet and its pods. Returns counters."""
     sts = view.statefulset or {}
     sts_status = sts.get("status", {}) or {}
     current = int(sts_status.get("replicas", 0) or 0)
     ready = sum(1 for p in view.pods if pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp"))
     updated = int(sts_status.get("updatedReplicas", 0) or 0)
-    rollout_done = (sts_status.get("observedGeneration") == sts.get("metadata", {}).get("generation")
-                    and sts_status.get("currentRevision") == sts_status.get("updateRevision")
-                    and updated >= desired)
+    rollout_done = (
+        sts_status.get("observedGeneration") == sts.get("metadata", {}).get("generation")
+        and sts_status.get("currentRevision") == sts_status.get("updateRevision")
+        and updated >= desired
+    )
     issues = [i for i in (pod_issue(p) for p in view.pods) if i is not None]
 
     if view.nodes_with_product == 0:
-        cs.set("GPUsAvailable", False, "NoNodeWithProduct",
-               f"No node offers {gpu_product} yet (label nvidia.com/gpu.product); pods wait until one joins.")
+        cs.set(
+            "GPUsAvailable",
+            False,
+            "NoNodeWithProduct",
+            f"No node offers {gpu_product} yet (label nvidia.com/gpu.product); pods wait until one joins.",
+        )
     elif view.max_gpus_on_a_node < gpus_per_pod:
-        cs.set("GPUsAvailable", False, "NotEnoughGPUsPerNode",
-               f"A pod needs {gpus_per_pod} x {gpu_product} but the largest node has "
-               f"{view.max_gpus_on_a_node}; lower tensor x pipeline parallelism.")
+        cs.set(
+            "GPUsAvailable",
+            False,
+            "NotEnoughGPUsPerNode",
+            f"A pod needs {gpus_per_pod} x {gpu_product} but the largest node has "
+            f"{view.max_gpus_on_a_node}; lower tensor x pipeline parallelism.",
+        )
     else:
-        cs.set("GPUsAvailable", True, "NodesAvailable",
-               f"{view.nodes_with_product} node(s) offer {gpu_product}.")
+        cs.set("GPUsAvailable", True, "NodesAvailable", f"{view.nodes_with_product} node(s) offer {gpu_product}.")
 
     if issues:
         first = issues[0]
-        cs.set("Degraded", True, first.reason, "; ".join(i.message for i in issues[:3]) +
-               (f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""))
+        cs.set(
+            "Degraded",
+            True,
+            first.reason,
+            "; ".join(i.message for i in issues[:3]) + (f" (and {len(issues) - 3} more)" if len(issues) > 3 else ""),
+        )
     else:
         cs.set("Degraded", False, "AsExpected", "")
 
@@ -152,8 +188,12 @@ def compute_workload_conditions(cs: ConditionSet, view: ClusterView, gpu_product
     else:
         reason = issues[0].reason if issues else ("PodsStarting" if view.statefulset else "Creating")
         cs.set("Ready", False, reason, f"{ready}/{desired} replicas ready.")
-        cs.set("Progressing", True, "RollingOut" if not rollout_done and view.statefulset else "PodsStarting",
-               f"{updated}/{desired} replicas updated, {ready} ready.")
+        cs.set(
+            "Progressing",
+            True,
+            "RollingOut" if not rollout_done and view.statefulset else "PodsStarting",
+            f"{updated}/{desired} replicas updated, {ready} ready.",
+        )
     return {"replicas": current, "readyReplicas": ready}
 
 
@@ -186,8 +226,11 @@ def transition_events(conditions: list[dict[str, Any]], previous: Mapping[str, M
     for c in conditions:
         old = previous.get(c["type"])
         if old is None or _condition_changed(old, c):
-            if c["type"] in ("Validated", "Degraded", "CompileCacheReady") and (
-                    (c["type"] == "Degraded") == (c["status"] == "True")) and c["status"] != "Unknown":
+            if (
+                c["type"] in ("Validated", "Degraded", "CompileCacheReady")
+                and ((c["type"] == "Degraded") == (c["status"] == "True"))
+                and c["status"] != "Unknown"
+            ):
                 out.append(Event("Warning", c["reason"], c["message"][:1000]))
             elif c["type"] == "Ready" and c["status"] == "True":
                 out.append(Event("Normal", c["reason"], c["message"]))
