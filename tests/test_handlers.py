@@ -3,12 +3,13 @@ pass it triggers, a refused apply reported through ConditionSet, and per-deploym
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
 from kubernetes.client.exceptions import ApiException
 
+from qwen_operator.adapters.kube import Kube
 from qwen_operator.api.models import Autoscaling
 from qwen_operator.autoscaling.policy import AutoscalingConfig, floor_replicas
 from qwen_operator.handlers import autoscaler, controller
@@ -49,7 +50,7 @@ class FakeKube:
 
 def setup(autoscaling: bool = False) -> tuple[OperatorState, FakeKube, dict[str, dict[Any, list[Any]]]]:
     kube = FakeKube()
-    state = OperatorState(kube_factory=lambda: kube)  # type: ignore[arg-type,return-value]
+    state = OperatorState(kube_factory=lambda: cast(Kube, kube))
     spec: dict[str, Any] = {
         "model": {"name": "Qwen/Qwen3-8B"},
         "gpu": {"product": "H100"},
