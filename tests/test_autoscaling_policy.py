@@ -180,7 +180,9 @@ def test_demand_formula():
     assert d.demand == pytest.approx(300 / 128)
     assert d.desired_replicas == 4
     assert d.reason == "ScaleUpDemand"
-    assert "running 300" in d.message and "demand 2.34" in d.message
+    e = _estimate(d)
+    assert d.mode == MODE_CONCURRENCY and e.concurrency_target == pytest.approx(128.0) and e.load == d.demand
+    assert "running 300" in d.message and "demand 2.34" in d.message  # the numbers are in the message too
 
 
 def test_warm_pool_reason():
@@ -484,7 +486,8 @@ def test_garbage_request_rate_holds():
 def test_fresh_replica_without_sample_counts_as_capacity_not_load():
     # 3 Ready, 2 scraped: the unscraped one is new; totals are not extrapolated to it
     d = decide(obs(samples=[(0, 100, 0.2), (0, 100, 0.2)], ready=3, desired=3), PolicyState(), CFG)
-    assert "running 200" in d.message
+    assert d.state.window[-1].running == 200 and d.state.window[-1].ready == 3
+    assert _estimate(d).load == pytest.approx(200 / 128)
 
 
 # --- hysteresis, trend, trust region --------------------------------------------------------------
