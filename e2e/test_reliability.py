@@ -46,7 +46,7 @@ from operator_harness import (  # noqa: F401
     kubectl_run,
     wait_for,
 )
-from qwen_operator.adapters.kube import Kube, _path
+from qwen_operator.adapters.kube import Kube
 from qwen_operator.domain.validation import validate
 from qwen_operator.manifests.cache import ANNOTATION_BAKED
 from qwen_operator.manifests.plan import ClusterView, plan

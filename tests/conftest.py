@@ -12,8 +12,3 @@ BASE = {
 def base_spec():
     return copy.deepcopy(BASE)
 
-
-def body(spec, name="demo", namespace="ns", generation=1, status=None, uid="uid-1"):
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": name, "namespace": namespace, "generation": generation, "uid": uid},
-            "spec": spec, "status": status or {}}

@@ -5,10 +5,14 @@ from __future__ import annotations
 import pytest
 
 from qwen_operator.adapters.prometheus import queries
-from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
-from qwen_operator.handlers.autoscaler import (DEFAULT_COLD_START_S, measured_cold_start, policy_config,
-                                              status_write_needed)
 from qwen_operator.api.models import QwenDeploymentSpec
+from qwen_operator.autoscaling.policy import AutoscalingConfig, Observation, PolicyState, ReplicaSample, decide
+from qwen_operator.handlers.autoscaler import (
+    DEFAULT_COLD_START_S,
+    measured_cold_start,
+    policy_config,
+    status_write_needed,
+)
 from qwen_operator.manifests.status import pod_start_seconds
 
 
@@ -60,7 +64,7 @@ def test_token_query_reads_the_per_request_histograms_with_a_fallback_for_older_
 
 
 def test_observe_passes_token_rates_to_the_policy():
-    from qwen_operator.adapters.prometheus import ReplicaSample as PromSample
+    from qwen_operator.adapters.prometheus import PodSample as PromSample
     from qwen_operator.handlers.autoscaler import observe
 
     pod = {"metadata": {"name": "m-0"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}

@@ -14,7 +14,13 @@ from bench.autoscaling.policies import AibrixKpa, HpaBehavior, HpaGpuUtil, KedaQ
 from bench.autoscaling.service import QWEN3_8B, ServiceModel, cold_start_for
 from bench.autoscaling.sim import FixedSchedule, FleetView, Sample, SimConfig, run_sim
 from bench.autoscaling.traces import (
-    Request, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift,
+    Request,
+    load_trace,
+    scale_trace,
+    synthetic_diurnal,
+    synthetic_diurnal_days,
+    synthetic_fanout,
+    synthetic_mix_shift,
     synthetic_step,
 )
 from qwen_operator.autoscaling.policy import AutoscalingConfig
@@ -269,7 +275,7 @@ def test_cold_start_table_pays_the_given_cold_start_and_marks_only_goal_cells():
     from bench.autoscaling import coldstart as C
     from bench.autoscaling import run as R
 
-    spec, sm, orc = _small_step_with_oracle()
+    spec, _sm, orc = _small_step_with_oracle()
     fast, slow = C.job((spec, 15.0, orc.counts)), C.job((spec, 163.0, orc.counts))
     assert fast["bound"]["cold_start_s"] == 15.0 and slow["bound"]["cold_start_s"] == 163.0
     assert fast["bound"]["within_slo"] >= R.SLO_GOAL and slow["bound"]["within_slo"] >= R.SLO_GOAL

@@ -9,8 +9,12 @@ import re
 import pytest
 
 from qwen_operator.autoscaling.policy import (
+    MODE_CONCURRENCY,
+    MODE_THROUGHPUT,
+    RATE_TOKENS,
     AutoscalingConfig,
     Decision,
+    DemandEstimate,
     Observation,
     PolicyState,
     ReplicaSample,
@@ -28,6 +32,11 @@ def obs(t: float = 1000.0, samples=(), ready: int | None = None, starting: int =
     desired = ready + starting if desired is None else desired
     return Observation(time=t, samples=samples, ready_replicas=ready, starting_replicas=starting,
                        current_desired=desired, metrics_time=t - 5 if mt is None else mt, metrics_missing=missing)
+
+
+def _estimate(d: Decision) -> DemandEstimate:
+    assert d.estimate is not None, d.message
+    return d.estimate
 
 
 def idle(n: int) -> tuple[tuple[float, float, float], ...]:
@@ -171,7 +180,9 @@ def test_demand_formula():
     assert d.demand == pytest.approx(300 / 128)
     assert d.desired_replicas == 4
     assert d.reason == "ScaleUpDemand"
-    assert "running 300" in d.message and "demand 2.34" in d.message
+    e = _estimate(d)
+    assert d.mode == MODE_CONCURRENCY and e.concurrency_target == pytest.approx(128.0) and e.load == d.demand
+    assert "running 300" in d.message and "demand 2.34" in d.message  # the numbers are in the message too
 
 
 def test_warm_pool_reason():
@@ -217,7 +228,7 @@ def test_starting_pods_count_as_capacity_no_double_scale_up():
 def test_kv_cache_bound_raises_demand():
     # 10 running sequences fill 0.9 of the KV cache: the KV target (0.8) allows 8.9 per replica
     d = decide(obs(samples=[(0, 10, 0.9)] * 2, desired=2), PolicyState(), CFG)
-    assert "KV-bound" in d.message
+    assert d.estimate is not None and d.estimate.kv_bound and "KV-bound" in d.message
     assert d.desired_replicas == 4  # 20 / 8.9 = 2.25 -> 3, + warm pool
 
 
@@ -323,7 +334,7 @@ def test_throughput_mode_is_linear_in_arrivals():
     # 51 req/s completed, nothing accumulating: 51 / (0.85 * 20) = 3.0 replicas, + warm pool
     assert d.demand == pytest.approx(3.0, rel=0.02)
     assert d.desired_replicas == 4
-    assert "throughput mode" in d.message
+    assert d.mode == MODE_THROUGHPUT
 
 
 def test_service_rate_learned_per_replica_after_a_standing_queue():
@@ -360,8 +371,8 @@ def test_prior_service_rate_sizes_linearly_from_the_start_and_learning_corrects_
     cfg = AutoscalingConfig(prior_service_rate=20.0)
     samples = [rs(0, 80, 0.3, 17.0, "a"), rs(0, 80, 0.3, 17.0, "b"), rs(0, 80, 0.3, 17.0, "c")]
     d = feed(samples, 4, cfg=cfg)  # nothing learned yet: the prior is the service rate
-    assert "throughput mode" in d.message and d.demand == pytest.approx(3.0, rel=0.02)
-    assert "throughput mode" not in feed(samples, 4).message  # without a prior: concurrency mode
+    assert d.mode == MODE_THROUGHPUT and d.demand == pytest.approx(3.0, rel=0.02)
+    assert feed(samples, 4).mode == MODE_CONCURRENCY  # without a prior
     # replicas that keep a queue at 12 req/s prove the prior too high: halfway down at every proof, towards 12
     sat = [rs(30, 256, 0.5, 12.0, "a"), rs(30, 256, 0.5, 12.0, "b")]
     assert feed(sat, 8, cfg=cfg).state.service_rate == pytest.approx(20.0, rel=0.01)  # not proven yet (< 2 min)
@@ -386,7 +397,7 @@ def test_service_rate_is_learned_in_tokens_and_follows_the_request_mix():
     heavy = [ts(30, 256, 0.9, 2.0, 4000.0, "a"), ts(30, 256, 0.9, 2.0, 4000.0, "b")]
     d = feed(heavy, 12)
     assert d.state.rate_unit == "tokens" and d.state.service_rate == pytest.approx(8000.0, rel=0.01)
-    assert "tok/s" in d.message
+    assert d.estimate is not None and d.estimate.rate_unit == RATE_TOKENS and "tok/s" in d.message
     light = [ts(0, 10, 0.05, 2.0, 500.0, "a"), ts(0, 10, 0.05, 2.0, 500.0, "b")]
     d_tok = feed(light, 16, state=d.state, t0=1200.0, desired=2)
     # 4 req/s x 500 tokens over 0.85 x 8,000 tok/s: 0.29 replicas (requests/s would say 4 / (0.85 x 2) = 2.4)
@@ -404,14 +415,14 @@ def test_rates_of_another_unit_are_relearned_not_misread():
     d = feed([ts(0, 80, 0.3, 17.0, 1000.0, n) for n in "abc"], 4, state=st)
     assert d.state.rate_unit == "tokens" and d.state.service_rate is None and d.state.carried_rate is not None
     assert d.state.carried_rate > 1000  # relearned, in tokens/s
-    assert "throughput mode" not in d.message  # nothing learned in tokens yet, no prior: concurrency mode
+    assert d.mode == MODE_CONCURRENCY  # nothing learned in tokens yet, no prior
 
 
 def test_a_prior_in_requests_is_converted_at_the_current_mix_until_evidence_backs_it():
     cfg = AutoscalingConfig(prior_service_rate=20.0)
     light = [ts(0, 80, 0.3, 17.0, 500.0, n) for n in "abc"]
     d = feed(light, 4, cfg=cfg)
-    assert "throughput mode" in d.message and d.demand == pytest.approx(3.0, rel=0.02)  # 51 / (0.85 x 20)
+    assert d.mode == MODE_THROUGHPUT and d.demand == pytest.approx(3.0, rel=0.02)  # 51 / (0.85 x 20)
     assert d.state.service_rate is None  # not stored: a stored conversion would freeze this mix
     # the same prior at a heavier mix is the same 20 req/s, i.e. more tokens/s: the demand in replicas is unchanged
     heavy = [ts(0, 80, 0.3, 17.0, 3000.0, n) for n in "abc"]
@@ -449,21 +460,22 @@ def test_convex_concurrency_estimate_is_capped_by_the_carried_rate():
     # (one scrape each: a fleet seen settled for a window would learn the 15 req/s as carried by itself)
     hot = [rs(0, 200, 0.5, 15.0, n) for n in "abc"]
     plain = feed(hot, 1)
-    assert plain.demand == pytest.approx(3 * 200 / 128, rel=0.02) and "capped" not in plain.message
+    assert plain.demand == pytest.approx(3 * 200 / 128, rel=0.02) and not _estimate(plain).capped_by_carried_rate
     capped = feed(hot, 1, state=PolicyState(carried_rate=15.0))
     assert capped.demand == pytest.approx(45.0 / (0.85 * 15.0), rel=0.02)
+    assert _estimate(capped).capped_by_carried_rate and _estimate(capped).carried_rate == pytest.approx(15.0)
     assert "capped by arrivals 45.0 req/s" in capped.message and "carried rate 15.00" in capped.message
     assert capped.desired_replicas == 5 < plain.desired_replicas == 6  # ceil(3.5) + warm pool vs ceil(4.7) + 1
     assert feed(hot, 6).state.carried_rate == pytest.approx(15.0)  # and settled without a queue, it is learned
     # a cap, never a raise: at low concurrency the concurrency estimate stays
     light = [rs(0, 20, 0.05, 4.0, n) for n in "abc"]
     d = feed(light, 1, state=PolicyState(carried_rate=2.0))
-    assert d.demand == pytest.approx(3 * 20 / 128, rel=0.02) and "capped" not in d.message
+    assert d.demand == pytest.approx(3 * 20 / 128, rel=0.02) and not _estimate(d).capped_by_carried_rate
     # the backlog is not capped: a queue beyond the target still asks for replicas whatever the carried rate says
     queued = [rs(40, 200, 0.5, 15.0, n) for n in "abc"]
     d = feed(queued, 1, state=PolicyState(carried_rate=15.0))
     backlog = (40 - CFG.queue_target()) * 3 / 128
-    assert "capped" in d.message and d.demand == pytest.approx(45.0 / (0.85 * 15.0) + backlog, rel=0.02)
+    assert _estimate(d).capped_by_carried_rate and d.demand == pytest.approx(45.0 / (0.85 * 15.0) + backlog, rel=0.02)
 
 
 def test_garbage_request_rate_holds():
@@ -474,7 +486,8 @@ def test_garbage_request_rate_holds():
 def test_fresh_replica_without_sample_counts_as_capacity_not_load():
     # 3 Ready, 2 scraped: the unscraped one is new; totals are not extrapolated to it
     d = decide(obs(samples=[(0, 100, 0.2), (0, 100, 0.2)], ready=3, desired=3), PolicyState(), CFG)
-    assert "running 200" in d.message
+    assert d.state.window[-1].running == 200 and d.state.window[-1].ready == 3
+    assert _estimate(d).load == pytest.approx(200 / 128)
 
 
 # --- hysteresis, trend, trust region --------------------------------------------------------------
@@ -495,7 +508,7 @@ def test_rising_trend_adds_capacity_ahead_of_a_cold_start():
     for i in range(14):
         d = decide(obs(1000 + 15 * i, [(0, 60 + 6 * i, 0.1)] * 4, desired=4), state, cfg)
         state = d.state
-    assert d is not None and "running trend +" in d.message
+    assert d is not None and _estimate(d).trend_per_min > 0
     assert d.demand > flat.demand  # same load now (~138 vs 100 per replica), but rising
 
 
@@ -607,10 +620,10 @@ def test_seasonal_forecast_asks_one_cold_start_ahead_from_the_second_cycle():
     seasonal = AutoscalingConfig(**{**base.__dict__, "seasonal_period_s": PERIOD})
     plain, fc = _demands(base, 2 * PERIOD), _demands(seasonal, 2 * PERIOD)
     # first cycle: nothing recorded yet, no forecast; the same decisions as without it
-    assert fc[1110.0].demand == pytest.approx(plain[1110.0].demand) and "seasonal growth" not in fc[1110.0].message
+    assert fc[1110.0].demand == pytest.approx(plain[1110.0].demand) and _estimate(fc[1110.0]).seasonal_growth is None
     # second cycle, 90 s before the ramp: the previous cycle says the load grows within a cold start
     d = fc[PERIOD + 1110.0]
-    assert "seasonal growth" in d.message
+    assert _estimate(d).seasonal_growth is not None and _estimate(d).seasonal_growth > 1.0
     p = plain[PERIOD + 1110.0]
     assert p.demand == pytest.approx(20.0 / (0.85 * p.state.service_rate), rel=0.05)  # the load alone
     assert d.demand > 2.0 * p.demand  # the rate 225 s ahead (cold start + demand window) is 2.1-2.4x
@@ -634,7 +647,8 @@ def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
     conc = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, cold_start_s=160.0,
                              seasonal_period_s=PERIOD)
     d = _demands(conc, 2 * PERIOD)[PERIOD + 1110.0]
-    assert "concurrency mode" in d.message and "seasonal" not in d.message  # convex signal: no forecast
+    assert d.mode == MODE_CONCURRENCY and _estimate(d).seasonal_growth is None  # convex signal: no forecast
+    assert "seasonal" not in d.message
     assert len(d.state.season) == 96  # but the history is recorded, for when a service rate is known
     thr = AutoscalingConfig(**{**conc.__dict__, "prior_service_rate": 20.0})
     # the operator was away for the part of the previous cycle the forecast would read: no forecast
@@ -643,7 +657,7 @@ def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
     # a cycle that does not repeat (a wrong period, traffic without a cycle) gives no forecast either
     d = _demands(thr, 2 * PERIOD, wobble=0.4)[PERIOD + 1110.0]
     assert "no seasonal forecast: the cycle does not repeat" in d.message
-    assert "seasonal growth" in _demands(thr, 2 * PERIOD, wobble=0.03)[PERIOD + 1110.0].message  # noise is fine
+    assert _estimate(_demands(thr, 2 * PERIOD, wobble=0.03)[PERIOD + 1110.0]).seasonal_growth is not None  # noise
     # a corrupted history in the status is ignored entry by entry, never an error
     st = PolicyState.from_dict({"season": [["x", 1, 1], [5.0, -2, 1], [1.0], [2.0, 3.0, -5]]})
     assert st.season == ((-1.0, 0.0, -1.0),) * 3 + ((2.0, 3.0, -1.0),)
@@ -652,3 +666,21 @@ def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
                 {"seasonal_max_growth": 0.5}):
         with pytest.raises(ValueError):
             AutoscalingConfig(**bad)
+
+
+def test_a_decision_carries_its_mode_and_numbers_as_fields():
+    cfg = AutoscalingConfig(min_replicas=1, max_replicas=10, warm_pool=1, prior_service_rate=10.0)
+    held = decide(obs(samples=[(0, 1, 0.1)], missing=True), PolicyState(), cfg)
+    assert held.mode == "" and held.estimate is None and not held.active
+    d = decide(obs(samples=[ReplicaSample(0, 4, 0.1, name="a", request_rate=5.0)] * 2), PolicyState(), cfg)
+    e = _estimate(d)
+    assert d.mode == e.mode == MODE_THROUGHPUT and e.rate_unit == "requests"
+    assert e.service_rate == pytest.approx(10.0) and e.per_replica_target == pytest.approx(0.85 * 10.0)
+    assert e.arrivals == pytest.approx(10.0) and e.served == pytest.approx(10.0)
+    assert d.demand == pytest.approx(e.load + e.ahead + e.backlog)
+    assert e.load == pytest.approx(10.0 / (0.85 * 10.0))
+    c = decide(obs(samples=[(0, 40, 0.2)] * 2), PolicyState(), AutoscalingConfig())
+    ce = _estimate(c)
+    assert c.mode == MODE_CONCURRENCY and ce.rate_unit is None and ce.service_rate is None
+    assert ce.capacity == pytest.approx(256.0) and ce.concurrency_target == pytest.approx(0.5 * 256.0)
+    assert ce.load == pytest.approx(80 / 128.0)

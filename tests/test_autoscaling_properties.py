@@ -17,7 +17,8 @@ from qwen_operator.autoscaling.policy import (
 )
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import given, settings, strategies as hs  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as hs  # noqa: E402
 
 finite = hs.floats(min_value=0, max_value=5000, allow_nan=False, allow_infinity=False)
 kvf = hs.floats(min_value=0, max_value=1, allow_nan=False)

@@ -492,7 +492,7 @@ def test_valid_looking_specs_validate_and_render(spec: dict[str, Any], baked: bo
 @given(case=invalid_specs(), baked=st.booleans())
 def test_invalid_specs_are_refused_with_a_reason(case: tuple[Any, str, set[str], list[str]], baked: bool) -> None:
     spec, what, reasons, _secrets = case
-    rep, p = check_plan(spec, baked)
+    rep, _p = check_plan(spec, baked)
     assert not rep.ok, f"{what} was accepted"
     got = {e.reason for e in rep.errors}
     assert got & reasons, f"{what}: refused for {got}, expected one of {reasons}"

@@ -116,6 +116,48 @@ def test_plan_peak_throughput_and_replicas(capsys):
     assert failover and int(failover.group(1)) == 2, out
 
 
+def _numbers(out: str) -> dict[str, float]:
+    return {k.strip(): float(v.split()[0].replace(",", "")) for k, v in
+            (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+
+
+def test_plan_reproduces_the_founding_notes_sizing_example(capsys):
+    """1,000 users x 50 turns, 30 % share, 300/400 tokens, peak 5x: about 70 output tokens/s on average and 350 at
+    peak, one 4xH100 box (about 500 output tokens/s) plus one for failover."""
+    rc, out, err = run(capsys, "plan", "--daily-users", "1000", "--turns", "50", "--share", "0.3",
+                       "--input-tokens", "300", "--output-tokens", "400", "--peak", "5")
+    assert rc == 0, err
+    n = _numbers(out)
+    assert n["model calls/day served"] == 15_000
+    assert n["output tokens/s average"] == pytest.approx(69.4, abs=0.1)  # "about 70"
+    assert n["output tokens/s at peak"] == pytest.approx(347.2, abs=0.1)  # "about 350"
+    assert n["replicas for peak"] == 1 and n["replicas with failover"] == 2
+
+
+def test_plan_calls_per_request_multiply_the_load(capsys):
+    base = ["plan", "--daily-users", "1000", "--turns", "50", "--share", "0.3", "--input-tokens", "300",
+            "--output-tokens", "400", "--peak", "5"]
+    rc, out, err = run(capsys, *base, "--calls-per-request", "3")
+    assert rc == 0, err
+    n = _numbers(out)
+    assert n["model calls/day served"] == 45_000
+    assert n["output tokens/s at peak"] == pytest.approx(3 * 347.2, abs=0.5)
+    assert n["replicas for peak"] == 3 and n["replicas with failover"] == 4  # 1,042 tok/s over 500 per replica
+    assert_usage_error(*run(capsys, *base, "--calls-per-request", "0"), "calls per request")
+
+
+def test_every_flag_has_help():
+    import argparse
+
+    from qwen_operator.cli.qwenctl import parser
+
+    sub = next(a for a in parser()._actions if isinstance(a, argparse._SubParsersAction))
+    for name, p in sub.choices.items():
+        for action in p._actions:
+            if not isinstance(action, argparse._HelpAction):
+                assert action.help, f"qwenctl {name} {action.option_strings or action.dest} has no help text"
+
+
 def test_plan_rejects_nonsense(capsys):
     assert_usage_error(*run(capsys, "plan", "--daily-users", "1000", "--turns", "50", "--input-tokens", "300",
                             "--output-tokens", "400", "--share", "1.5"))

@@ -27,13 +27,23 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Kopf logs every handler run at INFO; with hundreds of deployments that is noise. Our own lines stay.
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    from . import handlers  # noqa: F401  (registers handlers)
-    from .handlers import autoscaler, controller, loops  # noqa: F401
     from prometheus_client import start_http_server
+
+    from .adapters.kube import load_config
+    from .handlers import autoscaler, controller, indexes, loops  # noqa: F401  (registers the handlers)
+    from .handlers.state import OperatorState
+
+    # The Kubernetes client's config, explicitly: in-cluster in a pod, else the kubeconfig (Kopf logs in on its own).
+    load_config()
     if CONFIG.metrics_port:
         start_http_server(CONFIG.metrics_port)
-    kopf.run(standalone=True, clusterwide=not CONFIG.namespaces, namespaces=CONFIG.namespaces,
-             liveness_endpoint=f"http://0.0.0.0:{CONFIG.health_port}/healthz" if CONFIG.health_port else None)
+    kopf.run(
+        standalone=True,
+        clusterwide=not CONFIG.namespaces,
+        namespaces=CONFIG.namespaces,
+        liveness_endpoint=f"http://0.0.0.0:{CONFIG.health_port}/healthz" if CONFIG.health_port else None,
+        memo=kopf.Memo(operator=OperatorState()),
+    )
     return 0
 
 

@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import kubernetes
@@ -45,19 +44,9 @@ def _path(api_version: str, kind: str, namespace: str | None, name: str | None =
     return f"{base}{ns}/{_PLURALS[kind]}" + (f"/{name}" if name else "")
 
 
-@dataclass
-class WriteCounter:
-    """Counts the write calls this process made (exported as a metric; used by the idle-write benchmark)."""
-    by_verb: dict[str, int] = field(default_factory=dict)
-
-    def add(self, verb: str) -> None:
-        self.by_verb[verb] = self.by_verb.get(verb, 0) + 1
-
-
 class Kube:
     def __init__(self, api_client: ApiClient | None = None) -> None:
         self.api = api_client or ApiClient()
-        self.writes = WriteCounter()
 
     def _raw(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
              headers: dict[str, str] | None = None) -> tuple[int, bytes]:
@@ -79,24 +68,16 @@ class Kube:
             headers["Content-Type"] = content_type
         elif body is not None:
             headers["Content-Type"] = "application/json"
-        if method != "GET":
-            self.writes.add(method)
         try:
             _, data = self._raw(method, path, body=body, query=query, headers=headers)
         except ApiException as e:
-            if e.status == 404 and method in ("GET", "DELETE"):
+            if e.status == 404 and method == "GET":
                 return None
             raise
         return json.loads(data) if data else {}
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._call("GET", _path(api_version, kind, namespace, name))
-
-    def list(self, api_version: str, kind: str, namespace: str | None, selector: str | None = None
-             ) -> list[dict[str, Any]]:
-        q = [("labelSelector", selector)] if selector else []
-        res = self._call("GET", _path(api_version, kind, namespace), query=q) or {}
-        return list(res.get("items", []))
 
     def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
         path = _path("v1", "Pod", namespace, name) + "/log"
@@ -142,27 +123,13 @@ class Kube:
         self._call("PATCH", _path(api_version, kind, namespace, name),
                    body={"metadata": {"annotations": annotations}}, content_type="application/merge-patch+json")
 
-    def delete(self, api_version: str, kind: str, namespace: str, name: str) -> None:
-        self._call("DELETE", _path(api_version, kind, namespace, name),
-                   body={"propagationPolicy": "Background"})
-
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status"
         self._call("PATCH", path, body={"status": status}, content_type="application/merge-patch+json")
 
-    def replace_status(self, body: dict[str, Any], status: dict[str, Any]) -> None:
-        """Full status replacement guarded by resourceVersion (removals and list edits included)."""
-        meta = body["metadata"]
-        path = _path(f"{GROUP}/{VERSION}", KIND, meta["namespace"], meta["name"]) + "/status"
-        obj = {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
-               "metadata": {"name": meta["name"], "namespace": meta["namespace"],
-                            "resourceVersion": meta.get("resourceVersion")},
-               "spec": body.get("spec"), "status": status}
-        self._call("PUT", path, body=obj)
-
     def event(self, involved: dict[str, Any], type_: str, reason: str, message: str) -> None:
         meta = involved["metadata"]
-        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         ev = {
             "apiVersion": "v1", "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from prometheus_api_client import PrometheusConnect
 
+from ..autoscaling.policy import ReplicaSample
+
 POD_LABEL = os.environ.get("QWEN_PROM_POD_LABEL", "pod")
 NAMESPACE_LABEL = os.environ.get("QWEN_PROM_NAMESPACE_LABEL", "namespace")
 GAUGES = {"waiting": "vllm:num_requests_waiting", "running": "vllm:num_requests_running",
@@ -21,7 +23,9 @@ GAUGES = {"waiting": "vllm:num_requests_waiting", "running": "vllm:num_requests_
 
 
 @dataclass
-class ReplicaSample:
+class PodSample:
+    """One pod's series as read (NaN: the series is missing), with the age of its newest scrape."""
+
     pod: str
     waiting: float = math.nan
     running: float = math.nan
@@ -30,10 +34,15 @@ class ReplicaSample:
     request_rate: float | None = None  # completions/s over the last minute; None until the counter has 2 points
     token_rate: float | None = None  # tokens of the requests completed per s over the last minute (see queries)
 
+    def replica_sample(self) -> ReplicaSample:
+        """What the policy reads of it (it judges NaN and stale values itself)."""
+        return ReplicaSample(waiting=self.waiting, running=self.running, kv_cache_usage=self.kv_cache_usage,
+                             name=self.pod, request_rate=self.request_rate, token_rate=self.token_rate)
+
 
 @dataclass
 class MetricsRead:
-    samples: dict[str, ReplicaSample] = field(default_factory=dict)
+    samples: dict[str, PodSample] = field(default_factory=dict)
     error: str | None = None   # why nothing usable came back
 
 
@@ -81,7 +90,7 @@ def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -
                     value = float(series["value"][1])
                 except (KeyError, IndexError, TypeError, ValueError):
                     value = math.nan
-                s = out.samples.setdefault(pod, ReplicaSample(pod=pod))
+                s = out.samples.setdefault(pod, PodSample(pod=pod))
                 if key == "waiting":
                     s.waiting = value
                 elif key == "running":

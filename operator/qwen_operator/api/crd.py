@@ -12,13 +12,14 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
 from . import models as m
 
 _DROP = {"title", "discriminator"}
 
 
-def _structural(node: Any, defs: dict[str, Any]) -> Any:
+def _structural(node: Any, defs: dict[str, Any]) -> Any:  # JSON Schema in, JSON Schema out: any JSON value
     if isinstance(node, list):
         return [_structural(x, defs) for x in node]
     if not isinstance(node, dict):
@@ -67,9 +68,10 @@ def _structural(node: Any, defs: dict[str, Any]) -> Any:
     return out
 
 
-def openapi_schema(model: type) -> dict[str, Any]:
-    raw = model.model_json_schema(by_alias=True, mode="validation")  # type: ignore[attr-defined]
-    return _structural(raw, raw.get("$defs", {}))
+def openapi_schema(model: type[BaseModel]) -> dict[str, Any]:
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = _structural(raw, raw.get("$defs", {}))
+    return schema
 
 
 def _status_schema() -> dict[str, Any]:
@@ -85,19 +87,88 @@ def _status_schema() -> dict[str, Any]:
     return schema
 
 
-def _default_empty_objects(model: type, schema: dict[str, Any]) -> None:
+def _default_empty_objects(model: type[BaseModel], schema: dict[str, Any]) -> None:
     """Sections with all-default fields get their defaults, so the apiserver fills in their defaults and
     `kubectl get -o yaml` (and the printer columns) show the values in force."""
-    for fname, field in model.model_fields.items():  # type: ignore[attr-defined]
+    for fname, field in model.model_fields.items():
         alias = field.alias or fname
         prop = schema.get("properties", {}).get(alias)
         sub = field.annotation
-        if prop is None or not isinstance(sub, type) or not issubclass(sub, m.BaseModel):
+        if prop is None or not isinstance(sub, type) or not issubclass(sub, BaseModel):
             continue
         _default_empty_objects(sub, prop)
         if field.default_factory is not None and "default" not in prop:
             # The full default (not {}): the apiserver checks CEL rules against the default as written.
-            prop["default"] = field.default_factory().to_wire()
+            default = field.get_default(call_default_factory=True)
+            prop["default"] = default.to_wire() if isinstance(default, m.WireModel) else default
+
+
+def _printer_columns() -> list[dict[str, Any]]:
+    """kubectl get columns (Reason only with -o wide)."""
+    return [
+        {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
+        {"name": "Quant", "type": "string", "jsonPath": ".spec.quantization"},
+        {"name": "TP", "type": "integer", "jsonPath": ".spec.parallelism.tensor"},
+        {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
+        {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
+        {
+            "name": "Reason",
+            "type": "string",
+            "priority": 1,
+            "jsonPath": '.status.conditions[?(@.type=="Ready")].reason',
+        },
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+
+
+def _name_rules() -> list[dict[str, str]]:
+    return [
+        # The client Service takes the deployment's name, and a Service named vllm makes Kubernetes inject
+        # VLLM_PORT=tcp://..., which vLLM rejects.
+        {
+            "rule": "self.metadata.name != 'vllm'",
+            "message": "a QwenDeployment may not be named vllm: its Service would inject VLLM_PORT, which vLLM rejects",
+        },
+        # Pods get the label controller-revision-hash=<name>-<10 chars>, at most 63 characters.
+        {
+            "rule": "size(self.metadata.name) <= 52 && self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+            "message": "the name must be a DNS label of at most 52 characters (no dots): the StatefulSet's pods and "
+            "Services are named after it",
+        },
+    ]
+
+
+def _version(spec_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": m.VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {
+            "status": {},
+            "scale": {
+                "specReplicasPath": ".spec.replicas",
+                "statusReplicasPath": ".status.replicas",
+                "labelSelectorPath": ".status.selector",
+            },
+        },
+        "additionalPrinterColumns": _printer_columns(),
+        "schema": {
+            "openAPIV3Schema": {
+                "type": "object",
+                "description": "QwenDeployment serves a Qwen model on vLLM with fit checks, a baked compile cache and "
+                "queue-depth autoscaling.",
+                "required": ["spec"],
+                "x-kubernetes-validations": _name_rules(),
+                "properties": {
+                    "apiVersion": {"type": "string"},
+                    "kind": {"type": "string"},
+                    "metadata": {"type": "object"},
+                    "spec": spec_schema,
+                    "status": _status_schema(),
+                },
+            }
+        },
+    }
 
 
 def crd() -> dict[str, Any]:
@@ -122,60 +193,16 @@ def crd() -> dict[str, Any]:
                 "categories": ["all", "qwen"],
             },
             "scope": "Namespaced",
-            "versions": [{
-                "name": m.VERSION,
-                "served": True,
-                "storage": True,
-                "subresources": {
-                    "status": {},
-                    "scale": {
-                        "specReplicasPath": ".spec.replicas",
-                        "statusReplicasPath": ".status.replicas",
-                        "labelSelectorPath": ".status.selector",
-                    },
-                },
-                "additionalPrinterColumns": [
-                    {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
-                    {"name": "Quant", "type": "string", "jsonPath": ".spec.quantization"},
-                    {"name": "TP", "type": "integer", "jsonPath": ".spec.parallelism.tensor"},
-                    {"name": "Ready", "type": "string", "jsonPath": ".status.ready"},
-                    {"name": "Status", "type": "string", "jsonPath": ".status.phase"},
-                    {"name": "Reason", "type": "string", "priority": 1,
-                     "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason"},
-                    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-                ],
-                "schema": {"openAPIV3Schema": {
-                    "type": "object",
-                    "description": "QwenDeployment serves a Qwen model on vLLM with fit checks, a baked compile "
-                                   "cache and queue-depth autoscaling.",
-                    "required": ["spec"],
-                    # The client Service takes the deployment's name, and a Service named vllm makes Kubernetes
-                    # inject VLLM_PORT=tcp://..., which vLLM rejects.
-                    "x-kubernetes-validations": [{
-                        "rule": "self.metadata.name != 'vllm'",
-                        "message": "a QwenDeployment may not be named vllm: its Service would inject VLLM_PORT, "
-                                   "which vLLM rejects"}, {
-                        # Pods get the label controller-revision-hash=<name>-<10 chars>, at most 63 characters.
-                        "rule": "size(self.metadata.name) <= 52 && "
-                                "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
-                        "message": "the name must be a DNS label of at most 52 characters (no dots): the "
-                                   "StatefulSet's pods and Services are named after it"}],
-                    "properties": {
-                        "apiVersion": {"type": "string"},
-                        "kind": {"type": "string"},
-                        "metadata": {"type": "object"},
-                        "spec": spec_schema,
-                        "status": _status_schema(),
-                    },
-                }},
-            }],
+            "versions": [_version(spec_schema)],
         },
     }
 
 
 def render() -> str:
-    header = "# Generated by `make crds` (python -m qwen_operator.api.crd) from operator/qwen_operator/api/models.py.\n" \
-             "# Do not edit by hand.\n"
+    header = (
+        "# Generated by `make crds` (python -m qwen_operator.api.crd) from operator/qwen_operator/api/models.py.\n"
+        "# Do not edit by hand.\n"
+    )
     return header + yaml.safe_dump(crd(), sort_keys=False, width=120)
 
 

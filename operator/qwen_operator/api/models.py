@@ -35,7 +35,7 @@ LABEL_KEY = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*
 POSITIVE_QUANTITY = r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 
 
-class _Model(BaseModel):
+class WireModel(BaseModel):
     """Base: camelCase aliases on the wire, unknown fields rejected (typos must not pass silently)."""
 
     model_config = ConfigDict(
@@ -54,7 +54,7 @@ def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
     return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
 
 
-class SecretKeyRef(_Model):
+class SecretKeyRef(WireModel):
     name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
                       description="Name of a Secret in the deployment's namespace.")
     key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
@@ -66,7 +66,7 @@ class ModelSourceType(str, Enum):
     pvc = "pvc"
 
 
-class ModelSource(_Model):
+class ModelSource(WireModel):
     """Where the weights come from. The token is only ever passed to pods as a secretKeyRef."""
 
     model_config = ConfigDict(json_schema_extra=_cel(
@@ -83,7 +83,7 @@ class ModelSource(_Model):
                                  "the PVC (type pvc). Defaults to the model name.")
 
 
-class ModelArchitectureOverrides(_Model):
+class ModelArchitectureOverrides(WireModel):
     """For a model the catalog does not know: the numbers the fit check needs, from its config.json."""
 
     total_params_b: float = Field(gt=0, le=5000, description="Total parameters, in billions.")
@@ -96,7 +96,7 @@ class ModelArchitectureOverrides(_Model):
     mtp_layers: int = Field(default=0, ge=0, le=16, description="Multi-token-prediction layers (0: none).")
 
 
-class ModelSpec(_Model):
+class ModelSpec(WireModel):
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$",
                       description="Hugging Face model id, e.g. Qwen/Qwen3-8B. Models in the operator's catalog get "
                       "a fit check; others need architecture overrides or are marked fit unknown.")
@@ -126,7 +126,7 @@ class DType(str, Enum):
     float16 = "float16"
 
 
-class Parallelism(_Model):
+class Parallelism(WireModel):
     tensor: int = Field(default=1, ge=1, le=64, description="Tensor-parallel size: GPUs a model layer is split "
                         "across. GPUs per pod = tensor x pipeline.")
     pipeline: int = Field(default=1, ge=1, le=16, description="Pipeline-parallel size: stages of layers.")
@@ -140,7 +140,7 @@ class SpecMethod(str, Enum):
     ngram = "ngram"
 
 
-class SpeculativeDecoding(_Model):
+class SpeculativeDecoding(WireModel):
     """Speculative decoding: a cheap proposer drafts tokens, the target model verifies them in one step."""
 
     model_config = ConfigDict(json_schema_extra=_cel(
@@ -173,7 +173,7 @@ class KVCacheDType(str, Enum):
     fp8_e5m2 = "fp8_e5m2"
 
 
-class EnvVar(_Model):
+class EnvVar(WireModel):
     name: str = Field(min_length=1, max_length=256, description="Environment variable name.")
     value: str = Field(default="", max_length=4096, description="Literal value. Secrets belong in "
                        "model.source.tokenSecretRef, not here.")
@@ -186,7 +186,7 @@ class EnvVar(_Model):
         return v
 
 
-class Serving(_Model):
+class Serving(WireModel):
     """vLLM engine settings. Each maps to one vLLM flag; the operator checks them against the pinned vLLM."""
 
     max_model_len: int | None = Field(default=None, ge=16, le=10_000_000, description="Longest sequence (prompt + "
@@ -231,7 +231,7 @@ class Serving(_Model):
         return v
 
 
-class Toleration(_Model):
+class Toleration(WireModel):
     """A Kubernetes toleration; the same rules the apiserver applies are checked here, at apply time."""
 
     key: str | None = Field(default=None, max_length=317, pattern=LABEL_KEY)
@@ -241,7 +241,7 @@ class Toleration(_Model):
     toleration_seconds: int | None = Field(default=None, ge=0)
 
     @model_validator(mode="after")
-    def _k8s_rules(self) -> "Toleration":
+    def _k8s_rules(self) -> Toleration:
         if self.operator == "Exists" and self.value:
             raise ValueError("a toleration with operator Exists must not have a value")
         if not self.key and self.operator != "Exists":
@@ -251,7 +251,7 @@ class Toleration(_Model):
         return self
 
 
-class GPU(_Model):
+class GPU(WireModel):
     product: str = Field(default="NVIDIA-H100-80GB-HBM3", min_length=1, max_length=63,
                          pattern=LABEL_VALUE,
                          description="GPU product as GPU feature discovery labels nodes (nvidia.com/gpu.product), "
@@ -271,7 +271,7 @@ class GPU(_Model):
                                           "(the nvidia.com/gpu NoSchedule toleration is always added).")
 
 
-class Resources(_Model):
+class Resources(WireModel):
     cpu: str = Field(default="8", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per pod.")
     memory: str = Field(default="64Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
                         description="Memory request and limit per pod.")
@@ -284,7 +284,7 @@ class OnBakeFailure(str, Enum):
     wait = "Wait"
 
 
-class CacheStorage(_Model):
+class CacheStorage(WireModel):
     size: str = Field(default="20Gi", pattern=POSITIVE_QUANTITY, description="Size of the compile-cache volume.")
     storage_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="StorageClass of the cache "
                                            "PVC (cluster default when unset). Needs ReadWriteMany or ReadOnlyMany "
@@ -293,7 +293,7 @@ class CacheStorage(_Model):
         default="ReadWriteMany", description="Access mode of the cache PVC.")
 
 
-class CompileCache(_Model):
+class CompileCache(WireModel):
     """torch.compile / inductor cache baked once per configuration and mounted by every serving pod."""
 
     enabled: bool = Field(default=True, description="Bake and mount the compile cache.")
@@ -309,7 +309,7 @@ class CompileCache(_Model):
                                      "product is part of the key.")
 
 
-class Autoscaling(_Model):
+class Autoscaling(WireModel):
     """Queue-depth autoscaling on vLLM's own metrics, with a warm pool."""
 
     model_config = ConfigDict(json_schema_extra=_cel(
@@ -343,8 +343,13 @@ class Autoscaling(_Model):
         "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
         "a saturation); unset: no forecast.")
 
+    def floor_replicas(self) -> int:
+        """The size the fleet never goes below: minReplicas + warmPool, capped at maxReplicas (the rule of
+        autoscaling.policy.floor_replicas; tests/test_plan.py checks that the two agree)."""
+        return min(self.max_replicas, self.min_replicas + self.warm_pool)
 
-class QwenDeploymentSpec(_Model):
+
+class QwenDeploymentSpec(WireModel):
     """A Qwen model served by a fleet of vLLM replicas on NVIDIA GPUs."""
 
     model: ModelSpec = Field(description="The checkpoint to serve.")
@@ -368,7 +373,7 @@ class QwenDeploymentSpec(_Model):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Queue-depth autoscaling.")
 
     @model_validator(mode="after")
-    def _extra_args_shape(self) -> "QwenDeploymentSpec":
+    def _extra_args_shape(self) -> QwenDeploymentSpec:
         for i, a in enumerate(self.serving.extra_args):
             if not a.startswith("--") or len(a) < 3:
                 # The value is not echoed: it may be a secret given as a separate argument (--api-key, sk-...).
@@ -383,7 +388,7 @@ class QwenDeploymentSpec(_Model):
 
 # ---- status ------------------------------------------------------------------------------------------------------
 
-class Condition(_Model):
+class Condition(WireModel):
     type: str
     status: Literal["True", "False", "Unknown"]
     reason: str
@@ -392,7 +397,7 @@ class Condition(_Model):
     observed_generation: int | None = None
 
 
-class FitStatus(_Model):
+class FitStatus(WireModel):
     known: bool = Field(description="False when the model's architecture is unknown.")
     fits: bool | None = None
     weights_gib: float | None = Field(default=None, alias="weightsGiB", description="Weight memory per replica.")
@@ -405,13 +410,13 @@ class FitStatus(_Model):
     message: str = ""
 
 
-class CachePodStatus(_Model):
+class CachePodStatus(WireModel):
     pod: str
     hit: bool | None = None
     evidence: str = ""
 
 
-class CompileCacheStatus(_Model):
+class CompileCacheStatus(WireModel):
     key: str | None = None
     state: str | None = None
     bake_job: str | None = None
@@ -419,7 +424,7 @@ class CompileCacheStatus(_Model):
     pods: list[CachePodStatus] = Field(default_factory=list)
 
 
-class AutoscalingStatus(_Model):
+class AutoscalingStatus(WireModel):
     active: bool | None = None
     desired_replicas: int | None = None
     warm_replicas: int | None = None
@@ -433,7 +438,7 @@ class AutoscalingStatus(_Model):
     policy_state: dict[str, Any] | None = None
 
 
-class QwenDeploymentStatus(_Model):
+class QwenDeploymentStatus(WireModel):
     model_config = ConfigDict(extra="allow")
 
     observed_generation: int | None = None

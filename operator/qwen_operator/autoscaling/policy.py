@@ -89,15 +89,19 @@ Safety rules (each one unit-tested)
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Mapping
+from typing import Any, NamedTuple
 
 __all__ = [
     "AutoscalingConfig",
-    "ReplicaSample",
+    "Decision",
+    "DemandEstimate",
     "Observation",
     "PolicyState",
-    "Decision",
+    "ReplicaSample",
+    "SeasonEntry",
+    "WindowRow",
     "decide",
     "floor_replicas",
     "season_mark",
@@ -122,6 +126,10 @@ CLAMPED_TO_MAX = "ClampedToMax"
 # units of learned service rates
 RATE_TOKENS = "tokens"
 RATE_REQUESTS = "requests"
+
+# how the demand was estimated (Decision.mode; "" when the policy held without estimating)
+MODE_THROUGHPUT = "throughput"
+MODE_CONCURRENCY = "concurrency"
 
 
 @dataclass(frozen=True)
@@ -264,6 +272,30 @@ class Observation:
     metrics_missing: bool = False
 
 
+class WindowRow(NamedTuple):
+    """Fleet totals at one decision: one row of ``PolicyState.window`` (a list of six numbers in status)."""
+
+    time: float
+    running: float
+    waiting: float
+    ready: int
+    completions: float  # completions/s (vllm:request_success_total), -1 when unknown
+    tokens: float  # tokens/s of the requests completed, -1 when unknown
+
+    def rate(self, unit: str) -> float:
+        """The throughput in ``unit`` (RATE_TOKENS: tokens/s, else completions/s)."""
+        return self.tokens if unit == RATE_TOKENS else self.completions
+
+
+class SeasonEntry(NamedTuple):
+    """One bucket of the seasonal cycle: when it was last written (-1: never), the completion rate this cycle, and
+    the rate one cycle earlier (-1: not recorded)."""
+
+    time: float
+    rate: float
+    previous: float
+
+
 def _num(x: Any) -> float | None:
     try:
         v = float(x)
@@ -294,7 +326,7 @@ class PolicyState:
     """
 
     recommendations: tuple[tuple[float, int], ...] = ()
-    window: tuple[tuple[float, float, float, int, float, float], ...] = ()
+    window: tuple[WindowRow, ...] = ()
     last_scale_up_time: float | None = None
     last_scale_down_time: float | None = None
     capacity: float | None = None
@@ -305,7 +337,7 @@ class PolicyState:
     safe_load: float | None = None
     saturated_since: tuple[tuple[str, float], ...] = ()
     carried_rate: float | None = None
-    season: tuple[tuple[float, float, float], ...] = ()
+    season: tuple[SeasonEntry, ...] = ()
     rate_unit: str = RATE_REQUESTS
 
     def to_dict(self) -> dict[str, Any]:
@@ -327,7 +359,7 @@ class PolicyState:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any] | None) -> "PolicyState":
+    def from_dict(cls, d: Mapping[str, Any] | None) -> PolicyState:
         """Tolerant: a missing, partial or corrupted status gives a valid (possibly empty) state."""
         if not isinstance(d, Mapping):
             return cls()
@@ -337,13 +369,13 @@ class PolicyState:
                 t, n = _num(item[0]), _num(item[1])
                 if t is not None and n is not None and n >= 0:
                     recs.append((t, int(n)))
-        win: list[tuple[float, float, float, int, float, float]] = []
+        win: list[WindowRow] = []
         for item in d.get("window") or ():
             if isinstance(item, (list, tuple)) and len(item) in (5, 6):  # 5: written before token rates
                 t, r, w, n, c, k = (_num(v) for v in (*item, -1.0)[:6])
                 if (t is not None and r is not None and w is not None and n is not None and c is not None
                         and k is not None and r >= 0 and w >= 0 and n >= 1):
-                    win.append((t, r, w, int(n), c if c >= 0 else -1.0, k if k >= 0 else -1.0))
+                    win.append(WindowRow(t, r, w, int(n), c if c >= 0 else -1.0, k if k >= 0 else -1.0))
         cap = _num(d.get("capacity"))
         mu = _num(d.get("serviceRate"))
         ev = _num(d.get("serviceRateEvidence"))
@@ -354,13 +386,15 @@ class PolicyState:
                 t = _num(item[1])
                 if t is not None:
                     sat.append((item[0], t))
-        season: list[tuple[float, float, float]] = []
+        season: list[SeasonEntry] = []
         for item in d.get("season") or ():
             t = v = p = None
             if isinstance(item, (list, tuple)) and len(item) == 3:
                 t, v, p = (_num(x) for x in item)
-            ok = t is not None and v is not None and p is not None and v >= 0
-            season.append((t, v, p if p >= 0 else -1.0) if ok else _NO_SEASON_ENTRY)  # type: ignore[arg-type]
+            if t is not None and v is not None and p is not None and v >= 0:
+                season.append(SeasonEntry(t, v, p if p >= 0 else -1.0))
+            else:
+                season.append(_NO_SEASON_ENTRY)
         return cls(
             recommendations=tuple(sorted(recs)),
             window=tuple(sorted(win)),
@@ -381,10 +415,38 @@ class PolicyState:
 
 
 @dataclass(frozen=True)
+class DemandEstimate:
+    """The numbers a demand estimate used, in replicas (load, ahead, backlog) and in the units of the mode.
+
+    ``rate_unit``: the unit of the rates (RATE_TOKENS, RATE_REQUESTS, or None before any throughput is measured);
+    ``arrivals``, ``served`` (fleet-wide), ``service_rate`` and ``per_replica_target`` are in that unit per second.
+    ``trend_per_min``: the arrival trend (throughput mode) or the running-sequences trend (concurrency mode).
+    """
+
+    mode: str  # MODE_THROUGHPUT or MODE_CONCURRENCY
+    load: float  # replicas for the current load
+    ahead: float  # replicas asked for ahead of time (the trend, or the seasonal forecast)
+    backlog: float  # replicas to drain the queue above its target
+    rate_unit: str | None = None
+    arrivals: float = -1.0
+    served: float = 0.0
+    service_rate: float | None = None  # throughput mode: mu, per replica
+    per_replica_target: float | None = None  # throughput mode: target_throughput_utilization * mu
+    carried_rate: float | None = None
+    capacity: float = 0.0  # c_cap, sequences per replica
+    concurrency_target: float | None = None  # concurrency mode: sequences per replica to aim for
+    kv_bound: bool = False  # concurrency mode: the target is bound by the KV cache
+    capped_by_carried_rate: bool = False  # concurrency mode: the load was capped by the carried rate
+    trend_per_min: float = 0.0
+    seasonal_growth: float | None = None  # the seasonal forecast's growth over one cold start (None: none)
+
+
+@dataclass(frozen=True)
 class Decision:
     """What to do.  ``desired_replicas`` is the StatefulSet size to set; ``recommendation`` the raw,
     unstabilized size the demand model asks for; ``active`` is False when the metrics could not be
-    trusted and the policy held the current size."""
+    trusted and the policy held the current size.  ``mode`` and ``estimate`` say how the demand was
+    estimated ("" and None when the policy held without estimating)."""
 
     desired_replicas: int
     reason: str
@@ -395,6 +457,8 @@ class Decision:
     recommendation: int = 0
     demand: float = 0.0
     capacity: float = 0.0
+    mode: str = ""
+    estimate: DemandEstimate | None = None
 
 
 def floor_replicas(config: AutoscalingConfig) -> int:
@@ -499,11 +563,11 @@ def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: flo
     return sum((t - mt) * (v - mv) for t, v in points) / var if var > 0 else 0.0
 
 
-_NO_SEASON_ENTRY = (-1.0, 0.0, -1.0)
+_NO_SEASON_ENTRY = SeasonEntry(-1.0, 0.0, -1.0)
 
 
-def _season_update(season: tuple[tuple[float, float, float], ...], now: float, rate: float,
-                   config: AutoscalingConfig) -> tuple[tuple[float, float, float], ...]:
+def _season_update(season: tuple[SeasonEntry, ...], now: float, rate: float,
+                   config: AutoscalingConfig) -> tuple[SeasonEntry, ...]:
     """Record the fleet's completion rate in the bucket of ``now`` (a running mean within the bucket).  The first
     write of a bucket in a cycle keeps the value one cycle earlier beside it."""
     period = config.seasonal_period_s
@@ -514,14 +578,14 @@ def _season_update(season: tuple[tuple[float, float, float], ...], now: float, r
     k = int((now % period) // width)
     t_upd, v, prev = entries[k]
     if t_upd >= 0 and 0 <= now - t_upd < 2 * width:  # written earlier in this bucket
-        entries[k] = (now, v + 0.3 * (rate - v), prev)
+        entries[k] = SeasonEntry(now, v + 0.3 * (rate - v), prev)
     else:
         last_cycle = t_upd >= 0 and abs(now - period - t_upd) < 2 * width
-        entries[k] = (now, rate, v if last_cycle else -1.0)
+        entries[k] = SeasonEntry(now, rate, v if last_cycle else -1.0)
     return tuple(entries)
 
 
-def _seasonal_growth(season: tuple[tuple[float, float, float], ...], now: float, config: AutoscalingConfig
+def _seasonal_growth(season: tuple[SeasonEntry, ...], now: float, config: AutoscalingConfig
                      ) -> tuple[float | None, str]:
     """(growth, why): the previous cycle's highest rate within the look-ahead over its rate at this phase, or None
     with the reason there is no forecast: the previous cycle was not recorded there (first cycle, a gap), or the
@@ -591,13 +655,80 @@ def _covered(state: PolicyState, now: float, window_s: float) -> bool:
     return window_s <= 0 or any(t <= now - window_s for t, _ in state.recommendations)
 
 
-def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> Decision:
-    """Map an observation and the previous state to a replica count, a reason and the next state."""
-    floor = floor_replicas(config)
-    current = obs.current_desired if isinstance(obs.current_desired, int) and obs.current_desired >= 0 else floor
-    held = _clamp(current, config)
+# ---- decide(), in stages -------------------------------------------------------------------------------------------
+#
+# validate the observation -> update the windows -> learn the rates -> estimate the demand (one function per mode,
+# then the seasonal forecast) -> stabilise (the size to recommend and to keep) -> choose the step and its reason.
+# Each stage is a pure function of what the previous ones computed.
 
-    # 1. Trust nothing we cannot check: hold the current size (clamped into bounds; never 0 or max).
+
+@dataclass(frozen=True)
+class _Windows:
+    """Stage 2: this observation's fleet totals, the windows kept in the state, and their means per replica."""
+
+    ready: int
+    waiting: float
+    running: float
+    kv: float
+    rows: tuple[WindowRow, ...]  # within the longest window kept, this observation last
+    recent: tuple[WindowRow, ...]  # within the demand window
+    run_pr: float  # mean running per Ready replica over the demand window
+    wait_pr: float  # mean waiting per Ready replica over the demand window
+    q_target: float
+    excess_waiting: float  # waiting above the queue target, fleet-wide
+    settled: bool  # no pod starting, and the same Ready count over the demand window
+    full_trend: bool  # the window reaches back (almost) a full trend window
+    saturated_since: dict[str, float]  # replicas with a standing queue, and since when
+
+
+@dataclass(frozen=True)
+class _Rates:
+    """Stage 3: what was learned about one replica's capacity, in the unit of the current observation."""
+
+    capacity: float  # c_cap (sequences)
+    unit: str | None  # RATE_TOKENS, RATE_REQUESTS, or None when no throughput is measured yet
+    learned: PolicyState  # the state, with rates of another unit dropped
+    per_request: float | None  # tokens per request of the current mix (1 in requests/s; None: unknown)
+    service_rate: float | None  # mu, used now (learned, else the converted prior)
+    stored: float | None  # the service rate to persist
+    evidence: float | None  # the rate last backed by evidence
+    prior_since: float | None  # when an unstored prior was first used
+    served: float  # completions (or tokens) per second per replica; -1 when unknown
+    carried: float | None  # the highest rate per replica carried without a queue
+    arrivals: float  # arrival rate (tokens/s or requests/s); -1 when unknown
+    arrivals_trend: float  # least-squares slope of the rate over the trend window (per second)
+    arrivals_ahead: float  # the rising part of the trend over one cold start
+
+
+@dataclass(frozen=True)
+class _Demand:
+    """Stage 4: replicas the demand asks for, in parts, and the words that say how they were estimated."""
+
+    estimate: DemandEstimate
+    hysteresis: float
+    text: str
+
+    @property
+    def total(self) -> float:
+        return self.estimate.load + self.estimate.ahead + self.estimate.backlog
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Stage 5: the recommendation, the size to keep, and the next state."""
+
+    need: int
+    wanted: int
+    recommendation: int
+    keep: int
+    recommendations: tuple[tuple[float, int], ...]
+    safe_load: float | None
+    state: PolicyState
+
+
+def _hold_untrusted(obs: Observation, state: PolicyState, config: AutoscalingConfig, current: int) -> Decision | None:
+    """Stage 1: trust nothing we cannot check: hold the current size (clamped into bounds; never 0 or max)."""
+    held = _clamp(current, config)
     bad = _validate(obs, config)
     if bad is not None:
         reason, why = bad
@@ -610,9 +741,12 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         return Decision(held, HOLD_METRICS_MISSING if held == current else SCALE_UP_FLOOR,
                         f"no Ready or starting replica: holding the floor-clamped size {held}", 0.0, False, state,
                         held)
+    return None
 
-    # 2. Observed totals.  A Ready replica without a sample is, almost always, one that became Ready after
-    # the last scrape: it counts as capacity and carries no load yet.
+
+def _update_windows(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> _Windows:
+    """Stage 2: observed totals, appended to the windows.  A Ready replica without a sample is, almost always, one
+    that became Ready after the last scrape: it counts as capacity and carries no load yet."""
     ready = obs.ready_replicas
     waiting = sum(s.waiting for s in obs.samples)
     running = sum(s.running for s in obs.samples)
@@ -622,242 +756,351 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     completions = sum(with_rate) if with_rate else -1.0
     with_tokens = [s.token_rate for s in obs.samples if s.token_rate is not None]
     tokens = sum(with_tokens) if with_tokens else -1.0
-
-    # 3. Windowed means per replica, learned capacities, targets.
     keep_s = max(config.demand_window_s + 60.0, config.trend_window_s)
-    window = tuple(x for x in state.window if obs.time - keep_s < x[0] < obs.time) + (
-        (obs.time, running, waiting, ready, completions, tokens),)
-    recent = [x for x in window if x[0] > obs.time - config.demand_window_s]
-    run_pr = sum(x[1] / x[3] for x in recent) / len(recent)
-    wait_pr = sum(x[2] / x[3] for x in recent) / len(recent)
+    rows = tuple(WindowRow(*x) for x in state.window if obs.time - keep_s < x[0] < obs.time) + (
+        WindowRow(obs.time, running, waiting, ready, completions, tokens),)
+    recent = tuple(x for x in rows if x.time > obs.time - config.demand_window_s)
+    run_pr = sum(x.running / x.ready for x in recent) / len(recent)
+    wait_pr = sum(x.waiting / x.ready for x in recent) / len(recent)
     q_target = config.queue_target()
     # learn only from a settled fleet: no pod starting and the same Ready count over the window (right after
     # a scale-up, a backlog spread over fresh replicas says nothing about what one replica can carry)
-    settled = obs.starting_replicas == 0 and all(x[3] == ready for x in recent) and (
-        len(recent) > 1 and recent[0][0] <= obs.time - 0.75 * config.demand_window_s)
-    cap = _learn_capacity(state.capacity, state.capacity_time, obs.time, run_pr, wait_pr, q_target, config,
-                          settled)
-    c_target = config.target_utilization * cap
-    kv_bound = ""
-    if kv > 1e-3 and running >= 1:
-        c_kv = running * config.kv_cache_target / kv  # sequences of the current mix under the KV target
-        if c_kv < c_target:
-            c_target, kv_bound = c_kv, " (KV-bound)"
-    c_target = max(1.0, c_target)
+    settled = obs.starting_replicas == 0 and all(x.ready == ready for x in recent) and (
+        len(recent) > 1 and recent[0].time <= obs.time - 0.75 * config.demand_window_s)
     tw = config.trend_window_s
-    full_trend = tw > 0 and window[0][0] <= obs.time - 0.9 * tw
-    excess_waiting = max(0.0, wait_pr - q_target) * ready
-
-    # replicas with a standing queue, and since when
     prev_since = dict(state.saturated_since)
-    since = {s.name: prev_since.get(s.name, obs.time) for s in obs.samples
-             if s.name and s.waiting >= config.saturation_queue}
+    return _Windows(
+        ready=ready, waiting=waiting, running=running, kv=kv, rows=rows, recent=recent, run_pr=run_pr,
+        wait_pr=wait_pr, q_target=q_target, excess_waiting=max(0.0, wait_pr - q_target) * ready, settled=settled,
+        full_trend=tw > 0 and rows[0].time <= obs.time - 0.9 * tw,
+        saturated_since={s.name: prev_since.get(s.name, obs.time) for s in obs.samples
+                         if s.name and s.waiting >= config.saturation_queue})
 
-    # throughput is measured in tokens processed per second when vLLM's token counters are read over the whole
-    # window, else in completions per second.  Tokens, because what a replica sustains in requests/s depends on the
-    # request mix (in the benchmark's service model: 22x between a chat mix and 15k-token prompts) and in tokens/s
-    # far less (2.4x): a rate learned on one mix then stays roughly right on the next.  Rates learned in the other
-    # unit are relearned, not converted (a conversion would need the mix they were learned on).
-    if all(x[4] >= 0 and x[5] >= 0 for x in recent):
-        unit: str | None = RATE_TOKENS
-    elif all(x[4] >= 0 for x in recent):
-        unit = RATE_REQUESTS
-    else:
-        unit = None  # Prometheus has no rate yet (new replicas): concurrency mode, keeping what was learned
-    col = 5 if unit == RATE_TOKENS else 4
-    unit_label = "tok/s" if unit == RATE_TOKENS else "req/s"
-    learned = state
-    if unit is not None and unit != state.rate_unit:
-        learned = replace(state, service_rate=None, service_rate_time=None, service_rate_evidence=None,
-                          carried_rate=None, rate_unit=unit)
-    # tokens per request of the current mix: converts what is counted in requests (the in-flight growth, the backlog)
-    # and a prior given in requests/s.  The prior is converted at every decision and stored only once evidence backs
-    # it, so it follows the mix instead of freezing the first minute's.  Over the whole window kept (3 minutes): tokens
-    # per request are heavy-tailed, and a noisier estimate means more replicas (scale-down keeps the window's highest
-    # recommendation); unknown (no throughput mode) when nothing completed at all
-    per_request: float | None = 1.0 if unit == RATE_REQUESTS else None
-    if unit == RATE_TOKENS:
-        both = [x for x in window if x[4] >= 0 and x[5] >= 0]
-        done = sum(x[4] for x in both)
-        per_request = sum(x[5] for x in both) / done if done > 0 else None
+
+def _rate_unit(recent: tuple[WindowRow, ...]) -> str | None:
+    """Throughput is measured in tokens processed per second when vLLM's token counters are read over the whole
+    window, else in completions per second.  Tokens, because what a replica sustains in requests/s depends on the
+    request mix (in the benchmark's service model: 22x between a chat mix and 15k-token prompts) and in tokens/s
+    far less (2.4x): a rate learned on one mix then stays roughly right on the next.  None: Prometheus has no rate
+    yet (new replicas): concurrency mode, keeping what was learned."""
+    if all(x.completions >= 0 and x.tokens >= 0 for x in recent):
+        return RATE_TOKENS
+    if all(x.completions >= 0 for x in recent):
+        return RATE_REQUESTS
+    return None
+
+
+def _tokens_per_request(rows: tuple[WindowRow, ...], unit: str | None) -> float | None:
+    """Tokens per request of the current mix: converts what is counted in requests (the in-flight growth, the
+    backlog) and a prior given in requests/s.  Over the whole window kept (3 minutes): tokens per request are
+    heavy-tailed, and a noisier estimate means more replicas (scale-down keeps the window's highest recommendation);
+    unknown (no throughput mode) when nothing completed at all."""
+    if unit == RATE_REQUESTS:
+        return 1.0
+    if unit != RATE_TOKENS:
+        return None
+    both = [x for x in rows if x.completions >= 0 and x.tokens >= 0]
+    done = sum(x.completions for x in both)
+    return sum(x.tokens for x in both) / done if done > 0 else None
+
+
+def _service_rate_now(learned: PolicyState, unit: str | None, per_request: float | None, now: float,
+                      config: AutoscalingConfig) -> tuple[float | None, float | None]:
+    """(mu, prior_since): the learned service rate, else the prior converted at the current mix (which learning then
+    corrects: down on saturation, up on more served).  The prior is converted at every decision and stored only once
+    evidence backs it, so it follows the mix instead of freezing the first minute's."""
     prior = (config.prior_service_rate * per_request
              if config.prior_service_rate is not None and per_request is not None else None)
-    # learned, else the prior (which learning then corrects: down on saturation, up on more served)
     mu = learned.service_rate if learned.service_rate is not None else prior
     prior_since = learned.service_rate_time if learned.service_rate is None else None
     if mu is not None and learned.service_rate is None and unit == RATE_TOKENS:
         # the unstored prior creeps like a stored one (see _learn_service_rate), from when it was first used
-        prior_since = obs.time if prior_since is None else prior_since
+        prior_since = now if prior_since is None else prior_since
         if config.capacity_relax_s > 0:
-            mu *= min(SERVICE_RATE_MAX_CREEP, math.exp(max(0.0, obs.time - prior_since) / config.capacity_relax_s))
-    mu_evidence = learned.service_rate_evidence
-    mu_stored = learned.service_rate
-    tp_known = unit is not None
-    arrivals = tp_pr = -1.0
-    if tp_known:
-        tp_pr = sum(x[col] / x[3] for x in recent) / len(recent)
-        # arrivals = completions + growth of what is in flight (conservation of requests), in tokens at the mix's
-        # tokens per request
-        growth = _slope([(x[0], x[1] + x[2]) for x in recent], min_points=3, min_span=30.0)
-        arrivals = max(0.0, sum(x[4] for x in recent) / len(recent) + growth) * (per_request or 0.0)
-        # a replica that has had a standing queue for the demand window plus the one-minute rate window
-        # (completions lag the gauges) completes at its service rate; judged per replica, because a queue
-        # stuck on one replica says nothing about the others
-        span = config.demand_window_s + 60.0
-        proven = [r for r in ((s.token_rate if unit == RATE_TOKENS else s.request_rate) for s in obs.samples
-                              if s.name in since and since[s.name] <= obs.time - span) if r is not None]
-        saturated = bool(proven)
-        if proven:
-            tp_pr = sum(proven) / len(proven)
-        no_queue = settled and wait_pr <= 0.5 * q_target
-        converted_prior = unit == RATE_TOKENS and learned.service_rate is None and mu is not None
-        tp_req = sum(x[4] / x[3] for x in recent) / len(recent)
-        if (converted_prior and no_queue and not saturated and config.learn_capacity and per_request
-                and tp_req > mu / per_request):
-            # more served without a queue than a prior given in requests/s: judged in requests/s, because the mix
-            # it is converted at (3 minutes) lags the last minute's tokens; the tokens/s served are the evidence
-            mu = mu_evidence = tp_pr
-            evidence_now = True
-        else:
-            mu, mu_evidence, evidence_now = _learn_service_rate(
-                mu, learned.service_rate_time if learned.service_rate is not None else None, mu_evidence, obs.time,
-                tp_pr, saturated, no_queue and not converted_prior, config)
-        # a learned rate is kept; a prior in tokens is kept once evidence backs it (else it is reconverted)
-        mu_stored = mu if (learned.service_rate is not None or evidence_now or unit == RATE_REQUESTS) else None
-    carried = learned.carried_rate
-    if tp_known and config.learn_capacity and settled and tp_pr > 0:
-        if wait_pr <= 0.5 * q_target:
-            carried = max(carried or 0.0, tp_pr)
-        elif wait_pr > q_target and carried is not None and tp_pr < carried:
-            carried = tp_pr  # a queue at a lower rate: the current mix is heavier than the one carried before
-    # the rising part of the arrival trend over one cold start, never more than half the arrivals (a burst is
-    # not a ramp); used by throughput mode and by the concurrency mode's linear cap
-    arrivals_trend = 0.0
-    if tp_known and full_trend:
-        arrivals_trend = _slope([(x[0], x[col]) for x in window if x[0] > obs.time - tw and x[col] >= 0])
-    arrivals_ahead = min(max(0.0, arrivals_trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
+            mu *= min(SERVICE_RATE_MAX_CREEP, math.exp(max(0.0, now - prior_since) / config.capacity_relax_s))
+    return mu, prior_since
 
-    # 4. Demand (replicas): a load part, a part asked for ahead of time (the demand one cold start from now),
-    # and a backlog part (the queue above target, to drain).
-    if mu is not None and tp_known and per_request is not None:
-        # linear in load: arrivals over what a replica sustains at the target utilization, plus draining
-        # the backlog above the queue target, plus the arrival trend over one cold start
-        per_replica = config.target_throughput_utilization * mu
-        load, ahead_r = arrivals / per_replica, arrivals_ahead / per_replica
-        backlog_r = excess_waiting * per_request / config.drain_time_s / per_replica
-        hysteresis = config.down_hysteresis_throughput
-        mode = (f"throughput mode: arrivals {arrivals:.1f} {unit_label} (served {max(tp_pr, 0) * ready:.1f} "
-                f"{unit_label}), service rate {mu:.2f} {unit_label}/replica, target {per_replica:.2f}; trend "
-                f"{arrivals_trend * 60:+.1f} {unit_label} per min")
+
+def _arrivals(obs: Observation, w: _Windows, unit: str | None, per_request: float | None,
+              config: AutoscalingConfig) -> tuple[float, float, float]:
+    """(arrivals, trend, ahead): arrivals = completions + growth of what is in flight (conservation of requests), in
+    tokens at the mix's tokens per request; the slope of the rate over the trend window; and its rising part over
+    one cold start, never more than half the arrivals (a burst is not a ramp).  -1, 0, 0 when nothing is measured."""
+    if unit is None:
+        return -1.0, 0.0, 0.0
+    growth = _slope([(x.time, x.running + x.waiting) for x in w.recent], min_points=3, min_span=30.0)
+    arrivals = max(0.0, sum(x.completions for x in w.recent) / len(w.recent) + growth) * (per_request or 0.0)
+    trend = 0.0
+    if w.full_trend:
+        trend = _slope([(x.time, x.rate(unit)) for x in w.rows
+                        if x.time > obs.time - config.trend_window_s and x.rate(unit) >= 0])
+    return arrivals, trend, min(max(0.0, trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
+
+
+def _learn_throughput(obs: Observation, w: _Windows, learned: PolicyState, unit: str, per_request: float | None,
+                      mu: float | None, config: AutoscalingConfig
+                      ) -> tuple[float, float | None, float | None, float | None]:
+    """(served per replica, mu, its evidence, mu to store) after this observation."""
+    served = sum(x.rate(unit) / x.ready for x in w.recent) / len(w.recent)
+    # a replica that has had a standing queue for the demand window plus the one-minute rate window
+    # (completions lag the gauges) completes at its service rate; judged per replica, because a queue
+    # stuck on one replica says nothing about the others
+    span = config.demand_window_s + 60.0
+    proven = [r for r in ((s.token_rate if unit == RATE_TOKENS else s.request_rate) for s in obs.samples
+                          if s.name in w.saturated_since and w.saturated_since[s.name] <= obs.time - span)
+              if r is not None]
+    saturated = bool(proven)
+    if proven:
+        served = sum(proven) / len(proven)
+    no_queue = w.settled and w.wait_pr <= 0.5 * w.q_target
+    converted_prior = unit == RATE_TOKENS and learned.service_rate is None and mu is not None
+    served_requests = sum(x.completions / x.ready for x in w.recent) / len(w.recent)
+    evidence = learned.service_rate_evidence
+    if (mu is not None and converted_prior and no_queue and not saturated and config.learn_capacity and per_request
+            and served_requests > mu / per_request):
+        # more served without a queue than a prior given in requests/s: judged in requests/s, because the mix
+        # it is converted at (3 minutes) lags the last minute's tokens; the tokens/s served are the evidence
+        mu = evidence = served
+        evidence_now = True
     else:
-        # concurrency (Little's law); a saturated replica holds c_cap sequences whatever the overload: count
-        # no more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand
-        # a backlog is counted at most as one more fleet (the step limit would cut it there anyway)
-        backlog_seqs = min(excess_waiting, c_target * ready)
-        inflight = min(run_pr, cap) * ready
-        # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
-        # never more than half the current demand (a burst is not a ramp)
-        trend = _slope([(x[0], x[1]) for x in window if x[0] > obs.time - tw]) if full_trend else 0.0
-        ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * (inflight + backlog_seqs))
-        load, ahead_r, backlog_r = inflight / c_target, ahead / c_target, backlog_seqs / c_target
-        hysteresis = config.down_hysteresis_concurrency
-        mode = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}{kv_bound}; running "
-                f"trend {trend * 60:+.0f}/min")
-        if carried is not None and tp_known:
-            # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
-            # queue); the backlog part stays as it is, so a queue still scales up whatever the cap says
-            per_carried = config.target_throughput_utilization * carried
-            if (arrivals + arrivals_ahead) / per_carried < load + ahead_r:
-                load, ahead_r = arrivals / per_carried, arrivals_ahead / per_carried
-                mode += (f"; capped by arrivals {arrivals:.1f} {unit_label} over "
-                         f"{config.target_throughput_utilization:.2f} x the carried rate {carried:.2f} "
-                         f"{unit_label}/replica")
-    # seasonal forecast (throughput mode only): the completion rate recorded one cycle ago tells how much it grows
-    # over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not
-    # in concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots.
+        mu, evidence, evidence_now = _learn_service_rate(
+            mu, learned.service_rate_time if learned.service_rate is not None else None, evidence, obs.time,
+            served, saturated, no_queue and not converted_prior, config)
+    # a learned rate is kept; a prior in tokens is kept once evidence backs it (else it is reconverted)
+    stored = mu if (learned.service_rate is not None or evidence_now or unit == RATE_REQUESTS) else None
+    return served, mu, evidence, stored
+
+
+def _carried_rate(w: _Windows, carried: float | None, unit: str | None, served: float,
+                  config: AutoscalingConfig) -> float | None:
+    """The highest rate per replica a settled fleet served without a queue (lowered to the rate at which a settled
+    fleet queues: the current mix is heavier than the one carried before)."""
+    if unit is not None and config.learn_capacity and w.settled and served > 0:
+        if w.wait_pr <= 0.5 * w.q_target:
+            return max(carried or 0.0, served)
+        if w.wait_pr > w.q_target and carried is not None and served < carried:
+            return served
+    return carried
+
+
+def _learn_rates(obs: Observation, state: PolicyState, config: AutoscalingConfig, w: _Windows) -> _Rates:
+    """Stage 3: c_cap, the service rate (and its unit), the carried rate, and the arrivals they are compared with.
+    Rates learned in another unit are relearned, not converted (a conversion would need the mix they were learned
+    on)."""
+    cap = _learn_capacity(state.capacity, state.capacity_time, obs.time, w.run_pr, w.wait_pr, w.q_target, config,
+                          w.settled)
+    unit = _rate_unit(w.recent)
+    learned = state
+    if unit is not None and unit != state.rate_unit:
+        learned = replace(state, service_rate=None, service_rate_time=None, service_rate_evidence=None,
+                          carried_rate=None, rate_unit=unit)
+    per_request = _tokens_per_request(w.rows, unit)
+    mu, prior_since = _service_rate_now(learned, unit, per_request, obs.time, config)
+    evidence, stored, served = learned.service_rate_evidence, learned.service_rate, -1.0
+    if unit is not None:
+        served, mu, evidence, stored = _learn_throughput(obs, w, learned, unit, per_request, mu, config)
+    arrivals, trend, ahead = _arrivals(obs, w, unit, per_request, config)
+    return _Rates(capacity=cap, unit=unit, learned=learned, per_request=per_request, service_rate=mu, stored=stored,
+                  evidence=evidence, prior_since=prior_since, served=served,
+                  carried=_carried_rate(w, learned.carried_rate, unit, served, config),
+                  arrivals=arrivals, arrivals_trend=trend, arrivals_ahead=ahead)
+
+
+def _unit_label(unit: str | None) -> str:
+    return "tok/s" if unit == RATE_TOKENS else "req/s"
+
+
+def _throughput_demand(w: _Windows, r: _Rates, mu: float, per_request: float, config: AutoscalingConfig) -> _Demand:
+    """Throughput mode, linear in load: arrivals over what a replica sustains at the target utilization, plus
+    draining the backlog above the queue target, plus the arrival trend over one cold start."""
+    per_replica = config.target_throughput_utilization * mu
+    unit = _unit_label(r.unit)
+    estimate = DemandEstimate(
+        mode=MODE_THROUGHPUT, load=r.arrivals / per_replica, ahead=r.arrivals_ahead / per_replica,
+        backlog=w.excess_waiting * per_request / config.drain_time_s / per_replica, rate_unit=r.unit,
+        arrivals=r.arrivals, served=max(r.served, 0) * w.ready, service_rate=mu, per_replica_target=per_replica,
+        trend_per_min=r.arrivals_trend * 60, carried_rate=r.carried, capacity=r.capacity)
+    text = (f"throughput mode: arrivals {r.arrivals:.1f} {unit} (served {estimate.served:.1f} {unit}), service rate "
+            f"{mu:.2f} {unit}/replica, target {per_replica:.2f}; trend {estimate.trend_per_min:+.1f} {unit} per min")
+    return _Demand(estimate, config.down_hysteresis_throughput, text)
+
+
+def _concurrency_demand(obs: Observation, w: _Windows, r: _Rates, config: AutoscalingConfig) -> _Demand:
+    """Concurrency mode (Little's law); a saturated replica holds c_cap sequences whatever the overload: count no
+    more than that (the queue term carries the rest), or the convex pile-up would read as 2-3x demand.  A backlog is
+    counted at most as one more fleet (the step limit would cut it there anyway)."""
+    cap = r.capacity
+    c_target = config.target_utilization * cap
+    kv_bound = False
+    if w.kv > 1e-3 and w.running >= 1:
+        c_kv = w.running * config.kv_cache_target / w.kv  # sequences of the current mix under the KV target
+        if c_kv < c_target:
+            c_target, kv_bound = c_kv, True
+    c_target = max(1.0, c_target)
+    backlog_seqs = min(w.excess_waiting, c_target * w.ready)
+    inflight = min(w.run_pr, cap) * w.ready
+    # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
+    # never more than half the current demand (a burst is not a ramp)
+    trend = (_slope([(x.time, x.running) for x in w.rows if x.time > obs.time - config.trend_window_s])
+             if w.full_trend else 0.0)
+    ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * (inflight + backlog_seqs))
+    load, ahead_r = inflight / c_target, ahead / c_target
+    text = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}"
+            f"{' (KV-bound)' if kv_bound else ''}; running trend {trend * 60:+.0f}/min")
+    capped = False
+    if r.carried is not None and r.unit is not None:
+        # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
+        # queue); the backlog part stays as it is, so a queue still scales up whatever the cap says
+        per_carried = config.target_throughput_utilization * r.carried
+        if (r.arrivals + r.arrivals_ahead) / per_carried < load + ahead_r:
+            load, ahead_r, capped = r.arrivals / per_carried, r.arrivals_ahead / per_carried, True
+            text += (f"; capped by arrivals {r.arrivals:.1f} {_unit_label(r.unit)} over "
+                     f"{config.target_throughput_utilization:.2f} x the carried rate {r.carried:.2f} "
+                     f"{_unit_label(r.unit)}/replica")
+    estimate = DemandEstimate(
+        mode=MODE_CONCURRENCY, load=load, ahead=ahead_r, backlog=backlog_seqs / c_target, rate_unit=r.unit,
+        arrivals=r.arrivals, served=max(r.served, 0) * w.ready, carried_rate=r.carried, capacity=cap,
+        concurrency_target=c_target, kv_bound=kv_bound, trend_per_min=trend * 60, capped_by_carried_rate=capped)
+    return _Demand(estimate, config.down_hysteresis_concurrency, text)
+
+
+def _seasonal(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, demand: _Demand,
+              config: AutoscalingConfig) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
+    """Seasonal forecast (throughput mode only): the completion rate recorded one cycle ago tells how much it grows
+    over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not in
+    concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots."""
     season = state.season
-    if config.seasonal_period_s and tp_known:
-        season_growth, why = _seasonal_growth(season, obs.time, config)
-        season = _season_update(season, obs.time, sum(x[4] for x in recent) / len(recent), config)
-        if mu is not None:
-            mode += (f"; seasonal growth over one cold start x{season_growth:.2f} ({why})" if season_growth is not None
-                     else f"; no seasonal forecast: {why}")
-            if season_growth is not None:
-                ahead_r = load * (season_growth - 1.0)
-    demand = load + ahead_r + backlog_r
-    need = math.ceil(demand - 1e-9) if demand > 0 else 0
+    if not (config.seasonal_period_s and r.unit is not None):
+        return demand, season
+    growth, why = _seasonal_growth(season, obs.time, config)
+    season = _season_update(season, obs.time, sum(x.completions for x in w.recent) / len(w.recent), config)
+    if r.service_rate is None:
+        return demand, season
+    text = demand.text + (f"; seasonal growth over one cold start x{growth:.2f} ({why})" if growth is not None
+                          else f"; no seasonal forecast: {why}")
+    estimate = replace(demand.estimate, seasonal_growth=growth)
+    if growth is not None:
+        estimate = replace(estimate, ahead=estimate.load * (growth - 1.0))
+    return replace(demand, estimate=estimate, text=text), season
+
+
+def _estimate_demand(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, config: AutoscalingConfig
+                     ) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
+    """Stage 4: replicas for the load, for what comes one cold start from now, and to drain the backlog."""
+    if r.service_rate is not None and r.unit is not None and r.per_request is not None:
+        demand = _throughput_demand(w, r, r.service_rate, r.per_request, config)
+    else:
+        demand = _concurrency_demand(obs, w, r, config)
+    return _seasonal(obs, state, w, r, demand, config)
+
+
+def _stabilise(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, demand: _Demand,
+               season: tuple[SeasonEntry, ...], config: AutoscalingConfig) -> _Target:
+    """Stage 5: the recommendation (demand + warm pool, clamped), the size to keep (what the demand asks at the
+    scale-down target, recorded for the stabilization window), the trust region, and the next state."""
+    total = demand.total
+    need = math.ceil(total - 1e-9) if total > 0 else 0
     wanted = need + config.warm_pool
-    rec = _clamp(wanted, config)
-    # the size to keep: what the demand asks at the scale-down target (recorded for the stabilization window)
-    keep_n = _clamp((math.ceil(demand / hysteresis - 1e-9) if demand > 0 else 0) + config.warm_pool, config)
+    keep_n = _clamp((math.ceil(total / demand.hysteresis - 1e-9) if total > 0 else 0) + config.warm_pool, config)
     keep = max(config.scale_down_stabilization_s, config.scale_up_stabilization_s)
     recs = tuple((t, n) for t, n in state.recommendations if obs.time - keep <= t < obs.time) + ((obs.time, keep_n),)
     safe = state.safe_load
-    if settled and wait_pr <= 0.5 * q_target:
-        safe = max(safe or 0.0, run_pr)
-    elif settled and wait_pr > q_target and safe is not None:
-        safe = min(safe, 0.8 * run_pr)  # a queue at this load: the trust region ends below it
-    new_state = replace(learned, recommendations=recs, window=window, capacity=cap, capacity_time=obs.time,
-                        service_rate=mu_stored,
-                        service_rate_time=obs.time if mu_stored is not None else prior_since,
-                        service_rate_evidence=mu_evidence if mu_stored is not None else None, safe_load=safe,
-                        saturated_since=tuple(sorted(since.items())), carried_rate=carried,
+    if w.settled and w.wait_pr <= 0.5 * w.q_target:
+        safe = max(safe or 0.0, w.run_pr)
+    elif w.settled and w.wait_pr > w.q_target and safe is not None:
+        safe = min(safe, 0.8 * w.run_pr)  # a queue at this load: the trust region ends below it
+    new_state = replace(r.learned, recommendations=recs, window=w.rows, capacity=r.capacity, capacity_time=obs.time,
+                        service_rate=r.stored,
+                        service_rate_time=obs.time if r.stored is not None else r.prior_since,
+                        service_rate_evidence=r.evidence if r.stored is not None else None, safe_load=safe,
+                        saturated_since=tuple(sorted(w.saturated_since.items())), carried_rate=r.carried,
                         season=season)
-    numbers = (f"waiting {waiting:.0f}, running {running:.0f} (window mean {run_pr:.1f}/replica) on {ready} Ready "
-               f"+ {obs.starting_replicas} starting; {mode}; demand {demand:.2f} replicas + warm pool "
-               f"{config.warm_pool}")
+    return _Target(need=need, wanted=wanted, recommendation=_clamp(wanted, config), keep=keep_n,
+                   recommendations=recs, safe_load=safe, state=new_state)
 
-    def out(n: int, reason: str, msg: str, st: PolicyState = new_state) -> Decision:
-        return Decision(n, reason, f"{msg}; {numbers}", waiting, True, st, rec, demand, cap)
 
-    # 5. Scale up: fast; compared with the current desired size, which already counts starting pods.
-    if rec > current:
-        target = rec
-        if config.scale_up_stabilization_s > 0:
-            target = min([rec] + [n for t, n in recs if t >= obs.time - config.scale_up_stabilization_s])
-        target = min(target, current + (config.max_scale_up_step or max(4, current)))
-        target = max(target, min(rec, floor))  # the floor is a bound, not a step
-        if target <= current:
-            return out(current, HOLD_STABILIZING, f"scale-up to {rec} is stabilizing")
-        if wanted > config.max_replicas and target == config.max_replicas:
-            reason = CLAMPED_TO_MAX
-        elif current < floor:
-            reason = SCALE_UP_FLOOR
-        elif excess_waiting > 0:
-            reason = SCALE_UP_QUEUE
-        elif need <= current:
-            reason = SCALE_UP_WARM_POOL
-        else:
-            reason = SCALE_UP_DEMAND
-        return out(target, reason, f"scaling {current} -> {target} (wanted {wanted})",
-                   replace(new_state, last_scale_up_time=obs.time))
+# (desired replicas, reason, what was done, next state)
+_Step = tuple[int, str, str, PolicyState]
 
-    # 6. Scale down: only after a full window of lower recommendations, one step at a time.
-    if keep_n < current:
-        if current > config.max_replicas:
-            return out(config.max_replicas, SCALE_DOWN_CEILING, f"above max_replicas: {current} -> "
-                       f"{config.max_replicas}", replace(new_state, last_scale_down_time=obs.time))
-        win = config.scale_down_stabilization_s
-        highest = max(n for t, n in recs if t >= obs.time - win)
-        if highest >= current or not _covered(state, obs.time, win):
-            return out(current, HOLD_STABILIZING, f"scale-down to {keep_n} < {current}, but within the last "
-                       f"{win:.0f}s the policy asked for up to {highest} or has not watched that long")
-        last = state.last_scale_down_time
-        if last is not None and obs.time - last < config.scale_down_period_s:
-            return out(current, HOLD_STABILIZING, f"last scale-down {obs.time - last:.0f}s ago (period "
-                       f"{config.scale_down_period_s:.0f}s)")
-        target = max(highest, current - config.max_scale_down_step, floor)
-        # trust region: the load per replica after the step, scaled linearly, must have been carried before
-        # without a queue; otherwise the step is a probe: one replica, a full window after the last step
-        ready_after = max(1, min(ready, target))
-        predicted = run_pr * ready / ready_after
-        if run_pr > 0 and (safe is None or predicted > safe):
-            if last is not None and obs.time - last < win:
-                return out(current, HOLD_STABILIZING, f"scale-down to {target} would load replicas with "
-                           f"{predicted:.1f} running each, beyond the {safe or 0:.1f} seen without a queue; the "
-                           f"last probe was {obs.time - last:.0f}s ago")
-            target = max(target, current - 1)
-        reason = SCALE_DOWN_IDLE if waiting == 0 and running == 0 else SCALE_DOWN_DEMAND
-        return out(target, reason, f"scaling {current} -> {target}", replace(new_state, last_scale_down_time=obs.time))
 
-    return out(current, HOLD_AT_TARGET, f"at target {current}")
+def _scale_up(obs: Observation, w: _Windows, t: _Target, current: int, config: AutoscalingConfig) -> _Step:
+    """Fast; compared with the current desired size, which already counts starting pods."""
+    rec, floor = t.recommendation, floor_replicas(config)
+    target = rec
+    if config.scale_up_stabilization_s > 0:
+        target = min([rec] + [n for ts, n in t.recommendations if ts >= obs.time - config.scale_up_stabilization_s])
+    target = min(target, current + (config.max_scale_up_step or max(4, current)))
+    target = max(target, min(rec, floor))  # the floor is a bound, not a step
+    if target <= current:
+        return current, HOLD_STABILIZING, f"scale-up to {rec} is stabilizing", t.state
+    if t.wanted > config.max_replicas and target == config.max_replicas:
+        reason = CLAMPED_TO_MAX
+    elif current < floor:
+        reason = SCALE_UP_FLOOR
+    elif w.excess_waiting > 0:
+        reason = SCALE_UP_QUEUE
+    elif t.need <= current:
+        reason = SCALE_UP_WARM_POOL
+    else:
+        reason = SCALE_UP_DEMAND
+    return (target, reason, f"scaling {current} -> {target} (wanted {t.wanted})",
+            replace(t.state, last_scale_up_time=obs.time))
+
+
+def _scale_down(obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int,
+                config: AutoscalingConfig) -> _Step:
+    """Only after a full window of lower recommendations, one step at a time, within the trust region."""
+    if current > config.max_replicas:
+        return (config.max_replicas, SCALE_DOWN_CEILING, f"above max_replicas: {current} -> {config.max_replicas}",
+                replace(t.state, last_scale_down_time=obs.time))
+    win = config.scale_down_stabilization_s
+    highest = max(n for ts, n in t.recommendations if ts >= obs.time - win)
+    if highest >= current or not _covered(state, obs.time, win):
+        return (current, HOLD_STABILIZING, f"scale-down to {t.keep} < {current}, but within the last {win:.0f}s the "
+                f"policy asked for up to {highest} or has not watched that long", t.state)
+    last = state.last_scale_down_time
+    if last is not None and obs.time - last < config.scale_down_period_s:
+        return (current, HOLD_STABILIZING, f"last scale-down {obs.time - last:.0f}s ago (period "
+                f"{config.scale_down_period_s:.0f}s)", t.state)
+    target = max(highest, current - config.max_scale_down_step, floor_replicas(config))
+    # trust region: the load per replica after the step, scaled linearly, must have been carried before
+    # without a queue; otherwise the step is a probe: one replica, a full window after the last step
+    ready_after = max(1, min(w.ready, target))
+    predicted = w.run_pr * w.ready / ready_after
+    if w.run_pr > 0 and (t.safe_load is None or predicted > t.safe_load):
+        if last is not None and obs.time - last < win:
+            return (current, HOLD_STABILIZING, f"scale-down to {target} would load replicas with {predicted:.1f} "
+                    f"running each, beyond the {t.safe_load or 0:.1f} seen without a queue; the last probe was "
+                    f"{obs.time - last:.0f}s ago", t.state)
+        target = max(target, current - 1)
+    reason = SCALE_DOWN_IDLE if w.waiting == 0 and w.running == 0 else SCALE_DOWN_DEMAND
+    return target, reason, f"scaling {current} -> {target}", replace(t.state, last_scale_down_time=obs.time)
+
+
+def _choose(obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int,
+            config: AutoscalingConfig) -> _Step:
+    """Stage 6: the step and its reason."""
+    if t.recommendation > current:
+        return _scale_up(obs, w, t, current, config)
+    if t.keep < current:
+        return _scale_down(obs, state, w, t, current, config)
+    return current, HOLD_AT_TARGET, f"at target {current}", t.state
+
+
+def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> Decision:
+    """Map an observation and the previous state to a replica count, a reason and the next state."""
+    floor = floor_replicas(config)
+    current = obs.current_desired if isinstance(obs.current_desired, int) and obs.current_desired >= 0 else floor
+    held = _hold_untrusted(obs, state, config, current)
+    if held is not None:
+        return held
+    w = _update_windows(obs, state, config)
+    rates = _learn_rates(obs, state, config, w)
+    demand, season = _estimate_demand(obs, state, w, rates, config)
+    target = _stabilise(obs, state, w, rates, demand, season, config)
+    n, reason, what, next_state = _choose(obs, state, w, target, current, config)
+    numbers = (f"waiting {w.waiting:.0f}, running {w.running:.0f} (window mean {w.run_pr:.1f}/replica) on "
+               f"{w.ready} Ready + {obs.starting_replicas} starting; {demand.text}; demand {demand.total:.2f} "
+               f"replicas + warm pool {config.warm_pool}")
+    return Decision(n, reason, f"{what}; {numbers}", w.waiting, True, next_state, target.recommendation,
+                    demand.total, rates.capacity, mode=demand.estimate.mode, estimate=demand.estimate)

@@ -3,7 +3,8 @@
   qwenctl validate FILE...        check QwenDeployments like the operator does (exit 1 if any is invalid)
   qwenctl render FILE             the objects the operator would create (like `helm template`)
   qwenctl fit MODEL --gpu H100 [--quant awq] [--tp 2] [--max-model-len 32768] [--kv-cache-dtype fp8]
-  qwenctl plan --daily-users N --turns T --input-tokens I --output-tokens O [--peak 5] [--share 0.3] ...
+  qwenctl plan --daily-users N --turns T --input-tokens I --output-tokens O [--peak 5] [--share 0.3]
+               [--calls-per-request 3] ...   size a fleet (model calls per request: agent fan-out)
   qwenctl status [-n NAMESPACE | -A]   QwenDeployments with conditions and last scaling decision
 
 Bad input gets a clear message and exit code 2, never a traceback.
@@ -21,12 +22,12 @@ from typing import Any, NoReturn
 import yaml
 
 from ..api.models import GROUP, KIND, PLURAL
-from ..domain.capacity import CapacityInput, plan_capacity
-from ..domain.catalog import lookup_model, resolve_arch
-from ..domain.fit import FitInput, check_fit
+from ..domain.capacity import FleetDemand, size_fleet
+from ..domain.catalog import resolve_arch
 from ..domain.gpus import GPU_PRODUCTS, lookup_gpu
 from ..domain.speculative import expected_speedup
 from ..domain.validation import validate
+from ..manifests.cache import ANNOTATION_BAKED
 from ..manifests.plan import ClusterView, plan
 
 
@@ -91,9 +92,9 @@ def cmd_render(a: argparse.Namespace) -> int:
             # they will be once it is baked, too.
             out += p.ensure_shared
             baked = [o for o in p.ensure_shared if o["kind"] == "PersistentVolumeClaim"]
-            pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {"qwenops.dev/baked": "true"}}}
+            pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {ANNOTATION_BAKED: "true"}}}
             view = ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=1, max_gpus_on_a_node=8,
-                               cache_lookup=lambda _n: (pvc, None))
+                               cache_lookup=lambda _n: (pvc, None))  # noqa: B023 (called before the loop moves on)
             p = plan(body, view, "1970-01-01T00:00:00Z")
         out += p.apply
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))
@@ -138,10 +139,10 @@ def _catalog() -> list[Any]:
 
 def cmd_plan(a: argparse.Namespace) -> int:
     try:
-        cp = plan_capacity(CapacityInput(daily_users=a.daily_users, turns_per_user=a.turns,
-                                         input_tokens=a.input_tokens, output_tokens=a.output_tokens,
-                                         peak_factor=a.peak, routed_share=a.share,
-                                         replica_output_tps=a.replica_tps, failover_replicas=a.failover))
+        cp = size_fleet(FleetDemand(daily_users=a.daily_users, turns_per_user=a.turns,
+                                    input_tokens=a.input_tokens, output_tokens=a.output_tokens,
+                                    peak_factor=a.peak, routed_share=a.share, calls_per_request=a.calls_per_request,
+                                    replica_output_tps=a.replica_tps, failover_replicas=a.failover))
     except ValueError as e:
         _fail(str(e))
     print("\n".join(cp.lines()))
@@ -181,47 +182,64 @@ def cmd_status(a: argparse.Namespace) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="qwenctl", description="qwen-operator's checks and plans, offline.")
-    sub = p.add_subparsers(dest="cmd", required=True)
-    v = sub.add_parser("validate", help="check QwenDeployment files")
-    v.add_argument("files", nargs="+")
-    v.set_defaults(fn=cmd_validate)
-    r = sub.add_parser("render", help="objects the operator would create")
-    r.add_argument("file")
-    r.add_argument("-n", "--namespace")
-    r.add_argument("--skip-bake", action="store_true", help="show only what is created before the bake")
-    r.set_defaults(fn=cmd_render)
+def _add_fit(sub: Any) -> None:
     f = sub.add_parser("fit", help="does a model fit a GPU, with its KV cache")
-    f.add_argument("model")
-    f.add_argument("--gpu", default="H100")
+    f.add_argument("model", help="model name, as in the catalog (e.g. Qwen/Qwen3-8B)")
+    f.add_argument("--gpu", default="H100", help="GPU product (default %(default)s)")
     f.add_argument("--quant", default="none", choices=["none", "fp8", "awq", "awq_marlin", "gptq", "gptq_marlin",
-                                                       "compressed-tensors"])
-    f.add_argument("--tp", type=int, default=1)
-    f.add_argument("--pp", type=int, default=1)
-    f.add_argument("--max-model-len", type=int)
-    f.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"])
-    f.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    f.add_argument("--json", action="store_true")
+                                                       "compressed-tensors"], help="weight quantization")
+    f.add_argument("--tp", type=int, default=1, help="tensor-parallel size: GPUs per pipeline stage")
+    f.add_argument("--pp", type=int, default=1, help="pipeline-parallel size: pipeline stages")
+    f.add_argument("--max-model-len", type=int, help="context length to fit (default: the model's)")
+    f.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"],
+                   help="KV-cache data type (fp8 halves it)")
+    f.add_argument("--gpu-memory-utilization", type=float, default=0.9,
+                   help="fraction of GPU memory vLLM may use (default %(default)s)")
+    f.add_argument("--json", action="store_true", help="print the result as JSON")
     f.set_defaults(fn=cmd_fit)
-    pl = sub.add_parser("plan", help="size a fleet from users and tokens")
-    pl.add_argument("--daily-users", type=int, required=True)
+
+
+def _add_plan(sub: Any) -> None:
+    pl = sub.add_parser("plan", help="size a fleet from users and tokens",
+                        description="Size a fleet: model calls/day = users x turns x share x calls per request; "
+                        "output tokens/s at peak = calls/day x output tokens / 86,400 s x peak.")
+    pl.add_argument("--daily-users", type=int, required=True, help="users per day")
     pl.add_argument("--turns", type=float, required=True, help="turns per user per day")
-    pl.add_argument("--input-tokens", type=float, required=True)
-    pl.add_argument("--output-tokens", type=float, required=True)
-    pl.add_argument("--peak", type=float, default=5.0, help="peak / average load")
-    pl.add_argument("--share", type=float, default=1.0, help="fraction of turns routed to this fleet")
-    pl.add_argument("--replica-tps", type=float, default=500.0, help="output tokens/s one replica sustains")
-    pl.add_argument("--failover", type=int, default=1)
-    pl.add_argument("--acceptance", type=float, help="speculative decoding acceptance rate")
-    pl.add_argument("--k", type=int, default=3, help="speculative tokens per step")
+    pl.add_argument("--calls-per-request", type=float, default=1.0,
+                    help="model calls per user request (agent fan-out: planning, tool calls, the answer); "
+                    "multiplies the load (default %(default)s)")
+    pl.add_argument("--input-tokens", type=float, required=True, help="input (prompt) tokens per model call")
+    pl.add_argument("--output-tokens", type=float, required=True, help="output (generated) tokens per model call")
+    pl.add_argument("--peak", type=float, default=5.0, help="peak / average load (default %(default)s)")
+    pl.add_argument("--share", type=float, default=1.0,
+                    help="fraction of turns routed to this fleet (default %(default)s)")
+    pl.add_argument("--replica-tps", type=float, default=500.0,
+                    help="output tokens/s one replica sustains at the target latency (default %(default)s)")
+    pl.add_argument("--failover", type=int, default=1, help="replicas added for failover (default %(default)s)")
+    pl.add_argument("--acceptance", type=float, help="speculative decoding acceptance rate (0..1); prints the gain")
+    pl.add_argument("--k", type=int, default=3, help="speculative tokens per step (default %(default)s)")
     pl.add_argument("--t-draft", type=float, default=0.002, help="draft cost per token (s)")
     pl.add_argument("--t-verify", type=float, default=0.025, help="verify step cost (s)")
     pl.add_argument("--t-plain", type=float, help="plain decode step (s), default t-verify")
     pl.set_defaults(fn=cmd_plan)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qwenctl", description="qwen-operator's checks and plans, offline.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    v = sub.add_parser("validate", help="check QwenDeployment files")
+    v.add_argument("files", nargs="+", help="YAML files with QwenDeployments (several documents each allowed)")
+    v.set_defaults(fn=cmd_validate)
+    r = sub.add_parser("render", help="objects the operator would create")
+    r.add_argument("file", help="a YAML file with QwenDeployments")
+    r.add_argument("-n", "--namespace", help="namespace to render into (default: the file's, else default)")
+    r.add_argument("--skip-bake", action="store_true", help="show only what is created before the bake")
+    r.set_defaults(fn=cmd_render)
+    _add_fit(sub)
+    _add_plan(sub)
     s = sub.add_parser("status", help="QwenDeployments with conditions")
-    s.add_argument("-n", "--namespace")
-    s.add_argument("-A", "--all-namespaces", action="store_true")
+    s.add_argument("-n", "--namespace", help="namespace (default: kubectl's current one)")
+    s.add_argument("-A", "--all-namespaces", action="store_true", help="every namespace")
     s.set_defaults(fn=cmd_status)
     return p
 

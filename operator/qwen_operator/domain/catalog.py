@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..api.models import ModelArchitectureOverrides
 from .catalog_data import CATALOG, ModelCard
 
 _BY_NAME: dict[str, ModelCard] = {c.name.lower(): c for c in CATALOG}
@@ -65,27 +66,20 @@ def arch_from_card(card: ModelCard) -> ModelArch:
     )
 
 
-def resolve_arch(name: str, overrides: object | None = None) -> ModelArch | None:
+def resolve_arch(name: str, overrides: ModelArchitectureOverrides | None = None) -> ModelArch | None:
     """The model's architecture: explicit overrides win (a user may know better), then the catalog."""
     if overrides is not None:
-        o = overrides
+        # The overrides carry ModelArch's fields of the same names; what a config.json does not give is unknown.
         return ModelArch(
             name=name,
             family="custom",
-            total_params_b=o.total_params_b,  # type: ignore[attr-defined]
-            num_layers=o.num_layers,  # type: ignore[attr-defined]
-            kv_cache_layers=o.num_layers,  # type: ignore[attr-defined]
+            kv_cache_layers=overrides.num_layers,
             hidden_size=None,
-            num_attention_heads=o.num_attention_heads,  # type: ignore[attr-defined]
-            num_kv_heads=o.num_kv_heads,  # type: ignore[attr-defined]
-            head_dim=o.head_dim,  # type: ignore[attr-defined]
-            vocab_size=o.vocab_size,  # type: ignore[attr-defined]
-            max_context=o.max_context,  # type: ignore[attr-defined]
-            mtp_layers=o.mtp_layers,  # type: ignore[attr-defined]
             tie_word_embeddings=False,
             checkpoint_quantization=None,
             checkpoint_bits=None,
             from_catalog=False,
+            **overrides.model_dump(),
         )
     card = lookup_model(name)
     return arch_from_card(card) if card else None

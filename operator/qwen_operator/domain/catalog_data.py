@@ -27,58 +27,51 @@ from typing import Final
 
 @dataclass(frozen=True)
 class ModelCard:
-    name: str                      # Hugging Face id, e.g. "Qwen/Qwen3-8B"
-    family: str                    # "qwen2.5" | "qwen3" | "qwen3-moe" | "qwen3-next" | "eagle3-draft" | ...
-    architecture: str              # config.json "architectures"[0]
-    total_params_b: float          # billions, from model card / safetensors total_size
-    active_params_b: float         # = total for dense models
-    num_layers: int                # num_hidden_layers
+    name: str  # Hugging Face id, e.g. "Qwen/Qwen3-8B"
+    family: str  # "qwen2.5" | "qwen3" | "qwen3-moe" | "qwen3-next" | "eagle3-draft" | ...
+    architecture: str  # config.json "architectures"[0]
+    total_params_b: float  # billions, from model card / safetensors total_size
+    active_params_b: float  # = total for dense models
+    num_layers: int  # num_hidden_layers
     hidden_size: int
     num_attention_heads: int
-    num_kv_heads: int              # num_key_value_heads
-    head_dim: int                  # config head_dim, or hidden_size // num_attention_heads when absent
+    num_kv_heads: int  # num_key_value_heads
+    head_dim: int  # config head_dim, or hidden_size // num_attention_heads when absent
     vocab_size: int
-    max_context: int               # max_position_embeddings (note YaRN extension in notes if documented)
-    torch_dtype: str               # "bfloat16" etc
-    mtp_layers: int = 0            # num_nextn_predict_layers / mtp_num_hidden_layers (0 = no MTP head)
-    kv_cache_layers: int | None = None   # layers that hold a KV cache when not all do (Qwen3-Next: full-attention layers only)
+    max_context: int  # max_position_embeddings (note YaRN extension in notes if documented)
+    torch_dtype: str  # "bfloat16" etc
+    mtp_layers: int = 0  # num_nextn_predict_layers / mtp_num_hidden_layers (0 = no MTP head)
+    kv_cache_layers: int | None = (
+        None  # layers that hold a KV cache when not all do (Qwen3-Next: full-attention layers only)
+    )
     num_experts: int = 0
     experts_per_token: int = 0
     tie_word_embeddings: bool = False
-    checkpoint_quantization: str | None = None   # quant_method of a pre-quantized checkpoint: "awq", "gptq", "fp8", ...
+    checkpoint_quantization: str | None = None  # quant_method of a pre-quantized checkpoint: "awq", "gptq", "fp8", ...
     checkpoint_bits: int | None = None
     base_model: str | None = None  # for quantized checkpoints and draft heads: the model they derive from / target
-    source: str = ""               # URL(s) or repo path(s) where each number was read, and how params were counted
+    source: str = ""  # URL(s) or repo path(s) where each number was read, and how params were counted
     notes: str = ""
 
 
 # Where the numbers were read. Commits are the snapshots that were read; "index id" is the
 # file id of the public code index the lookup went through, for files it did not name.
-_AICONF: Final[str] = (
-    "github.com/ai-dynamo/aiconfigurator@095f58a51c4c "
-    "aic-core/src/aiconfigurator_core/model_configs/"
-)
+_AICONF: Final[str] = "github.com/ai-dynamo/aiconfigurator@095f58a51c4c aic-core/src/aiconfigurator_core/model_configs/"
 _INFSIM: Final[str] = "github.com/inference-sim/inference-sim@f90a1e3a6787 model_configs/"
 _LLMPROF: Final[str] = "github.com/citsjtu2020/LLM-Prof@8434c8d19c39 sglang/Model_Config.md"
 _PADDLE_CARD: Final[str] = (
     "model card copied from huggingface.co/Qwen/{m} in "
     "github.com/ZHUI/paddlenlp_model_readme@10d0a05f Qwen/{m}/index.md"
 )
-_KERAS_QWEN3: Final[str] = (
-    "github.com/keras-team/keras-hub keras_hub/src/models/qwen3/qwen3_presets.py"
-)
+_KERAS_QWEN3: Final[str] = "github.com/keras-team/keras-hub keras_hub/src/models/qwen3/qwen3_presets.py"
 _KERAS_QWEN: Final[str] = "github.com/keras-team/keras-hub keras_hub/src/models/qwen/qwen_presets.py"
-_KERAS_QWEN3_MOE: Final[str] = (
-    "github.com/keras-team/keras-hub keras_hub/src/models/qwen3_moe/qwen3_moe_presets.py"
-)
+_KERAS_QWEN3_MOE: Final[str] = "github.com/keras-team/keras-hub keras_hub/src/models/qwen3_moe/qwen3_moe_presets.py"
 _QWEN25_YARN: Final[str] = (
     "Card: 'The current config.json is set for context length up to 32,768 tokens'; "
     "YaRN rope_scaling factor 4.0 (original 32768) documented for 131,072."
 )
 _QWEN3_YARN: Final[str] = "Card: context 32,768 natively and 131,072 tokens with YaRN."
-_QWEN3_POS: Final[str] = (
-    "config max_position_embeddings is 40960 although the card says 32,768 natively."
-)
+_QWEN3_POS: Final[str] = "config max_position_embeddings is 40960 although the card says 32,768 natively."
 
 
 CATALOG: tuple[ModelCard, ...] = (
@@ -106,7 +99,8 @@ CATALOG: tuple[ModelCard, ...] = (
             "(index id 11122973016). Params: 0.49B from the "
             + _PADDLE_CARD.format(m="Qwen2.5-0.5B-Instruct")
             + " (also 24 layers, 14 Q / 2 KV, tied, 'Full 32,768 tokens'); exact 494,032,768 in "
-            + _KERAS_QWEN + " (qwen2.5_instruct_0.5b_en)."
+            + _KERAS_QWEN
+            + " (qwen2.5_instruct_0.5b_en)."
         ),
         notes="head_dim absent from config: 896 // 14 = 64. Non-embedding 0.36B per card.",
     ),
@@ -131,7 +125,9 @@ CATALOG: tuple[ModelCard, ...] = (
             "test fixtures (index ids 54502686500, 54689985906): 28 layers, hidden 1536, 12/2 heads, "
             "vocab 151936, max_position_embeddings 32768, tie true, bfloat16. Params: 1.54B from the "
             + _PADDLE_CARD.format(m="Qwen2.5-1.5B-Instruct")
-            + "; 1,543,434,240 for the same shape in " + _KERAS_QWEN + " (qwen2.5_coder_1.5b)."
+            + "; 1,543,434,240 for the same shape in "
+            + _KERAS_QWEN
+            + " (qwen2.5_coder_1.5b)."
         ),
         notes="head_dim absent from config: 1536 // 12 = 128. Non-embedding 1.31B per card.",
     ),
@@ -154,9 +150,13 @@ CATALOG: tuple[ModelCard, ...] = (
             "config: the text_config of mlx-community/LocateAnything-3B-4bit, a derivative whose "
             "_name_or_path is Qwen/Qwen2.5-3B-Instruct, copied verbatim in a public test (index id "
             "61105123417: 36 layers, hidden 2048, 16/2 heads, max_position_embeddings 32768); vocab "
-            "151936, tie true, bfloat16 from the Qwen2.5-3B config.json in " + _LLMPROF
-            + ". Params: 3.09B from the " + _PADDLE_CARD.format(m="Qwen2.5-3B-Instruct")
-            + " (tied, 'Full 32,768 tokens'); exact 3,085,938,688 in " + _KERAS_QWEN + "."
+            "151936, tie true, bfloat16 from the Qwen2.5-3B config.json in "
+            + _LLMPROF
+            + ". Params: 3.09B from the "
+            + _PADDLE_CARD.format(m="Qwen2.5-3B-Instruct")
+            + " (tied, 'Full 32,768 tokens'); exact 3,085,938,688 in "
+            + _KERAS_QWEN
+            + "."
         ),
         notes="head_dim absent from config: 2048 // 16 = 128. Non-embedding 2.77B per card.",
     ),
@@ -226,9 +226,13 @@ CATALOG: tuple[ModelCard, ...] = (
             "config: transformers log 'loading configuration file .../Qwen/Qwen2.5-32B-Instruct/config.json' "
             "+ Qwen2Config dump in a public LLaMA-Factory training log (index id 55397501636: 64 "
             "layers, hidden 5120, 40/8 heads, vocab 152064, max_position_embeddings 32768, untied, "
-            "bfloat16); architecture also in " + _LLMPROF + " (Qwen2.5-32B). Params: 32.5B from the "
-            + _PADDLE_CARD.format(m="Qwen2.5-32B-Instruct") + "; exact 32,763,876,352 in "
-            + _KERAS_QWEN + " (qwen2.5_instruct_32b_en)."
+            "bfloat16); architecture also in "
+            + _LLMPROF
+            + " (Qwen2.5-32B). Params: 32.5B from the "
+            + _PADDLE_CARD.format(m="Qwen2.5-32B-Instruct")
+            + "; exact 32,763,876,352 in "
+            + _KERAS_QWEN
+            + " (qwen2.5_instruct_32b_en)."
         ),
         notes="head_dim absent from config: 5120 // 40 = 128. Non-embedding 31.0B per card. " + _QWEN25_YARN,
     ),
@@ -252,8 +256,10 @@ CATALOG: tuple[ModelCard, ...] = (
             "62544871882: 80 layers, hidden 8192, 64/8 heads, vocab 152064, max_position_embeddings "
             "32768, untied, bfloat16) and the same dict with _name_or_path Qwen/Qwen2.5-72B-Instruct "
             "in a public test (index id 3787775639). Params: 72.7B from the "
-            + _PADDLE_CARD.format(m="Qwen2.5-72B-Instruct") + "; exact 72,706,203,648 in "
-            + _KERAS_QWEN + " (qwen2.5_instruct_72b_en)."
+            + _PADDLE_CARD.format(m="Qwen2.5-72B-Instruct")
+            + "; exact 72,706,203,648 in "
+            + _KERAS_QWEN
+            + " (qwen2.5_instruct_72b_en)."
         ),
         notes="head_dim absent from config: 8192 // 64 = 128. Non-embedding 70.0B per card. " + _QWEN25_YARN,
     ),
@@ -279,10 +285,7 @@ CATALOG: tuple[ModelCard, ...] = (
             "'Context Length: 32,768' (quoted verbatim in public copies, e.g. index id 53839289886); "
             "exact 596,049,920 in " + _KERAS_QWEN3 + "."
         ),
-        notes=(
-            "16 heads x 128 = 2048 != hidden 1024. " + _QWEN3_POS
-            + " The card gives no YaRN figure for this size."
-        ),
+        notes=("16 heads x 128 = 2048 != hidden 1024. " + _QWEN3_POS + " The card gives no YaRN figure for this size."),
     ),
     ModelCard(
         name="Qwen/Qwen3-1.7B",
@@ -441,7 +444,10 @@ CATALOG: tuple[ModelCard, ...] = (
         num_experts=128,
         experts_per_token=8,
         source=(
-            "config: raw copies " + _AICONF + "Qwen--Qwen3-30B-A3B_config.json and " + _INFSIM
+            "config: raw copies "
+            + _AICONF
+            + "Qwen--Qwen3-30B-A3B_config.json and "
+            + _INFSIM
             + "qwen3-30b-a3b/config.json (moe_intermediate_size 768). Params: card "
             "huggingface.co/Qwen/Qwen3-30B-A3B 'Number of Parameters: 30.5B in total and 3.3B "
             "activated', 128 experts / 8 activated (quoted in index ids 70427626425, 63116145784); "
@@ -472,7 +478,10 @@ CATALOG: tuple[ModelCard, ...] = (
             "index id 11240120624 and ikawrakow/ik_llama.cpp discussion #385); exact 235,093,634,560 "
             "in " + _KERAS_QWEN3_MOE + "."
         ),
-        notes="64 heads x 128 = 8192 != hidden 4096. " + _QWEN3_POS + " " + _QWEN3_YARN
+        notes="64 heads x 128 = 8192 != hidden 4096. "
+        + _QWEN3_POS
+        + " "
+        + _QWEN3_YARN
         + " Non-embedding 234B per card.",
     ),
     # ------------------------------------------------------------------ official Qwen3 FP8 checkpoints

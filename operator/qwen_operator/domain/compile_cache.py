@@ -1,6 +1,7 @@
 """The compile-cache key: a stable hash of everything vLLM's own compile-cache hash depends on.
 
-vLLM (../shared/reference/vllm.md) hashes: every VLLM_* environment variable except an ignore list; the vLLM
+vLLM (https://docs.vllm.ai/en/latest/design/torch_compile/, and compile_factors() in vllm/envs.py of
+https://github.com/vllm-project/vllm) hashes: every VLLM_* environment variable except an ignore list; the vLLM
 version; model path, revision, dtype, max_model_len, quantization; KV-cache dtype and block size; TP and PP;
 max_num_seqs and max_num_batched_tokens; the speculative and compilation configs; torch/triton versions; and the
 GPU's device name plus CUDA version. Our key covers the same factors (image stands for vLLM/torch/triton/CUDA
@@ -15,19 +16,32 @@ import hashlib
 import json
 from typing import Any
 
+from ..api.models import QwenDeploymentSpec
 from .gpus import lookup_gpu
-from .vllm_args import compilation_config_json, model_path
 from .speculative import speculative_config_json
+from .vllm_args import compilation_config_json, model_path
 
 # vLLM leaves these out of its hash (per-host or logging): so do we.
-VLLM_ENV_IGNORED = frozenset({
-    "VLLM_CACHE_ROOT", "VLLM_HOST_IP", "VLLM_PORT", "VLLM_LOGGING_LEVEL", "VLLM_LOGGING_PREFIX",
-    "VLLM_LOGGING_CONFIG_PATH", "VLLM_CONFIGURE_LOGGING", "VLLM_LOG_STATS_INTERVAL", "VLLM_DEBUG_LOG_API_SERVER_RESPONSE",
-    "VLLM_RPC_BASE_PATH", "VLLM_DISABLE_COMPILE_CACHE", "CUDA_VISIBLE_DEVICES", "LOCAL_RANK",
-})
+VLLM_ENV_IGNORED = frozenset(
+    {
+        "VLLM_CACHE_ROOT",
+        "VLLM_HOST_IP",
+        "VLLM_PORT",
+        "VLLM_LOGGING_LEVEL",
+        "VLLM_LOGGING_PREFIX",
+        "VLLM_LOGGING_CONFIG_PATH",
+        "VLLM_CONFIGURE_LOGGING",
+        "VLLM_LOG_STATS_INTERVAL",
+        "VLLM_DEBUG_LOG_API_SERVER_RESPONSE",
+        "VLLM_RPC_BASE_PATH",
+        "VLLM_DISABLE_COMPILE_CACHE",
+        "CUDA_VISIBLE_DEVICES",
+        "LOCAL_RANK",
+    }
+)
 
 
-def key_factors(spec: Any, max_model_len: int | None, gpu_product: str) -> dict[str, Any]:
+def key_factors(spec: QwenDeploymentSpec, max_model_len: int | None, gpu_product: str) -> dict[str, Any]:
     """The factors, readable: recorded in status and in the bake Job so a miss can be explained by a diff."""
     s = spec.serving
     gpu = lookup_gpu(gpu_product)
@@ -54,8 +68,11 @@ def key_factors(spec: Any, max_model_len: int | None, gpu_product: str) -> dict[
         "max_num_seqs": s.max_num_seqs,
         "max_num_batched_tokens": s.max_num_batched_tokens,
         "enable_chunked_prefill": s.enable_chunked_prefill,
-        "speculative_config": (speculative_config_json(spec.speculative_decoding, spec.parallelism.tensor)
-                               if spec.speculative_decoding else None),
+        "speculative_config": (
+            speculative_config_json(spec.speculative_decoding, spec.parallelism.tensor)
+            if spec.speculative_decoding
+            else None
+        ),
         "compilation_config": compilation_config_json(spec),
         "vllm_env": dict(sorted(vllm_env.items())),
         "device": device,

@@ -102,24 +102,35 @@ def estimate(inp: FitInput) -> FitResult:
     seqs = max(0, math.floor(kv_cache / (per_token * max_len))) if kv_cache > 0 else 0
     fits = seqs >= 1
     r = FitResult(
-        fits=fits, gpus=gpus, gpu_memory_gib=round(inp.gpu.memory_gib, 2), budget_gib=round(budget / GIB, 2),
-        weights_gib=round(weights / GIB, 2), overhead_gib=round(overhead / GIB, 2),
-        kv_cache_gib=round(kv_cache / GIB, 2), kv_bytes_per_token=per_token, max_model_len=max_len,
-        full_length_sequences=seqs, message="",
+        fits=fits,
+        gpus=gpus,
+        gpu_memory_gib=round(inp.gpu.memory_gib, 2),
+        budget_gib=round(budget / GIB, 2),
+        weights_gib=round(weights / GIB, 2),
+        overhead_gib=round(overhead / GIB, 2),
+        kv_cache_gib=round(kv_cache / GIB, 2),
+        kv_bytes_per_token=per_token,
+        max_model_len=max_len,
+        full_length_sequences=seqs,
+        message="",
     )
     return r
 
 
 def _describe(inp: FitInput, r: FitResult) -> str:
     where = f"{r.gpus} x {inp.gpu.product} ({r.gpu_memory_gib} GiB each, {inp.gpu_memory_utilization:.0%} usable)"
-    head = (f"{inp.arch.name} ({inp.quantization if inp.quantization != 'none' else 'unquantized'}) on {where}: "
-            f"budget {r.budget_gib} GiB, weights {r.weights_gib} GiB, reserved {r.overhead_gib} GiB, ")
+    head = (
+        f"{inp.arch.name} ({inp.quantization if inp.quantization != 'none' else 'unquantized'}) on {where}: "
+        f"budget {r.budget_gib} GiB, weights {r.weights_gib} GiB, reserved {r.overhead_gib} GiB, "
+    )
     if r.kv_cache_gib <= 0:
         return head + f"leaving no room for the KV cache ({r.kv_cache_gib} GiB)."
     need = r.kv_bytes_per_token * r.max_model_len / GIB
-    return head + (f"KV cache {r.kv_cache_gib} GiB at {r.kv_bytes_per_token // 1024} KiB/token; one "
-                   f"{r.max_model_len}-token sequence needs {need:.2f} GiB, so {r.full_length_sequences} "
-                   f"full-length sequences fit at once.")
+    return head + (
+        f"KV cache {r.kv_cache_gib} GiB at {r.kv_bytes_per_token // 1024} KiB/token; one "
+        f"{r.max_model_len}-token sequence needs {need:.2f} GiB, so {r.full_length_sequences} "
+        f"full-length sequences fit at once."
+    )
 
 
 def _valid_tp(arch: ModelArch, tp: int) -> bool:
@@ -137,21 +148,25 @@ def check_fit(inp: FitInput, max_gpus_per_node: int = 8) -> FitResult:
             if tp > inp.tensor and tp * inp.pipeline <= max_gpus_per_node and _valid_tp(inp.arch, tp):
                 alt = estimate(FitInput(**{**inp.__dict__, "tensor": tp}))
                 if alt.fits:
-                    suggestions.append(f"raise parallelism.tensor to {tp} ({alt.full_length_sequences} "
-                                       f"full-length sequences fit)")
+                    suggestions.append(
+                        f"raise parallelism.tensor to {tp} ({alt.full_length_sequences} full-length sequences fit)"
+                    )
                     break
         if inp.quantization == "none":
             for q, label in (("fp8", "quantization: fp8"), ("awq", "an AWQ checkpoint with quantization: awq")):
                 alt = estimate(FitInput(**{**inp.__dict__, "quantization": q}))
                 if alt.fits:
-                    suggestions.append(f"use {label} (weights {alt.weights_gib} GiB, "
-                                       f"{alt.full_length_sequences} full-length sequences fit)")
+                    suggestions.append(
+                        f"use {label} (weights {alt.weights_gib} GiB, "
+                        f"{alt.full_length_sequences} full-length sequences fit)"
+                    )
                     break
         if not inp.kv_cache_dtype.startswith("fp8"):
             alt = estimate(FitInput(**{**inp.__dict__, "kv_cache_dtype": "fp8"}))
             if alt.fits:
-                suggestions.append(f"set serving.kvCacheDtype: fp8 ({alt.full_length_sequences} full-length "
-                                   "sequences fit)")
+                suggestions.append(
+                    f"set serving.kvCacheDtype: fp8 ({alt.full_length_sequences} full-length sequences fit)"
+                )
         if r.kv_cache_gib > 0:
             longest = int(r.kv_cache_gib * GIB // r.kv_bytes_per_token) // 1024 * 1024
             if longest >= 1024:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class GPUProduct:
-    product: str          # nvidia.com/gpu.product label value
-    memory_mib: int       # nvidia.com/gpu.memory label value
-    architecture: str     # hopper, ada, ampere, ...
+    product: str  # nvidia.com/gpu.product label value
+    memory_mib: int  # nvidia.com/gpu.memory label value
+    architecture: str  # hopper, ada, ampere, ...
     compute_capability: tuple[int, int]
     aliases: tuple[str, ...] = ()
     # A CPU that a test cluster's node advertises as nvidia.com/gpu (e2e/cluster/real-node.sh): it runs the
@@ -45,8 +45,10 @@ GPU_PRODUCTS: tuple[GPUProduct, ...] = (
     GPUProduct("QWEN-CPU-STANDIN", 4096, "cpu", (0, 0), ("CPU-STANDIN",), cpu_standin=True),
 )
 
-CPU_STANDIN_NOTE = ("a CPU standing in for a GPU (test clusters only): pods run the vLLM CPU build, and no GPU "
-                    "kernel, CUDA graph or GPU memory is exercised")
+CPU_STANDIN_NOTE = (
+    "a CPU standing in for a GPU (test clusters only): pods run the vLLM CPU build, and no GPU "
+    "kernel, CUDA graph or GPU memory is exercised"
+)
 
 _BY_NAME: dict[str, GPUProduct] = {}
 for _g in GPU_PRODUCTS:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from ..api.models import SpeculativeDecoding
 from .catalog import ModelArch, resolve_arch
 
 
@@ -24,60 +25,90 @@ class SpecProblem:
     fatal: bool = True
 
 
-def check_speculative(spec_dec: object, target: ModelArch | None, tensor: int) -> list[SpecProblem]:
+def check_speculative(spec_dec: SpeculativeDecoding, target: ModelArch | None, tensor: int) -> list[SpecProblem]:
     sd = spec_dec
-    method: str = sd.method  # type: ignore[attr-defined]
-    draft: str | None = sd.draft_model  # type: ignore[attr-defined]
-    draft_tp: int | None = sd.draft_tensor_parallel_size  # type: ignore[attr-defined]
+    method: str = sd.method
+    draft: str | None = sd.draft_model
+    draft_tp: int | None = sd.draft_tensor_parallel_size
     problems: list[SpecProblem] = []
     if draft_tp is not None and draft_tp not in (1, tensor):
-        problems.append(SpecProblem("DraftTensorParallelInvalid",
-                                    f"speculativeDecoding.draftTensorParallelSize is {draft_tp}; vLLM accepts 1 or "
-                                    f"the target's tensor-parallel size ({tensor})."))
+        problems.append(
+            SpecProblem(
+                "DraftTensorParallelInvalid",
+                f"speculativeDecoding.draftTensorParallelSize is {draft_tp}; vLLM accepts 1 or "
+                f"the target's tensor-parallel size ({tensor}).",
+            )
+        )
     if method in ("eagle3", "eagle", "draft_model") and not draft:
         problems.append(SpecProblem("DraftModelMissing", f"speculativeDecoding.method {method} needs draftModel."))
     if method in ("mtp", "ngram") and draft:
-        problems.append(SpecProblem("DraftModelNotAllowed", f"speculativeDecoding.method {method} uses no draft "
-                                    f"model; remove draftModel ({draft})."))
+        problems.append(
+            SpecProblem(
+                "DraftModelNotAllowed",
+                f"speculativeDecoding.method {method} uses no draft model; remove draftModel ({draft}).",
+            )
+        )
     if method == "mtp":
         if target is None:
-            problems.append(SpecProblem("SpeculativeUnverified", "mtp needs multi-token-prediction heads; the "
-                                        "target model is unknown, so this could not be checked.", fatal=False))
+            problems.append(
+                SpecProblem(
+                    "SpeculativeUnverified",
+                    "mtp needs multi-token-prediction heads; the "
+                    "target model is unknown, so this could not be checked.",
+                    fatal=False,
+                )
+            )
         elif target.mtp_layers <= 0:
-            problems.append(SpecProblem("NoMTPHeads", f"{target.name} has no multi-token-prediction (MTP) layers, "
-                                        "so method mtp cannot work. Use eagle3 with a trained head, draft_model "
-                                        "with a smaller model of the same vocabulary, or ngram."))
+            problems.append(
+                SpecProblem(
+                    "NoMTPHeads",
+                    f"{target.name} has no multi-token-prediction (MTP) layers, "
+                    "so method mtp cannot work. Use eagle3 with a trained head, draft_model "
+                    "with a smaller model of the same vocabulary, or ngram.",
+                )
+            )
     if draft and method in ("eagle3", "eagle", "draft_model"):
         draft_arch = resolve_arch(draft)
         if draft_arch is None or target is None:
             which = "draft model" if draft_arch is None else "target model"
-            problems.append(SpecProblem("SpeculativeUnverified", f"The {which} is not in the catalog, so the "
-                                        f"vocabulary match of {draft} could not be checked here; vLLM will check "
-                                        "it at start.", fatal=False))
+            problems.append(
+                SpecProblem(
+                    "SpeculativeUnverified",
+                    f"The {which} is not in the catalog, so the "
+                    f"vocabulary match of {draft} could not be checked here; vLLM will check "
+                    "it at start.",
+                    fatal=False,
+                )
+            )
         elif draft_arch.vocab_size != target.vocab_size:
-            problems.append(SpecProblem("VocabMismatch", f"Draft {draft} has a vocabulary of "
-                                        f"{draft_arch.vocab_size:,} tokens but target {target.name} has "
-                                        f"{target.vocab_size:,}; vLLM requires them to be equal. Pick a draft "
-                                        "from the target's family (same tokenizer)."))
+            problems.append(
+                SpecProblem(
+                    "VocabMismatch",
+                    f"Draft {draft} has a vocabulary of "
+                    f"{draft_arch.vocab_size:,} tokens but target {target.name} has "
+                    f"{target.vocab_size:,}; vLLM requires them to be equal. Pick a draft "
+                    "from the target's family (same tokenizer).",
+                )
+            )
     return problems
 
 
-def speculative_config_json(spec_dec: object, tensor: int) -> str:
+def speculative_config_json(spec_dec: SpeculativeDecoding, tensor: int) -> str:
     """The --speculative-config value: compact JSON, stable key order (it is part of the compile-cache key)."""
     sd = spec_dec
-    cfg: dict[str, object] = {"method": sd.method,  # type: ignore[attr-defined]
-                              "num_speculative_tokens": sd.num_speculative_tokens}  # type: ignore[attr-defined]
-    if sd.draft_model:  # type: ignore[attr-defined]
-        cfg["model"] = sd.draft_model  # type: ignore[attr-defined]
-        cfg["draft_tensor_parallel_size"] = sd.draft_tensor_parallel_size or tensor  # type: ignore[attr-defined]
-    if sd.method == "ngram":  # type: ignore[attr-defined]
-        cfg["prompt_lookup_max"] = sd.prompt_lookup_max or 5  # type: ignore[attr-defined]
-        cfg["prompt_lookup_min"] = sd.prompt_lookup_min or 1  # type: ignore[attr-defined]
+    cfg: dict[str, object] = {"method": sd.method, "num_speculative_tokens": sd.num_speculative_tokens}
+    if sd.draft_model:
+        cfg["model"] = sd.draft_model
+        cfg["draft_tensor_parallel_size"] = sd.draft_tensor_parallel_size or tensor
+    if sd.method == "ngram":
+        cfg["prompt_lookup_max"] = sd.prompt_lookup_max or 5
+        cfg["prompt_lookup_min"] = sd.prompt_lookup_min or 1
     return json.dumps(cfg, sort_keys=True, separators=(",", ":"))
 
 
-def expected_speedup(acceptance: float, k: int, t_draft: float, t_verify: float,
-                     t_plain: float | None = None) -> dict[str, float]:
+def expected_speedup(
+    acceptance: float, k: int, t_draft: float, t_verify: float, t_plain: float | None = None
+) -> dict[str, float]:
     """Tokens per step and speedup over plain decoding (t_plain: one ordinary decode step, default t_verify)."""
     if not 0 <= acceptance <= 1 or k < 1 or t_verify <= 0 or t_draft < 0:
         raise ValueError("need 0 <= acceptance <= 1, K >= 1, t_verify > 0, t_draft >= 0")

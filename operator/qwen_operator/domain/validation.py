@@ -22,14 +22,19 @@ from .vllm_args import MANAGED_ENV, check_extra_args, render_args
 
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|CREDENTIAL)", re.I)
 _DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0}
-_QUANT_NEEDS_CHECKPOINT = {"awq": "awq", "awq_marlin": "awq", "gptq": "gptq", "gptq_marlin": "gptq",
-                           "compressed-tensors": "compressed-tensors"}
+_QUANT_NEEDS_CHECKPOINT = {
+    "awq": "awq",
+    "awq_marlin": "awq",
+    "gptq": "gptq",
+    "gptq_marlin": "gptq",
+    "compressed-tensors": "compressed-tensors",
+}
 
 
 @dataclass(frozen=True)
 class Problem:
-    reason: str     # CamelCase, becomes the condition reason
-    message: str    # plain words, with the numbers
+    reason: str  # CamelCase, becomes the condition reason
+    message: str  # plain words, with the numbers
     fatal: bool = True
 
 
@@ -81,13 +86,88 @@ def parse_spec(raw: dict[str, Any]) -> tuple[QwenDeploymentSpec | None, list[Pro
 def _tp_problems(arch: ModelArch, tp: int) -> list[Problem]:
     out = []
     if arch.num_attention_heads % tp:
-        out.append(Problem("TensorParallelInvalid", f"{arch.name} has {arch.num_attention_heads} attention heads, "
-                           f"which tensor-parallel size {tp} does not divide; vLLM would refuse to start."))
+        out.append(
+            Problem(
+                "TensorParallelInvalid",
+                f"{arch.name} has {arch.num_attention_heads} attention heads, "
+                f"which tensor-parallel size {tp} does not divide; vLLM would refuse to start.",
+            )
+        )
     kv = arch.num_kv_heads
     if (tp <= kv and kv % tp) or (tp > kv and tp % kv):
-        out.append(Problem("TensorParallelInvalid", f"{arch.name} has {kv} KV heads; tensor-parallel size {tp} "
-                           "must divide them or be a multiple of them."))
+        out.append(
+            Problem(
+                "TensorParallelInvalid",
+                f"{arch.name} has {kv} KV heads; tensor-parallel size {tp} must divide them or be a multiple of them.",
+            )
+        )
     return out
+
+
+def _arch_problems(spec: QwenDeploymentSpec, arch: ModelArch) -> list[Problem]:
+    """What the model's architecture says about the parallelism, the quantization and the context length."""
+    tp, pp = spec.parallelism.tensor, spec.parallelism.pipeline
+    problems = _tp_problems(arch, tp)
+    if pp > arch.num_layers:
+        problems.append(
+            Problem(
+                "PipelineParallelInvalid",
+                f"{arch.name} has {arch.num_layers} layers, fewer than the {pp} pipeline stages asked for.",
+            )
+        )
+    want = _QUANT_NEEDS_CHECKPOINT.get(spec.quantization)
+    have = arch.checkpoint_quantization
+    if want and have != want:
+        problems.append(
+            Problem(
+                "QuantizationMismatch",
+                f"quantization {spec.quantization} needs a "
+                f"checkpoint quantized with {want}, but {arch.name} is "
+                f"{'quantized with ' + have if have else 'not pre-quantized'}. Use the "
+                f"model's {want.upper()} checkpoint, or quantization fp8 (quantizes at load).",
+            )
+        )
+    elif have and spec.quantization not in ("none", have) and want is None:
+        problems.append(
+            Problem(
+                "QuantizationMismatch",
+                f"{arch.name} is a {have} checkpoint; set "
+                f"quantization to {have} (or none to let vLLM read it from the checkpoint).",
+            )
+        )
+    if spec.serving.max_model_len and spec.serving.max_model_len > arch.max_context:
+        problems.append(
+            Problem(
+                "MaxModelLenTooLong",
+                f"serving.maxModelLen {spec.serving.max_model_len} "
+                f"exceeds {arch.name}'s context of {arch.max_context} tokens.",
+            )
+        )
+    return problems
+
+
+def _env_problems(spec: QwenDeploymentSpec) -> list[Problem]:
+    """serving.env: no variable the operator sets, no literal secret."""
+    problems: list[Problem] = []
+    for e in spec.serving.env:
+        if e.name in MANAGED_ENV:
+            problems.append(
+                Problem(
+                    "InvalidEnv",
+                    f"serving.env {e.name} is set by the operator; remove it"
+                    + (" (use model.source.tokenSecretRef for the token)." if e.name == "HF_TOKEN" else "."),
+                )
+            )
+        elif _SECRETISH.search(e.name):
+            problems.append(
+                Problem(
+                    "SecretInSpec",
+                    f"serving.env {e.name} looks like a secret; literal values "
+                    "in the spec are visible to anyone who can read the resource. Use a Secret "
+                    "(model.source.tokenSecretRef for the Hugging Face token).",
+                )
+            )
+    return problems
 
 
 def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
@@ -99,27 +179,17 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     rep.gpu = gpu
 
     if arch is None:
-        rep.problems.append(Problem("FitUnknown", f"{spec.model.name} is not in the operator's catalog, so whether "
-                                    "it fits could not be checked; add spec.model.overrides with the numbers from "
-                                    "its config.json to enable the check.", fatal=False))
+        rep.problems.append(
+            Problem(
+                "FitUnknown",
+                f"{spec.model.name} is not in the operator's catalog, so whether "
+                "it fits could not be checked; add spec.model.overrides with the numbers from "
+                "its config.json to enable the check.",
+                fatal=False,
+            )
+        )
     else:
-        rep.problems += _tp_problems(arch, tp)
-        if pp > arch.num_layers:
-            rep.problems.append(Problem("PipelineParallelInvalid", f"{arch.name} has {arch.num_layers} layers, "
-                                        f"fewer than the {pp} pipeline stages asked for."))
-        want = _QUANT_NEEDS_CHECKPOINT.get(spec.quantization)
-        have = arch.checkpoint_quantization
-        if want and have != want:
-            rep.problems.append(Problem("QuantizationMismatch", f"quantization {spec.quantization} needs a "
-                                        f"checkpoint quantized with {want}, but {arch.name} is "
-                                        f"{'quantized with ' + have if have else 'not pre-quantized'}. Use the "
-                                        f"model's {want.upper()} checkpoint, or quantization fp8 (quantizes at load)."))
-        elif have and spec.quantization not in ("none", have) and want is None:
-            rep.problems.append(Problem("QuantizationMismatch", f"{arch.name} is a {have} checkpoint; set "
-                                        f"quantization to {have} (or none to let vLLM read it from the checkpoint)."))
-        if spec.serving.max_model_len and spec.serving.max_model_len > arch.max_context:
-            rep.problems.append(Problem("MaxModelLenTooLong", f"serving.maxModelLen {spec.serving.max_model_len} "
-                                        f"exceeds {arch.name}'s context of {arch.max_context} tokens."))
+        rep.problems += _arch_problems(spec, arch)
     rep.max_model_len = spec.serving.max_model_len or (arch.max_context if arch else None)
 
     if spec.speculative_decoding is not None:
@@ -127,15 +197,29 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
             rep.problems.append(Problem(sp.reason, sp.message, sp.fatal))
 
     if gpu is None:
-        rep.problems.append(Problem("GPUUnknown", f"GPU product {spec.gpu.product} is not in the operator's GPU "
-                                    "table, so the fit could not be checked.", fatal=False))
+        rep.problems.append(
+            Problem(
+                "GPUUnknown",
+                f"GPU product {spec.gpu.product} is not in the operator's GPU table, so the fit could not be checked.",
+                fatal=False,
+            )
+        )
     elif arch is not None and rep.errors == []:
         have_ckpt = arch.checkpoint_quantization
         quant = spec.quantization if spec.quantization != "none" else (have_ckpt or "none")
-        fit = check_fit(FitInput(arch=arch, gpu=gpu, tensor=tp, pipeline=pp, quantization=quant,
-                                 dtype_bytes=_DTYPE_BYTES.get(spec.dtype, 2.0),
-                                 kv_cache_dtype=spec.serving.kv_cache_dtype, max_model_len=rep.max_model_len,
-                                 gpu_memory_utilization=spec.serving.gpu_memory_utilization))
+        fit = check_fit(
+            FitInput(
+                arch=arch,
+                gpu=gpu,
+                tensor=tp,
+                pipeline=pp,
+                quantization=quant,
+                dtype_bytes=_DTYPE_BYTES.get(spec.dtype, 2.0),
+                kv_cache_dtype=spec.serving.kv_cache_dtype,
+                max_model_len=rep.max_model_len,
+                gpu_memory_utilization=spec.serving.gpu_memory_utilization,
+            )
+        )
         rep.fit = fit
         if not fit.fits:
             rep.problems.append(Problem("DoesNotFit", fit.message))
@@ -144,15 +228,7 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
         rep.problems.append(Problem("CPUStandIn", f"{gpu.product} is {CPU_STANDIN_NOTE}.", fatal=False))
     for msg in check_extra_args(spec.serving.extra_args):
         rep.problems.append(Problem("InvalidVLLMArgs", msg))
-    for e in spec.serving.env:
-        if e.name in MANAGED_ENV:
-            rep.problems.append(Problem("InvalidEnv", f"serving.env {e.name} is set by the operator; remove it"
-                                        + (" (use model.source.tokenSecretRef for the token)." if e.name == "HF_TOKEN"
-                                           else ".")))
-        elif _SECRETISH.search(e.name):
-            rep.problems.append(Problem("SecretInSpec", f"serving.env {e.name} looks like a secret; literal values "
-                                        "in the spec are visible to anyone who can read the resource. Use a Secret "
-                                        "(model.source.tokenSecretRef for the Hugging Face token)."))
+    rep.problems += _env_problems(spec)
     rep.args = render_args(spec, rep.max_model_len)
     return rep
 

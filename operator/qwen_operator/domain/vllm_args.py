@@ -15,28 +15,63 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..api.models import QwenDeploymentSpec
 from .gpus import lookup_gpu
 from .speculative import speculative_config_json
 
 VLLM_PORT = 8000
-MODEL_MOUNT = "/models"              # pvc sources are mounted here
-HF_HOME = "/var/cache/qwen/hf"       # Hugging Face download cache (model-cache volume)
+MODEL_MOUNT = "/models"  # pvc sources are mounted here
+HF_HOME = "/var/cache/qwen/hf"  # Hugging Face download cache (model-cache volume)
 VLLM_CACHE_ROOT = "/var/cache/qwen/vllm"  # compile cache (compile-cache volume); the same path in bake and serve
 FLAGS_FILE = "vllm_flags_0_32.json"
 
 # Flags the operator owns: set from typed fields, so extraArgs may not repeat them.
-MANAGED_FLAGS = frozenset({
-    "--model", "--host", "--port", "--served-model-name", "--revision", "--tensor-parallel-size", "-tp",
-    "--pipeline-parallel-size", "-pp", "--dtype", "--quantization", "-q", "--max-model-len", "--max-num-seqs",
-    "--max-num-batched-tokens", "--kv-cache-dtype", "--gpu-memory-utilization", "--enable-prefix-caching",
-    "--no-enable-prefix-caching", "--enable-chunked-prefill", "--no-enable-chunked-prefill", "--block-size",
-    "--speculative-config", "--compilation-config", "-O", "--tokenizer-revision", "--download-dir",
-})
+MANAGED_FLAGS = frozenset(
+    {
+        "--model",
+        "--host",
+        "--port",
+        "--served-model-name",
+        "--revision",
+        "--tensor-parallel-size",
+        "-tp",
+        "--pipeline-parallel-size",
+        "-pp",
+        "--dtype",
+        "--quantization",
+        "-q",
+        "--max-model-len",
+        "--max-num-seqs",
+        "--max-num-batched-tokens",
+        "--kv-cache-dtype",
+        "--gpu-memory-utilization",
+        "--enable-prefix-caching",
+        "--no-enable-prefix-caching",
+        "--enable-chunked-prefill",
+        "--no-enable-chunked-prefill",
+        "--block-size",
+        "--speculative-config",
+        "--compilation-config",
+        "-O",
+        "--tokenizer-revision",
+        "--download-dir",
+    }
+)
 # Flags that would put a secret on the command line (visible in `ps`, pod specs and our status).
 SECRET_FLAGS = frozenset({"--api-key", "--hf-token", "--ssl-keyfile"})
 # Environment variables the operator owns.
-MANAGED_ENV = frozenset({"HF_TOKEN", "HF_HOME", "VLLM_CACHE_ROOT", "HOME", "VLLM_PORT", "VLLM_HOST_IP",
-                         "QWEN_CACHE_KEY", "QWEN_CACHE_FACTORS"})
+MANAGED_ENV = frozenset(
+    {
+        "HF_TOKEN",
+        "HF_HOME",
+        "VLLM_CACHE_ROOT",
+        "HOME",
+        "VLLM_PORT",
+        "VLLM_HOST_IP",
+        "QWEN_CACHE_KEY",
+        "QWEN_CACHE_FACTORS",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +82,8 @@ class FlagTable:
     removed: dict[str, str] = field(default_factory=dict)
 
 
-# Flags old guides still use, and what replaced them (vLLM release notes; see ../shared/reference/vllm.md).
+# Flags old guides still use, and what replaced them (vLLM release notes:
+# https://github.com/vllm-project/vllm/releases).
 REMOVED_FLAGS = {
     "--speculative-model": "use speculativeDecoding.draftModel (vLLM --speculative-config) instead",
     "--num-speculative-tokens": "use speculativeDecoding.numSpeculativeTokens instead",
@@ -88,8 +124,10 @@ def check_extra_args(extra: list[str]) -> list[str]:
         if any(c.isspace() for c in arg.split("=", 1)[0]):
             problems.append(f"extraArgs[{i}] ({name} ...) contains a space: write --flag=value as one item")
         elif name in SECRET_FLAGS:
-            problems.append(f"extraArgs {name} would put a secret on the command line; pass secrets through a "
-                            "Secret (model.source.tokenSecretRef), never as arguments")
+            problems.append(
+                f"extraArgs {name} would put a secret on the command line; pass secrets through a "
+                "Secret (model.source.tokenSecretRef), never as arguments"
+            )
         elif name in REMOVED_FLAGS:
             problems.append(f"extraArgs {name} does not exist in vLLM {table.version}: {REMOVED_FLAGS[name]}")
         elif name in MANAGED_FLAGS:
@@ -104,29 +142,40 @@ def check_extra_args(extra: list[str]) -> list[str]:
     return problems
 
 
-def model_path(spec: Any) -> str:
+def model_path(spec: QwenDeploymentSpec) -> str:
     src = spec.model.source
     if src.type == "pvc":
         return f"{MODEL_MOUNT}/{(src.pvc_path or spec.model.name).strip('/')}"
     return spec.model.name
 
 
-def compilation_config_json(spec: Any) -> str | None:
+def compilation_config_json(spec: QwenDeploymentSpec) -> str | None:
     sizes = spec.serving.cudagraph_capture_sizes
     if not sizes:
         return None
     return json.dumps({"cudagraph_capture_sizes": sorted(sizes)}, sort_keys=True, separators=(",", ":"))
 
 
-def render_args(spec: Any, max_model_len: int | None) -> list[str]:
+def render_args(spec: QwenDeploymentSpec, max_model_len: int | None) -> list[str]:
     """vLLM server arguments after `vllm serve` (model first, as `vllm serve MODEL` expects)."""
     s = spec.serving
-    args = [model_path(spec), "--host", "0.0.0.0", "--port", str(VLLM_PORT),
-            "--served-model-name", spec.model.served_model_name or spec.model.name]
+    args = [
+        model_path(spec),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(VLLM_PORT),
+        "--served-model-name",
+        spec.model.served_model_name or spec.model.name,
+    ]
     if spec.model.revision:
         args += ["--revision", spec.model.revision]
-    args += ["--tensor-parallel-size", str(spec.parallelism.tensor),
-             "--pipeline-parallel-size", str(spec.parallelism.pipeline)]
+    args += [
+        "--tensor-parallel-size",
+        str(spec.parallelism.tensor),
+        "--pipeline-parallel-size",
+        str(spec.parallelism.pipeline),
+    ]
     if spec.dtype != "auto":
         args += ["--dtype", spec.dtype]
     if spec.quantization != "none":
@@ -152,7 +201,7 @@ def render_args(spec: Any, max_model_len: int | None) -> list[str]:
     return args
 
 
-def render_env(spec: Any, strict_cache: bool = False) -> list[dict[str, Any]]:
+def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dict[str, Any]]:
     """Container env. The token only ever travels as a secretKeyRef. Order is stable (cache key, drift)."""
     env: list[dict[str, Any]] = [
         {"name": "HOME", "value": "/root"},
@@ -180,6 +229,8 @@ def render_env(spec: Any, strict_cache: bool = False) -> list[dict[str, Any]]:
 
 def shell_line(command: list[str], args: list[str]) -> str:
     """A human-readable command line for status (no secrets: args never carry them)."""
+
     def q(a: str) -> str:
         return a if a and all(c.isalnum() or c in "-_./:=,@+" for c in a) else "'" + a.replace("'", "'\\''") + "'"
+
     return " ".join(q(a) for a in command + args)

@@ -1,10 +1,11 @@
 """Autoscaling handler: thin. Every tick it reads vLLM's gauges (Prometheus) and the pods (watch index), calls the
-pure policy (autoscaling.policy.decide: the same function the benchmark replays traces through), and records the
-decision in status; reconcile() then sizes the StatefulSet from status.autoscaling.desiredReplicas.
+pure policy (autoscaling.policy.decide: the same function the benchmark replays traces through), and hands the
+decision to a reconcile pass, which writes it to status with everything else (one status write per pass) and sizes
+the StatefulSet from status.autoscaling.desiredReplicas.
 
-The policy's state (stabilization history, learned capacity) lives in memory and is persisted to status only
-when the decision changes, so a steady fleet causes no writes (with a seasonal forecast: one write per new bucket of
-the cycle, see status_write_needed); a restarted operator resumes from status.
+The policy's state (stabilization history, learned capacity) lives in memory (handlers/state.py) and is persisted
+to status only when the decision changes, so a steady fleet causes no writes (with a seasonal forecast: one write
+per new bucket of the cycle, see status_write_needed); a restarted operator resumes from status.
 """
 
 from __future__ import annotations
@@ -13,24 +14,19 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
 
-import kopf
-
-from ..adapters.prometheus import read_replicas
+from ..adapters.prometheus import PodSample, read_replicas
 from ..api.models import QwenDeploymentSpec
-from ..autoscaling.policy import (AutoscalingConfig, Decision, Observation, PolicyState, ReplicaSample, decide,
-                                  season_mark)
-from ..manifests.status import pod_issue, pod_ready, pod_start_seconds
-from . import controller, metrics
+from ..autoscaling import policy
+from ..manifests.status import ConditionSet, now_time, pod_issue, pod_ready, pod_start_seconds, previous_conditions
+from . import metrics
 from .config import CONFIG
+from .controller import StatusOverlay, reconcile
+from .indexes import Indexes, one
+from .state import DeploymentState, OperatorState
 
 log = logging.getLogger("qwen_operator.autoscaler")
-_state: dict[str, PolicyState] = {}       # uid -> policy state
-_last_run: dict[str, float] = {}          # uid -> monotonic time of the last decision
-
-
 DEFAULT_COLD_START_S = 180.0  # until one of the deployment's own pods was seen starting
 
 
@@ -38,16 +34,20 @@ def measured_cold_start(pods: list[Mapping[str, Any]], startup_budget_s: float =
     """The slowest creation-to-Ready time among the deployment's Ready pods: what a scale-up waits now (a baked
     compile cache shows up here as a shorter start). The slowest, so the look-ahead errs on the early side.
     A pod whose Ready time is past its startup budget turned Ready again later (it flapped): not a start."""
-    times = [t for t in (pod_start_seconds(dict(p)) for p in pods) if t is not None and t <= startup_budget_s]
+    times = [t for t in (pod_start_seconds(p) for p in pods) if t is not None and t <= startup_budget_s]
     return max(times) if times else None
 
 
-def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> AutoscalingConfig:
+def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> policy.AutoscalingConfig:
     a = spec.autoscaling
-    return AutoscalingConfig(
+    return policy.AutoscalingConfig(
         cold_start_s=DEFAULT_COLD_START_S if cold_start_s is None else cold_start_s,
-        min_replicas=a.min_replicas, max_replicas=a.max_replicas, target_queue_per_replica=a.target_queue_per_replica,
-        ttft_slo_seconds=a.ttft_slo_seconds, max_num_seqs=spec.serving.max_num_seqs, warm_pool=a.warm_pool,
+        min_replicas=a.min_replicas,
+        max_replicas=a.max_replicas,
+        target_queue_per_replica=a.target_queue_per_replica,
+        ttft_slo_seconds=a.ttft_slo_seconds,
+        max_num_seqs=spec.serving.max_num_seqs,
+        warm_pool=a.warm_pool,
         scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
         scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
         scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
@@ -57,78 +57,107 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
     )
 
 
-def observe(pods: list[Mapping[str, Any]], samples: Mapping[str, Any], current_desired: int, now: float,
-            error: str | None) -> Observation:
+def observe(
+    pods: list[Mapping[str, Any]], samples: Mapping[str, PodSample], current_desired: int, now: float, error: str | None
+) -> policy.Observation:
     ready = [p for p in pods if pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")]
     # Scheduled but not yet Ready: capacity on its way. Unschedulable pods are not (more of them would not help).
-    starting = [p for p in pods if not pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp")
-                and (pod_issue(p) is None)]
-    out: list[ReplicaSample] = []
+    starting = [
+        p
+        for p in pods
+        if not pod_ready(p) and not p.get("metadata", {}).get("deletionTimestamp") and (pod_issue(p) is None)
+    ]
+    out: list[policy.ReplicaSample] = []
     newest_age = math.inf
     for p in ready:
         s = samples.get(p["metadata"]["name"])
         if s is None:
             continue
-        out.append(ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv_cache_usage,
-                                 name=s.pod, request_rate=s.request_rate, token_rate=s.token_rate))
+        out.append(s.replica_sample())
         newest_age = min(newest_age, s.age_s)
     metrics_time = now - newest_age if math.isfinite(newest_age) else None
-    return Observation(time=now, samples=tuple(out), ready_replicas=len(ready), starting_replicas=len(starting),
-                       current_desired=current_desired, metrics_time=metrics_time,
-                       metrics_missing=error is not None)
+    return policy.Observation(
+        time=now,
+        samples=tuple(out),
+        ready_replicas=len(ready),
+        starting_replicas=len(starting),
+        current_desired=current_desired,
+        metrics_time=metrics_time,
+        metrics_missing=error is not None,
+    )
 
 
-def _status_fields(d: Decision, now_iso: str) -> dict[str, Any]:
-    return {"desiredReplicas": d.desired_replicas, "lastReason": d.reason, "lastMessage": d.message[:500],
-            "lastQueue": round(d.observed_queue, 3) if math.isfinite(d.observed_queue) else None,
-            "lastDecisionTime": now_iso, "policyState": d.state.to_dict()}
+def _status_fields(d: policy.Decision, now_iso: str) -> dict[str, Any]:
+    return {
+        "desiredReplicas": d.desired_replicas,
+        "lastReason": d.reason,
+        "lastMessage": d.message[:500],
+        "lastQueue": round(d.observed_queue, 3) if math.isfinite(d.observed_queue) else None,
+        "lastDecisionTime": now_iso,
+        "policyState": d.state.to_dict(),
+    }
 
 
-def status_write_needed(d: Decision, auto: Mapping[str, Any], cfg: AutoscalingConfig, current: int) -> bool:
+def status_write_needed(
+    d: policy.Decision, auto: Mapping[str, Any], cfg: policy.AutoscalingConfig, current: int
+) -> bool:
     """Write status when the decision changes (size, reason, active), or when a seasonal forecast recorded a new
     bucket of its cycle: a steady fleet otherwise writes nothing for hours, and a restarted operator would lose
     that stretch of the recorded cycle (a bucket is 15 min of a day: one small write per bucket)."""
-    if (d.desired_replicas != current or d.reason != auto.get("lastReason")
-            or bool(d.active) != bool(auto.get("active", True))):
+    if (
+        d.desired_replicas != current
+        or d.reason != auto.get("lastReason")
+        or bool(d.active) != bool(auto.get("active", True))
+    ):
         return True
-    mark = season_mark(d.state, cfg)
-    return mark is not None and mark != season_mark(PolicyState.from_dict(auto.get("policyState")), cfg)
+    mark = policy.season_mark(d.state, cfg)
+    return mark is not None and mark != policy.season_mark(policy.PolicyState.from_dict(auto.get("policyState")), cfg)
 
 
-def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> None:
-    """One autoscaling pass for one deployment (called by the operator's loop, handlers/loops.py)."""
-    body = controller._one(indexes["deployments"], (namespace, name))
-    if body is None or not ((body.get("spec") or {}).get("autoscaling") or {}).get("enabled"):
-        return
-    uid = body["metadata"].get("uid", "")
-    if uid in controller._in_terminating_namespace:
-        return
+def _read_metrics(namespace: str, name: str) -> tuple[Mapping[str, PodSample], str | None]:
+    if not CONFIG.prometheus_url:
+        return {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
+    read = read_replicas(CONFIG.prometheus_url, namespace, name)
+    return read.samples, read.error
+
+
+def _due(ds: DeploymentState, body: Mapping[str, Any]) -> QwenDeploymentSpec | None:
+    """The spec, when autoscaling is on and its interval has passed (None otherwise)."""
+    if not ((body.get("spec") or {}).get("autoscaling") or {}).get("enabled") or ds.in_terminating_namespace:
+        return None
     try:
         spec = QwenDeploymentSpec.model_validate(body.get("spec") or {})
     except Exception:
-        return  # reconcile reports the invalid spec
+        return None  # reconcile reports the invalid spec
     mono = time.monotonic()
-    if mono - _last_run.get(uid, -1e9) < spec.autoscaling.interval_seconds:
+    if mono - ds.last_autoscale < spec.autoscaling.interval_seconds:
+        return None
+    ds.last_autoscale = mono
+    return spec
+
+
+def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes) -> None:
+    """One autoscaling pass for one deployment (called by the operator's loop, handlers/loops.py)."""
+    body = one(indexes["deployments"], (namespace, name))
+    ds = state.deployment(body["metadata"].get("uid", "")) if body is not None else None
+    spec = _due(ds, body) if ds is not None and body is not None else None
+    if spec is None or ds is None or body is None:
         return
-    _last_run[uid] = mono
-    status = controller._last_written.get(uid) or body.get("status") or {}
+    status = ds.last_written or body.get("status") or {}
     auto = dict(status.get("autoscaling") or {})
-    state = _state.get(uid) or PolicyState.from_dict(auto.get("policyState"))
     pods = list(indexes["pods"].get((namespace, name), []))
     cold_start = measured_cold_start(pods, spec.startup_timeout_seconds)
     if cold_start is None and isinstance(auto.get("coldStartSeconds"), (int, float)):
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
     cfg = policy_config(spec, cold_start)
-    current = int(auto.get("desiredReplicas") or min(cfg.max_replicas, cfg.min_replicas + cfg.warm_pool))
-    now = time.time()
-    if CONFIG.prometheus_url:
-        read = read_replicas(CONFIG.prometheus_url, namespace, name)
-        samples, error = read.samples, read.error
-    else:
-        samples, error = {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
-    obs = observe(pods, samples, current, now, error)
-    d = decide(obs, state, cfg)
-    _state[uid] = d.state
+    current = int(auto.get("desiredReplicas") or policy.floor_replicas(cfg))
+    samples, error = _read_metrics(namespace, name)
+    d = policy.decide(
+        observe(pods, samples, current, time.time(), error),
+        ds.policy_state or policy.PolicyState.from_dict(auto.get("policyState")),
+        cfg,
+    )
+    ds.policy_state = d.state
     metrics.SCALING_DECISIONS.labels(namespace, name, d.reason).inc()
     if math.isfinite(d.observed_queue):
         metrics.OBSERVED_QUEUE.labels(namespace, name).set(d.observed_queue)
@@ -137,24 +166,22 @@ def autoscale(namespace: str, name: str, indexes: Mapping[str, kopf.Index]) -> N
     message = d.message if error is None else f"{error}; {d.message}"
     if not status_write_needed(d, auto, cfg, current):
         return
-    now_iso = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    new_auto = {**_status_fields(d, now_iso), "lastMessage": message[:500], "active": bool(d.active),
-                "warmReplicas": cfg.warm_pool}
+    now_iso = now_time()
+    new_auto = {
+        **_status_fields(d, now_iso),
+        "lastMessage": message[:500],
+        "active": bool(d.active),
+        "warmReplicas": cfg.warm_pool,
+    }
     if cold_start is not None:
         new_auto["coldStartSeconds"] = round(cold_start, 1)
-    cond = {"type": "AutoscalingActive", "status": "True" if d.active else "False", "reason": d.reason,
-            "message": message[:1000], "observedGeneration": body["metadata"].get("generation")}
-    prev = next((c for c in status.get("conditions", []) if c.get("type") == "AutoscalingActive"), None)
-    cond["lastTransitionTime"] = (prev["lastTransitionTime"] if prev and prev.get("status") == cond["status"]
-                                  else now_iso)
-    conditions = [c for c in status.get("conditions", []) if c.get("type") != "AutoscalingActive"] + [cond]
-    new_status = {**status, "autoscaling": new_auto, "conditions": sorted(conditions, key=lambda c: c["type"])}
-    k = controller.kube()
-    k.patch_status(namespace, name, {"autoscaling": new_auto, "conditions": new_status["conditions"]})
-    controller._last_written[uid] = new_status
+    cs = ConditionSet(
+        previous=previous_conditions(status), now=now_iso, generation=int(body["metadata"].get("generation", 1))
+    )
+    cs.set("AutoscalingActive", d.active, d.reason, message[:1000])
     if d.desired_replicas != current:
         log.info("%s/%s: %s -> %s replicas (%s)", namespace, name, current, d.desired_replicas, d.reason)
-        k.event(body, "Normal", d.reason, f"{current} -> {d.desired_replicas} replicas: {message}"[:1000])
+        state.kube.event(body, "Normal", d.reason, f"{current} -> {d.desired_replicas} replicas: {message}"[:1000])
     elif not d.active and auto.get("active", True):
-        k.event(body, "Warning", d.reason, message[:1000])
-    controller.reconcile(namespace, name, indexes, "autoscale")
+        state.kube.event(body, "Warning", d.reason, message[:1000])
+    reconcile(state, namespace, name, indexes, "autoscale", StatusOverlay({"autoscaling": new_auto}, cs.items))

@@ -15,8 +15,8 @@ class OperatorConfig:
     namespaces: list[str] = field(default_factory=lambda: _list("QWEN_WATCH_NAMESPACES"))  # empty: cluster-wide
     resync_seconds: float = float(os.environ.get("QWEN_RESYNC_SECONDS", "30"))
     prometheus_url: str | None = os.environ.get("QWEN_PROMETHEUS_URL") or None
-    metrics_port: int = int(os.environ.get("QWEN_METRICS_PORT", "8080"))     # 0: no metrics endpoint
-    health_port: int = int(os.environ.get("QWEN_HEALTH_PORT", "8081"))       # 0: no liveness endpoint
+    metrics_port: int = int(os.environ.get("QWEN_METRICS_PORT", "8080"))  # 0: no metrics endpoint
+    health_port: int = int(os.environ.get("QWEN_HEALTH_PORT", "8081"))  # 0: no liveness endpoint
     autoscale_tick_seconds: float = float(os.environ.get("QWEN_AUTOSCALE_TICK_SECONDS", "5"))
 
 

@@ -1,156 +1,70 @@
-"""Kopf handlers: thin. They keep in-memory indexes of what the operator owns (fed by watches, so a resync reads
-nothing from the API server), call the pure planner, and carry its plan out.
+"""Kopf handlers: thin. They read the watch-fed indexes (handlers/indexes.py), call the pure planner, and carry
+its plan out.
 
-Triggers: any event on a QwenDeployment or on an object it owns, plus a periodic timer (resync, retries after
-errors, and the autoscaler). All of them funnel into `reconcile()`, serialized per deployment.
+Triggers: any event on a QwenDeployment or on an object it owns, plus the periodic loop (resync, retries after
+errors, and the autoscaler: handlers/loops.py). All of them funnel into `reconcile()`, serialized per deployment.
+A pass writes status at most once, through `_write_status` (the autoscaler hands its part of the status to the
+pass it triggers rather than writing it itself).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 from kubernetes.client.exceptions import ApiException
 
-from ..adapters.kube import Kube
-from ..api.models import GROUP, PLURAL, VERSION
+from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..domain.gpus import canonical_product
 from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
-from ..manifests.drift import InFlightWrites
-from ..manifests.status import pod_ready
-from ..manifests.plan import ClusterView, plan
-from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KEY, LABEL_DEPLOYMENT, MANAGED_BY
+from ..manifests.plan import ClusterView, Plan, plan
+from ..manifests.status import ConditionSet, now_time, pod_ready, previous_conditions
+from ..manifests.workload import LABEL_CACHE_KEY, LABEL_DEPLOYMENT
 from . import metrics
+from .indexes import JOB_NAME_LABEL, MANAGED, Indexes, all_indexes, one, plain
+from .state import DeploymentState, OperatorState, PodEvidence, from_memo
 
 log = logging.getLogger("qwen_operator")
-MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
-
-_kube: Kube | None = None
-_locks: dict[str, threading.Lock] = {}
-_locks_guard = threading.Lock()
-_last_written: dict[str, dict[str, Any]] = {}   # uid -> status we last wrote (the watch may lag behind)
-# Deployments whose namespace the API server told us is terminating. Termination never reverses and a recreated
-# namespace brings new uids, so these are left alone until their DELETED event: retrying every resync would only
-# collect 403s until the namespace controller gets to them.
-_in_terminating_namespace: set[str] = set()
-_reported_disruptions: set[str] = set()  # bake pod uids whose disruption has had its Event
-_in_flight = InFlightWrites()             # our applies the watch has not delivered yet (skips no-op re-applies)
+EVIDENCE_RETRY_S = 60.0
 
 
-def _cached(view: ClusterView, obj: dict[str, Any]) -> dict[str, Any] | None:
-    """The object as our cache (Kopf's indexes) shows it, for the kinds the plan applies."""
-    if obj["kind"] == "StatefulSet":
-        return view.statefulset
-    if obj["kind"] == "Service":
-        return view.services.get(obj["metadata"]["name"])
-    return None
+@dataclass(frozen=True)
+class StatusOverlay:
+    """Status fields another part of the operator decided (the autoscaler), to be written by the next pass."""
 
+    fields: dict[str, Any]
+    conditions: list[dict[str, Any]] = field(default_factory=list)
 
-def kube() -> Kube:
-    global _kube
-    if _kube is None:
-        _kube = Kube()
-    return _kube
-
-
-def plain(obj: Any) -> Any:
-    """Kopf bodies are read-only mapping views; the planner wants plain dicts."""
-    if isinstance(obj, Mapping):
-        return {k: plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [plain(v) for v in obj]
-    return obj
-
-
-def _lock(key: str) -> threading.Lock:
-    with _locks_guard:
-        return _locks.setdefault(key, threading.Lock())
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-# ---- indexes (watch-fed, in memory) -----------------------------------------------------------------------------
-
-@kopf.index(GROUP, VERSION, PLURAL)
-def deployments(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
-
-
-@kopf.index("apps", "v1", "statefulsets", labels=MANAGED)
-def statefulsets(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
-
-
-@kopf.index("v1", "services", labels=MANAGED)
-def services(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels.get(LABEL_DEPLOYMENT, "")): plain(body)}
-
-
-@kopf.index("v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
-def pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}
-
-
-@kopf.index("batch", "v1", "jobs", labels={LABEL_CACHE_KEY: kopf.PRESENT})
-def bake_jobs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
-
-
-# The Job controller labels its pods with the Job's name; a bake pod is indexed under its Job.
-JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-
-
-@kopf.index("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
-def bake_pods(namespace: str, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, labels[JOB_NAME_LABEL]): plain(body)}
-
-
-@kopf.index("v1", "persistentvolumeclaims", labels={LABEL_CACHE_KEY: kopf.PRESENT})
-def cache_pvcs(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): plain(body)}
-
-
-@kopf.index("v1", "nodes", labels={GPU_PRODUCT_LABEL: kopf.PRESENT})
-def gpu_nodes(labels: Mapping[str, str], status: Mapping[str, Any], spec: Mapping[str, Any], **_: Any
-              ) -> dict[Any, Any]:
-    alloc = (status.get("allocatable") or {}).get(GPU_RESOURCE, "0")
-    try:
-        gpus = int(str(alloc))
-    except ValueError:
-        gpus = 0
-    if spec.get("unschedulable"):
-        gpus = 0
-    return {labels[GPU_PRODUCT_LABEL]: gpus}
-
-
-def _one(index: kopf.Index, key: Any) -> dict[str, Any] | None:
-    store = index.get(key)
-    if not store:
-        return None
-    for item in store:
-        return item  # type: ignore[no-any-return]
-    return None
+    def apply(self, status: Mapping[str, Any]) -> dict[str, Any]:
+        types = {c["type"] for c in self.conditions}
+        conds = [c for c in status.get("conditions", []) or [] if c.get("type") not in types] + self.conditions
+        return {**status, **self.fields, "conditions": sorted(conds, key=lambda c: c["type"])}
 
 
 # ---- reconcile ---------------------------------------------------------------------------------------------------
 
-def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
+
+def reconcile(
+    state: OperatorState,
+    namespace: str,
+    name: str,
+    indexes: Indexes,
+    trigger: str,
+    overlay: StatusOverlay | None = None,
+) -> None:
     try:
-        _reconcile(namespace, name, indexes, trigger)
+        _reconcile(state, namespace, name, indexes, trigger, overlay)
     except ApiException as e:
         text = str(getattr(e, "body", "") or "")
         if e.status == 403 and "NamespaceTerminating" in text:
-            body = _one(indexes["deployments"], (namespace, name))
+            body = one(indexes["deployments"], (namespace, name))
             if body is not None:
-                _in_terminating_namespace.add(body.get("metadata", {}).get("uid", ""))
+                state.deployment(body.get("metadata", {}).get("uid", "")).in_terminating_namespace = True
             log.info("%s/%s: namespace is terminating; left alone until deleted (%s)", namespace, name, trigger)
             return
         if e.status == 404:
@@ -162,101 +76,143 @@ def reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trig
         raise
 
 
-def _reconcile(namespace: str, name: str, indexes: Mapping[str, kopf.Index], trigger: str) -> None:
-    with _lock(f"{namespace}/{name}"):
+def cluster_view(
+    state: DeploymentState, kube_log: Any, namespace: str, name: str, body: Mapping[str, Any], indexes: Indexes
+) -> ClusterView:
+    """What the indexes show of one deployment's objects (and the pods' compile-cache evidence)."""
+    product = canonical_product(((body.get("spec") or {}).get("gpu") or {}).get("product", ""))
+    node_gpus = list(indexes["gpu_nodes"].get(product, []))
+    pods_now = list(indexes["pods"].get((namespace, name), []))
+    return ClusterView(
+        statefulset=one(indexes["statefulsets"], (namespace, name)),
+        services={s["metadata"]["name"]: s for s in indexes["services"].get((namespace, name), [])},
+        pods=pods_now,
+        cache_evidence=_cache_evidence(state, kube_log, namespace, pods_now),
+        nodes_with_product=len(node_gpus),
+        max_gpus_on_a_node=max(node_gpus, default=0),
+        cache_lookup=lambda obj_name: (
+            one(indexes["cache_pvcs"], (namespace, obj_name)),
+            one(indexes["bake_jobs"], (namespace, obj_name)),
+        ),
+        bake_pods_lookup=lambda job_name: list(indexes["bake_pods"].get((namespace, job_name), [])),
+    )
+
+
+def _reconcile(
+    state: OperatorState, namespace: str, name: str, indexes: Indexes, trigger: str, overlay: StatusOverlay | None
+) -> None:
+    with state.lock(namespace, name):
         # The resource is read under the lock: a pass that read it before waiting on the lock could otherwise apply
         # an older spec's StatefulSet after a newer one and turn the template back under rapid edits.
-        body = _one(indexes["deployments"], (namespace, name))
+        body = one(indexes["deployments"], (namespace, name))
         if body is None or body.get("metadata", {}).get("deletionTimestamp"):
             return
         uid = body["metadata"].get("uid", "")
-        if uid in _in_terminating_namespace:
+        ds = state.deployment(uid)
+        if ds.in_terminating_namespace:
             return
         t0 = time.monotonic()
-        last = _last_written.get(uid)
-        if last is not None:
-            body = {**body, "status": last}
-        product = ((body.get("spec") or {}).get("gpu") or {}).get("product", "")
-        product = canonical_product(product)
-        node_gpus = list(indexes["gpu_nodes"].get(product, []))
-        svc = {s["metadata"]["name"]: s for s in indexes["services"].get((namespace, name), [])}
-        pods_now = list(indexes["pods"].get((namespace, name), []))
-        view = ClusterView(
-            statefulset=_one(indexes["statefulsets"], (namespace, name)),
-            services=svc,
-            pods=pods_now,
-            cache_evidence=_cache_evidence(namespace, pods_now),
-            nodes_with_product=len(node_gpus),
-            max_gpus_on_a_node=max(node_gpus, default=0),
-            cache_lookup=lambda obj_name: (_one(indexes["cache_pvcs"], (namespace, obj_name)),
-                                           _one(indexes["bake_jobs"], (namespace, obj_name))),
-            bake_pods_lookup=lambda job_name: list(indexes["bake_pods"].get((namespace, job_name), [])),
-        )
-        p = plan(body, view, _now())
-        k = kube()
-        for obj in p.apply:
-            seen = _cached(view, obj)
-            write_key = (uid, obj["kind"], obj["metadata"]["name"])
-            seen_rv = (seen or {}).get("metadata", {}).get("resourceVersion")
-            if seen is not None and _in_flight.pending(write_key, obj, seen_rv, time.monotonic()):
-                continue  # the same write is on its way to our cache: applying it again would change nothing
-            log.info("%s/%s: applying %s %s (%s)", namespace, name, obj["kind"], obj["metadata"]["name"], trigger)
-            try:
-                k.apply(obj)
-            except ApiException as e:
-                if not _reportable(e):
-                    raise
-                _report_rejected_apply(body, obj, e)
-                return
-            _in_flight.record(write_key, obj, seen_rv, time.monotonic())
-        for obj in p.ensure_shared:
-            k.ensure_shared(obj)
-        if p.mark_baked:
-            pvc_name, secs = p.mark_baked
-            ann = {ANNOTATION_BAKED: "true"}
-            if secs is not None:
-                ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
-            k.annotate("v1", "PersistentVolumeClaim", namespace, pvc_name, ann)
-        for pod_name, (hit, _ev) in view.cache_evidence.items():
-            metrics.COMPILE_CACHE_PODS.labels(namespace, name, str(hit).lower()).set(
-                sum(1 for h, _ in view.cache_evidence.values() if h == hit))
-        if p.status is not None and p.status != last:
-            k.patch_status(namespace, name, p.status)
-            _last_written[uid] = p.status
+        written = ds.last_written if ds.last_written is not None else dict(body.get("status") or {})
+        status = overlay.apply(written) if overlay is not None else written
+        body = {**body, "status": status}
+        view = cluster_view(ds, state.kube.pod_log, namespace, name, body, indexes)
+        p = plan(body, view, now_time())
+        rejected = _apply(state, uid, body, view, p, trigger)
+        if rejected is not None:  # the status says why instead; what was not applied is retried next pass
+            degraded, news = _rejected_status(body, *rejected)
+            _write_status(state, ds, body, degraded, written)
+            if news:
+                state.kube.event(body, "Warning", rejected[0], rejected[1])
+            return
+        _write_status(state, ds, body, p.status if p.status is not None else status, written)
         for ev in p.events:
-            k.event(body, ev.type, ev.reason, ev.message)
+            state.kube.event(body, ev.type, ev.reason, ev.message)
         metrics.RECONCILE_SECONDS.observe(time.monotonic() - t0)
         metrics.RECONCILES.labels(trigger=trigger).inc()
 
 
-_evidence: dict[str, tuple[bool | None, str]] = {}   # pod uid -> what vLLM's log said
-_evidence_tried: dict[str, float] = {}               # pod uid -> when its log was last read
-EVIDENCE_RETRY_S = 60.0
+def _apply(
+    state: OperatorState, uid: str, body: dict[str, Any], view: ClusterView, p: Plan, trigger: str
+) -> tuple[str, str] | None:
+    """Carry out the plan's writes (not status); (reason, message) when the API server refused an object."""
+    meta = body["metadata"]
+    k = state.kube
+    for obj in p.apply:
+        seen = view.statefulset if obj["kind"] == "StatefulSet" else view.services.get(obj["metadata"]["name"])
+        write_key = (uid, obj["kind"], obj["metadata"]["name"])
+        seen_rv = (seen or {}).get("metadata", {}).get("resourceVersion")
+        if seen is not None and state.in_flight.pending(write_key, obj, seen_rv, time.monotonic()):
+            continue  # the same write is on its way to our cache: applying it again would change nothing
+        log.info(
+            "%s/%s: applying %s %s (%s)", meta["namespace"], meta["name"], obj["kind"], obj["metadata"]["name"], trigger
+        )
+        try:
+            k.apply(obj)
+        except ApiException as e:
+            if not _reportable(e):
+                raise
+            return _rejection(obj, e)
+        state.in_flight.record(write_key, obj, seen_rv, time.monotonic())
+    for obj in p.ensure_shared:
+        k.ensure_shared(obj)
+    if p.mark_baked:
+        pvc_name, secs = p.mark_baked
+        ann = {ANNOTATION_BAKED: "true"}
+        if secs is not None:
+            ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
+        k.annotate("v1", "PersistentVolumeClaim", meta["namespace"], pvc_name, ann)
+    hits = [hit for hit, _ in view.cache_evidence.values()]
+    for hit in set(hits):
+        metrics.COMPILE_CACHE_PODS.labels(meta["namespace"], meta["name"], str(hit).lower()).set(hits.count(hit))
+    return None
 
 
-def _cache_evidence(namespace: str, pods_now: list[dict[str, Any]]) -> dict[str, tuple[bool | None, str]]:
+def _write_status(
+    state: OperatorState,
+    ds: DeploymentState,
+    body: Mapping[str, Any],
+    status: dict[str, Any],
+    written: Mapping[str, Any],
+) -> None:
+    """The one status write of a pass, when it differs from ``written``: what we last wrote or, before our first
+    write, what the watch showed."""
+    if status == written:
+        return
+    meta = body["metadata"]
+    state.kube.patch_status(meta["namespace"], meta["name"], status)
+    ds.last_written = status
+
+
+def _cache_evidence(
+    ds: DeploymentState, pod_log: Any, namespace: str, pods_now: list[dict[str, Any]]
+) -> dict[str, PodEvidence]:
     """Did each Ready serving pod load the baked cache? Read from vLLM's own log lines, once per pod (retried
     every minute while the log says nothing yet). A silent miss becomes a visible condition."""
-    out: dict[str, tuple[bool | None, str]] = {}
+    out: dict[str, PodEvidence] = {}
+    ds.prune_pods({p.get("metadata", {}).get("uid", "") for p in pods_now})
     for pod in pods_now:
         meta = pod.get("metadata", {})
         uid, pod_name = meta.get("uid", ""), meta.get("name", "")
         if LABEL_CACHE_KEY not in (meta.get("annotations") or {}):
             continue
-        if uid in _evidence and _evidence[uid][0] is not None:
-            out[pod_name] = _evidence[uid]
+        known = ds.pod_evidence.get(uid)
+        if known is not None and known[0] is not None:
+            out[pod_name] = known
             continue
-        if not pod_ready(pod) or time.monotonic() - _evidence_tried.get(uid, -1e9) < EVIDENCE_RETRY_S:
-            if uid in _evidence:
-                out[pod_name] = _evidence[uid]
+        if not pod_ready(pod) or time.monotonic() - ds.pod_log_tried.get(uid, -1e9) < EVIDENCE_RETRY_S:
+            if known is not None:
+                out[pod_name] = known
             continue
-        _evidence_tried[uid] = time.monotonic()
+        ds.pod_log_tried[uid] = time.monotonic()
         try:
-            text = kube().pod_log(namespace, pod_name, container="vllm", limit_bytes=4 << 20)
-            _evidence[uid] = detect_cache_hit(text)
+            text = pod_log(namespace, pod_name, container="vllm", limit_bytes=4 << 20)
+            ds.pod_evidence[uid] = detect_cache_hit(text)
         except Exception as e:  # no log yet, kubelet unreachable, or a simulated node without logs
-            _evidence[uid] = (None, f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200])
-        out[pod_name] = _evidence[uid]
+            ds.pod_evidence[uid] = (
+                None,
+                f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200],
+            )
+        out[pod_name] = ds.pod_evidence[uid]
     return out
 
 
@@ -272,97 +228,116 @@ def _reportable(e: ApiException) -> bool:
     return e.status in _APPLY_REASONS
 
 
-def _report_rejected_apply(body: dict[str, Any], obj: dict[str, Any], e: ApiException) -> None:
-    """The apiserver refused an object we rendered (a spec our validation let through, a quota, a full IP
-    range): say so in status instead of retrying silently forever."""
-    meta = body["metadata"]
+def _rejection(obj: Mapping[str, Any], e: ApiException) -> tuple[str, str]:
+    """(reason, message) for an object the apiserver refused (a spec our validation let through, a quota, a full
+    IP range): said in status instead of retried silently forever."""
     try:
         msg = json.loads(str(e.body or "{}")).get("message", "")
     except ValueError:
         msg = str(e.body or "")[:500]
-    message = f"The API server rejected {obj['kind']} {obj['metadata']['name']}: {msg}"[:1000]
-    status = dict(_last_written.get(meta.get("uid", "")) or body.get("status") or {})
-    conds = [c for c in status.get("conditions", []) or [] if c.get("type") != "Degraded"]
-    prev = next((c for c in status.get("conditions", []) or [] if c.get("type") == "Degraded"), None)
-    reason = _APPLY_REASONS.get(e.status or 0, "ApplyFailed")
-    if prev and prev.get("reason") == reason and prev.get("message") == message:
-        return
-    conds.append({"type": "Degraded", "status": "True", "reason": reason, "message": message,
-                  "lastTransitionTime": _now(), "observedGeneration": meta.get("generation")})
-    status["conditions"] = sorted(conds, key=lambda c: c["type"])
-    status["phase"] = "Degraded"
-    kube().patch_status(meta["namespace"], meta["name"], {"conditions": status["conditions"], "phase": "Degraded"})
-    _last_written[meta.get("uid", "")] = status
-    kube().event(body, "Warning", reason, message)
+    return (
+        _APPLY_REASONS.get(e.status or 0, "ApplyFailed"),
+        f"The API server rejected {obj['kind']} {obj['metadata']['name']}: {msg}"[:1000],
+    )
 
 
-def _all_indexes(kw: Mapping[str, Any]) -> dict[str, kopf.Index]:
-    return {k: kw[k] for k in ("deployments", "statefulsets", "services", "pods", "bake_jobs", "bake_pods",
-                               "cache_pvcs", "gpu_nodes")}
+def _rejected_status(body: Mapping[str, Any], reason: str, message: str) -> tuple[dict[str, Any], bool]:
+    """The status with Degraded=True for a refused apply (built through ConditionSet, so lastTransitionTime
+    stays while it stays Degraded), and whether this is news (not the same refusal as before)."""
+    meta = body["metadata"]
+    status = dict(body.get("status") or {})
+    prev = previous_conditions(status)
+    old = prev.get("Degraded", {})
+    if old.get("reason") == reason and old.get("message") == message:
+        return status, False
+    cs = ConditionSet(previous=prev, now=now_time(), generation=int(meta.get("generation", 1)))
+    cs.items = [c for t, c in prev.items() if t != "Degraded"]
+    cs.set("Degraded", True, reason, message)
+    return {**status, "conditions": cs.conditions(), "phase": "Degraded"}, True
+
+
+# ---- event handlers ----------------------------------------------------------------------------------------------
+
+
+@kopf.on.startup()
+def _create_state(memo: kopf.Memo, **_: Any) -> None:
+    """main.py passes the registry in the operator-wide memo; one is created when started otherwise."""
+    memo.setdefault("operator", OperatorState())
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def on_deployment_event(type: str | None, namespace: str, name: str, body: kopf.Body, **kw: Any) -> None:
+def on_deployment_event(
+    type: str | None, namespace: str | None, name: str, body: kopf.Body, memo: kopf.Memo, **kw: Any
+) -> None:
+    state = from_memo(memo)
+    meta = body.get("metadata", {})
+    uid = meta.get("uid", "")
     if type == "DELETED":
-        _last_written.pop(body.get("metadata", {}).get("uid", ""), None)
-        _in_flight.forget(body.get("metadata", {}).get("uid", ""))
-        _in_terminating_namespace.discard(body.get("metadata", {}).get("uid", ""))
+        state.forget(namespace or "", name, uid)
         return
     # Our own status writes come back as events: skip those (the generation did not move and status is ours).
-    uid = body.get("metadata", {}).get("uid", "")
-    last = _last_written.get(uid)
-    if last is not None and plain(body.get("status") or {}) == last and \
-            last.get("observedGeneration") == body.get("metadata", {}).get("generation"):
+    ds = state.peek(uid)
+    last = ds.last_written if ds is not None else None
+    if (
+        last is not None
+        and plain(body.get("status") or {}) == last
+        and last.get("observedGeneration") == meta.get("generation")
+    ):
         return  # the echo of our own status write; a spec edit moves the generation and is acted on
-    reconcile(namespace, name, _all_indexes(kw), "deployment-event")
+    reconcile(state, namespace or "", name, all_indexes(kw), "deployment-event")
 
 
 def _owner_names(body: Mapping[str, Any]) -> list[str]:
     refs = body.get("metadata", {}).get("ownerReferences", []) or []
-    return [r["name"] for r in refs if r.get("kind") == "QwenDeployment"]
+    return [r["name"] for r in refs if r.get("kind") == KIND]
+
+
+def _reconcile_owners(
+    memo: kopf.Memo, namespace: str | None, body: Mapping[str, Any], kw: Mapping[str, Any], trigger: str
+) -> None:
+    for owner in _owner_names(body):
+        reconcile(from_memo(memo), namespace or "", owner, all_indexes(kw), trigger)
 
 
 @kopf.on.event("apps", "v1", "statefulsets", labels=MANAGED)
-def on_statefulset_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
-    for owner in _owner_names(body):
-        reconcile(namespace, owner, _all_indexes(kw), "statefulset-event")
+def on_statefulset_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: Any) -> None:
+    _reconcile_owners(memo, namespace, body, kw, "statefulset-event")
 
 
 @kopf.on.event("v1", "pods", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
-def on_pod_event(namespace: str, labels: Mapping[str, str], **kw: Any) -> None:
-    reconcile(namespace, labels[LABEL_DEPLOYMENT], _all_indexes(kw), "pod-event")
+def on_pod_event(namespace: str | None, labels: Mapping[str, str], memo: kopf.Memo, **kw: Any) -> None:
+    reconcile(from_memo(memo), namespace or "", labels[LABEL_DEPLOYMENT], all_indexes(kw), "pod-event")
 
 
 @kopf.on.event("v1", "services", labels=MANAGED)
-def on_service_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
-    for owner in _owner_names(body):
-        reconcile(namespace, owner, _all_indexes(kw), "service-event")
+def on_service_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: Any) -> None:
+    _reconcile_owners(memo, namespace, body, kw, "service-event")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_CACHE_KEY: kopf.PRESENT})
-def on_job_event(namespace: str, body: kopf.Body, **kw: Any) -> None:
-    for owner in _owner_names(body):
-        reconcile(namespace, owner, _all_indexes(kw), "job-event")
+def on_job_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: Any) -> None:
+    _reconcile_owners(memo, namespace, body, kw, "job-event")
 
 
 @kopf.on.event("v1", "pods", labels={LABEL_CACHE_KEY: kopf.PRESENT, JOB_NAME_LABEL: kopf.PRESENT, **MANAGED})
-def on_bake_pod_event(type: str | None, namespace: str, labels: Mapping[str, str], body: kopf.Body, **kw: Any
-                      ) -> None:
+def on_bake_pod_event(
+    type: str | None, namespace: str | None, labels: Mapping[str, str], body: kopf.Body, memo: kopf.Memo, **kw: Any
+) -> None:
+    state = from_memo(memo)
+    ns = namespace or ""
     # A bake pod scheduled, stuck or lost changes what the status says about the bake; its Job knows the owners.
-    job = _one(kw["bake_jobs"], (namespace, labels[JOB_NAME_LABEL]))
+    job = one(kw["bake_jobs"], (ns, labels[JOB_NAME_LABEL]))
     owners = _owner_names(job or {})
     # A disruption leaves no trace once the pod is replaced (the Job does not count it): one Warning Event per pod.
     uid = body.get("metadata", {}).get("uid", "")
     why = bake_pod_disruption(plain(body))
-    if why and uid not in _reported_disruptions:
-        _reported_disruptions.add(uid)
+    if why and uid not in state.reported_disruptions:
+        state.reported_disruptions.add(uid)
         for owner in owners:
-            owner_body = _one(kw["deployments"], (namespace, owner))
+            owner_body = one(kw["deployments"], (ns, owner))
             if owner_body is not None:
-                kube().event(owner_body, "Warning", "BakePodDisrupted", why)
+                state.kube.event(owner_body, "Warning", "BakePodDisrupted", why)
     if type == "DELETED":
-        _reported_disruptions.discard(uid)
+        state.reported_disruptions.discard(uid)
     for owner in owners:
-        reconcile(namespace, owner, _all_indexes(kw), "bake-pod-event")
-
-
+        reconcile(state, ns, owner, all_indexes(kw), "bake-pod-event")

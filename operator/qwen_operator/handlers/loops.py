@@ -16,12 +16,13 @@ import kopf
 
 from . import autoscaler, controller
 from .config import CONFIG
+from .indexes import Index, Indexes, all_indexes
+from .state import OperatorState, from_memo
 
 log = logging.getLogger("qwen_operator.loops")
-_stop = threading.Event()
 
 
-def _keys(index: kopf.Index) -> list[Any]:
+def _keys(index: Index) -> list[Any]:
     for _ in range(5):  # the watch may add or remove keys while we copy them
         try:
             return list(index.keys())
@@ -30,7 +31,7 @@ def _keys(index: kopf.Index) -> list[Any]:
     return []
 
 
-def run_loop(indexes: dict[str, kopf.Index], stop: threading.Event) -> None:
+def run_loop(state: OperatorState, indexes: Indexes, stop: threading.Event) -> None:
     last_resync: dict[Any, float] = {}
     tick = min(CONFIG.autoscale_tick_seconds, CONFIG.resync_seconds)
     stop.wait(CONFIG.resync_seconds)  # resource handlers do the first pass as the watches start
@@ -41,8 +42,8 @@ def run_loop(indexes: dict[str, kopf.Index], stop: threading.Event) -> None:
             try:
                 if now - last_resync.get(key, 0.0) >= CONFIG.resync_seconds:
                     last_resync[key] = now
-                    controller.reconcile(namespace, name, indexes, "resync")
-                autoscaler.autoscale(namespace, name, indexes)
+                    controller.reconcile(state, namespace, name, indexes, "resync")
+                autoscaler.autoscale(state, namespace, name, indexes)
             except Exception:  # one deployment's failure must not stop the others; retried next pass
                 log.exception("%s/%s: periodic pass failed", namespace, name)
         for key in set(last_resync) - set(_keys(indexes["deployments"])):
@@ -51,11 +52,16 @@ def run_loop(indexes: dict[str, kopf.Index], stop: threading.Event) -> None:
 
 
 @kopf.on.startup()
-def start_loop(**kw: Any) -> None:
-    indexes = controller._all_indexes(kw)
-    threading.Thread(target=run_loop, args=(indexes, _stop), name="qwen-resync", daemon=True).start()
+def start_loop(memo: kopf.Memo, **kw: Any) -> None:
+    stop = threading.Event()
+    memo["loop_stop"] = stop
+    threading.Thread(
+        target=run_loop, args=(from_memo(memo), all_indexes(kw), stop), name="qwen-resync", daemon=True
+    ).start()
 
 
 @kopf.on.cleanup()
-def stop_loop(**_: Any) -> None:
-    _stop.set()
+def stop_loop(memo: kopf.Memo, **_: Any) -> None:
+    stop = memo.get("loop_stop")
+    if isinstance(stop, threading.Event):
+        stop.set()

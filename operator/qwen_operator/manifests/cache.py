@@ -11,8 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..api.models import QwenDeploymentSpec
-from ..domain.vllm_args import VLLM_CACHE_ROOT, VLLM_PORT
+from ..domain.vllm_args import VLLM_PORT
+from .resolved import CacheIdentity, ResolvedSpec
 from .status import pod_issue
 from .workload import (
     LABEL_CACHE_KEY,
@@ -24,7 +24,6 @@ from .workload import (
     vllm_container,
 )
 
-BAKE_RECORD = "qwen-bake-record.json"
 ANNOTATION_BAKED = "qwenops.dev/baked"
 ANNOTATION_BAKE_SECONDS = "qwenops.dev/bake-seconds"
 
@@ -62,41 +61,60 @@ echo "bake: cache $QWEN_CACHE_KEY ready: $n files in $((end-start)) s"
 
 
 def cache_labels(key: str) -> dict[str, str]:
-    return {"app.kubernetes.io/name": "qwen-compile-cache", "app.kubernetes.io/managed-by": MANAGED_BY,
-            LABEL_CACHE_KEY: key}
+    return {
+        "app.kubernetes.io/name": "qwen-compile-cache",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        LABEL_CACHE_KEY: key,
+    }
 
 
-def build_cache_pvc(pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, key: str
-                    ) -> dict[str, Any]:
-    st = spec.compile_cache.storage
+def build_cache_pvc(resolved: ResolvedSpec, cache: CacheIdentity, namespace: str, owner: Owner) -> dict[str, Any]:
+    pvc_name, key = cache.object_name, cache.key
+    st = resolved.spec.compile_cache.storage
     pvc_spec: dict[str, Any] = {"accessModes": [st.access_mode], "resources": {"requests": {"storage": st.size}}}
     if st.storage_class_name:
         pvc_spec["storageClassName"] = st.storage_class_name
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": pvc_name, "namespace": namespace, "labels": cache_labels(key),
-                         "ownerReferences": [owner.reference(controller=False)]},
-            "spec": pvc_spec}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {
+            "name": pvc_name,
+            "namespace": namespace,
+            "labels": cache_labels(key),
+            "ownerReferences": [owner.reference(controller=False)],
+        },
+        "spec": pvc_spec,
+    }
 
 
-def build_bake_job(job_name: str, pvc_name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec,
-                   args: list[str], env: list[dict[str, Any]], key: str, factors_json: str) -> dict[str, Any]:
-    container = vllm_container(spec, args, env)
+def build_bake_job(resolved: ResolvedSpec, cache: CacheIdentity, namespace: str, owner: Owner) -> dict[str, Any]:
+    spec, key = resolved.spec, cache.key
+    job_name = pvc_name = cache.object_name
+    container = vllm_container(spec, resolved.argv, resolved.env)
     container["name"] = "bake"
     container["command"] = ["/bin/sh", "-c", BAKE_SCRIPT, "bake"]
-    container["env"] = list(env) + [{"name": "QWEN_CACHE_KEY", "value": key},
-                                    {"name": "QWEN_CACHE_FACTORS", "value": factors_json}]
+    container["env"] = list(resolved.env) + [
+        {"name": "QWEN_CACHE_KEY", "value": key},
+        {"name": "QWEN_CACHE_FACTORS", "value": cache.factors_json},
+    ]
     volumes = [v for v in pod_volumes(spec) if v["name"] != "compile-cache"]
     volumes.append({"name": "compile-cache", "persistentVolumeClaim": {"claimName": pvc_name}})
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": {"name": job_name, "namespace": namespace, "labels": cache_labels(key),
-                     "ownerReferences": [owner.reference(controller=False)]},
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {
+            "name": job_name,
+            "namespace": namespace,
+            "labels": cache_labels(key),
+            "ownerReferences": [owner.reference(controller=False)],
+        },
         "spec": {
             "backoffLimit": 1,
             # A bake pod that loses its node (deleted node, drain, preemption: the pod gets the DisruptionTarget
             # condition) did not fail the bake: retry it without spending the one retry a real failure gets.
-            "podFailurePolicy": {"rules": [{"action": "Ignore",
-                                            "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]},
+            "podFailurePolicy": {
+                "rules": [{"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+            },
             # One writer at a time on the cache volume: a replacement starts once the lost pod is gone.
             "podReplacementPolicy": "Failed",
             "activeDeadlineSeconds": spec.compile_cache.bake_timeout_seconds,
@@ -137,8 +155,10 @@ def bake_progress(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str
     node a bake pod runs on, why one is stuck (unschedulable, image pull...), and how many attempts failed (a
     disrupted pod is not a failed attempt: the Job's podFailurePolicy ignores it)."""
     parts: list[str] = []
-    live = sorted((p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")),
-                  key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "")
+    live = sorted(
+        (p for p in pods if not (p.get("metadata") or {}).get("deletionTimestamp")),
+        key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "",
+    )
     for p in live:
         name = (p.get("metadata") or {}).get("name", "?")
         phase = (p.get("status") or {}).get("phase", "Pending")
@@ -165,23 +185,31 @@ def bake_pod_disruption(pod: dict[str, Any]) -> str | None:
             name = (pod.get("metadata") or {}).get("name", "?")
             node = (pod.get("spec") or {}).get("nodeName") or "?"
             why = f"{c.get('reason') or 'Disrupted'}: {c.get('message') or 'no message'}".rstrip(". ")
-            return (f"bake pod {name} on node {node} was taken away ({why}); the Job replaces it without counting "
-                    "a failed bake")
+            return (
+                f"bake pod {name} on node {node} was taken away ({why}); the Job replaces it without counting "
+                "a failed bake"
+            )
     return None
 
 
 # ---- did a serving pod really load from the cache? -------------------------------------------------------------
 # vLLM's own log lines (vLLM 0.32 source; observed on the CPU build, see docs/vllm-cpu-findings.md).
-_HIT = [re.compile(p) for p in (
-    r"Directly load AOT compilation from path \S+",
-    r"Directly load the compiled graph\(s\) for compile range .+? from the cache",
-)]
-_MISS = [re.compile(p) for p in (
-    r"Compiling model again due to a load failure from \S+, reason: .*",
-    r"Compiling a graph for compile range .+? takes [\d.]+ s",
-    r"saved AOT compiled function to \S+",
-    r"vLLM's torch\.compile cache is disabled",
-)]
+_HIT = [
+    re.compile(p)
+    for p in (
+        r"Directly load AOT compilation from path \S+",
+        r"Directly load the compiled graph\(s\) for compile range .+? from the cache",
+    )
+]
+_MISS = [
+    re.compile(p)
+    for p in (
+        r"Compiling model again due to a load failure from \S+, reason: .*",
+        r"Compiling a graph for compile range .+? takes [\d.]+ s",
+        r"saved AOT compiled function to \S+",
+        r"vLLM's torch\.compile cache is disabled",
+    )
+]
 
 
 def detect_cache_hit(log_text: str) -> tuple[bool | None, str]:
@@ -200,4 +228,4 @@ def detect_cache_hit(log_text: str) -> tuple[bool | None, str]:
 def _line_of(text: str, pos: int) -> str:
     start = text.rfind("\n", 0, pos) + 1
     end = text.find("\n", pos)
-    return text[start:end if end >= 0 else len(text)].strip()[:300]
+    return text[start : end if end >= 0 else len(text)].strip()[:300]

@@ -33,7 +33,7 @@ def is_subset(desired: Any, observed: Any) -> bool:
         return all(is_subset(d, o) for d, o in zip(desired, observed))
     if desired == {} or desired == []:
         return True
-    return _norm_scalar(desired) == _norm_scalar(observed)
+    return bool(_norm_scalar(desired) == _norm_scalar(observed))
 
 
 def needs_apply(desired: dict[str, Any], observed: dict[str, Any] | None) -> bool:
@@ -71,8 +71,7 @@ class InFlightWrites:
     def pending(self, key: tuple[str, ...], desired: dict[str, Any], seen_rv: str | None, now: float) -> bool:
         """True when applying ``desired`` again would repeat a write the cache has not shown yet."""
         w = self._writes.get(key)
-        return (w is not None and w[0] == self._fingerprint(desired) and w[1] == seen_rv
-                and now - w[2] < self.ttl_s)
+        return w is not None and w[0] == self._fingerprint(desired) and w[1] == seen_rv and now - w[2] < self.ttl_s
 
     def record(self, key: tuple[str, ...], desired: dict[str, Any], seen_rv: str | None, now: float) -> None:
         self._writes[key] = (self._fingerprint(desired), seen_rv, now)

@@ -10,12 +10,14 @@ name starts with VLLM_ would change vLLM's compile-cache hash.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
 from ..domain.gpus import canonical_product
-from ..domain.vllm_args import VLLM_CACHE_ROOT, HF_HOME, MODEL_MOUNT, VLLM_PORT
+from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
+from .resolved import ResolvedSpec
 
 MANAGED_BY = "qwen-operator"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
@@ -45,13 +47,20 @@ class Owner:
     uid: str
 
     def reference(self, controller: bool = True) -> dict[str, Any]:
-        return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": self.name, "uid": self.uid,
-                "controller": controller, "blockOwnerDeletion": True}
+        return {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": controller,
+            "blockOwnerDeletion": True,
+        }
 
 
 @dataclass(frozen=True)
 class CacheMount:
     """A baked compile cache to seed pods from (PVC name), or None for no cache."""
+
     pvc_name: str
     key: str
 
@@ -90,10 +99,10 @@ def node_selector(spec: QwenDeploymentSpec) -> dict[str, str]:
     return {GPU_PRODUCT_LABEL: canonical_product(spec.gpu.product), **spec.gpu.node_selector}
 
 
-def vllm_container(spec: QwenDeploymentSpec, args: list[str], env: list[dict[str, Any]]) -> dict[str, Any]:
+def vllm_container(spec: QwenDeploymentSpec, args: Sequence[str], env: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The vLLM container, shared by serving pods and the bake Job so both hash the same factors."""
     gpus = spec.gpus_per_pod
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "dshm", "mountPath": "/dev/shm"},
         {"name": "model-cache", "mountPath": HF_HOME},
         {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT},
@@ -129,46 +138,73 @@ def pod_volumes(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
         {"name": "compile-cache", "emptyDir": {}},
     ]
     if spec.model.source.type == "pvc":
-        vols.append({"name": "model", "persistentVolumeClaim": {"claimName": spec.model.source.pvc_name,
-                                                                "readOnly": True}})
+        vols.append(
+            {"name": "model", "persistentVolumeClaim": {"claimName": spec.model.source.pvc_name, "readOnly": True}}
+        )
     return vols
 
 
-def build_statefulset(name: str, namespace: str, owner: Owner, spec: QwenDeploymentSpec, args: list[str],
-                      env: list[dict[str, Any]], replicas: int, cache: CacheMount | None,
-                      command_line: str) -> dict[str, Any]:
-    labels = common_labels(name)
-    container = vllm_container(spec, args, env)
-    # Readiness and liveness only start once the startup probe passed: loading pods are never killed for being
-    # slow; the startup budget covers download, compile and warm-up.
-    container["startupProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 10,
-                                 "timeoutSeconds": 5,
-                                 "failureThreshold": max(1, math.ceil(spec.startup_timeout_seconds / 10))}
-    container["readinessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5,
-                                   "timeoutSeconds": 5, "failureThreshold": 3}
-    container["livenessProbe"] = {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 15,
-                                  "timeoutSeconds": 10, "failureThreshold": 4}
-    # On scale-down or rollout, stop taking traffic and let running requests finish before vLLM gets SIGTERM.
+def _add_probes(container: dict[str, Any], spec: QwenDeploymentSpec) -> None:
+    """Readiness and liveness only start once the startup probe passed: loading pods are never killed for being
+    slow; the startup budget covers download, compile and warm-up.  On scale-down or rollout, the pod stops taking
+    traffic and lets running requests finish before vLLM gets SIGTERM."""
+    container["startupProbe"] = {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": 10,
+        "timeoutSeconds": 5,
+        "failureThreshold": max(1, math.ceil(spec.startup_timeout_seconds / 10)),
+    }
+    container["readinessProbe"] = {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": 5,
+        "timeoutSeconds": 5,
+        "failureThreshold": 3,
+    }
+    container["livenessProbe"] = {
+        "httpGet": {"path": "/health", "port": "http"},
+        "periodSeconds": 15,
+        "timeoutSeconds": 10,
+        "failureThreshold": 4,
+    }
     container["lifecycle"] = {"preStop": {"exec": {"command": ["python3", "-c", DRAIN_SCRIPT]}}}
+
+
+def _seed_cache_container(spec: QwenDeploymentSpec, cache: CacheMount) -> dict[str, Any]:
+    """Seeds the pod-local cache from the baked, shared PVC: the shared copy stays pristine (a miss writes only
+    locally) and the PVC can be ReadOnlyMany."""
+    return {
+        "name": "seed-compile-cache",
+        "image": spec.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": [
+            "sh",
+            "-c",
+            f"cp -a {CACHE_SRC_MOUNT}/. {VLLM_CACHE_ROOT}/ && echo seeded compile cache {cache.key}",
+        ],
+        "volumeMounts": [
+            {"name": "baked-cache", "mountPath": CACHE_SRC_MOUNT, "readOnly": True},
+            {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT},
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+    }
+
+
+def build_statefulset(
+    name: str, namespace: str, owner: Owner, resolved: ResolvedSpec, replicas: int, cache: CacheMount | None
+) -> dict[str, Any]:
+    spec = resolved.spec
+    labels = common_labels(name)
+    container = vllm_container(spec, resolved.argv, resolved.env)
+    _add_probes(container, spec)
     volumes = pod_volumes(spec)
     init: list[dict[str, Any]] = []
-    pod_annotations = {ANNOTATION_COMMAND: command_line}
+    pod_annotations = {ANNOTATION_COMMAND: resolved.command_line}
     if cache is not None:
-        # Seed the pod-local cache from the baked, shared PVC: the shared copy stays pristine (a miss writes only
-        # locally) and the PVC can be ReadOnlyMany.
-        volumes.append({"name": "baked-cache", "persistentVolumeClaim": {"claimName": cache.pvc_name,
-                                                                         "readOnly": True}})
-        init.append({
-            "name": "seed-compile-cache",
-            "image": spec.image,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", f"cp -a {CACHE_SRC_MOUNT}/. {VLLM_CACHE_ROOT}/ && "
-                                    f"echo seeded compile cache {cache.key}"],
-            "volumeMounts": [{"name": "baked-cache", "mountPath": CACHE_SRC_MOUNT, "readOnly": True},
-                             {"name": "compile-cache", "mountPath": VLLM_CACHE_ROOT}],
-            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
-            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-        })
+        volumes.append(
+            {"name": "baked-cache", "persistentVolumeClaim": {"claimName": cache.pvc_name, "readOnly": True}}
+        )
+        init.append(_seed_cache_container(spec, cache))
         pod_annotations[LABEL_CACHE_KEY] = cache.key
     pod_spec: dict[str, Any] = {
         "enableServiceLinks": False,
@@ -205,11 +241,21 @@ def build_services(name: str, namespace: str, owner: Owner) -> list[dict[str, An
     labels = common_labels(name)
     port = {"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}
     return [
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": _meta(headless_service_name(name), namespace, owner, labels),
-         "spec": {"clusterIP": "None", "publishNotReadyAddresses": True, "selector": selector_labels(name),
-                  "ports": [port]}},
-        {"apiVersion": "v1", "kind": "Service",
-         "metadata": _meta(client_service_name(name), namespace, owner, labels),
-         "spec": {"type": "ClusterIP", "selector": selector_labels(name), "ports": [port]}},
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(headless_service_name(name), namespace, owner, labels),
+            "spec": {
+                "clusterIP": "None",
+                "publishNotReadyAddresses": True,
+                "selector": selector_labels(name),
+                "ports": [port],
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(client_service_name(name), namespace, owner, labels),
+            "spec": {"type": "ClusterIP", "selector": selector_labels(name), "ports": [port]},
+        },
     ]
