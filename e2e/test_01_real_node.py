@@ -104,9 +104,13 @@ def test_operator_runs_as_a_pod_from_its_image_under_the_chart(real: dict[str, A
 
 
 def _get(url: str) -> str:
+    """The body, or "" while the server does not answer yet."""
     import urllib.request
-    with urllib.request.urlopen(url, timeout=5) as r:
-        return r.read().decode()
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()
+    except OSError:
+        return ""
 
 
 @pytest.fixture(scope="module")
@@ -167,7 +171,7 @@ def _pod_evidence(ns: str, name: str, pod: str) -> dict[str, Any] | None:
 
 
 def test_chat_completion_through_the_service(served: dict[str, Any]) -> None:
-    ns, name = served["namespace"], served["name"]
+    ns = served["namespace"]
     services = kubectl_json("-n", ns, "get", "services")["items"]
     client = next(s for s in services if s["spec"].get("clusterIP") not in (None, "None"))
     url = f"http://{client['spec']['clusterIP']}:{client['spec']['ports'][0]['port']}"
@@ -181,3 +185,148 @@ def test_status_says_the_gpu_is_a_cpu_stand_in(served: dict[str, Any]) -> None:
     qd = get_qd(served["namespace"], served["name"])
     text = json.dumps(qd["status"])
     assert "CPU standing in for a GPU" in text, qd["status"]
+
+
+def _queue(prom_url: str, ns: str, name: str) -> float | None:
+    return rn.prometheus_value(prom_url, f'sum(vllm:num_requests_waiting{{namespace="{ns}",pod=~"{name}-[0-9]+"}})')
+
+
+def _ready_pods(ns: str) -> list[str]:
+    pods = kubectl_json("-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=qwen-vllm")["items"]
+    return sorted(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp") and any(
+        c["type"] == "Ready" and c["status"] == "True" for c in (p.get("status") or {}).get("conditions") or []))
+
+
+def test_closed_autoscaling_loop(served: dict[str, Any], real: dict[str, Any],
+                                 tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Queue grows under `vllm bench serve` -> the operator pod scales 1 -> 2 -> the second pod starts from the baked
+    cache and serves -> the same load sees a shorter queue and TTFT -> the load turns light and the fleet scales
+    back to 1 after the window, with no failed request across the scale-down (preStop drain)."""
+    ns, name, prom = served["namespace"], served["name"], real["prometheus_url"]
+    out = tmp_path_factory.mktemp("bench")
+    url = rn.service_url(ns, name)
+    auto = {"enabled": True, "minReplicas": 1, "maxReplicas": 2, "warmPool": 0, "intervalSeconds": 5,
+            "targetQueuePerReplica": 1, "scaleDownStabilizationSeconds": 40}
+    kubectl_run("-n", ns, "patch", "qwendeployments.qwenops.dev", name, "--type=merge",
+                "-p", json.dumps({"spec": {"autoscaling": auto}}))
+    # Prometheus found the pod through the API server (no static target).
+    wait_for("the pod's series in Prometheus", lambda: rn.prometheus_value(
+        prom, f'vllm:num_requests_running{{namespace="{ns}"}}') is not None, timeout=120, interval=2)
+    heavy = {"num_prompts": 160, "request_rate": 8.0, "max_concurrency": 24}
+    results: dict[str, Any] = {}
+    import threading
+    t = threading.Thread(target=lambda: results.update(
+        before=rn.bench_serve(url, real["model_dir"], out / "before.json", **heavy)), daemon=True)
+    t.start()
+    queue_before = wait_for("a queue on one replica", lambda: (_queue(prom, ns, name) or 0) >= 4 and
+                            _queue(prom, ns, name), timeout=180, interval=1)
+    qd = wait_for("the operator to ask for 2 replicas", lambda: _desired(ns, name) == 2 and get_qd(ns, name),
+                  timeout=240, interval=2)
+    assert qd["status"]["autoscaling"]["lastReason"], qd["status"]["autoscaling"]
+    # Mid-scale, the operator pod is killed (no grace): its Deployment starts another, which carries on from the
+    # decision recorded in status, neither losing nor repeating it (counted from the Events below).
+    op: rn.PodOperator = real["operator"]
+    old = op.running_pod()["metadata"]["name"]
+    kubectl_run("-n", op.namespace, "delete", "pod", old, "--grace-period=0", "--force", "--wait=false")
+    new = wait_for("a new operator pod", lambda: (p := op.running_pod())["metadata"]["name"] != old and p,
+                   timeout=180)
+    wait_for("2 Ready pods", lambda: len(_ready_pods(ns)) == 2, timeout=600, interval=3)
+    t.join(timeout=900)
+    assert "before" in results, "the first load run did not finish"
+    after = rn.bench_serve(url, real["model_dir"], out / "after.json", **heavy)
+    qd = get_qd(ns, name)
+    cold = qd["status"]["autoscaling"].get("coldStartSeconds")
+    assert cold and cold > 0, qd["status"]["autoscaling"]
+    # The second pod was seeded from the baked cache and the operator read its log.
+    second = wait_for("cache evidence for the second pod", lambda: _pod_evidence(ns, name, f"{name}-1"),
+                      timeout=120, interval=2)
+    light: dict[str, Any] = {}
+    t2 = threading.Thread(target=lambda: light.update(run=rn.bench_serve(
+        url, real["model_dir"], out / "light.json", num_prompts=90, request_rate=0.6, max_concurrency=4)),
+        daemon=True)
+    t2.start()
+    wait_for("scale-down to 1", lambda: _desired(ns, name) == 1, timeout=300, interval=2)
+    wait_for("one pod left", lambda: len(kubectl_json("-n", ns, "get", "pods", "-l",
+                                                       "app.kubernetes.io/name=qwen-vllm")["items"]) == 1,
+             timeout=300, interval=2)
+    t2.join(timeout=600)
+    report = {"queue_before": queue_before, "cold_start_s": cold,
+              "before": _summary(results["before"]), "after": _summary(after), "light": _summary(light["run"]),
+              "second_pod_cache": next(p for p in second["status"]["compileCache"]["pods"]
+                                       if p["pod"] == f"{name}-1")}
+    (LOG_DIR / "autoscaling-real-node.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+    assert _scale_events(ns, name, "1 -> 2 replicas") == 1, "the scale-up was lost or applied twice"
+    assert _scale_events(ns, name, "2 -> 1 replicas") == 1
+    assert new["spec"]["nodeName"] == rn.REAL_NODE
+    assert results["before"]["failed"] == 0 and after["failed"] == 0
+    assert light["run"]["completed"] == 90 and light["run"]["failed"] == 0, report["light"]
+    assert after["median_ttft_ms"] < results["before"]["median_ttft_ms"], report
+
+
+def _scale_events(ns: str, name: str, prefix: str) -> int:
+    events = kubectl_json("-n", ns, "get", "events", "--field-selector",
+                          f"involvedObject.kind=QwenDeployment,involvedObject.name={name}")["items"]
+    return sum(int(e.get("count") or 1) for e in events if (e.get("message") or "").startswith(prefix))
+
+
+def _desired(ns: str, name: str) -> int | None:
+    return ((get_qd(ns, name).get("status") or {}).get("autoscaling") or {}).get("desiredReplicas")
+
+
+def _summary(r: dict[str, Any]) -> dict[str, Any]:
+    keys = ("completed", "failed", "duration", "request_throughput", "median_ttft_ms", "p95_ttft_ms",
+            "p99_ttft_ms", "median_tpot_ms")
+    return {k: r.get(k) for k in keys}
+
+
+FAULTS = {
+    # kubelet: the image is in no store and no registry answers.
+    "noimage": ({"image": "localhost/qwen/not-built:0"}, ("ErrImagePull", "ImagePullBackOff"), None),
+    # vLLM (torch alone) needs far more than 300 MiB: the kernel OOM-kills the container.
+    "oom": ({"resources": {"cpu": "250m", "memory": "300Mi", "shmSize": "64Mi"}}, ("CrashLoopBackOff",),
+            "OOMKilled"),
+    # The model directory does not exist on the volume: vLLM exits at start, again and again.
+    "crash": ({"model": {"source": {"type": "pvc", "pvcName": "tiny-model", "pvcPath": "no-such-model"}}},
+              ("CrashLoopBackOff",), None),
+}
+
+
+def test_faults_on_a_real_node_show_the_kubelets_reason_and_leave_nothing(real: dict[str, Any]) -> None:
+    ns = f"e2e-real-faults-{os.getpid()}"
+    kubectl_run("create", "namespace", ns)
+    try:
+        claim = rn.tiny_model_volume(ns, real["model_dir"])
+        for name, (patch, _, _) in FAULTS.items():
+            spec = rn.standin_spec(real["images"]["vllm-cpu"].ref, real["model_dir"], claim,
+                                   compileCache={"enabled": False},
+                                   **{k: v for k, v in patch.items() if k != "model"})
+            if "model" in patch:
+                spec["model"] = {**spec["model"], **patch["model"]}
+            res = apply_qd(ns, name, spec)
+            assert res.returncode == 0, res.stderr
+        for name, (_, reasons, detail) in FAULTS.items():
+            qd = wait_for(f"{name}: Degraded with the kubelet's reason",
+                          lambda n=name, r=reasons: _degraded_with(ns, n, r), timeout=300, interval=2)
+            msg = condition(qd, "Degraded")["message"]
+            if detail:
+                assert detail in msg, msg
+            assert condition(qd, "Ready")["status"] == "False"
+        for name in FAULTS:
+            kubectl_run("-n", ns, "delete", "qwendeployments.qwenops.dev", name, "--wait=true", "--timeout=60s")
+        # Garbage collection leaves nothing the operator made (the test's own model claim stays).
+        wait_for("nothing left", lambda: _leftovers(ns) == [], timeout=120, interval=2)
+    finally:
+        kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+        rn.delete_model_volume(ns)
+
+
+def _degraded_with(ns: str, name: str, reasons: tuple[str, ...]) -> dict[str, Any] | None:
+    qd = get_qd(ns, name)
+    c = condition(qd, "Degraded")
+    return qd if c and c["status"] == "True" and c["reason"] in reasons else None
+
+
+def _leftovers(ns: str) -> list[str]:
+    out = kubectl_run("-n", ns, "get", "statefulsets,services,pods,jobs,configmaps", "-o", "name").stdout.split()
+    return [o for o in out if not o.endswith("/kube-root-ca.crt")]

@@ -98,7 +98,8 @@ build_pause() {
 # buildah bud of a Dockerfile from the repository root with BASE = the local base image.
 build_dockerfile() {
   local r="$1" file="$2"; shift 2
-  local args=(--isolation chroot --layers=false --pull=never -f "$file" --build-arg "BASE=$(ref base)" -t "$r")
+  # --layers: an unchanged stage (the vLLM install) is reused from the previous build on this machine.
+  local args=(--isolation chroot --layers --pull=never -f "$file" --build-arg "BASE=$(ref base)" -t "$r")
   # Where the host trusts an extra CA for the registries (PIP_CERT), RUN steps see the same bundle.
   if [ -n "${PIP_CERT:-}" ] && [ -f "$PIP_CERT" ]; then
     args+=(--volume "$PIP_CERT:/run/qwen-build/ca.crt:ro" --build-arg PIP_CERT=/run/qwen-build/ca.crt)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the local Kubernetes tool set from Go modules (no Docker, no release downloads):
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok, kwokctl, helm,
-#   and the real node's kubelet, kube-proxy, containerd (+ ctr, containerd-shim-runc-v2) and runc.
+#   the real node's kubelet, kube-proxy, containerd (+ ctr, containerd-shim-runc-v2) and runc, and Prometheus.
 #
 # Versions come from e2e/cluster/versions.env. Binaries are cached per version under
 #   $QWEN_TOOLS_DIR (default ~/.cache/qwen-operator/bin)/<tool>-<version>/
@@ -58,6 +58,7 @@ KWOK_DIR="$TOOLS_DIR/kwok-$KWOK_VERSION"
 HELM_DIR="$TOOLS_DIR/helm-$HELM_VERSION"
 CONTAINERD_DIR="$TOOLS_DIR/containerd-$CONTAINERD_VERSION"
 RUNC_DIR="$TOOLS_DIR/runc-$RUNC_VERSION"
+PROMETHEUS_DIR="$TOOLS_DIR/prometheus-$PROMETHEUS_VERSION"
 K8S_CMDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy)
 K8S_PKGS=("${K8S_CMDS[@]/#/k8s.io/kubernetes/cmd/}")
 LOG_DIR="$SRC_DIR/logs"
@@ -247,6 +248,22 @@ build_runc() {
   rm -rf "$RUNC_DIR"; mv "$RUNC_DIR.tmp" "$RUNC_DIR"
 }
 
+# ---------------------------------------------------------------- prometheus
+build_prometheus() {
+  set -euo pipefail
+  # Debian's prometheus package is built without Kubernetes service discovery; the e2e tests discover the vLLM
+  # pods through the API server as a cluster's Prometheus does, so it is built from its Go module (no web UI
+  # assets: the API and the scraping are what the tests use).
+  rm -rf "$PROMETHEUS_DIR.tmp"; mkdir -p "$PROMETHEUS_DIR.tmp"
+  local v=github.com/prometheus/common/version
+  GOBIN="$PROMETHEUS_DIR.tmp" go install \
+    -ldflags "-s -w -X $v.Version=$PROMETHEUS_VERSION -X $v.Branch=module -X $v.Revision=$PROMETHEUS_VERSION" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION"
+  "$PROMETHEUS_DIR.tmp/prometheus" --version
+  touch "$PROMETHEUS_DIR.tmp/.complete"
+  rm -rf "$PROMETHEUS_DIR"; mv "$PROMETHEUS_DIR.tmp" "$PROMETHEUS_DIR"
+}
+
 # What is still to build, in todo[] (re-run after waiting for another builder's lock).
 compute_todo() {
   todo=()
@@ -256,6 +273,7 @@ compute_todo() {
   is_done "$HELM_DIR" || todo+=(helm)
   is_done "$CONTAINERD_DIR" || todo+=(containerd)
   is_done "$RUNC_DIR" || todo+=(runc)
+  is_done "$PROMETHEUS_DIR" || todo+=(prometheus)
 }
 
 # ---------------------------------------------------------------- main
@@ -303,7 +321,7 @@ fi
 want=("$K8S_DIR"/kube-apiserver "$K8S_DIR"/kube-controller-manager "$K8S_DIR"/kube-scheduler
       "$K8S_DIR"/kubectl "$K8S_DIR"/kubelet "$K8S_DIR"/kube-proxy "$ETCD_DIR"/etcd "$KWOK_DIR"/kwok
       "$KWOK_DIR"/kwokctl "$HELM_DIR"/helm "$CONTAINERD_DIR"/containerd "$CONTAINERD_DIR"/ctr
-      "$CONTAINERD_DIR"/containerd-shim-runc-v2 "$RUNC_DIR"/runc)
+      "$CONTAINERD_DIR"/containerd-shim-runc-v2 "$RUNC_DIR"/runc "$PROMETHEUS_DIR"/prometheus)
 stale=0
 for f in "${want[@]}"; do
   [ -x "$f" ] || die "missing binary after build: $f"

@@ -373,6 +373,9 @@ real_node_up() {
 cmd_down_locked() {
   local pids=()
   "$REAL_NODE_SH" down 9>&- || log "stopping the real node failed"
+  # The demo's volume provisioner (e2e/demo.sh), if one runs.
+  if [ -f "$CLUSTER_DIR/provisioner.pid" ]; then kill "$(cat "$CLUSTER_DIR/provisioner.pid")" 2>/dev/null || true; fi
+  rm -f "$CLUSTER_DIR/provisioner.pid"
   mapfile -t pids < <(cluster_pids)
   if [ -x "$BIN/kwokctl" ] && cluster_exists; then
     kwokctl_ delete cluster --name "$NAME" --kubeconfig "$KUBECONFIG_OUT" \

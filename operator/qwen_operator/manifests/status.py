@@ -37,6 +37,7 @@ _BAD_WAITING = {
     "CrashLoopBackOff",
     "ImagePullBackOff",
     "ErrImagePull",
+    "ErrImageNeverPull",
     "CreateContainerConfigError",
     "CreateContainerError",
     "InvalidImageName",
