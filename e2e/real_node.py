@@ -257,3 +257,22 @@ def prometheus_value(url: str, query: str) -> float | None:
     with urllib.request.urlopen(f"{url}/api/v1/query?query={q}", timeout=5) as r:
         data = json.loads(r.read())["data"]["result"]
     return sum(float(s["value"][1]) for s in data) if data else None
+
+
+def node_memory() -> dict[str, float]:
+    """Memory of the real node, in GiB: the pods' peak (the kubepods cgroup's high-water mark, cgroup v1) and the
+    node daemons' current RSS."""
+    out: dict[str, float] = {}
+    peak = Path("/sys/fs/cgroup/memory/kubepods/memory.max_usage_in_bytes")
+    if peak.exists():
+        out["pods_peak_gib"] = round(int(peak.read_text()) / 2**30, 2)
+    cluster_dir = Path.home() / ".cache/qwen-operator/cluster/node"
+    for daemon in ("kubelet", "containerd", "kube-proxy"):
+        try:
+            pid = (cluster_dir / f"{daemon}.pid").read_text().strip()
+            rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:"))
+        except (OSError, StopIteration, ValueError):
+            continue
+        out[f"{daemon}_rss_gib"] = round(rss_kib / 2**20, 3)
+    return out

@@ -253,7 +253,8 @@ def test_closed_autoscaling_loop(served: dict[str, Any], real: dict[str, Any],
     report = {"queue_before": queue_before, "cold_start_s": cold,
               "before": _summary(results["before"]), "after": _summary(after), "light": _summary(light["run"]),
               "second_pod_cache": next(p for p in second["status"]["compileCache"]["pods"]
-                                       if p["pod"] == f"{name}-1")}
+                                       if p["pod"] == f"{name}-1"),
+              "memory": rn.node_memory()}
     (LOG_DIR / "autoscaling-real-node.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
     assert _scale_events(ns, name, "1 -> 2 replicas") == 1, "the scale-up was lost or applied twice"
