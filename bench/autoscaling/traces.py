@@ -19,9 +19,9 @@ from typing import Iterable, Sequence
 class Request:
     """One request of a trace.  Mutable fields are filled in by the simulator."""
 
-    __slots__ = ("arrival", "prompt", "output", "slo", "ttft", "done", "rejected")
+    __slots__ = ("arrival", "prompt", "output", "slo", "ttft", "done", "rejected", "blocks", "work")
 
-    def __init__(self, arrival: float, prompt: int, output: int) -> None:
+    def __init__(self, arrival: float, prompt: int, output: int, blocks: tuple[int, ...] | None = None) -> None:
         self.arrival = arrival
         self.prompt = max(1, int(prompt))
         self.output = max(1, int(output))
@@ -29,6 +29,17 @@ class Request:
         self.ttft = math.inf
         self.done = math.inf
         self.rejected = False
+        # ids of the prompt's 512-token prefix blocks (Mooncake's hash_ids), None when the trace has none
+        self.blocks = blocks
+        # prompt tokens the replica must compute: the prompt less what its prefix cache held (set when routed)
+        self.work = self.prompt
+
+    @property
+    def tpot(self) -> float:
+        """Mean time per output token after the first, as vLLM's benchmark computes it (0 for one token)."""
+        if self.output <= 1:
+            return 0.0
+        return (self.done - self.arrival - self.ttft) / (self.output - 1)
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,16 @@ class Trace:
     source: str
     rows: tuple[tuple[float, int, int], ...]  # (arrival s from start, prompt tokens, output tokens)
     notes: str = ""
+    blocks: tuple[tuple[int, ...] | None, ...] | None = None  # per row, when the trace carries prefix blocks
 
     @property
     def duration(self) -> float:
         return self.rows[-1][0] if self.rows else 0.0
 
     def requests(self) -> list[Request]:
-        return [Request(a, p, o) for a, p, o in self.rows]
+        if self.blocks is None:
+            return [Request(a, p, o) for a, p, o in self.rows]
+        return [Request(a, p, o, b) for (a, p, o), b in zip(self.rows, self.blocks)]
 
     def stats(self) -> dict[str, float]:
         n = len(self.rows)
