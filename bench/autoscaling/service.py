@@ -26,6 +26,7 @@ shapes are modelled (``ServiceModel.additive``):
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -272,3 +273,46 @@ class ServiceModel:
             "prefill_tokens_per_s_1k_prompt": round(1000 / self.isolated_ttft(1000)),
             "isolated_ttft_s": {n: round(self.isolated_ttft(n), 3) for n in (1000, 8000, 32000, 100000)},
         }
+
+
+# The calibrated replicas: the additive step with coefficients from published measurements.  The checks that they
+# reproduce the published figures (within +-15 %) are bench/autoscaling/calibration.py and tests/test_calibration.py.
+# Two engines were measured: vLLM v0.6.0 (V0 engine, run with multi-step scheduling, which spreads the CPU work of
+# one scheduling pass over 10 steps) and the V1 engine.  No one set of coefficients reproduces both blogs within
+# +-15 % (the best single fit misses by 18 %): the V1 blog's ShareGPT latencies need more CPU time per step and per
+# sequence than the v0.6.0 TPOTs allow.  So each engine gets its own variant; both are reported.
+CALIBRATED_V060 = ServiceModel(
+    additive=True,
+    variant="calibrated-v060",
+    # Weights read: "execution time on the GPU is as low as ~5ms" for Llama-8B on an H100 (vLLM V1 blog,
+    # https://blog.vllm.ai/2025/01/27/v1-alpha-release.html): 16.06 GB of Llama-3-8B weights in 5.0 ms is 0.96 of
+    # the datasheet's 3.35 TB/s.
+    eta_weights=0.96,
+    # Prefill attention: FlashAttention-3 reaches "up to 740 TFLOPs/s (75% utilization)" in FP16 on an H100
+    # (https://arxiv.org/abs/2407.08608, the kernel vLLM V1 uses); chunked, causal prefill runs below that peak:
+    # 0.5, assumed (no published vLLM figure isolates it; it matters only for long prompts).
+    eta_attn=0.50,
+    # Fitted (calibration.py --fit calibrated-v060) to the v0.6.0 blog's figures
+    # (https://blog.vllm.ai/2024/09/05/perf-update.html), Llama-3-8B on one H100:
+    # * fixed overhead per step: TPOT ~8 ms at 2 QPS (a handful of sequences), less the 5.0 ms weights read;
+    # * per-sequence cost and KV-read efficiency: TPOT ~12 ms at 16 QPS and 31 req/s decode-heavy (256-sequence
+    #   batches with ~600 tokens of context each);
+    # * GEMM efficiency when compute-bound: 59 req/s prefill-heavy (~27k prompt tokens/s).
+    step_overhead_s=0.0020,
+    per_seq_s=0.000016,
+    eta_kv=0.72,
+    eta_gemm=0.45,
+)
+
+# The V1 engine: the same kernels ("the kernels used for V0 and V1 are almost identical", V1 blog), so the same
+# efficiencies; the CPU-side costs (fixed overhead per step, cost per sequence) refitted
+# (calibration.py --fit calibrated-v1) to the V1 blog's ShareGPT mean latencies at 20 / 40 / 50 QPS.
+CALIBRATED_V1 = dataclasses.replace(CALIBRATED_V060, variant="calibrated-v1", step_overhead_s=0.00374,
+                                    per_seq_s=0.0000312)
+
+# Every verdict is reported under each of these; "meets the SLO" is claimed only where all of them agree.
+SERVICE_VARIANTS: dict[str, ServiceModel] = {
+    "calibrated-v1": CALIBRATED_V1,
+    "calibrated-v060": CALIBRATED_V060,
+    "roofline": ServiceModel(),  # the original model (one max() per step), 20-40 % too fast
+}
