@@ -569,6 +569,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--suite", choices=sorted(SUITES), default="main",
                     help="main: the main traces; heldout: variants never looked at while designing the policy. Results "
                          "go to autoscaling_<suite>_<variant>_<router>.{json,md}")
+    ap.add_argument("--skip-bounds", action="store_true",
+                    help="leave out the two searched bounds (margin bound, causal step bound), the slowest jobs")
     add_context_args(ap)
     args = ap.parse_args(argv)
     apply_context(args)
@@ -594,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         n0 = initial_replicas(counts)
         for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES]:
             jobs.append(("policy", s, pn, n0, counts))
+        if args.skip_bounds:
+            continue
         jobs.insert(0, ("reactive-bound", s, counts, n0))  # the slowest job first
         if s.kind == "step":
             jobs.append(("step-bound", s, counts))
