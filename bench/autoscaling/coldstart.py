@@ -27,8 +27,8 @@ from typing import Any
 
 from . import run as R
 from .policies import Ours
-from .service import QWEN3_8B, ServiceModel, cold_start_for
-from .sim import SimConfig, run_sim
+from .service import QWEN3_8B, cold_start_for
+from .sim import run_sim
 
 COLD_STARTS = (163.0, 90.0, 60.0, 30.0, 15.0)
 
@@ -39,9 +39,9 @@ def job(args: tuple[R.TraceSpec, float, list[int]]) -> dict[str, Any]:
     n0 = R.initial_replicas(counts)
     t0 = time.time()
     bound = R.job_reactive_bound(spec, counts, n0, cold_s=cold)
-    sm = ServiceModel()
+    sm = R.service_model()
     res = run_sim(R.fresh_requests(R.build_trace(spec), sm), Ours(R.ours_config(cold_start_s=round(cold))), sm,
-                  SimConfig(cold_start_s=cold, min_replicas=R.MIN_REPLICAS, max_replicas=R.MAX_REPLICAS,
+                  R.sim_config(cold_start_s=cold, min_replicas=R.MIN_REPLICAS, max_replicas=R.MAX_REPLICAS,
                             initial_replicas=n0))
     ours = R.summarize(res.requests, res.gpu_seconds, res.scaling_events)
     return {"trace": spec.name, "cold_start_s": cold, "bound": bound, "ours": ours, "wall_s": round(time.time() - t0, 1)}
@@ -52,9 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="bench/results/")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     ap.add_argument("--suite", choices=sorted(R.SUITES), default="main")
+    R.add_context_args(ap)
     args = ap.parse_args(argv)
+    ctx_args = R.apply_context(args)
     out = Path(args.out)
-    results_file = out / ("autoscaling.json" if args.suite == "main" else f"autoscaling_{args.suite}.json")
+    results_file = out / (R.results_stem(args.suite) + ".json")
     base = json.loads(results_file.read_text())
     t0 = time.time()
     oracle = {n: t["results"]["oracle"] for n, t in base["traces"].items()}
@@ -74,12 +76,13 @@ def main(argv: list[str] | None = None) -> int:
                   f"({r['wall_s']} s)", flush=True)
     order = {n: i for i, n in enumerate(oracle)}
     rows.sort(key=lambda r: (order[r["trace"]], -r["cold_start_s"]))
-    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.coldstart --out {args.out} --suite {args.suite}",
+    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.coldstart --out {args.out} --suite {args.suite} "
+                       f"{ctx_args}", "context": {"variant": R.CTX.variant, "router": R.CTX.router, "slo": R.CTX.slo},
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "git_commit": R.git_commit(Path(__file__).resolve().parents[2]), "wall_s": round(time.time() - t0, 1),
             "baked_cold_start_s": round(cold_start_for(QWEN3_8B, "baked").total_s, 1), "suite": args.suite}
-    stem = "autoscaling_coldstart" + ("" if args.suite == "main" else f"_{args.suite}")
+    stem = R.results_stem(args.suite, kind="coldstart")
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / f"{stem}.md").write_text(render_md(meta, rows, list(oracle)))
     print(render_md(meta, rows, list(oracle)))
@@ -98,7 +101,8 @@ def render_md(meta: dict[str, Any], rows: list[dict[str, Any]], traces: list[str
     L = [f"# Autoscaling against the cold start ({meta['suite']} traces)", "", f"- command: `{meta['command']}`",
          f"- machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs, Python {meta['machine']['python']}; "
          f"git commit {meta['git_commit']}; wall {meta['wall_s']} s; {meta['date']}",
-         f"- cells: share of requests within the TTFT SLO / GPU-hours vs the oracle (zero cold start); **bold** = meets "
+         f"- context: {meta.get('context', {})}",
+         f"- cells: share of requests within the SLO judged / GPU-hours vs the oracle (zero cold start); **bold** = meets "
          f"the 99 % goal at <= 1.25x. 'margin bound' = each minute's exact need asked for at that minute plus the "
          f"cheapest constant margin (in hindsight) that meets the goal; 'ours' = the default policy told the cold start. "
          f"The baked cold start of the main benchmark is {meta['baked_cold_start_s']} s.", ""]

@@ -4,7 +4,8 @@ zero cold start.
 For each interval [t, t + interval) in order, starting from the fleet state the previous choices
 left (requests still in flight carry over), try replica counts n and simulate the interval's arrivals
 on the same service model and router until every one of them got its first token; keep the smallest
-n for which at least ``goal`` of them meet their TTFT SLO (the search assumes more replicas never
+n for which at least ``goal`` of them meet the SLO (TTFT only, or TTFT and
+per-request TPOT: ``joint``; with it each interval's requests are followed until they finish) (the search assumes more replicas never
 hurt and probes around the previous interval's answer).  Replicas added are Ready at once; replicas
 removed drain their in-flight requests, as in the main simulation.
 
@@ -25,6 +26,15 @@ from .service import ServiceModel
 from .sim import GONE, Fleet
 from .traces import Request
 
+TPOT_SLO_S = 0.100  # per-request TPOT bound of the joint SLO (why: bench/autoscaling/README.md, "The SLO")
+
+
+def meets_slo(r: Request, joint: bool, tpot_slo_s: float = TPOT_SLO_S) -> bool:
+    """TTFT within the request's bound and, for the joint SLO, its mean time per output token within ``tpot_slo_s``."""
+    if r.ttft > r.slo:
+        return False
+    return not joint or r.tpot <= tpot_slo_s
+
 
 @dataclass
 class OracleResult:
@@ -40,6 +50,7 @@ def _clone(fleet: Fleet, t0: float, arrivals: list[Request]) -> Fleet:
     f = copy.copy(fleet)
     f.replicas = copy.deepcopy(fleet.replicas, memo)
     f.routable = [f.replicas[r.rid] for r in fleet.routable]
+    f.router = copy.deepcopy(fleet.router)
     f.pending = copy.deepcopy(fleet.pending, memo)
     f.heap = []
     f.seq = 0
@@ -51,25 +62,25 @@ def _clone(fleet: Fleet, t0: float, arrivals: list[Request]) -> Fleet:
     return f
 
 
-def _attainment(fleet: Fleet, arrivals: list[Request], t_end: float, t_limit: float) -> float:
+def _attainment(fleet: Fleet, arrivals: list[Request], t_end: float, t_limit: float, joint: bool) -> float:
     fleet.run_until(t_end)
     todo = [r for r in arrivals if not r.rejected]
     if not todo:
         return 1.0
     t = t_end
-    while t < t_limit and any(r.ttft == math.inf for r in todo):
+    while t < t_limit and any((r.done if joint else r.ttft) == math.inf for r in todo):
         t += 5.0
         fleet.run_until(t)
-    ok = sum(1 for r in todo if r.ttft <= r.slo)
+    ok = sum(1 for r in todo if meets_slo(r, joint))
     return ok / len(todo)
 
 
 def compute_oracle(
     requests: Sequence[Request], sm: ServiceModel, *, goal: float = 0.99, interval_s: float = 60.0,
-    n_max: int = 64, n0: int = 1,
+    n_max: int = 64, n0: int = 1, router: str = "least-work", joint: bool = False,
 ) -> OracleResult:
     reqs = list(requests)
-    fleet = Fleet(sm, 0.0)
+    fleet = Fleet(sm, 0.0, router=router)
     fleet.pending = deque()
     fleet.arrivals = reqs
     for _ in range(n0):
@@ -98,7 +109,7 @@ def compute_oracle(
             f = _clone(fleet, t0, arr)
             f.set_desired(n, t0, instant=True)
             f.flush_pending(t0)
-            res = _attainment(f, arr, t1, t1 + 600.0) >= goal
+            res = _attainment(f, arr, t1, t1 + 600.0, joint) >= goal
             cache[n] = res
             return res
 

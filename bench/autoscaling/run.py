@@ -23,13 +23,14 @@ from typing import Any, Callable
 from qwen_operator.autoscaling.policy import AutoscalingConfig
 
 from .loadtest import replica_throughput, sample_pairs
-from .oracle import compute_oracle
+from .oracle import TPOT_SLO_S, compute_oracle, meets_slo
 from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
-from .service import QWEN3_8B, ServiceModel, cold_start_for
-from .sim import FixedSchedule, SimConfig, run_sim
+from .routing import ROUTERS
+from .service import QWEN3_8B, SERVICE_VARIANTS, ServiceModel, cold_start_for
+from .sim import FixedSchedule, SimConfig, SimResult, run_sim
 from .traces import (
-    Trace, load_trace, scale_trace, synthetic_diurnal, synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift,
-    synthetic_step,
+    Trace, copied_blocks, load_mooncake_blocks, load_trace, scale_trace_with_origin, synthetic_diurnal,
+    synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift, synthetic_short_bursts, synthetic_step,
 )
 
 TRACE_DIR = Path(os.environ.get("QWEN_TRACES", "/work/shared/traces"))
@@ -39,7 +40,54 @@ MOONCAKE = TRACE_DIR / "mooncake_synthetic_trace.jsonl"
 SLO_DELAY_S = 2.0  # TTFT SLO: 2 s on top of the prompt's own prefill time on an idle replica
 SLO_GOAL = 0.99
 MIN_REPLICAS = 1
-MAX_REPLICAS = 20
+MAX_REPLICAS = 40  # 20 before the calibrated replica (about 30 % slower): Mooncake now needs up to ~29
+
+
+@dataclass
+class Context:
+    """What a run is measured under: the replica model (service.SERVICE_VARIANTS), the router (routing.ROUTERS) and
+    the SLO ('joint': TTFT and per-request TPOT; 'ttft': TTFT only).  The defaults are the original benchmark's
+    (the roofline model, least-work routing, TTFT only), which the unit tests pin; the command line's defaults are
+    the headline's: calibrated-v1, cache-aware, joint."""
+
+    variant: str = "roofline"
+    router: str = "least-work"
+    slo: str = "ttft"
+
+    @property
+    def joint(self) -> bool:
+        return self.slo == "joint"
+
+
+CTX = Context()
+
+
+def service_model() -> ServiceModel:
+    return SERVICE_VARIANTS[CTX.variant]
+
+
+def sim_config(**kw: Any) -> SimConfig:
+    return SimConfig(router=CTX.router, **kw)
+
+
+def results_stem(suite: str, ctx: Context | None = None, kind: str = "") -> str:
+    """File stem of a run's results: autoscaling[_<kind>]_<suite>_<variant>_<router>."""
+    c = ctx or CTX
+    return "autoscaling" + (f"_{kind}" if kind else "") + f"_{suite}_{c.variant}_{c.router}"
+
+
+def add_context_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--variant", choices=sorted(SERVICE_VARIANTS), default="calibrated-v1",
+                    help="replica service model (bench/autoscaling/service.py)")
+    ap.add_argument("--router", choices=ROUTERS, default="cache-aware", help="request routing (routing.py)")
+    ap.add_argument("--slo", choices=("joint", "ttft"), default="joint",
+                    help="the SLO that 'meets' and every search use: joint (TTFT and TPOT) or TTFT only")
+
+
+def apply_context(args: argparse.Namespace) -> str:
+    """Set CTX from the parsed arguments; returns them as command-line text for the results' headers."""
+    CTX.variant, CTX.router, CTX.slo = args.variant, args.router, args.slo
+    return f"--variant {args.variant} --router {args.router} --slo {args.slo}"
 
 
 @dataclass(frozen=True)
@@ -67,6 +115,10 @@ def trace_specs(quick: bool = False) -> list[TraceSpec]:
         TraceSpec("diurnal", "diurnal", {"mean_rps": 60.0 * q, "peak_to_trough": 4.0, "period": 2400.0,
                                          "duration": 2400.0},
                   "a day compressed into 40 min: 24 -> 96 -> 24 req/s (Azure conv length pairs)"),
+        TraceSpec("short-bursts", "bursts", {"base_rps": 8.0 * q, "duration": 3600.0, "gap_s": [240.0, 600.0],
+                                             "length_s": [60.0, 120.0], "factor": [4.0, 8.0], "seed": 5},
+                  "Poisson 8 req/s with bursts shorter than a cold start: 4-8x for 60-120 s, every 4-10 min at random "
+                  "(Azure conv length pairs)"),
         TraceSpec("mix-shift", "mix-shift", {"rps": 40.0 * q, "heavy_share": 0.1, "t_before": 900.0,
                                              "t_shift": 1200.0, "t_after": 900.0},
                   "Poisson 40 req/s throughout (Azure conv length pairs); for 20 min in the middle, 10 % of the "
@@ -94,6 +146,9 @@ def heldout_specs() -> list[TraceSpec]:
         TraceSpec("diurnal-2x-steep", "diurnal", {"mean_rps": 45.0, "peak_to_trough": 6.0, "period": 1200.0,
                                                   "duration": 2400.0, "seed": 36},
                   "two compressed days of 20 min each: 13 -> 77 -> 13 req/s"),
+        TraceSpec("short-bursts-b", "bursts", {"base_rps": 10.0, "duration": 3600.0, "gap_s": [180.0, 480.0],
+                                               "length_s": [60.0, 120.0], "factor": [4.0, 8.0], "seed": 38},
+                  "Poisson 10 req/s with 4-8x bursts of 60-120 s every 3-8 min at random (its own seed)"),
         TraceSpec("mix-shift-20pct", "mix-shift", {"rps": 30.0, "heavy_share": 0.2, "t_before": 600.0,
                                                    "t_shift": 900.0, "t_after": 900.0, "seed": 37},
                   "Poisson 30 req/s; for 15 min, 20 % of the requests have Mooncake's lengths"),
@@ -109,10 +164,14 @@ def build_trace(spec: TraceSpec) -> Trace:
     if spec.name in _TRACE_CACHE:
         return _TRACE_CACHE[spec.name]
     p = spec.params
+    blocks = None
     if spec.kind in ("azure", "mooncake"):
         path = AZURE if spec.kind == "azure" else MOONCAKE
-        rows = scale_trace(load_trace(path), time_scale=p.get("time_scale", 1.0), rate_scale=p.get("rate_scale", 1.0),
-                           seed=int(p.get("seed", 0)))
+        origin = scale_trace_with_origin(load_trace(path), time_scale=p.get("time_scale", 1.0),
+                                         rate_scale=p.get("rate_scale", 1.0), seed=int(p.get("seed", 0)))
+        rows = tuple((t, pp, o) for t, pp, o, _, _ in origin)
+        if spec.kind == "mooncake":
+            blocks = copied_blocks(load_mooncake_blocks(path), origin)
         src = str(path)
     else:
         pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
@@ -134,25 +193,30 @@ def build_trace(spec: TraceSpec) -> Trace:
                                        t_before=p["t_before"], t_shift=p["t_shift"], t_after=p["t_after"],
                                        seed=int(p.get("seed", 4)))
             src = f"synthetic ({AZURE.name} and {MOONCAKE.name} length pairs)"
+        elif spec.kind == "bursts":
+            rows = synthetic_short_bursts(pool, base_rps=p["base_rps"], duration=p["duration"],
+                                          gap_s=tuple(p["gap_s"]), length_s=tuple(p["length_s"]),
+                                          factor=tuple(p["factor"]), seed=int(p.get("seed", 5)))
         elif spec.kind == "diurnal":
             rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
                                      period=p["period"], duration=p["duration"], seed=int(p.get("seed", 3)))
         else:
             raise ValueError(spec.kind)
-    tr = Trace(spec.name, src, tuple(rows), spec.description)
+    tr = Trace(spec.name, src, tuple(rows), spec.description, blocks=blocks)
     _TRACE_CACHE[spec.name] = tr
     return tr
 
 
-_ISO: dict[int, float] = {}
+_ISO: dict[tuple[str, int], float] = {}
 
 
 def fresh_requests(trace: Trace, sm: ServiceModel):
     reqs = trace.requests()
     for r in reqs:
-        iso = _ISO.get(r.prompt)
+        key = (sm.variant, r.prompt)
+        iso = _ISO.get(key)
         if iso is None:
-            iso = _ISO[r.prompt] = sm.isolated_ttft(r.prompt)
+            iso = _ISO[key] = sm.isolated_ttft(r.prompt)
         r.slo = SLO_DELAY_S + iso
     return reqs
 
@@ -197,19 +261,42 @@ def pct(xs: list[float], p: float) -> float:
 
 
 def summarize(requests, gpu_seconds: float, events: int) -> dict[str, Any]:
+    """Latency and SLO shares of the served requests.  ``within_slo`` is the share under the run's SLO (CTX.slo);
+    both the TTFT-only and the joint share are always reported beside it."""
     served = [r for r in requests if not r.rejected]
+    n = len(served)
     tt = sorted(r.ttft for r in served)
-    ok = sum(1 for r in served if r.ttft <= r.slo)
+    tp = sorted(r.tpot for r in served if r.output > 1)
+    ok_ttft = sum(1 for r in served if meets_slo(r, False)) / n if n else float("nan")
+    ok_joint = sum(1 for r in served if meets_slo(r, True)) / n if n else float("nan")
+    prompt = sum(r.prompt for r in served)
     return {
         "requests": len(requests),
-        "rejected": len(requests) - len(served),
+        "rejected": len(requests) - n,
         "ttft_p50_s": pct(tt, 0.50),
         "ttft_p95_s": pct(tt, 0.95),
         "ttft_p99_s": pct(tt, 0.99),
-        "within_slo": ok / len(served) if served else float("nan"),
+        "tpot_p50_s": pct(tp, 0.50),
+        "tpot_p99_s": pct(tp, 0.99),
+        "within_slo": ok_joint if CTX.joint else ok_ttft,
+        "within_ttft_slo": ok_ttft,
+        "within_joint_slo": ok_joint,
+        "prefix_hit_share": (prompt - sum(r.work for r in served)) / prompt if prompt else 0.0,
         "gpu_hours": gpu_seconds / 3600.0,
         "scaling_events": events,
     }
+
+
+def series(res: SimResult, interval_s: float = 60.0) -> dict[str, list[float]]:
+    """Per minute: GPUs held (pods alive at the minute's middle) and the TTFT p99 of the requests arriving in it."""
+    n = max(1, math.ceil(res.horizon / interval_s))
+    held = [sum(1 for a, b in res.pod_spans if a <= (i + 0.5) * interval_s < b) for i in range(n)]
+    by_min: list[list[float]] = [[] for _ in range(n)]
+    for r in res.requests:
+        if not r.rejected:
+            by_min[min(n - 1, int(r.arrival // interval_s))].append(r.ttft)
+    ttft = [pct(sorted(x), 0.99) if x else float("nan") for x in by_min]
+    return {"replicas": held, "ttft_p99_s": ttft}
 
 
 def initial_replicas(counts: list[int]) -> int:
@@ -219,18 +306,18 @@ def initial_replicas(counts: list[int]) -> int:
 
 
 def job_oracle(spec: TraceSpec) -> dict[str, Any]:
-    sm = ServiceModel()
+    sm = service_model()
     tr = build_trace(spec)
     t0 = time.time()
     reqs = fresh_requests(tr, sm)
-    orc = compute_oracle(reqs, sm, goal=SLO_GOAL, interval_s=60.0)
+    orc = compute_oracle(reqs, sm, goal=SLO_GOAL, interval_s=60.0, router=CTX.router, joint=CTX.joint)
     out = summarize(orc.requests, orc.gpu_seconds, sum(1 for a, b in zip(orc.counts, orc.counts[1:]) if a != b))
     out.update({"counts": orc.counts, "trials": orc.trials, "wall_s": round(time.time() - t0, 1)})
     return out
 
 
 def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | None) -> dict[str, Any]:
-    sm = ServiceModel()
+    sm = service_model()
     tr = build_trace(spec)
     t0 = time.time()
     reqs = fresh_requests(tr, sm)
@@ -238,14 +325,14 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
         assert oracle_counts is not None
         pol: Any = FixedSchedule("oracle-replay", 60.0, oracle_counts)
         cold = 0.0
-        cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n0)
+        cfg = sim_config(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n0)
     elif pname in REFERENCE_SCHEDULES:
         # The oracle's sizes, paying the baked cold start: asked for when needed (what perfect knowledge of the
         # current need buys a reactive policy) or one cold start ahead (a perfect forecast).
         assert oracle_counts is not None
         cold = cold_start_for(QWEN3_8B, "baked").total_s
         pol = FixedSchedule(pname, 60.0, oracle_counts, lead_s=cold if pname == "oracle-sizes-ahead" else 0.0)
-        cfg = SimConfig(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=n0)
+        cfg = sim_config(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=n0)
     else:
         factory, scenario = POLICIES[pname]
         if factory is None:  # ours-load-tested: the prior comes from a load test with the trace's first 10 min
@@ -254,7 +341,7 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
         else:
             pol = factory()
         cold = cold_start_for(QWEN3_8B, scenario).total_s
-        cfg = SimConfig(cold_start_s=cold, min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, initial_replicas=n0)
+        cfg = sim_config(cold_start_s=cold, min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, initial_replicas=n0)
     res = run_sim(reqs, pol, sm, cfg)
     out = summarize(res.requests, res.gpu_seconds, res.scaling_events)
     if isinstance(pol, Ours) and pol.config.prior_service_rate is not None:
@@ -265,6 +352,7 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
         "max_desired": max((x[1] for x in res.timeline), default=n0),
         "mean_ready": sum(ready) / len(ready) if ready else float("nan"),
         "reasons": res.reasons,
+        "series": series(res),
         "wall_s": round(time.time() - t0, 1),
     })
     return out
@@ -294,7 +382,7 @@ def job_step_bound(spec: TraceSpec, oracle_counts: list[int]) -> dict[str, Any]:
     step could come at any moment, a policy that meets the SLO must hold that fleet all along the base load.
     The bound replays, with zero cold start and the oracle's hindsight sizes after that first cold start, the
     smallest pre-step fleet ``n`` for which the whole trace still has >= the goal within the SLO."""
-    sm = ServiceModel()
+    sm = service_model()
     tr = build_trace(spec)
     cold = cold_start_for(QWEN3_8B, "baked").total_s
     t_step = float(spec.params["t_before"])
@@ -303,7 +391,7 @@ def job_step_bound(spec: TraceSpec, oracle_counts: list[int]) -> dict[str, Any]:
     for n in range(max(MIN_REPLICAS, min(oracle_counts[: int(t_step // 60)] or [1])), MAX_REPLICAS + 1):
         sched = step_bound_counts(oracle_counts, t_step, cold, n)
         pol = FixedSchedule(STEP_BOUND, 60.0, sched)
-        cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n)
+        cfg = sim_config(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n)
         res = run_sim(fresh_requests(tr, sm), pol, sm, cfg)
         best = summarize(res.requests, res.gpu_seconds, res.scaling_events)
         best.update({"cold_start_s": 0.0, "max_desired": max(sched), "fleet_before_step": n,
@@ -334,7 +422,7 @@ def job_reactive_bound(spec: TraceSpec, oracle_counts: list[int], n0: int,
     margin chosen in hindsight.  A policy whose margin varies with time could do better, so this is not a bound
     on every causal policy: it says what headroom the cold start forces when the present is known exactly.
     ``cold_s``: the cold start to pay (default: the baked one)."""
-    sm = ServiceModel()
+    sm = service_model()
     tr = build_trace(spec)
     cold = cold_start_for(QWEN3_8B, "baked").total_s if cold_s is None else cold_s
     t0 = time.time()
@@ -344,7 +432,7 @@ def job_reactive_bound(spec: TraceSpec, oracle_counts: list[int], n0: int,
         for v in values:
             sched = margin_counts(oracle_counts, add=int(v)) if shape == "add" else margin_counts(oracle_counts, mul=float(v))
             res = run_sim(fresh_requests(tr, sm), FixedSchedule(REACTIVE_BOUND, 60.0, sched), sm,
-                          SimConfig(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=max(n0, sched[0])))
+                          sim_config(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=max(n0, sched[0])))
             tried += 1
             out = summarize(res.requests, res.gpu_seconds, res.scaling_events)
             if out["within_slo"] >= SLO_GOAL:
@@ -374,6 +462,15 @@ def _run_job(args: tuple) -> tuple[str, str, dict[str, Any]]:
     return spec.name, pname, job_policy(spec, pname, n0, counts)
 
 
+def demand_per_minute(tr: Trace, interval_s: float = 60.0) -> list[float]:
+    """Arrivals per second in each minute of the trace."""
+    n = max(1, math.ceil((tr.duration + 1e-9) / interval_s))
+    counts = [0] * n
+    for a, _, _ in tr.rows:
+        counts[min(n - 1, int(a // interval_s))] += 1
+    return [c / interval_s for c in counts]
+
+
 def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
@@ -401,12 +498,16 @@ def render_md(doc: dict[str, Any]) -> str:
     L.append(f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}")
     L.append(f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}")
     p = doc["params"]
+    L.append(f"- service model variant: **{p.get('variant', 'roofline')}**; router: **{p.get('router', 'least-work')}**; "
+             f"SLO judged: **{p.get('slo_mode', 'ttft')}**")
     L.append(f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
              f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
              f"cold start baked {p['cold_start_s']['baked']:.1f} s, unbaked {p['cold_start_s']['unbaked']:.1f} s, "
              f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s")
-    L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica; goal {SLO_GOAL:.0%} "
-             f"of requests; replicas in [{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
+    L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica (TTFT-only); joint: "
+             f"that and the request's mean time per output token <= {TPOT_SLO_S * 1e3:.0f} ms; goal {SLO_GOAL:.0%} "
+             f"of requests; 'meets SLO' and every search (oracle, bounds) use the SLO judged; replicas in "
+             f"[{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
     L.append("- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
              "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.")
     L.append("- reference rows: 'oracle-replay' replays the oracle's schedule with zero cold start (a check of the "
@@ -426,13 +527,16 @@ def render_md(doc: dict[str, Any]) -> str:
         L.append(f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
                  f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
                  f"scaling: {json.dumps(tr['params'])}.\n")
-        L.append("| policy | cold start s | TTFT p50 s | p95 s | p99 s | within SLO | meets SLO | GPU-h | vs oracle | scale events | max replicas |")
-        L.append("|---|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|")
+        L.append("| policy | cold start s | TTFT p50 s | p95 s | p99 s | TPOT p99 ms | within TTFT-only SLO | within joint SLO "
+                 "| meets SLO | GPU-h | vs oracle | scale events | max replicas | prefix hits |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---:|")
         for pname, r in tr["results"].items():
             L.append(
                 f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 1)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
-                f"{fmt(r['ttft_p99_s'])} | {100 * r['within_slo']:.2f}% | {'yes' if r['meets_slo'] else 'no'} | "
-                f"{fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | {r.get('max_desired', max(r.get('counts', [0])))} |")
+                f"{fmt(r['ttft_p99_s'])} | {fmt(1e3 * r.get('tpot_p99_s', float('nan')), 0)} | "
+                f"{100 * r.get('within_ttft_slo', r['within_slo']):.2f}% | {100 * r.get('within_joint_slo', float('nan')):.2f}% | "
+                f"{'yes' if r['meets_slo'] else 'no'} | {fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | "
+                f"{r.get('max_desired', max(r.get('counts', [0])))} | {100 * r.get('prefix_hit_share', 0.0):.0f}% |")
         sb = tr["results"].get(STEP_BOUND)
         if sb:
             L.append(f"\n{STEP_BOUND}: no causal policy can meet the SLO here with fewer than {sb['fleet_before_step']} "
@@ -463,9 +567,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--policies", default="", help="comma-separated subset of policies")
     ap.add_argument("--quick", action="store_true", help="4x lighter traces (smoke test)")
     ap.add_argument("--suite", choices=sorted(SUITES), default="main",
-                    help="main: the five traces (autoscaling.{json,md}); heldout: variants never looked at while "
-                         "designing the policy (autoscaling_heldout.{json,md})")
+                    help="main: the main traces; heldout: variants never looked at while designing the policy. Results "
+                         "go to autoscaling_<suite>_<variant>_<router>.{json,md}")
+    ap.add_argument("--skip-bounds", action="store_true",
+                    help="leave out the two searched bounds (margin bound, causal step bound), the slowest jobs")
+    add_context_args(ap)
     args = ap.parse_args(argv)
+    apply_context(args)
     t_start = time.time()
     specs = SUITES[args.suite](args.quick)
     if args.traces:
@@ -474,7 +582,7 @@ def main(argv: list[str] | None = None) -> int:
     pnames = list(POLICIES)
     if args.policies:
         pnames = [p for p in args.policies.split(",") if p in POLICIES]
-    sm = ServiceModel()
+    sm = service_model()
     pool = mp.get_context("fork").Pool(args.jobs) if args.jobs > 1 else None
     mapper = pool.imap_unordered if pool else map
     oracle: dict[str, dict[str, Any]] = {}
@@ -488,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
         n0 = initial_replicas(counts)
         for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES]:
             jobs.append(("policy", s, pn, n0, counts))
+        if args.skip_bounds:
+            continue
         jobs.insert(0, ("reactive-bound", s, counts, n0))  # the slowest job first
         if s.kind == "step":
             jobs.append(("step-bound", s, counts))
@@ -509,7 +619,11 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs,
             "quick": args.quick,
             "suite": args.suite,
-            "slo": {"ttft_delay_s": SLO_DELAY_S, "definition": "ttft <= delay + isolated prefill time", "goal": SLO_GOAL},
+            "variant": CTX.variant,
+            "router": CTX.router,
+            "slo_mode": CTX.slo,
+            "slo": {"ttft_delay_s": SLO_DELAY_S, "definition": "ttft <= delay + isolated prefill time", "goal": SLO_GOAL,
+                    "tpot_s": TPOT_SLO_S, "joint": "ttft SLO and the request's mean time per output token <= tpot_s"},
             "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
             "scrape_interval_s": 15.0,
             "service_model": sm.describe(),
@@ -550,11 +664,12 @@ def main(argv: list[str] | None = None) -> int:
                 # The warm pool is paid over the whole trace by definition (Ready replicas kept above demand): on a
                 # small fleet it alone is a large share of the oracle's GPU-hours.
                 "warm_pool_share_of_oracle": (ours_config().warm_pool * (tr.stats()["duration_s"]
-                                              + SimConfig(cold_start_s=0.0).horizon_tail_s) / 3600.0 / og
+                                              + sim_config(cold_start_s=0.0).horizon_tail_s) / 3600.0 / og
                                               if og > 0 else float("nan")),
             }
         doc["traces"][s.name] = {
             "description": s.description, "source": tr.source, "params": s.params, "stats": tr.stats(),
+            "demand_rps": demand_per_minute(tr),
             "results": rows, "verdict": verdict,
         }
     doc["wall_s"] = time.time() - t_start
@@ -570,7 +685,7 @@ def main(argv: list[str] | None = None) -> int:
             return [clean(v) for v in o]
         return o
 
-    stem = "autoscaling" if args.suite == "main" else f"autoscaling_{args.suite}"
+    stem = results_stem(args.suite)
     (out / f"{stem}.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
     (out / f"{stem}.md").write_text(render_md(doc))
     print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')} in {doc['wall_s']:.0f} s")

@@ -31,10 +31,10 @@ from typing import Any, Callable
 
 from . import run as R
 from .loadtest import replica_throughput, sample_pairs
-from .oracle import compute_oracle
+from .oracle import compute_oracle, meets_slo
 from .policies import AibrixKpa, HpaGpuUtil, KedaQueue, KubeAI, Ours
-from .service import QWEN3_8B, ServiceModel, cold_start_for
-from .sim import SimConfig, SimResult, run_sim
+from .service import QWEN3_8B, cold_start_for
+from .sim import SimResult, run_sim
 
 
 def seasonal_specs() -> list[tuple[R.TraceSpec, float]]:
@@ -92,7 +92,8 @@ def window_stats(res: SimResult, t0: float) -> dict[str, Any]:
     served = [r for r in res.requests if r.arrival >= t0 and not r.rejected]
     tt = sorted(r.ttft for r in served)
     gpu = sum(max(0.0, end - max(start, t0)) for start, end in res.pod_spans)
-    return {"within_slo": sum(1 for r in served if r.ttft <= r.slo) / len(served) if served else float("nan"),
+    ok = sum(1 for r in served if meets_slo(r, R.CTX.joint))
+    return {"within_slo": ok / len(served) if served else float("nan"),
             "ttft_p99_s": R.pct(tt, 0.99), "gpu_hours": gpu / 3600.0, "requests": len(served)}
 
 
@@ -101,21 +102,22 @@ def oracle_window_hours(counts: list[int], t0: float, interval_s: float = 60.0) 
 
 
 def job_oracle(spec: R.TraceSpec) -> dict[str, Any]:
-    sm = ServiceModel()
-    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
+    sm = R.service_model()
+    orc = compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0,
+                         router=R.CTX.router, joint=R.CTX.joint)
     return {"counts": orc.counts, "gpu_hours": orc.gpu_seconds / 3600.0,
             "within_slo": R.summarize(orc.requests, orc.gpu_seconds, 0)["within_slo"]}
 
 
 def job(args: tuple[R.TraceSpec, float, str, list[int]]) -> dict[str, Any]:
     spec, period, pname, counts = args
-    sm = ServiceModel()
+    sm = R.service_model()
     tr = R.build_trace(spec)
     t0 = time.time()
     prior = replica_throughput(sample_pairs(tr.rows), sm)
     pol = policies(period, prior)[pname]()
     cold = cold_start_for(QWEN3_8B, "baked").total_s
-    res = run_sim(R.fresh_requests(tr, sm), pol, sm, SimConfig(cold_start_s=cold, min_replicas=R.MIN_REPLICAS,
+    res = run_sim(R.fresh_requests(tr, sm), pol, sm, R.sim_config(cold_start_s=cold, min_replicas=R.MIN_REPLICAS,
                   max_replicas=R.MAX_REPLICAS, initial_replicas=R.initial_replicas(counts)))
     whole = R.summarize(res.requests, res.gpu_seconds, res.scaling_events)
     return {"trace": spec.name, "policy": pname, "whole": whole, "after_first_cycle": window_stats(res, period),
@@ -129,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traces", default=",".join(s.name for s, _ in seasonal_specs()))
     ap.add_argument("--seeds", type=int, default=0, help="also redraw the two diurnal traces with this many other "
                     "seeds, for the seasonal rows and their control")
+    R.add_context_args(ap)
     args = ap.parse_args(argv)
+    ctx_args = R.apply_context(args)
     t0 = time.time()
     specs = [(s, p) for s, p in seasonal_specs() if s.name in args.traces.split(",")]
     variants = seed_variants(args.seeds)
@@ -149,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{r['trace']:20s} {r['policy']:30s} cycles 2+: {a['within_slo']:.2%} x{a['vs_oracle']:.2f}  "
                   f"whole: {r['whole']['within_slo']:.2%} x{r['whole']['vs_oracle']:.2f} ({r['wall_s']} s)", flush=True)
     seeds = f" --seeds {args.seeds}" if args.seeds else ""
-    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.seasonal --out {args.out}{seeds}",
+    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.seasonal --out {args.out}{seeds} {ctx_args}",
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "git_commit": R.git_commit(Path(__file__).resolve().parents[2]), "wall_s": round(time.time() - t0, 1),
@@ -161,9 +165,10 @@ def main(argv: list[str] | None = None) -> int:
             "seed_variants": [s.name for s, _ in variants]}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "autoscaling_seasonal.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
+    stem = R.results_stem("main", kind="seasonal")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2, default=str))
     md = render_md(meta, rows)
-    (out / "autoscaling_seasonal.md").write_text(md)
+    (out / f"{stem}.md").write_text(md)
     print(md)
     return 0
 

@@ -30,9 +30,11 @@ STABILIZATIONS = (163.0, 300.0, 600.0)
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench/results/")
+    R.add_context_args(ap)
     args = ap.parse_args(argv)
+    ctx_args = R.apply_context(args)
     out = Path(args.out)
-    base = json.loads((out / "autoscaling.json").read_text())
+    base = json.loads((out / (R.results_stem("main") + ".json")).read_text())
     t0 = time.time()
     rows: list[dict[str, Any]] = []
     for spec in R.trace_specs():
@@ -49,19 +51,20 @@ def main(argv: list[str] | None = None) -> int:
                              "gpu_hours": r["gpu_hours"], "vs_oracle": r["gpu_hours"] / oracle["gpu_hours"]})
                 print(f"{spec.name:13s} u={u:.1f} stab={st:4.0f}s within {r['within_slo']:.2%} "
                       f"x{rows[-1]['vs_oracle']:.2f}", flush=True)
-    meta = {"command": "python -m bench.autoscaling.sensitivity --out " + args.out,
+    meta = {"command": "python -m bench.autoscaling.sensitivity --out " + args.out + " " + ctx_args,
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
             "git_commit": R.git_commit(Path(__file__).resolve().parents[2]), "wall_s": round(time.time() - t0, 1),
             "defaults": {"target_utilization": R.ours_config().target_utilization,
                          "scale_down_stabilization_s": R.ours_config().scale_down_stabilization_s}}
-    (out / "autoscaling_sensitivity.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    stem = R.results_stem("main", kind="sensitivity")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     L = ["# Autoscaling policy sensitivity", "", f"- command: `{meta['command']}`",
          f"- machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs, Python {meta['machine']['python']}; "
          f"git commit {meta['git_commit']}; wall {meta['wall_s']} s",
          f"- defaults: target_utilization {meta['defaults']['target_utilization']}, scale-down stabilization "
          f"{meta['defaults']['scale_down_stabilization_s']:.0f} s; 163 s is the baked cold start. Cells: share of "
-         f"requests within the TTFT SLO / GPU-hours vs the oracle; **bold** = meets the 99 % goal.", ""]
+         f"requests within the SLO judged ({R.CTX.slo}; variant {R.CTX.variant}, router {R.CTX.router}) / GPU-hours vs the oracle; **bold** = meets the 99 % goal.", ""]
     for spec in R.trace_specs():
         L += [f"## {spec.name}", "", "| target_utilization | " + " | ".join(
             f"stab {s:.0f} s" for s in STABILIZATIONS) + " |", "|---|" + "---|" * len(STABILIZATIONS)]
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
                 cells.append(f"**{c}**" if r["meets_slo"] else c)
             L.append(f"| {u:.1f} | " + " | ".join(cells) + " |")
         L.append("")
-    (out / "autoscaling_sensitivity.md").write_text("\n".join(L))
+    (out / f"{stem}.md").write_text("\n".join(L))
     print("\n".join(L))
     return 0
 

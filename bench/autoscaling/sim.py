@@ -9,7 +9,9 @@ Model (see README.md for the numbers):
   for prompt + output are free and the step still has token budget left (as vLLM V1 schedules
   running requests before waiting ones).
 * TTFT = end of the request's prefill - arrival.  Requests longer than max_model_len are rejected.
-* Routing: least outstanding requests among Ready, non-terminating replicas.
+* Routing: a ``Router`` of routing.py (random, round-robin, power-of-two, least outstanding work, cache-aware)
+  among Ready, non-terminating replicas; every replica keeps a prefix cache (routing.PrefixCache) and a request
+  skips the prefill of its leading prompt blocks found there.
 * Pods: a scale-up creates pods that become Ready after the cold start; a GPU is held (and counted in
   GPU-hours) from creation.  A scale-down deletes pods that are still starting first, then the newest
   Ready pods; a deleted Ready pod leaves the Service and drains its in-flight requests before it exits.
@@ -27,6 +29,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from .routing import BLOCK_TOKENS, PrefixCache, Router
 from .service import ServiceModel
 from .traces import Request
 
@@ -42,7 +45,7 @@ class Replica:
     __slots__ = (
         "rid", "sm", "state", "created", "ready_at", "ended", "queue", "pf", "head_rem", "pf_backlog",
         "dec", "D", "n_dec", "sum_prompt_dec", "sum_D0", "kv_res", "t", "T", "p", "busy", "ver",
-        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "tokens", "scrapes",
+        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "tokens", "scrapes", "cache",
     )
 
     def __init__(self, rid: int, sm: ServiceModel, created: float, ready_at: float) -> None:
@@ -76,6 +79,7 @@ class Replica:
         # (vllm:request_prefill_kv_computed_tokens, vllm:request_generation_tokens; no prefix cache here)
         self.tokens = 0
         self.scrapes: deque[tuple[float, int, int]] = deque()
+        self.cache = PrefixCache(sm.kv_capacity_tokens // BLOCK_TOKENS)
 
     # --- gauges -------------------------------------------------------------------------------
     def outstanding(self) -> int:
@@ -128,7 +132,7 @@ class Replica:
             if r.output <= 1:
                 r.done = t
                 self.completed += 1
-                self.tokens += r.prompt + r.output
+                self.tokens += r.work + r.output
                 self.kv_res -= r.prompt + r.output
             else:
                 self.seqno += 1
@@ -137,7 +141,7 @@ class Replica:
                 self.sum_prompt_dec += r.prompt
                 self.sum_D0 += self.D
             if pf:
-                self.head_rem = float(pf[0].prompt)
+                self.head_rem = float(pf[0].work)
             else:
                 self.head_rem = 0.0
                 self.pf_backlog = 0.0
@@ -152,7 +156,7 @@ class Replica:
             self.kv_res -= r.prompt + r.output
             r.done = t
             self.completed += 1
-            self.tokens += r.prompt + r.output
+            self.tokens += r.work + r.output
         if self.n_dec == 0:
             self.sum_prompt_dec = 0.0
             self.sum_D0 = 0.0
@@ -167,17 +171,19 @@ class Replica:
             if self.kv_res + need > cap:
                 break
             q.popleft()
-            self.qtok -= r.prompt
+            self.qtok -= r.work
             pf.append(r)
             self.kv_res += need
-            self.pf_backlog += r.prompt
+            self.pf_backlog += r.work
             if len(pf) == 1:
-                self.head_rem = float(r.prompt)
+                self.head_rem = float(r.work)
         # next segment (ServiceModel.step_time, inlined)
         if not pf and not self.n_dec:
             return math.inf
         n_dec = self.n_dec
         ctx = self.sum_prompt_dec + n_dec * self.D - self.sum_D0
+        if sm.additive:
+            return self._next_additive(t, n_dec, ctx, budget)
         ovh, w_bw, kv_bw, fdec_f, attn_f, inv_f, lin2, attn_half = sm._k  # type: ignore[attr-defined]
         mem = w_bw + kv_bw * ctx
         comp = n_dec * fdec_f + attn_f * ctx
@@ -197,6 +203,24 @@ class Replica:
             nxt = math.inf
         if dec:
             td = t + max(0.0, dec[0][0] - self.D) * T
+            if td < nxt:
+                nxt = td
+        return nxt
+
+    def _next_additive(self, t: float, n_dec: int, ctx: float, budget: int) -> float:
+        """The next segment under the additive step time (ServiceModel.additive_step)."""
+        pf = self.pf
+        p = 0.0
+        if pf:
+            p = float(budget - n_dec)
+            if self.pf_backlog < p:
+                p = self.pf_backlog
+        T = self.sm.additive_step(n_dec, ctx, p, float(pf[0].prompt) if pf else 0.0)
+        self.T = T
+        self.p = p
+        nxt = t + self.head_rem / p * T if pf else math.inf
+        if self.dec:
+            td = t + max(0.0, self.dec[0][0] - self.D) * T
             if td < nxt:
                 nxt = td
         return nxt
@@ -236,6 +260,7 @@ class Policy(Protocol):
 class SimConfig:
     cold_start_s: float
     cold_start_jitter: float = 0.05
+    router: str = "least-work"  # one of routing.ROUTERS
     scrape_interval_s: float = 15.0
     min_replicas: int = 1
     max_replicas: int = 20
@@ -260,8 +285,11 @@ class SimResult:
 class Fleet:
     """Replicas, routing, pod lifecycle and the event heap."""
 
-    def __init__(self, sm: ServiceModel, cold_start_s: float, jitter: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, sm: ServiceModel, cold_start_s: float, jitter: float = 0.0, seed: int = 0,
+                 router: str = "least-work") -> None:
         self.sm = sm
+        self.router = Router(router, seed=seed + 101)
+        self.uid = 0  # ids of the blocks given to prompts that carry none (they never match)
         self.cold = cold_start_s
         self.jitter = jitter
         self.rng = random.Random(seed)
@@ -342,27 +370,25 @@ class Fleet:
             req.rejected = True
             self.rejected += 1
             return
-        # least work: prompt tokens not yet prefilled (queued + in the prefill FIFO), then running
-        best = None
-        bo = math.inf
-        for r in self.routable:
-            o = r.qtok + 0.001 * (len(r.pf) + r.n_dec)
-            if r.pf:
-                o += r.pf_backlog - (t - r.t) * r.p / r.T
-            if o < bo:
-                bo = o
-                best = r
-        if best is None:
+        if not self.routable:
             # no Ready replica: the gateway holds the request (503-retry) until one is Ready
             self.pending.append(req)
             return
+        if req.blocks is None:
+            n = -(-req.prompt // BLOCK_TOKENS)
+            req.blocks = tuple(range(-self.uid - n, -self.uid))  # blocks of its own: they take space, never match
+            self.uid += n
+        best = self.router.pick(self.routable, req, t)
+        hit = best.cache.match(req.blocks)
+        req.work = max(1, req.prompt - hit * BLOCK_TOKENS)
+        best.cache.insert(req.blocks)
         if best.queue:
             # others wait ahead of it (FIFO): nothing about the running batch changes now
             best.queue.append(req)
-            best.qtok += req.prompt
+            best.qtok += req.work
             return
         best.queue.append(req)
-        best.qtok += req.prompt
+        best.qtok += req.work
         self._touch(best, t)
 
     pending: deque  # set in run()
@@ -403,7 +429,7 @@ class Fleet:
 
 def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: SimConfig) -> SimResult:
     """Replay ``requests`` (fresh Request objects) through a fleet governed by ``policy``."""
-    fleet = Fleet(sm, cfg.cold_start_s, cfg.cold_start_jitter, cfg.seed)
+    fleet = Fleet(sm, cfg.cold_start_s, cfg.cold_start_jitter, cfg.seed, router=cfg.router)
     fleet.pending = deque()
     fleet.arrivals = list(requests)
     horizon = (requests[-1].arrival if requests else 0.0) + cfg.horizon_tail_s

@@ -19,9 +19,9 @@ from typing import Iterable, Sequence
 class Request:
     """One request of a trace.  Mutable fields are filled in by the simulator."""
 
-    __slots__ = ("arrival", "prompt", "output", "slo", "ttft", "done", "rejected")
+    __slots__ = ("arrival", "prompt", "output", "slo", "ttft", "done", "rejected", "blocks", "work")
 
-    def __init__(self, arrival: float, prompt: int, output: int) -> None:
+    def __init__(self, arrival: float, prompt: int, output: int, blocks: tuple[int, ...] | None = None) -> None:
         self.arrival = arrival
         self.prompt = max(1, int(prompt))
         self.output = max(1, int(output))
@@ -29,6 +29,17 @@ class Request:
         self.ttft = math.inf
         self.done = math.inf
         self.rejected = False
+        # ids of the prompt's 512-token prefix blocks (Mooncake's hash_ids), None when the trace has none
+        self.blocks = blocks
+        # prompt tokens the replica must compute: the prompt less what its prefix cache held (set when routed)
+        self.work = self.prompt
+
+    @property
+    def tpot(self) -> float:
+        """Mean time per output token after the first, as vLLM's benchmark computes it (0 for one token)."""
+        if self.output <= 1:
+            return 0.0
+        return (self.done - self.arrival - self.ttft) / (self.output - 1)
 
 
 @dataclass(frozen=True)
@@ -37,13 +48,16 @@ class Trace:
     source: str
     rows: tuple[tuple[float, int, int], ...]  # (arrival s from start, prompt tokens, output tokens)
     notes: str = ""
+    blocks: tuple[tuple[int, ...] | None, ...] | None = None  # per row, when the trace carries prefix blocks
 
     @property
     def duration(self) -> float:
         return self.rows[-1][0] if self.rows else 0.0
 
     def requests(self) -> list[Request]:
-        return [Request(a, p, o) for a, p, o in self.rows]
+        if self.blocks is None:
+            return [Request(a, p, o) for a, p, o in self.rows]
+        return [Request(a, p, o, b) for (a, p, o), b in zip(self.rows, self.blocks)]
 
     def stats(self) -> dict[str, float]:
         n = len(self.rows)
@@ -93,6 +107,19 @@ def load_mooncake_jsonl(path: str | Path) -> list[tuple[float, int, int]]:
     return [(a - t0, p, o) for a, p, o in rows]
 
 
+def load_mooncake_blocks(path: str | Path) -> list[tuple[int, ...]]:
+    """Mooncake's ``hash_ids`` (ids of 512-token prefix blocks) of every request, in ``load_mooncake_jsonl``'s order."""
+    rows: list[tuple[float, tuple[int, ...]]] = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                o = json.loads(line)
+                rows.append((float(o["timestamp"]), tuple(int(h) for h in o.get("hash_ids", ()))))
+    rows.sort(key=lambda r: r[0])
+    return [b for _, b in rows]
+
+
 def load_trace(path: str | Path) -> list[tuple[float, int, int]]:
     """Load any file in either format (chosen by content, not by name)."""
     with open(path) as f:
@@ -119,20 +146,41 @@ def scale_trace(
       uniform offset in [-jitter_s/2, +jitter_s/2].  Rate structure slower than ``jitter_s`` (what an
       autoscaler reacts to) is preserved; copies are not synchronised bursts.  k < 1 thins the trace.
     """
+    return tuple((t, p, o) for t, p, o, _, _ in scale_trace_with_origin(
+        rows, time_scale=time_scale, rate_scale=rate_scale, jitter_s=jitter_s, seed=seed))
+
+
+def scale_trace_with_origin(
+    rows: Sequence[tuple[float, int, int]], *, time_scale: float = 1.0, rate_scale: float = 1.0,
+    jitter_s: float = 10.0, seed: int = 0,
+) -> list[tuple[float, int, int, int, int]]:
+    """``scale_trace``'s rows (the same ones, in the same order), each with the index of the row it copies and
+    which copy of that row it is (0, 1, ...)."""
     rng = random.Random(seed)
-    out: list[tuple[float, int, int]] = []
+    out: list[tuple[float, int, int, int, int]] = []
     whole = int(math.floor(rate_scale))
     frac = rate_scale - whole
-    for a, p, o in rows:
+    for k, (a, p, o) in enumerate(rows):
         t = a * time_scale
         n = whole + (1 if rng.random() < frac else 0)
         for i in range(n):
             if rate_scale == 1.0:
-                out.append((t, p, o))
+                out.append((t, p, o, k, i))
             else:
-                out.append((max(0.0, t + (rng.random() - 0.5) * jitter_s), p, o))
+                out.append((max(0.0, t + (rng.random() - 0.5) * jitter_s), p, o, k, i))
     out.sort(key=lambda r: r[0])
-    return tuple(out)
+    return out
+
+
+COPY_BLOCK_OFFSET = 10**7  # block ids of copy i are shifted by i * this: each copy is a tenant of its own
+
+
+def copied_blocks(blocks: Sequence[tuple[int, ...]], origin: Sequence[tuple[float, int, int, int, int]]
+                  ) -> tuple[tuple[int, ...], ...]:
+    """Prefix blocks of the rows of ``scale_trace_with_origin``: copy ``i`` of a request gets its blocks shifted into a
+    namespace of its own, so copies share prefixes as the original requests did among themselves (the same reuse
+    structure) and never with each other (a copy is another user, not the same prompt sent twice)."""
+    return tuple(tuple(b + i * COPY_BLOCK_OFFSET for b in blocks[k]) for _, _, _, k, i in origin)
 
 
 def _lengths_sampler(pool: Sequence[tuple[int, int]], rng: random.Random):
@@ -218,6 +266,37 @@ def synthetic_diurnal_days(
                                 duration=period, seed=seed + d)
         out.extend((t + d * period, p, o) for t, p, o in day)
     return tuple(out)
+
+
+def burst_windows(duration: float, *, gap_s: tuple[float, float], length_s: tuple[float, float],
+                  factor: tuple[float, float], rng: random.Random) -> list[tuple[float, float, float]]:
+    """(start, end, factor) of bursts: quiet gaps and burst lengths and heights drawn uniformly from the ranges."""
+    out = []
+    t = rng.uniform(*gap_s)
+    while t < duration:
+        length = rng.uniform(*length_s)
+        out.append((t, min(duration, t + length), rng.uniform(*factor)))
+        t += length + rng.uniform(*gap_s)
+    return out
+
+
+def synthetic_short_bursts(
+    pool: Sequence[tuple[int, int]], *, base_rps: float, duration: float = 3600.0, gap_s: tuple[float, float] = (240.0, 600.0),
+    length_s: tuple[float, float] = (60.0, 120.0), factor: tuple[float, float] = (4.0, 8.0), seed: int = 5,
+) -> tuple[tuple[float, int, int], ...]:
+    """Bursts shorter than a pod's cold start: Poisson arrivals at ``base_rps``, jumping to ``factor`` times that
+    for ``length_s`` seconds, at random moments ``gap_s`` apart (all uniform in the given ranges)."""
+    rng = random.Random(seed)
+    windows = burst_windows(duration, gap_s=gap_s, length_s=length_s, factor=factor, rng=rng)
+    draw = _lengths_sampler(pool, rng)
+
+    def rate(t: float) -> float:
+        for a, b, k in windows:
+            if a <= t < b:
+                return base_rps * k
+        return base_rps
+
+    return tuple((t, *draw()) for t in _poisson_arrivals(rate, duration, base_rps * factor[1], rng))
 
 
 def synthetic_mix_shift(
