@@ -9,7 +9,12 @@ from bench.autoscaling.plots import best_anchor
 from bench.autoscaling.service import QWEN3_8B, cold_start_for
 from bench.autoscaling.summary import verdict
 from bench.autoscaling.traces import (
-    COPY_BLOCK_OFFSET, burst_windows, copied_blocks, scale_trace, scale_trace_with_origin, synthetic_short_bursts,
+    COPY_BLOCK_OFFSET,
+    burst_windows,
+    copied_blocks,
+    scale_trace,
+    scale_trace_with_origin,
+    synthetic_short_bursts,
 )
 
 
@@ -51,8 +56,15 @@ def test_meets_only_where_every_variant_agrees_and_the_best_anchor():
     ok, miss = {"within_joint_slo": 0.995, "vs_oracle": 1.2}, {"within_joint_slo": 0.98, "vs_oracle": 1.1}
     assert verdict([ok, ok])["meets_all"] and not verdict([ok, miss])["meets_all"]
     assert verdict([ok, miss])["vs_oracle_min"] == 1.1
-    res = {"hpa-gpu-util": {"within_slo": 0.999, "gpu_hours": 9.0}, "kubeai": {"within_slo": 0.995, "gpu_hours": 5.0},
-           "aibrix-kpa": {"within_slo": 0.90, "gpu_hours": 2.0}}
+    res = {
+        "hpa-gpu-util": {"within_slo": 0.999, "gpu_hours": 9.0},
+        "kubeai": {"within_slo": 0.995, "gpu_hours": 5.0},
+        "aibrix-kpa": {"within_slo": 0.90, "gpu_hours": 2.0},
+    }
     assert best_anchor(res) == "kubeai"
-    assert best_anchor({"aibrix-kpa": {"within_slo": 0.9, "gpu_hours": 1.0},
-                        "kubeai": {"within_slo": 0.95, "gpu_hours": 3.0}}) == "kubeai"
+    assert (
+        best_anchor(
+            {"aibrix-kpa": {"within_slo": 0.9, "gpu_hours": 1.0}, "kubeai": {"within_slo": 0.95, "gpu_hours": 3.0}}
+        )
+        == "kubeai"
+    )

@@ -15,8 +15,7 @@ from bench.autoscaling.traces import Request
 TOLERANCE = 0.15
 
 
-@pytest.mark.parametrize("sm, source", [(CALIBRATED_V060, C.V060), (CALIBRATED_V1, C.V1)],
-                         ids=["v060-blog", "v1-blog"])
+@pytest.mark.parametrize("sm, source", [(CALIBRATED_V060, C.V060), (CALIBRATED_V1, C.V1)], ids=["v060-blog", "v1-blog"])
 def test_calibrated_variant_reproduces_its_blogs_figures_within_15_percent(sm: ServiceModel, source: str):
     rows = C.check(sm, C.figures_of(source))
     assert rows
@@ -39,7 +38,8 @@ def test_additive_step_adds_prefill_to_the_decoders_kv_read():
     assert mixed > max(decode, prefill)
     rl = ServiceModel()  # the roofline hides the smaller of the two under the larger
     assert rl.step_time(128, 128 * 2000, 4000, rl.prefill_flops_per_token(4000)) < (
-        rl.step_time(128, 128 * 2000, 0, 0) + rl.step_time(0, 0, 4000, rl.prefill_flops_per_token(4000)))
+        rl.step_time(128, 128 * 2000, 0, 0) + rl.step_time(0, 0, 4000, rl.prefill_flops_per_token(4000))
+    )
 
 
 def test_every_variant_keeps_the_fleet_model_and_its_kv_capacity():
@@ -57,14 +57,20 @@ def test_prefix_cache_is_an_lru_of_blocks():
 
 
 def _fleet_run(reqs: list[Request], router: str, n: int) -> None:
-    run_sim(reqs, FixedSchedule("fixed", 1e9, [n]), CALIBRATED_V1,
-            SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, initial_replicas=n, max_replicas=n, router=router))
+    run_sim(
+        reqs,
+        FixedSchedule("fixed", 1e9, [n]),
+        CALIBRATED_V1,
+        SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, initial_replicas=n, max_replicas=n, router=router),
+    )
 
 
 def _shared_prefix_requests(n: int, groups: int) -> list[Request]:
     """``groups`` conversations whose prompts share 8 of their 9 blocks."""
-    return [Request(i * 0.5, 9 * BLOCK_TOKENS, 20, tuple(range(100 * (i % groups), 100 * (i % groups) + 8)) + (10**6 + i,))
-            for i in range(n)]
+    return [
+        Request(i * 0.5, 9 * BLOCK_TOKENS, 20, tuple(range(100 * (i % groups), 100 * (i % groups) + 8)) + (10**6 + i,))
+        for i in range(n)
+    ]
 
 
 def test_cache_aware_routing_hits_the_prefix_cache_more_than_random():
