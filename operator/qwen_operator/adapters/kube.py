@@ -82,7 +82,8 @@ class Kube:
     def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
         path = _path("v1", "Pod", namespace, name) + "/log"
         _, data = self._raw("GET", path, query=[("container", container), ("limitBytes", limit_bytes)],
-                            headers={"Accept": "text/plain"})
+                            # The log subresource negotiates like kubectl asks; "text/plain" alone gets 406.
+                            headers={"Accept": "application/json, */*"})
         return data.decode(errors="replace")
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any] | None:
