@@ -179,9 +179,11 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
         previous=previous_conditions(status), now=now_iso, generation=int(body["metadata"].get("generation", 1))
     )
     cs.set("AutoscalingActive", d.active, d.reason, message[:1000])
+    # The decision is in status (written by this pass) before it is logged or announced: an operator killed in
+    # between resumes from status and never decides the same step twice (e2e/test_reliability.py).
+    reconcile(state, namespace, name, indexes, "autoscale", StatusOverlay({"autoscaling": new_auto}, cs.items))
     if d.desired_replicas != current:
         log.info("%s/%s: %s -> %s replicas (%s)", namespace, name, current, d.desired_replicas, d.reason)
         state.kube.event(body, "Normal", d.reason, f"{current} -> {d.desired_replicas} replicas: {message}"[:1000])
     elif not d.active and auto.get("active", True):
         state.kube.event(body, "Warning", d.reason, message[:1000])
-    reconcile(state, namespace, name, indexes, "autoscale", StatusOverlay({"autoscaling": new_auto}, cs.items))
