@@ -155,8 +155,11 @@ class PodOperator:
             raise AssertionError(f"helm install failed:\n{res.stderr}\n{self.describe()}")
 
     def uninstall(self) -> None:
+        """Uninstall, and return only once the operator pod is gone: a terminating operator pod would still
+        reconcile beside whatever operator the next tests start."""
         subprocess.run(["helm", "uninstall", self.release, "-n", self.namespace, "--wait", "--timeout=120s"],
                        capture_output=True, text=True, timeout=180)
+        wait_pods_gone(self.namespace, "app.kubernetes.io/name=qwen-operator", timeout=120)
         kubectl_run("delete", "namespace", self.namespace, "--ignore-not-found", "--wait=false", check=False)
 
     def pods(self) -> list[dict[str, Any]]:
