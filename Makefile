@@ -52,8 +52,8 @@ vllm-cpu:
 
 # Code health, run first by `make test` (and so by CI): a lint error, a type error or a layer violation fails it.
 lint: venv
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator tests
+	$(VENV)/bin/ruff check operator tests e2e bench
+	$(VENV)/bin/ruff format --check operator tests e2e bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,14 +79,18 @@ def audit_writes(audit_log: Path, user: str, since: float, until: float) -> dict
 
 def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> dict:
     from operator_harness import OperatorProcess
+
     user_kc = sh("bash", str(CLUSTER), "user-kubeconfig", USER)
     audit = Path(sh("bash", str(CLUSTER), "audit-log"))
     config.load_kube_config(admin_kubeconfig)
     core, crd_api = client.CoreV1Api(), client.CustomObjectsApi()
     ns = f"bench-{count}-{int(time.time())}"
     core.create_namespace({"metadata": {"name": ns}})
-    op = OperatorProcess(Path(user_kc), extra_env={"QWEN_RESYNC_SECONDS": str(resync),
-                                                   "QWEN_WATCH_NAMESPACES": ns}, name=f"bench-operator-{count}")
+    op = OperatorProcess(
+        Path(user_kc),
+        extra_env={"QWEN_RESYNC_SECONDS": str(resync), "QWEN_WATCH_NAMESPACES": ns},
+        name=f"bench-operator-{count}",
+    )
     op.start()
     peak = [0.0]
     stop = threading.Event()
@@ -95,6 +99,7 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
         while not stop.is_set() and op.proc and op.proc.poll() is None:
             peak[0] = max(peak[0], rss_mib(op.proc.pid))
             time.sleep(0.5)
+
     threading.Thread(target=sample_rss, daemon=True).start()
     time.sleep(5)  # operator start-up (indexes filled)
 
@@ -107,6 +112,7 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
             seen.setdefault(name, time.monotonic())
             if len(seen) >= count or stop.is_set():
                 return
+
     wt = threading.Thread(target=watch_sts, daemon=True)
     wt.start()
     time.sleep(1)
@@ -115,9 +121,17 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     wall_start = time.time()
     for i in range(count):
         name = f"qd-{i}"
-        body = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment", "metadata": {"name": name},
-                "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                         "compileCache": {"enabled": False}, "replicas": 1 if i < 20 else 0}}
+        body = {
+            "apiVersion": "qwenops.dev/v1alpha1",
+            "kind": "QwenDeployment",
+            "metadata": {"name": name},
+            "spec": {
+                "model": {"name": "Qwen/Qwen3-8B"},
+                "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+                "compileCache": {"enabled": False},
+                "replicas": 1 if i < 20 else 0,
+            },
+        }
         crd_api.create_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments", body)
         created[name] = time.monotonic()
     wt.join(timeout=600)
@@ -126,6 +140,7 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     def all_ready() -> bool:
         items = crd_api.list_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments")["items"]
         return sum(1 for it in items if (it.get("status") or {}).get("phase") == "Ready") == count
+
     deadline = time.monotonic() + 900
     while not all_ready() and time.monotonic() < deadline:
         time.sleep(1)
@@ -146,15 +161,23 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     core.delete_namespace(ns)
     q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [lat[0]] * 19 if lat else [float("nan")] * 19
     return {
-        "deployments": count, "statefulsets_seen": len(lat),
-        "apply_to_statefulset_s": {"p50": statistics.median(lat) if lat else None, "p95": q[18],
-                                   "max": max(lat) if lat else None},
-        "all_ready_s": round(converged_s, 2), "all_ready": ready_ok,
-        "idle_window_s": round(idle_to - idle_from, 1), "resync_interval_s": resync,
+        "deployments": count,
+        "statefulsets_seen": len(lat),
+        "apply_to_statefulset_s": {
+            "p50": statistics.median(lat) if lat else None,
+            "p95": q[18],
+            "max": max(lat) if lat else None,
+        },
+        "all_ready_s": round(converged_s, 2),
+        "all_ready": ready_ok,
+        "idle_window_s": round(idle_to - idle_from, 1),
+        "resync_interval_s": resync,
         "idle_resyncs": idle_resyncs,
-        "idle_write_calls": sum(writes.values()), "idle_write_calls_by_kind": writes,
+        "idle_write_calls": sum(writes.values()),
+        "idle_write_calls_by_kind": writes,
         "write_calls_per_idle_resync": sum(writes.values()) / idle_resyncs,
-        "write_calls_total": sum(total_writes.values()), "write_calls_total_by_kind": total_writes,
+        "write_calls_total": sum(total_writes.values()),
+        "write_calls_total_by_kind": total_writes,
         "write_calls_per_deployment": round(sum(total_writes.values()) / count, 2),
         "operator_peak_rss_mib": round(peak[0], 1),
         "operator_requests_while_converging": busy_requests,
@@ -165,28 +188,40 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
 
 def render_md(meta: dict, results: list[dict]) -> str:
     k8s = json.loads(meta["versions"]["kubernetes"]).get("serverVersion", {}).get("gitVersion", "?")
-    lines = ["# Reconcile benchmark", "", f"Command: `{meta['command']}`  ", f"Date: {meta['date']}  ",
-             f"Machine: {meta['machine']}  ",
-             f"Versions: Python {meta['versions']['python']}, Kubernetes {k8s} (local kwok cluster), git "
-             f"{meta['versions']['git']}", "",
-             "| deployments | apply->StatefulSet p50 s | p95 s | max s | all Ready s | idle writes per resync "
-             "| writes per deployment | operator req/s converging | operator req/s idle | operator peak RSS MiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Reconcile benchmark",
+        "",
+        f"Command: `{meta['command']}`  ",
+        f"Date: {meta['date']}  ",
+        f"Machine: {meta['machine']}  ",
+        f"Versions: Python {meta['versions']['python']}, Kubernetes {k8s} (local kwok cluster), git "
+        f"{meta['versions']['git']}",
+        "",
+        "| deployments | apply->StatefulSet p50 s | p95 s | max s | all Ready s | idle writes per resync "
+        "| writes per deployment | operator req/s converging | operator req/s idle | operator peak RSS MiB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         lat = r["apply_to_statefulset_s"]
-        lines.append(f"| {r['deployments']} | {lat['p50']:.3f} | {lat['p95']:.3f} | {lat['max']:.3f} "
-                     f"| {r['all_ready_s']} | {r['write_calls_per_idle_resync']:.2f} "
-                     f"| {r['write_calls_per_deployment']} | {r['operator_rps_while_converging']} "
-                     f"| {r['operator_rps_idle']} | {r['operator_peak_rss_mib']} |")
-    lines += ["", "How to read it: the QwenDeployments are created back to back, as fast as one client can (the first "
-              "20 with one replica each, the rest with 0, since the cluster has 32 simulated H100s). apply->StatefulSet "
-              "is from a deployment's create call returning to its StatefulSet showing up in a watch; all Ready is "
-              "until every deployment reports phase Ready. Writes and requests are the operator's own calls, counted "
-              "in the kube-apiserver's audit log by its client-certificate identity: writes per deployment include "
-              "the StatefulSet, two Services, status patches and Events, and no-op re-applies made while the "
-              "operator's watch still lagged behind its own writes; 'idle' is three resync periods (10 s each) "
-              "after everything is Ready. Requests per second count reads, watches and writes. The operator, "
-              "kube-apiserver and etcd share the machine's cores, so the latencies are an upper bound.", ""]
+        lines.append(
+            f"| {r['deployments']} | {lat['p50']:.3f} | {lat['p95']:.3f} | {lat['max']:.3f} "
+            f"| {r['all_ready_s']} | {r['write_calls_per_idle_resync']:.2f} "
+            f"| {r['write_calls_per_deployment']} | {r['operator_rps_while_converging']} "
+            f"| {r['operator_rps_idle']} | {r['operator_peak_rss_mib']} |"
+        )
+    lines += [
+        "",
+        "How to read it: the QwenDeployments are created back to back, as fast as one client can (the first "
+        "20 with one replica each, the rest with 0, since the cluster has 32 simulated H100s). apply->StatefulSet "
+        "is from a deployment's create call returning to its StatefulSet showing up in a watch; all Ready is "
+        "until every deployment reports phase Ready. Writes and requests are the operator's own calls, counted "
+        "in the kube-apiserver's audit log by its client-certificate identity: writes per deployment include "
+        "the StatefulSet, two Services, status patches and Events, and no-op re-applies made while the "
+        "operator's watch still lagged behind its own writes; 'idle' is three resync periods (10 s each) "
+        "after everything is Ready. Requests per second count reads, watches and writes. The operator, "
+        "kube-apiserver and etcd share the machine's cores, so the latencies are an upper bound.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -207,17 +242,24 @@ def main() -> int:
     counts = a.count or [1, 200]
     kc = sh("bash", str(CLUSTER), "up").splitlines()[-1]
     os.environ["KUBECONFIG"] = kc
-    os.environ["PATH"] = sh("bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir") + ":" + \
-        os.environ["PATH"]
+    os.environ["PATH"] = (
+        sh("bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir") + ":" + os.environ["PATH"]
+    )
     sh("kubectl", "apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds" / "qwendeployments.yaml"))
     results = [run(c, a.resync, a.idle_resyncs, kc) for c in counts]
     meta = {
         "command": "python -m bench.reconcile_bench " + " ".join(sys.argv[1:]),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
-                    "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)},
-        "versions": {"python": platform.python_version(), "kubernetes": sh("kubectl", "version", "-o", "json"),
-                     "git": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD")},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        },
+        "versions": {
+            "python": platform.python_version(),
+            "kubernetes": sh("kubectl", "version", "-o", "json"),
+            "git": sh("git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"),
+        },
     }
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

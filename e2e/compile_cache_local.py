@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import vllm_local as vl
+
 from qwen_operator.domain.vllm_args import HF_HOME, VLLM_CACHE_ROOT, VLLM_PORT
 from qwen_operator.manifests.cache import detect_cache_hit
 from qwen_operator.manifests.workload import CACHE_SRC_MOUNT
@@ -52,14 +53,24 @@ os.execve(py, [py, "-m", vl.SERVER_MODULE, *argv], env)
 
 
 _HASH_DIR = re.compile(r"torch_aot_compile/([0-9a-f]{16,})/")
-_LOAD_ATTEMPT = re.compile(r"(Directly load AOT compilation from path|load failure from) \S*torch_aot_compile/([0-9a-f]+)/")
+_LOAD_ATTEMPT = re.compile(
+    r"(Directly load AOT compilation from path|load failure from) \S*torch_aot_compile/([0-9a-f]+)/"
+)
 
 
 def aot_hash_dirs(log: str) -> dict[str, list[str]]:
     """vLLM's compile hash directories, as its log names them: where it saved artifacts and where it tried to
     load them from (a load attempt means vLLM found an artifact for exactly this hash)."""
-    saved = sorted({m.group(1) for m in re.finditer(r"saved AOT compiled function to \S*torch_aot_compile/"
-                                                    r"([0-9a-f]+)/", log)})
+    saved = sorted(
+        {
+            m.group(1)
+            for m in re.finditer(
+                r"saved AOT compiled function to \S*torch_aot_compile/"
+                r"([0-9a-f]+)/",
+                log,
+            )
+        }
+    )
     loaded = sorted({m.group(2) for m in _LOAD_ATTEMPT.finditer(log)})
     return {"saved": saved, "load_attempted": loaded}
 
@@ -91,8 +102,11 @@ def _env(container: dict[str, Any], dirs: dict[str, Path]) -> dict[str, str]:
 
 
 def _localize(text: str, dirs: dict[str, Path]) -> str:
-    return (text.replace(CACHE_SRC_MOUNT, str(dirs["pvc"])).replace(VLLM_CACHE_ROOT, str(dirs["cache"]))
-            .replace(HF_HOME, str(dirs["hf"])))
+    return (
+        text.replace(CACHE_SRC_MOUNT, str(dirs["pvc"]))
+        .replace(VLLM_CACHE_ROOT, str(dirs["cache"]))
+        .replace(HF_HOME, str(dirs["hf"]))
+    )
 
 
 def _timings(log: str) -> dict[str, float]:
@@ -123,8 +137,9 @@ def prepare(work: Path) -> dict[str, Path]:
         d.mkdir(parents=True, exist_ok=True)
     model = vl.ensure_tiny_model()
     shim = dirs["bin"] / "vllm"
-    shim.write_text(SHIM.format(python=sys.executable, e2e=str(HERE), port=LOCAL_PORT, model=str(model),
-                               venv=str(vl.venv_dir())))
+    shim.write_text(
+        SHIM.format(python=sys.executable, e2e=str(HERE), port=LOCAL_PORT, model=str(model), venv=str(vl.venv_dir()))
+    )
     shim.chmod(0o755)
     return dirs
 
@@ -136,13 +151,30 @@ def run_bake(job: dict[str, Any], dirs: dict[str, Path], timeout: float = 900) -
     t0 = time.monotonic()
     with open(log_path, "w") as log:
         cmd = [a.replace(f"127.0.0.1:{VLLM_PORT}/", f"127.0.0.1:{LOCAL_PORT}/") for a in c["command"]]
-        r = subprocess.run([*cmd, *c["args"]], env=_env(c, dirs), stdout=log, stderr=subprocess.STDOUT,
-                           timeout=timeout, start_new_session=True)
+        r = subprocess.run(
+            [*cmd, *c["args"]],
+            env=_env(c, dirs),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=timeout,
+            start_new_session=True,
+        )
     seconds = time.monotonic() - t0
     text = log_path.read_text(errors="replace")
     hit, evidence = detect_cache_hit(text)
-    res = RunResult("bake", r.returncode, seconds if r.returncode == 0 else None, str(log_path), hit, evidence,
-                    _timings(text), _count_files(dirs["cache"]), aot_hash_dirs(text), 0, _inductor_entries(dirs))
+    res = RunResult(
+        "bake",
+        r.returncode,
+        seconds if r.returncode == 0 else None,
+        str(log_path),
+        hit,
+        evidence,
+        _timings(text),
+        _count_files(dirs["cache"]),
+        aot_hash_dirs(text),
+        0,
+        _inductor_entries(dirs),
+    )
     # The PVC holds what the bake wrote; the pod-local cache dir starts empty, as an emptyDir does.
     shutil.rmtree(dirs["pvc"])
     shutil.copytree(dirs["cache"], dirs["pvc"], symlinks=True)
@@ -163,8 +195,9 @@ def run_serve(sts: dict[str, Any], dirs: dict[str, Path], role: str = "serve", t
     log_path = dirs["logs"] / f"{role}.log"
     t0 = time.monotonic()
     with open(log_path, "w") as log:
-        proc = subprocess.Popen([*c["command"], *c["args"]], env=_env(c, dirs), stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [*c["command"], *c["args"]], env=_env(c, dirs), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         vl.wait_healthy(LOCAL_PORT, timeout=timeout, proc=proc, log_path=log_path)
         seconds: float | None = time.monotonic() - t0
@@ -174,8 +207,19 @@ def run_serve(sts: dict[str, Any], dirs: dict[str, Path], role: str = "serve", t
         vl.stop_server(proc)
     text = log_path.read_text(errors="replace")
     hit, evidence = detect_cache_hit(text)
-    return RunResult(role, proc.returncode, seconds, str(log_path), hit, evidence, _timings(text),
-                     _count_files(dirs["cache"]), aot_hash_dirs(text), before, _inductor_entries(dirs))
+    return RunResult(
+        role,
+        proc.returncode,
+        seconds,
+        str(log_path),
+        hit,
+        evidence,
+        _timings(text),
+        _count_files(dirs["cache"]),
+        aot_hash_dirs(text),
+        before,
+        _inductor_entries(dirs),
+    )
 
 
 def as_dict(r: RunResult) -> dict[str, Any]:

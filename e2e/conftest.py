@@ -24,9 +24,10 @@ import re
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -46,9 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def tools_bin_dir() -> Path:
     """The directory of the locally built tools (it may not exist yet)."""
-    out = subprocess.run(
-        [str(BUILD_TOOLS_SH), "--print-dir"], check=True, capture_output=True, text=True
-    )
+    out = subprocess.run([str(BUILD_TOOLS_SH), "--print-dir"], check=True, capture_output=True, text=True)
     return Path(out.stdout.strip())
 
 
@@ -84,9 +83,7 @@ class LocalCluster:
     def _sh(self, *args: str, timeout: float = 300) -> str:
         if not self.is_local:
             raise RuntimeError("this needs the local cluster of e2e/cluster/cluster.sh")
-        out = subprocess.run(
-            [str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=timeout
-        )
+        out = subprocess.run([str(CLUSTER_SH), *args], capture_output=True, text=True, timeout=timeout)
         if out.returncode != 0:
             raise RuntimeError(f"cluster.sh {' '.join(args)} failed:\n{out.stderr}")
         return out.stdout.strip()
@@ -179,9 +176,7 @@ def kubectl(kubeconfig: Path) -> Callable[..., subprocess.CompletedProcess[str]]
         try:
             out = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
-            raise RuntimeError(
-                "kubectl not found: run e2e/cluster/build-tools.sh or put kubectl on PATH"
-            ) from None
+            raise RuntimeError("kubectl not found: run e2e/cluster/build-tools.sh or put kubectl on PATH") from None
         if check and out.returncode != 0:
             raise KubectlError(out.returncode, cmd, out.stdout, out.stderr)
         return out
@@ -200,9 +195,7 @@ def kube(kubeconfig: Path):
 
 @pytest.fixture(scope="session")
 def wait_until() -> Callable[..., Any]:
-    def wait(
-        predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, message: str = ""
-    ) -> Any:
+    def wait(predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.5, message: str = "") -> Any:
         deadline = time.monotonic() + timeout
         last_exc: Exception | None = None
         while True:
@@ -210,7 +203,7 @@ def wait_until() -> Callable[..., Any]:
                 value = predicate()
                 if value:
                     return value
-            except Exception as exc:  # noqa: BLE001 - retried until the deadline, then reported
+            except Exception as exc:
                 last_exc = exc
             if time.monotonic() > deadline:
                 detail = f" (last error: {last_exc!r})" if last_exc else ""
@@ -227,9 +220,7 @@ def namespace(request: pytest.FixtureRequest, kube, wait_until) -> str:
     core = client.CoreV1Api(kube)
     stem = re.sub(r"[^a-z0-9-]+", "-", request.node.name.lower()).strip("-")[:40].strip("-")
     name = f"e2e-{stem}-{uuid.uuid4().hex[:6]}"
-    core.create_namespace(
-        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={NAMESPACE_LABEL: "true"}))
-    )
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={NAMESPACE_LABEL: "true"})))
     # Pods are refused until the service account controller made the namespace's default account
     # (the ServiceAccount admission plugin is on), as on any real cluster.
     wait_until(

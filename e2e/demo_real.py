@@ -15,9 +15,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import real_node as rn  # noqa: E402
-import vllm_local  # noqa: E402
-from operator_harness import apply_qd, cond_is, kubectl_run, wait_for  # noqa: E402
+import real_node as rn
+import vllm_local
+from operator_harness import apply_qd, cond_is, kubectl_run, wait_for
 
 
 def install_operator() -> None:
@@ -30,12 +30,24 @@ def serve(namespace: str) -> None:
     images = rn.build_and_load("vllm-cpu")
     model_dir = vllm_local.ensure_tiny_model()
     kubectl_run("create", "namespace", namespace, check=False)
-    wait_for("default ServiceAccount", lambda: kubectl_run("-n", namespace, "get", "sa", "default",
-                                                           check=False).returncode == 0, timeout=30)
+    wait_for(
+        "default ServiceAccount",
+        lambda: kubectl_run("-n", namespace, "get", "sa", "default", check=False).returncode == 0,
+        timeout=30,
+    )
     claim = rn.tiny_model_volume(namespace, model_dir)
     spec = rn.standin_spec(images["vllm-cpu"].ref, model_dir, claim)
-    print(json.dumps({"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-                      "metadata": {"name": "tiny", "namespace": namespace}, "spec": spec}, indent=1))
+    print(
+        json.dumps(
+            {
+                "apiVersion": "qwenops.dev/v1alpha1",
+                "kind": "QwenDeployment",
+                "metadata": {"name": "tiny", "namespace": namespace},
+                "spec": spec,
+            },
+            indent=1,
+        )
+    )
     res = apply_qd(namespace, "tiny", spec)
     assert res.returncode == 0, res.stderr
     print("waiting for Ready: the bake Job runs vLLM in a pod, then the StatefulSet's pod seeds from its cache ...")
@@ -45,8 +57,10 @@ def serve(namespace: str) -> None:
     question = "What is Kubernetes?"
     body = rn.chat(url, "tiny-qwen3", question, max_tokens=24)
     print(f"\nPOST {url}/v1/chat/completions  ({question!r})")
-    print("answer (random weights, so the words are noise; the path is real):",
-          json.dumps(body["choices"][0]["message"]["content"]))
+    print(
+        "answer (random weights, so the words are noise; the path is real):",
+        json.dumps(body["choices"][0]["message"]["content"]),
+    )
     print(f"usage: {body['usage']}")
 
 

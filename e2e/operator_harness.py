@@ -31,6 +31,7 @@ PROMETHEUS_PORT = int(os.environ.get("QWEN_E2E_PROMETHEUS_PORT", "19090"))
 def die_with_parent() -> None:
     """In the child: get SIGTERM when the test process dies, so no operator outlives its pytest run."""
     import ctypes
+
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
@@ -39,6 +40,7 @@ def die_with_parent() -> None:
 
 def _free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -55,16 +57,29 @@ class OperatorProcess:
         self.metrics_port = _free_port()
 
     def start(self) -> None:
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "PYTHONUNBUFFERED": "1",
-               "PYTHONPATH": str(ROOT / "operator"), "QWEN_RESYNC_SECONDS": "5", "QWEN_METRICS_PORT": str(self.metrics_port),
-               "QWEN_HEALTH_PORT": "0",
-               "QWEN_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}", "QWEN_AUTOSCALE_TICK_SECONDS": "1",
-               **self.extra_env}
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONPATH": str(ROOT / "operator"),
+            "QWEN_RESYNC_SECONDS": "5",
+            "QWEN_METRICS_PORT": str(self.metrics_port),
+            "QWEN_HEALTH_PORT": "0",
+            "QWEN_PROMETHEUS_URL": f"http://127.0.0.1:{PROMETHEUS_PORT}",
+            "QWEN_AUTOSCALE_TICK_SECONDS": "1",
+            **self.extra_env,
+        }
         log = open(self.log_path, "ab")
         log.write(f"\n===== {self.name} started at {time.strftime('%H:%M:%S')} =====\n".encode())
         log.flush()
-        self.proc = subprocess.Popen([sys.executable, "-m", "qwen_operator.main"], env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=ROOT, preexec_fn=die_with_parent)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "qwen_operator.main"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            preexec_fn=die_with_parent,
+        )
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc and self.proc.poll() is None:
@@ -79,6 +94,7 @@ class OperatorProcess:
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a counter/gauge from the operator's own /metrics (0 when absent)."""
         import urllib.request
+
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
         total = 0.0
         for line in text.splitlines():
@@ -134,14 +150,16 @@ def condition(qd: dict[str, Any], ctype: str) -> dict[str, Any] | None:
     return None
 
 
-def cond_is(namespace: str, name: str, ctype: str, status: str, reason: str | None = None
-            ) -> Callable[[], dict[str, Any] | None]:
+def cond_is(
+    namespace: str, name: str, ctype: str, status: str, reason: str | None = None
+) -> Callable[[], dict[str, Any] | None]:
     def check() -> dict[str, Any] | None:
         qd = get_qd(namespace, name)
         c = condition(qd, ctype)
         if c and c["status"] == status and (reason is None or c["reason"] == reason):
             return qd
         return None
+
     return check
 
 
@@ -152,14 +170,19 @@ WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 def operator_writes(local_cluster: Any, since: int, namespace: str | None = None) -> list[dict[str, Any]]:
     """The operator's completed write calls in the apiserver's audit log after byte offset ``since`` (in
     ``namespace`` when given)."""
-    return [e for e in local_cluster.audit_events(since)
-            if e.get("user", {}).get("username") == OPERATOR_USER and e.get("stage") == "ResponseComplete"
-            and e.get("verb") in WRITE_VERBS
-            and (namespace is None or e.get("objectRef", {}).get("namespace") == namespace)]
+    return [
+        e
+        for e in local_cluster.audit_events(since)
+        if e.get("user", {}).get("username") == OPERATOR_USER
+        and e.get("stage") == "ResponseComplete"
+        and e.get("verb") in WRITE_VERBS
+        and (namespace is None or e.get("objectRef", {}).get("namespace") == namespace)
+    ]
 
 
-def wait_operator_quiet(local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0,
-                        timeout: float = 60) -> int:
+def wait_operator_quiet(
+    local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0, timeout: float = 60
+) -> int:
     """Wait until the operator made no write (in ``namespace``) for ``quiet_s`` seconds, and return the audit
     offset from then on. A condition seen True is written before that transition's Event, so a test that measures
     "what comes next" must first let the tail of the last reconcile land."""
@@ -183,11 +206,14 @@ def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
     own identity (a client certificate for OPERATOR_USER) so the audit log can attribute its calls."""
     kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl_run("wait", "--for=condition=Established", "crd/qwendeployments.qwenops.dev", "--timeout=60s")
-    prov_log = open(LOG_DIR / "provisioner.log", "ab") if LOG_DIR.mkdir(parents=True, exist_ok=True) is None \
-        else None
-    prov = subprocess.Popen([sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
-                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=prov_log,
-                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    prov_log = open(LOG_DIR / "provisioner.log", "ab") if LOG_DIR.mkdir(parents=True, exist_ok=True) is None else None
+    prov = subprocess.Popen(
+        [sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=prov_log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
     op_kubeconfig = kubeconfig
     if getattr(local_cluster, "audit_log", None) is not None:
         op_kubeconfig = local_cluster.user_kubeconfig(OPERATOR_USER)
@@ -202,6 +228,10 @@ def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
 
 
 def apply_qd(namespace: str, name: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:
-    doc = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-           "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    doc = {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
     return kubectl_run("apply", "-f", "-", input=json.dumps(doc), check=False)

@@ -19,15 +19,20 @@ from operator_harness import wait_for
 
 def scrape_config(namespace: str, name: str, port: int, replicas: int) -> str:
     """Prometheus config: the endpoint on ``port`` scraped once per replica label ``<name>-<i>``, every second."""
-    groups = [{"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace, "pod": f"{name}-{i}"}}
-              for i in range(replicas)]
-    cfg = {"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-           "scrape_configs": [{"job_name": "vllm", "metrics_path": "/metrics", "static_configs": groups}]}
+    groups = [
+        {"targets": [f"127.0.0.1:{port}"], "labels": {"namespace": namespace, "pod": f"{name}-{i}"}}
+        for i in range(replicas)
+    ]
+    cfg = {
+        "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+        "scrape_configs": [{"job_name": "vllm", "metrics_path": "/metrics", "static_configs": groups}],
+    }
     return json.dumps(cfg)
 
 
-def kubernetes_sd_config(api_server: str, ca_file: Path, token_file: Path, namespace: str | None,
-                         interval: str = "2s") -> str:
+def kubernetes_sd_config(
+    api_server: str, ca_file: Path, token_file: Path, namespace: str | None, interval: str = "2s"
+) -> str:
     """Prometheus config that discovers the vLLM pods (of ``namespace``, or all) through the API server (role pod,
     no static targets), as a cluster's Prometheus does, and labels each series with its namespace and pod."""
     meta = "__meta_kubernetes_"
@@ -37,13 +42,25 @@ def kubernetes_sd_config(api_server: str, ca_file: Path, token_file: Path, names
         {"source_labels": [f"{meta}namespace"], "target_label": "namespace"},
         {"source_labels": [f"{meta}pod_name"], "target_label": "pod"},
     ]
-    sd: dict[str, object] = {"role": "pod", "api_server": api_server, "tls_config": {"ca_file": str(ca_file)},
-                             "authorization": {"credentials_file": str(token_file)}}
+    sd: dict[str, object] = {
+        "role": "pod",
+        "api_server": api_server,
+        "tls_config": {"ca_file": str(ca_file)},
+        "authorization": {"credentials_file": str(token_file)},
+    }
     if namespace:
         sd["namespaces"] = {"names": [namespace]}
-    cfg = {"global": {"scrape_interval": interval, "evaluation_interval": interval},
-           "scrape_configs": [{"job_name": "vllm-pods", "metrics_path": "/metrics",
-                               "kubernetes_sd_configs": [sd], "relabel_configs": relabel}]}
+    cfg = {
+        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        "scrape_configs": [
+            {
+                "job_name": "vllm-pods",
+                "metrics_path": "/metrics",
+                "kubernetes_sd_configs": [sd],
+                "relabel_configs": relabel,
+            }
+        ],
+    }
     return json.dumps(cfg)
 
 
@@ -57,9 +74,16 @@ class Prometheus:
         exe = shutil.which("prometheus")
         assert exe, "prometheus is not on PATH (make tools builds it)"
         self.proc = subprocess.Popen(
-            [exe, f"--config.file={self.workdir / 'prometheus.yml'}", f"--storage.tsdb.path={self.workdir / 'data'}",
-             f"--web.listen-address={self.host}:{self.port}", "--storage.tsdb.retention.time=1h"],
-            stdout=open(self.workdir / "prometheus.log", "ab"), stderr=subprocess.STDOUT)
+            [
+                exe,
+                f"--config.file={self.workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address={self.host}:{self.port}",
+                "--storage.tsdb.retention.time=1h",
+            ],
+            stdout=open(self.workdir / "prometheus.log", "ab"),
+            stderr=subprocess.STDOUT,
+        )
         wait_for("prometheus ready", self._ready, timeout=60)
 
     def _ready(self) -> bool:
@@ -91,17 +115,18 @@ class ScriptedVllmMetrics:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+            def do_GET(self) -> None:
                 labels = '{model_name="tiny"}'
                 waiting = "NaN" if outer.waiting != outer.waiting else outer.waiting  # garbage on purpose
                 ts = "" if outer.frozen_at is None else f" {int(outer.frozen_at * 1000)}"
-                body = (f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{labels} {waiting}{ts}\n"
-                        f"# TYPE vllm:num_requests_running gauge\n"
-                        f"vllm:num_requests_running{labels} {outer.running}{ts}\n"
-                        f"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{labels} {outer.kv}{ts}\n"
-                        "# TYPE vllm:request_success_total counter\n"
-                        f'vllm:request_success_total{{finished_reason="stop",model_name="tiny"}} {outer.completed}{ts}\n'
-                        ).encode()
+                body = (
+                    f"# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{labels} {waiting}{ts}\n"
+                    f"# TYPE vllm:num_requests_running gauge\n"
+                    f"vllm:num_requests_running{labels} {outer.running}{ts}\n"
+                    f"# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{labels} {outer.kv}{ts}\n"
+                    "# TYPE vllm:request_success_total counter\n"
+                    f'vllm:request_success_total{{finished_reason="stop",model_name="tiny"}} {outer.completed}{ts}\n'
+                ).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain; version=0.0.4")
                 self.send_header("Content-Length", str(len(body)))

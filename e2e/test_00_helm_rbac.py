@@ -31,7 +31,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from operator_harness import OperatorProcess
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +43,7 @@ KC = Callable[..., subprocess.CompletedProcess[str]]
 
 
 # ---- helpers -----------------------------------------------------------------------------------------------------
+
 
 def other_operator_pids() -> list[tuple[int, int, str]]:
     """(pid, parent pid, cmdline) of qwen-operator processes on this machine (a read-only look at /proc)."""
@@ -67,11 +67,15 @@ def no_other_operator() -> None:
     others = other_operator_pids()
     mine = [o for o in others if o[1] == os.getpid()]
     if mine:
-        pytest.fail(f"an operator started by this pytest session is running ({mine}): the session `operator` "
-                    "fixture watches all namespaces and would mask missing RBAC; this module must run before it")
+        pytest.fail(
+            f"an operator started by this pytest session is running ({mine}): the session `operator` "
+            "fixture watches all namespaces and would mask missing RBAC; this module must run before it"
+        )
     if others:
-        pytest.skip(f"another qwen-operator runs on this machine ({others[0][0]}: {others[0][2][:80]}): it would "
-                    "reconcile this test's namespace too and mask missing permissions")
+        pytest.skip(
+            f"another qwen-operator runs on this machine ({others[0][0]}: {others[0][2][:80]}): it would "
+            "reconcile this test's namespace too and mask missing permissions"
+        )
 
 
 def helm_bin() -> str:
@@ -84,8 +88,13 @@ def helm_bin() -> str:
 @pytest.fixture(scope="module")
 def helm(kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[..., subprocess.CompletedProcess[str]]:
     home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
+    env = {
+        **os.environ,
+        "KUBECONFIG": str(kubeconfig),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+    }
     binary = helm_bin()
 
     def run(*args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -112,24 +121,37 @@ def sa_kubeconfig(kubectl: KC, namespace: str, sa: str, path: Path) -> Path:
     cluster = dict(admin["clusters"][0]["cluster"])
     if "certificate-authority" in cluster:  # a file path: embed it, the kubeconfig must stand alone
         cluster["certificate-authority-data"] = base64.b64encode(
-            Path(cluster.pop("certificate-authority")).read_bytes()).decode()
-    cfg = {"apiVersion": "v1", "kind": "Config",
-           "clusters": [{"name": "e2e", "cluster": {k: v for k, v in cluster.items()
-                                                    if k in ("server", "certificate-authority-data",
-                                                             "tls-server-name")}}],
-           "users": [{"name": sa, "user": {"token": token}}],
-           "contexts": [{"name": f"{sa}@e2e", "context": {"cluster": "e2e", "user": sa, "namespace": namespace}}],
-           "current-context": f"{sa}@e2e"}
+            Path(cluster.pop("certificate-authority")).read_bytes()
+        ).decode()
+    cfg = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "e2e",
+                "cluster": {
+                    k: v for k, v in cluster.items() if k in ("server", "certificate-authority-data", "tls-server-name")
+                },
+            }
+        ],
+        "users": [{"name": sa, "user": {"token": token}}],
+        "contexts": [{"name": f"{sa}@e2e", "context": {"cluster": "e2e", "user": sa, "namespace": namespace}}],
+        "current-context": f"{sa}@e2e",
+    }
     path.write_text(yaml.safe_dump(cfg))
     path.chmod(0o600)
     return path
 
 
 def qd_doc(namespace: str, name: str) -> str:
-    return json.dumps({"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-                       "metadata": {"name": name, "namespace": namespace},
-                       "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                "compileCache": {"enabled": False}}})
+    return json.dumps(
+        {
+            "apiVersion": "qwenops.dev/v1alpha1",
+            "kind": "QwenDeployment",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+        }
+    )
 
 
 def wait_for(what: str, fn: Callable[[], Any], timeout: float = 120, interval: float = 1.0) -> Any:
@@ -153,8 +175,14 @@ def bindings_of(kubectl: KC, sa_user: str, kind: str, namespace: str | None = No
     _, _, ns, name = sa_user.split(":")
     where = ["-n", namespace] if namespace else []
     items = (get_json(kubectl, *where, "get", kind) or {}).get("items", [])
-    return [b for b in items if any(s.get("kind") == "ServiceAccount" and s.get("name") == name
-                                    and s.get("namespace") == ns for s in b.get("subjects") or [])]
+    return [
+        b
+        for b in items
+        if any(
+            s.get("kind") == "ServiceAccount" and s.get("name") == name and s.get("namespace") == ns
+            for s in b.get("subjects") or []
+        )
+    ]
 
 
 FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
@@ -168,11 +196,21 @@ def release(helm, kubectl: KC, namespace: str) -> Iterator[str]:
     helm("uninstall", RELEASE, "-n", namespace, "--wait", check=False)
     items = (get_json(kubectl, "-n", namespace, "get", "qwendeployments") or {}).get("items", [])
     for it in items:
-        kubectl("-n", namespace, "patch", "qwendeployment", it["metadata"]["name"], "--type=merge",
-                "-p", '{"metadata":{"finalizers":null}}', check=False)
+        kubectl(
+            "-n",
+            namespace,
+            "patch",
+            "qwendeployment",
+            it["metadata"]["name"],
+            "--type=merge",
+            "-p",
+            '{"metadata":{"finalizers":null}}',
+            check=False,
+        )
 
 
 # ---- tests -------------------------------------------------------------------------------------------------------
+
 
 def test_helm_lint(helm):
     res = helm("lint", "--strict", str(CHART))
@@ -191,14 +229,25 @@ def test_schema_rejects_bad_values_at_install(helm, namespace):
     assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
 
 
-def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, release, local_cluster,
-                                                              tmp_path):
+def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, release, local_cluster, tmp_path):
     ns = release
     sa_user = f"system:serviceaccount:{ns}:{SA}"
 
     # -- install ---------------------------------------------------------------------------------------------------
-    helm("install", RELEASE, str(CHART), "-n", ns, "--set", f"watchNamespaces={{{ns}}}",
-         "--set", "resyncSeconds=5", "--wait", "--timeout", "120s")
+    helm(
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        ns,
+        "--set",
+        f"watchNamespaces={{{ns}}}",
+        "--set",
+        "resyncSeconds=5",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     crd = get_json(kubectl, "get", "crd", CRD_NAME)
     assert crd is not None, "the chart's crds/ did not install the CRD"
     kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
@@ -224,30 +273,50 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
 
     # -- what the account can and cannot do ------------------------------------------------------------------------
     cannot = [
-        ("get", "secrets", "-A"), ("list", "secrets", "-A"), ("watch", "secrets", "-A"),
-        ("get", "secrets", "-n", ns), ("list", "secrets", "-n", ns),
-        ("create", "clusterrolebindings"), ("create", "rolebindings", "-n", ns), ("escalate", "clusterroles"),
-        ("delete", "nodes"), ("patch", "nodes"),
-        ("create", "pods", "-n", ns), ("delete", "pods", "-n", ns), ("create", "pods", "--subresource=exec", "-n", ns),
-        ("delete", "namespaces"), ("create", "namespaces"),
-        ("update", "qwendeployments.qwenops.dev", "-n", ns), ("create", "qwendeployments.qwenops.dev", "-n", ns),
+        ("get", "secrets", "-A"),
+        ("list", "secrets", "-A"),
+        ("watch", "secrets", "-A"),
+        ("get", "secrets", "-n", ns),
+        ("list", "secrets", "-n", ns),
+        ("create", "clusterrolebindings"),
+        ("create", "rolebindings", "-n", ns),
+        ("escalate", "clusterroles"),
+        ("delete", "nodes"),
+        ("patch", "nodes"),
+        ("create", "pods", "-n", ns),
+        ("delete", "pods", "-n", ns),
+        ("create", "pods", "--subresource=exec", "-n", ns),
+        ("delete", "namespaces"),
+        ("create", "namespaces"),
+        ("update", "qwendeployments.qwenops.dev", "-n", ns),
+        ("create", "qwendeployments.qwenops.dev", "-n", ns),
         ("delete", "qwendeployments.qwenops.dev", "-n", ns),
         # The object itself is never patched (only its status): no Kopf finalizer, no annotations.
-        ("patch", "qwendeployments.qwenops.dev", "-n", ns), ("patch", "qwendeployments.qwenops.dev", "-A"),
+        ("patch", "qwendeployments.qwenops.dev", "-n", ns),
+        ("patch", "qwendeployments.qwenops.dev", "-A"),
         ("list", "customresourcedefinitions.apiextensions.k8s.io"),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
-        ("list", "namespaces"), ("watch", "namespaces"),
-        ("delete", "statefulsets", "-n", ns), ("create", "statefulsets", "-n", "default"),
-        ("get", "configmaps", "-n", ns), ("create", "serviceaccounts", "--subresource=token", "-n", ns),
-        ("*", "*"), ("*", "*", "-n", ns),
+        ("list", "namespaces"),
+        ("watch", "namespaces"),
+        ("delete", "statefulsets", "-n", ns),
+        ("create", "statefulsets", "-n", "default"),
+        ("get", "configmaps", "-n", ns),
+        ("create", "serviceaccounts", "--subresource=token", "-n", ns),
+        ("*", "*"),
+        ("*", "*", "-n", ns),
     ]
     allowed = [o for o in cannot if can_i(kubectl, sa_user, *o)]
     assert allowed == [], f"{sa_user} may: {allowed}"
     can = [
-        ("patch", "statefulsets", "-n", ns), ("create", "statefulsets", "-n", ns),
-        ("create", "events", "-n", ns), ("patch", "services", "-n", ns), ("create", "jobs.batch", "-n", ns),
-        ("create", "persistentvolumeclaims", "-n", ns), ("get", "pods", "--subresource=log", "-n", ns),
-        ("list", "nodes"), ("watch", "qwendeployments.qwenops.dev", "-n", ns),
+        ("patch", "statefulsets", "-n", ns),
+        ("create", "statefulsets", "-n", ns),
+        ("create", "events", "-n", ns),
+        ("patch", "services", "-n", ns),
+        ("create", "jobs.batch", "-n", ns),
+        ("create", "persistentvolumeclaims", "-n", ns),
+        ("get", "pods", "--subresource=log", "-n", ns),
+        ("list", "nodes"),
+        ("watch", "qwendeployments.qwenops.dev", "-n", ns),
         ("patch", "qwendeployments.qwenops.dev", "--subresource=status", "-n", ns),
     ]
     denied = [o for o in can if not can_i(kubectl, sa_user, *o)]
@@ -255,20 +324,28 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
 
     # -- the real operator as the ServiceAccount -------------------------------------------------------------------
     kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
-    who = json.loads(subprocess.run(["kubectl", "--kubeconfig", str(kc), "auth", "whoami", "-o", "json"],
-                                    capture_output=True, text=True, check=True).stdout)
+    who = json.loads(
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(kc), "auth", "whoami", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
     assert who["status"]["userInfo"]["username"] == sa_user
     audit_from = local_cluster.audit_offset() if local_cluster.is_local else 0
-    op = OperatorProcess(kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"},
-                         name=f"helm-rbac-{ns}")
+    op = OperatorProcess(
+        kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"}, name=f"helm-rbac-{ns}"
+    )
     log_start = op.log_path.stat().st_size if op.log_path.exists() else 0
     op.start()
     try:
         kubectl("apply", "-f", "-", input=qd_doc(ns, "q8"))
 
         def ready() -> dict[str, Any] | None:
-            assert op.proc is not None and op.proc.poll() is None, \
+            assert op.proc is not None and op.proc.poll() is None, (
                 f"operator exited:\n{op.log_text()[log_start:][-3000:]}"
+            )
             qd = get_json(kubectl, "-n", ns, "get", "qwendeployment", "q8") or {}
             st = qd.get("status") or {}
             return qd if st.get("phase") == "Ready" else None
@@ -290,27 +367,53 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
     assert "Traceback" not in log, log[-3000:]
 
     if local_cluster.is_local:
-        events = [e for e in local_cluster.audit_events(audit_from)
-                  if (e.get("objectRef") or {}).get("namespace") == ns]
+        events = [
+            e for e in local_cluster.audit_events(audit_from) if (e.get("objectRef") or {}).get("namespace") == ns
+        ]
         mine = [e for e in events if e["user"]["username"] == sa_user]
-        status_patches = [e for e in mine if e["objectRef"].get("resource") == "qwendeployments"
-                          and e["objectRef"].get("subresource") == "status" and e["verb"] == "patch"]
+        status_patches = [
+            e
+            for e in mine
+            if e["objectRef"].get("resource") == "qwendeployments"
+            and e["objectRef"].get("subresource") == "status"
+            and e["verb"] == "patch"
+        ]
         assert status_patches and all(e["responseStatus"]["code"] < 300 for e in status_patches)
         assert any(e["objectRef"].get("resource") == "statefulsets" and e["verb"] == "patch" for e in mine)
         assert [e for e in mine if e["responseStatus"]["code"] == 403] == []
         # The QwenDeployment itself was only read, never written (no finalizer, no annotations).
-        qd_writes = [(e["verb"], e["responseStatus"]["code"]) for e in mine
-                     if e["objectRef"].get("resource") == "qwendeployments" and not e["objectRef"].get("subresource")
-                     and e["verb"] not in ("get", "list", "watch")]
+        qd_writes = [
+            (e["verb"], e["responseStatus"]["code"])
+            for e in mine
+            if e["objectRef"].get("resource") == "qwendeployments"
+            and not e["objectRef"].get("subresource")
+            and e["verb"] not in ("get", "list", "watch")
+        ]
         assert qd_writes == [], qd_writes
         # Nobody else reconciled this namespace: the QwenDeployment's status was written only by the account.
-        others = {e["user"]["username"] for e in events if e["objectRef"].get("resource") == "qwendeployments"
-                  and e["objectRef"].get("subresource") == "status"} - {sa_user}
+        others = {
+            e["user"]["username"]
+            for e in events
+            if e["objectRef"].get("resource") == "qwendeployments" and e["objectRef"].get("subresource") == "status"
+        } - {sa_user}
         assert others == set(), f"status also written by {others}"
 
     # -- upgrade with a changed value ------------------------------------------------------------------------------
-    helm("upgrade", RELEASE, str(CHART), "-n", ns, "--reuse-values", "--set", "resyncSeconds=7",
-         "--set", "prometheusUrl=http://prometheus.monitoring:9090", "--wait", "--timeout", "120s")
+    helm(
+        "upgrade",
+        RELEASE,
+        str(CHART),
+        "-n",
+        ns,
+        "--reuse-values",
+        "--set",
+        "resyncSeconds=7",
+        "--set",
+        "prometheusUrl=http://prometheus.monitoring:9090",
+        "--wait",
+        "--timeout",
+        "120s",
+    )
     dep = get_json(kubectl, "-n", ns, "get", "deployment", SA)
     env = {e["name"]: e.get("value") for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["QWEN_RESYNC_SECONDS"] == "7"
@@ -357,16 +460,18 @@ def test_operator_runs_without_patch_on_qwendeployments(helm, kubectl, release, 
     assert not can_i(kubectl, sa_user, "update", "qwendeployments.qwenops.dev", "-n", ns)
     assert can_i(kubectl, sa_user, "patch", "qwendeployments.qwenops.dev", "--subresource=status", "-n", ns)
     kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
-    op = OperatorProcess(kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"},
-                         name=f"helm-rbac-strict-{ns}")
+    op = OperatorProcess(
+        kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"}, name=f"helm-rbac-strict-{ns}"
+    )
     log_start = op.log_path.stat().st_size if op.log_path.exists() else 0
     op.start()
     try:
         kubectl("apply", "-f", "-", input=qd_doc(ns, "q8"))
 
         def ready() -> dict[str, Any] | None:
-            assert op.proc is not None and op.proc.poll() is None, \
+            assert op.proc is not None and op.proc.poll() is None, (
                 f"operator exited:\n{op.log_text()[log_start:][-3000:]}"
+            )
             qd = get_json(kubectl, "-n", ns, "get", "qwendeployment", "q8") or {}
             return qd if (qd.get("status") or {}).get("phase") == "Ready" else None
 

@@ -21,20 +21,27 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 import real_node as rn
 import vllm_local
+from operator_harness import (
+    LOG_DIR,
+    apply_qd,
+    cond_is,
+    condition,
+    die_with_parent,
+    get_qd,
+    kubectl_json,
+    kubectl_run,
+    wait_for,
+)
 from prometheus_local import Prometheus, kubernetes_sd_config
-from operator_harness import LOG_DIR, apply_qd, condition, cond_is, die_with_parent, get_qd, kubectl_json, \
-    kubectl_run, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.vllm
 
 
 @pytest.fixture(scope="module")
-def real(local_cluster: Any, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory
-         ) -> Iterator[dict[str, Any]]:
+def real(local_cluster: Any, kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     if not local_cluster.is_local:
         pytest.skip("needs the local cluster's real node (e2e/cluster/real-node.sh)")
     node = kubectl_json("get", "node", rn.REAL_NODE)
@@ -42,16 +49,25 @@ def real(local_cluster: Any, kubeconfig: Path, tmp_path_factory: pytest.TempPath
     images = rn.build_and_load("operator", "vllm-cpu")
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     prov_log = open(LOG_DIR / "provisioner-real-node.log", "ab")
-    prov = subprocess.Popen([sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
-                            env={**os.environ, "KUBECONFIG": str(kubeconfig)}, stdout=prov_log,
-                            stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
+    prov = subprocess.Popen(
+        [sys.executable, str(ROOT / "e2e" / "cluster" / "local_provisioner.py")],
+        env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        stdout=prov_log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_parent,
+    )
     prom = _prometheus(kubeconfig, tmp_path_factory.mktemp("prometheus"))
     op = rn.PodOperator(images["operator"], prometheus_url=f"http://{prom.host}:{prom.port}")
     model_dir = vllm_local.ensure_tiny_model()
     try:
         op.install()
-        yield {"images": images, "operator": op, "model_dir": model_dir, "prometheus": prom,
-               "prometheus_url": f"http://{prom.host}:{prom.port}"}
+        yield {
+            "images": images,
+            "operator": op,
+            "model_dir": model_dir,
+            "prometheus": prom,
+            "prometheus_url": f"http://{prom.host}:{prom.port}",
+        }
     finally:
         (LOG_DIR / "operator-pod.log").write_text(op.logs())
         op.uninstall()
@@ -68,11 +84,18 @@ def _prometheus(kubeconfig: Path, workdir: Path) -> Prometheus:
     import base64
 
     import yaml
+
     kubectl_run("create", "namespace", "qwen-monitoring", check=False)
     kubectl_run("-n", "qwen-monitoring", "create", "serviceaccount", "prometheus", check=False)
     kubectl_run("create", "clusterrole", "qwen-prometheus", "--verb=get,list,watch", "--resource=pods", check=False)
-    kubectl_run("create", "clusterrolebinding", "qwen-prometheus", "--clusterrole=qwen-prometheus",
-                "--serviceaccount=qwen-monitoring:prometheus", check=False)
+    kubectl_run(
+        "create",
+        "clusterrolebinding",
+        "qwen-prometheus",
+        "--clusterrole=qwen-prometheus",
+        "--serviceaccount=qwen-monitoring:prometheus",
+        check=False,
+    )
     token = kubectl_run("-n", "qwen-monitoring", "create", "token", "prometheus", "--duration=3h").stdout.strip()
     (workdir / "token").write_text(token)
     cluster = yaml.safe_load(kubeconfig.read_text())["clusters"][0]["cluster"]
@@ -106,6 +129,7 @@ def test_operator_runs_as_a_pod_from_its_image_under_the_chart(real: dict[str, A
 def _get(url: str) -> str:
     """The body, or "" while the server does not answer yet."""
     import urllib.request
+
     try:
         with urllib.request.urlopen(url, timeout=5) as r:
             return r.read().decode()
@@ -118,8 +142,7 @@ def served(real: dict[str, Any], request: pytest.FixtureRequest) -> Iterator[dic
     """A compile-cached QwenDeployment of the tiny Qwen3 on the CPU stand-in, Ready."""
     ns = f"e2e-real-{os.getpid()}"
     kubectl_run("create", "namespace", ns)
-    wait_for("default ServiceAccount", lambda: kubectl_json("-n", ns, "get", "sa", "default", check=False),
-             timeout=30)
+    wait_for("default ServiceAccount", lambda: kubectl_json("-n", ns, "get", "sa", "default", check=False), timeout=30)
     claim = rn.tiny_model_volume(ns, real["model_dir"])
     spec = rn.standin_spec(real["images"]["vllm-cpu"].ref, real["model_dir"], claim)
     res = apply_qd(ns, "tiny", spec)
@@ -154,8 +177,9 @@ def test_serving_pod_seeded_from_the_cache_and_reported_hit_or_miss(served: dict
     assert pod["spec"]["nodeName"] == rn.REAL_NODE
     init = pod["status"]["initContainerStatuses"][0]
     assert init["state"]["terminated"]["exitCode"] == 0, init
-    qd = wait_for("per-pod cache evidence", lambda: _pod_evidence(ns, name, pod["metadata"]["name"]),
-                  timeout=180, interval=2)
+    qd = wait_for(
+        "per-pod cache evidence", lambda: _pod_evidence(ns, name, pod["metadata"]["name"]), timeout=180, interval=2
+    )
     entry = next(p for p in qd["status"]["compileCache"]["pods"] if p["pod"] == pod["metadata"]["name"])
     # The evidence is vLLM's own log line of that pod (read through the API server from the kubelet).
     log = kubectl_run("-n", ns, "logs", pod["metadata"]["name"], "-c", "vllm").stdout
@@ -187,14 +211,19 @@ def test_status_says_the_gpu_is_a_cpu_stand_in(served: dict[str, Any]) -> None:
     assert "CPU standing in for a GPU" in text, qd["status"]
 
 
-def test_prometheus_discovers_the_serving_pod_through_the_api_server(served: dict[str, Any],
-                                                                     real: dict[str, Any]) -> None:
+def test_prometheus_discovers_the_serving_pod_through_the_api_server(
+    served: dict[str, Any], real: dict[str, Any]
+) -> None:
     """Prometheus has no static target: Kubernetes discovery (role pod, a ServiceAccount token) finds the vLLM pod
     the operator created, and its vLLM series carry the namespace and pod labels the autoscaler queries."""
     ns, name, prom = served["namespace"], served["name"], real["prometheus_url"]
     rn.chat(rn.service_url(ns, name), "tiny-qwen3")
-    value = wait_for("the pod's completed requests in Prometheus", lambda: rn.prometheus_value(
-        prom, f'vllm:request_success_total{{namespace="{ns}",pod="{name}-0"}}'), timeout=120, interval=2)
+    value = wait_for(
+        "the pod's completed requests in Prometheus",
+        lambda: rn.prometheus_value(prom, f'vllm:request_success_total{{namespace="{ns}",pod="{name}-0"}}'),
+        timeout=120,
+        interval=2,
+    )
     assert value >= 1
 
 
@@ -202,11 +231,13 @@ FAULTS = {
     # kubelet: the image is in no store and no registry answers.
     "noimage": ({"image": "localhost/qwen/not-built:0"}, ("ErrImagePull", "ImagePullBackOff"), None),
     # vLLM (torch alone) needs far more than 300 MiB: the kernel OOM-kills the container.
-    "oom": ({"resources": {"cpu": "250m", "memory": "300Mi", "shmSize": "64Mi"}}, ("CrashLoopBackOff",),
-            "OOMKilled"),
+    "oom": ({"resources": {"cpu": "250m", "memory": "300Mi", "shmSize": "64Mi"}}, ("CrashLoopBackOff",), "OOMKilled"),
     # The model directory does not exist on the volume: vLLM exits at start, again and again.
-    "crash": ({"model": {"source": {"type": "pvc", "pvcName": "tiny-model", "pvcPath": "no-such-model"}}},
-              ("CrashLoopBackOff",), None),
+    "crash": (
+        {"model": {"source": {"type": "pvc", "pvcName": "tiny-model", "pvcPath": "no-such-model"}}},
+        ("CrashLoopBackOff",),
+        None,
+    ),
 }
 
 
@@ -216,16 +247,24 @@ def test_faults_on_a_real_node_show_the_kubelets_reason_and_leave_nothing(real: 
     try:
         claim = rn.tiny_model_volume(ns, real["model_dir"])
         for name, (patch, _, _) in FAULTS.items():
-            spec = rn.standin_spec(real["images"]["vllm-cpu"].ref, real["model_dir"], claim,
-                                   compileCache={"enabled": False},
-                                   **{k: v for k, v in patch.items() if k != "model"})
+            spec = rn.standin_spec(
+                real["images"]["vllm-cpu"].ref,
+                real["model_dir"],
+                claim,
+                compileCache={"enabled": False},
+                **{k: v for k, v in patch.items() if k != "model"},
+            )
             if "model" in patch:
                 spec["model"] = {**spec["model"], **patch["model"]}
             res = apply_qd(ns, name, spec)
             assert res.returncode == 0, res.stderr
         for name, (_, reasons, detail) in FAULTS.items():
-            qd = wait_for(f"{name}: Degraded with the kubelet's reason",
-                          lambda n=name, r=reasons: _degraded_with(ns, n, r), timeout=300, interval=2)
+            qd = wait_for(
+                f"{name}: Degraded with the kubelet's reason",
+                lambda n=name, r=reasons: _degraded_with(ns, n, r),
+                timeout=300,
+                interval=2,
+            )
             msg = condition(qd, "Degraded")["message"]
             if detail:
                 assert detail in msg, msg

@@ -10,9 +10,8 @@ import threading
 import time
 
 import pytest
-
 import vllm_local as vl
-from operator_harness import (  # noqa: F401
+from operator_harness import (
     PROMETHEUS_PORT,
     apply_qd,
     cond_is,
@@ -22,6 +21,7 @@ from operator_harness import (  # noqa: F401
     wait_for,
 )
 from prometheus_local import Prometheus, scrape_config
+
 from qwen_operator.adapters.prometheus import read_replicas
 
 NAME = "scaled"
@@ -35,6 +35,7 @@ def _load(port: int, stop: threading.Event, concurrency: int) -> None:
                 vl.http_post_json(f"http://127.0.0.1:{port}/v1/completions", body, timeout=120)
             except Exception:
                 time.sleep(0.2)
+
     threads = [threading.Thread(target=worker, daemon=True) for _ in range(concurrency)]
     for t in threads:
         t.start()
@@ -54,8 +55,23 @@ def vllm_server(tmp_path):
     port = vl.free_port()
     log = tmp_path / "vllm.log"
     # max-num-seqs 2: a handful of concurrent requests is enough to build a real queue on 2 CPU cores.
-    proc = vl.start_server(["vllm", "serve", str(model), "--served-model-name", "tiny", "--max-num-seqs", "2",
-                            "--max-model-len", "512", "--enforce-eager"], env={}, port=port, log_path=log)
+    proc = vl.start_server(
+        [
+            "vllm",
+            "serve",
+            str(model),
+            "--served-model-name",
+            "tiny",
+            "--max-num-seqs",
+            "2",
+            "--max-model-len",
+            "512",
+            "--enforce-eager",
+        ],
+        env={},
+        port=port,
+        log_path=log,
+    )
     try:
         vl.wait_healthy(port, timeout=400, proc=proc, log_path=log)
         yield port
@@ -67,26 +83,50 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
     prom = Prometheus(scrape_config(namespace, NAME, vllm_server, replicas=4), PROMETHEUS_PORT, tmp_path)
     prom.start()
     try:
-        apply_qd(namespace, NAME, {
-            "model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-            "compileCache": {"enabled": False}, "serving": {"maxNumSeqs": 2},
-            "autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4, "warmPool": 0,
-                            "targetQueuePerReplica": 1, "intervalSeconds": 2,
-                            "scaleDownStabilizationSeconds": 20,
-                            # the shortest cycle the API takes: its history must reach status through the
-                            # real apiserver (status.autoscaling.policyState preserves unknown fields)
-                            "seasonalPeriodSeconds": 600}})
-        wait_for("autoscaling active at 1 replica", lambda: (cond_is(namespace, NAME, "AutoscalingActive", "True")()
-                                                             and sts_replicas(namespace) == 1), timeout=90)
+        apply_qd(
+            namespace,
+            NAME,
+            {
+                "model": {"name": "Qwen/Qwen3-0.6B"},
+                "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+                "compileCache": {"enabled": False},
+                "serving": {"maxNumSeqs": 2},
+                "autoscaling": {
+                    "enabled": True,
+                    "minReplicas": 1,
+                    "maxReplicas": 4,
+                    "warmPool": 0,
+                    "targetQueuePerReplica": 1,
+                    "intervalSeconds": 2,
+                    "scaleDownStabilizationSeconds": 20,
+                    # the shortest cycle the API takes: its history must reach status through the
+                    # real apiserver (status.autoscaling.policyState preserves unknown fields)
+                    "seasonalPeriodSeconds": 600,
+                },
+            },
+        )
+        wait_for(
+            "autoscaling active at 1 replica",
+            lambda: cond_is(namespace, NAME, "AutoscalingActive", "True")() and sts_replicas(namespace) == 1,
+            timeout=90,
+        )
         stop = threading.Event()
         loader = threading.Thread(target=_load, args=(vllm_server, stop, 12), daemon=True)
         loader.start()
         try:
             wait_for("scale-up on queue depth", lambda: sts_replicas(namespace) >= 2, timeout=180)
             # The scale-up is recorded as an Event (status shows the latest decision, which may already be a hold).
-            ups = wait_for("a ScaleUp event", lambda: [e for e in kubectl_json(
-                "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")["items"]
-                if e["reason"].startswith("ScaleUp")], timeout=30)
+            ups = wait_for(
+                "a ScaleUp event",
+                lambda: [
+                    e
+                    for e in kubectl_json(
+                        "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}"
+                    )["items"]
+                    if e["reason"].startswith("ScaleUp")
+                ],
+                timeout=30,
+            )
             first = min(ups, key=lambda e: int(e["metadata"]["resourceVersion"]))  # the earliest created
             assert re.match(r"1 -> [2-4] replicas: ", first["message"]), [e["message"][:40] for e in ups]
             qd = get_qd(namespace, NAME)
@@ -94,23 +134,48 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
             assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
             # The throughput signal: vLLM's completion counter, read through Prometheus by the operator's adapter.
             url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
-            rates = wait_for("a completion rate from vllm:request_success_total", lambda: [
-                s.request_rate for s in read_replicas(url, namespace, NAME).samples.values()
-                if s.request_rate is not None and s.request_rate > 0], timeout=90, interval=3)
+            rates = wait_for(
+                "a completion rate from vllm:request_success_total",
+                lambda: [
+                    s.request_rate
+                    for s in read_replicas(url, namespace, NAME).samples.values()
+                    if s.request_rate is not None and s.request_rate > 0
+                ],
+                timeout=90,
+                interval=3,
+            )
             assert all(0 < r < 100 for r in rates), rates
             # Work per request: the sums of vLLM's per-request token histograms (prompt tokens computed + generated),
             # so the learned service rate is in tokens/s and follows the request mix.
-            pairs = wait_for("token rates from vLLM's per-request token histograms", lambda: [
-                (s.request_rate, s.token_rate) for s in read_replicas(url, namespace, NAME).samples.values()
-                if s.request_rate and s.token_rate], timeout=90, interval=3)
+            pairs = wait_for(
+                "token rates from vLLM's per-request token histograms",
+                lambda: [
+                    (s.request_rate, s.token_rate)
+                    for s in read_replicas(url, namespace, NAME).samples.values()
+                    if s.request_rate and s.token_rate
+                ],
+                timeout=90,
+                interval=3,
+            )
             # each request: a 40-word prompt and at most 48 generated tokens
             assert all(2 < tok / req < 1000 for req, tok in pairs), pairs
-            assert wait_for("policy state in tokens/s", lambda: get_qd(namespace, NAME)["status"]["autoscaling"][
-                "policyState"].get("rateUnit") == "tokens", timeout=60, interval=3)
+            assert wait_for(
+                "policy state in tokens/s",
+                lambda: get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("rateUnit") == "tokens",
+                timeout=60,
+                interval=3,
+            )
             # The seasonal history (completion rates per bucket of the 600 s cycle) is recorded and persisted.
-            season = wait_for("the seasonal history in status", lambda: [
-                e for e in get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("season", [])
-                if e[0] >= 0 and e[1] > 0], timeout=60, interval=3)
+            season = wait_for(
+                "the seasonal history in status",
+                lambda: [
+                    e
+                    for e in get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("season", [])
+                    if e[0] >= 0 and e[1] > 0
+                ],
+                timeout=60,
+                interval=3,
+            )
             assert len(get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"]["season"]) == 96
             assert all(0 < e[1] < 1000 for e in season), season
             # Prometheus goes away while scaled up: hold the size (no scale-down on missing data), say why.
@@ -118,13 +183,17 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
         finally:
             stop.set()
             loader.join(timeout=150)
-        events = kubectl_json("-n", namespace, "get", "events", "--field-selector",
-                              f"involvedObject.name={NAME}")["items"]
+        events = kubectl_json("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")[
+            "items"
+        ]
         assert any(e["reason"].startswith("ScaleUp") for e in events)
         # Wait for the hold that Prometheus' absence causes: a sample the operator refuses as garbage (vLLM's
         # kv_cache_usage of NaN, seen once here) holds too, with its own reason, and may come first.
-        qd = wait_for("AutoscalingActive=False", cond_is(namespace, NAME, "AutoscalingActive", "False",
-                                                         "HoldMetricsMissing"), timeout=60)
+        qd = wait_for(
+            "AutoscalingActive=False",
+            cond_is(namespace, NAME, "AutoscalingActive", "False", "HoldMetricsMissing"),
+            timeout=60,
+        )
         assert "Prometheus" in condition(qd, "AutoscalingActive")["message"]
         # From the moment the operator saw the metrics go missing, the size must hold (decisions taken on the
         # last live scrapes before that may still land, so the size is read after the condition flips).

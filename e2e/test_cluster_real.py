@@ -86,8 +86,10 @@ def test_crd_openapi_schema_rejects_invalid_custom_resource(kube, kubectl, names
     ext.create_custom_resource_definition(crd)
     try:
         wait_until(
-            lambda: (c := _condition(ext.read_custom_resource_definition(f"{plural}.{group}"), "Established"))
-            and c.status == "True",
+            lambda: (
+                (c := _condition(ext.read_custom_resource_definition(f"{plural}.{group}"), "Established"))
+                and c.status == "True"
+            ),
             timeout=30,
             message="CRD Established",
         )
@@ -194,9 +196,7 @@ def test_garbage_collector_deletes_dependents_of_a_deleted_owner(kube, namespace
     owner = core.create_namespaced_config_map(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"a": "1"})
     )
-    ref = client.V1OwnerReference(
-        api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid
-    )
+    ref = client.V1OwnerReference(api_version="v1", kind="ConfigMap", name="owner", uid=owner.metadata.uid)
     core.create_namespaced_config_map(
         namespace,
         client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[ref]), data={"b": "2"}),
@@ -241,8 +241,10 @@ def test_deleting_a_deployment_collects_its_replicaset_and_pods(kube, namespace,
 
     apps.delete_namespaced_deployment("web", namespace, propagation_policy="Background")
     wait_until(
-        lambda: not apps.list_namespaced_replica_set(namespace, label_selector="app=web").items
-        and not core.list_namespaced_pod(namespace, label_selector="app=web").items,
+        lambda: (
+            not apps.list_namespaced_replica_set(namespace, label_selector="app=web").items
+            and not core.list_namespaced_pod(namespace, label_selector="app=web").items
+        ),
         timeout=90,
         message="ReplicaSet and pods of the deleted Deployment collected",
     )
@@ -290,22 +292,22 @@ def test_audit_log_records_write_calls(local_cluster, kube, namespace, wait_unti
         pytest.skip("the audit log path is only known for the local cluster")
     core = client.CoreV1Api(kube)
     offset = local_cluster.audit_offset()
-    core.create_namespaced_config_map(
-        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="audited"))
-    )
+    core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="audited")))
     core.read_namespaced_config_map("audited", namespace)
 
     def events():
         return [
             e
             for e in local_cluster.audit_events(offset)
-            if e.get("objectRef", {}).get("namespace") == namespace
-            and e["objectRef"].get("resource") == "configmaps"
+            if e.get("objectRef", {}).get("namespace") == namespace and e["objectRef"].get("resource") == "configmaps"
         ]
 
     # (the root-CA publisher's kube-root-ca.crt may be created in the new namespace meanwhile: not ours)
-    found = wait_until(lambda: [e for e in events() if e["verb"] == "create"
-                                and e["objectRef"].get("name") == "audited"], timeout=15, message="audit event")
+    found = wait_until(
+        lambda: [e for e in events() if e["verb"] == "create" and e["objectRef"].get("name") == "audited"],
+        timeout=15,
+        message="audit event",
+    )
     assert len(found) == 1, found
     assert found[0]["stage"] == "ResponseComplete"
     assert found[0]["level"] == "Metadata"

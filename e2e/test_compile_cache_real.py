@@ -7,18 +7,25 @@ from __future__ import annotations
 import copy
 import json
 
+import compile_cache_local as ccl
 import pytest
 
-import compile_cache_local as ccl
 from qwen_operator.manifests.plan import ClusterView, plan
 
-SPEC = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-        "serving": {"maxModelLen": 512, "maxNumSeqs": 4}}
+SPEC = {
+    "model": {"name": "Qwen/Qwen3-0.6B"},
+    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    "serving": {"maxModelLen": 512, "maxNumSeqs": 4},
+}
 
 
 def _body(spec):
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": "cc", "namespace": "ns", "uid": "u1", "generation": 1}, "spec": spec}
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": "cc", "namespace": "ns", "uid": "u1", "generation": 1},
+        "spec": spec,
+    }
 
 
 def rendered(spec):
@@ -37,16 +44,22 @@ def runs(tmp_path_factory):
     job, sts = rendered(SPEC)
     assert sts["spec"]["template"]["spec"]["initContainers"], "serving pods must seed from the baked cache"
     cold_spec = {**SPEC, "compileCache": {"enabled": False}}
-    cold_sts = next(o for o in plan(_body(cold_spec), ClusterView(None, {}, [], 1, 8), "t").apply
-                    if o["kind"] == "StatefulSet")
+    cold_sts = next(
+        o for o in plan(_body(cold_spec), ClusterView(None, {}, [], 1, 8), "t").apply if o["kind"] == "StatefulSet"
+    )
     baked_dirs = ccl.prepare(tmp_path_factory.mktemp("baked"))
     bake = ccl.run_bake(job, baked_dirs)
     warm = ccl.run_serve(sts, baked_dirs, role="serve-from-baked-cache")
     cold_dirs = ccl.prepare(tmp_path_factory.mktemp("cold"))
     cold = ccl.run_serve(cold_sts, cold_dirs, role="serve-cold")
-    out = {"bake": ccl.as_dict(bake), "warm": ccl.as_dict(warm), "cold": ccl.as_dict(cold),
-           "bake_record": json.loads((baked_dirs["pvc"] / "qwen-bake-record.json").read_text())
-           if (baked_dirs["pvc"] / "qwen-bake-record.json").exists() else None}
+    out = {
+        "bake": ccl.as_dict(bake),
+        "warm": ccl.as_dict(warm),
+        "cold": ccl.as_dict(cold),
+        "bake_record": json.loads((baked_dirs["pvc"] / "qwen-bake-record.json").read_text())
+        if (baked_dirs["pvc"] / "qwen-bake-record.json").exists()
+        else None,
+    }
     print(json.dumps(out, indent=2))
     return out
 

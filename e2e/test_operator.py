@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from operator_harness import (  # noqa: F401
+from operator_harness import (
     apply_qd,
     cond_is,
     condition,
@@ -28,8 +27,11 @@ def sts(namespace: str, name: str):
 
 
 def test_qwen3_8b_tp1_reaches_ready(operator, namespace):
-    apply_qd(namespace, "q8", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                               "serving": {"maxModelLen": 32768}})
+    apply_qd(
+        namespace,
+        "q8",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "serving": {"maxModelLen": 32768}},
+    )
     qd = wait_for("Qwen3-8B Ready", cond_is(namespace, "q8", "Ready", "True"), timeout=120)
     st = qd["status"]
     assert condition(qd, "Validated")["status"] == "True"
@@ -48,8 +50,16 @@ def test_qwen3_8b_tp1_reaches_ready(operator, namespace):
 
 
 def test_qwen25_72b_tp4_reaches_ready(operator, namespace):
-    apply_qd(namespace, "q72", {"model": {"name": "Qwen/Qwen2.5-72B-Instruct"}, "parallelism": {"tensor": 4},
-                                "gpu": {"product": H100}, "serving": {"maxModelLen": 32768}})
+    apply_qd(
+        namespace,
+        "q72",
+        {
+            "model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
+            "parallelism": {"tensor": 4},
+            "gpu": {"product": H100},
+            "serving": {"maxModelLen": 32768},
+        },
+    )
     qd = wait_for("72B TP4 Ready", cond_is(namespace, "q72", "Ready", "True"), timeout=120)
     limits = sts(namespace, "q72")["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
     assert limits["nvidia.com/gpu"] == "4"
@@ -57,8 +67,16 @@ def test_qwen25_72b_tp4_reaches_ready(operator, namespace):
 
 
 def test_72b_tp1_rejected_by_fit_check_with_numbers(operator, namespace):
-    apply_qd(namespace, "big", {"model": {"name": "Qwen/Qwen2.5-72B-Instruct"}, "gpu": {"product": H100},
-                                "serving": {"maxModelLen": 32768}, "compileCache": {"enabled": False}})
+    apply_qd(
+        namespace,
+        "big",
+        {
+            "model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
+            "gpu": {"product": H100},
+            "serving": {"maxModelLen": 32768},
+            "compileCache": {"enabled": False},
+        },
+    )
     qd = wait_for("Validated=False", cond_is(namespace, "big", "Validated", "False", "DoesNotFit"))
     msg = condition(qd, "Validated")["message"]
     assert "weights" in msg and "GiB" in msg and "tensor" in msg
@@ -70,20 +88,33 @@ def test_72b_tp1_rejected_by_fit_check_with_numbers(operator, namespace):
 
 
 def test_cross_family_draft_rejected_for_vocab(operator, namespace):
-    apply_qd(namespace, "spec", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                 "speculativeDecoding": {"method": "draft_model",
-                                                         "draftModel": "Qwen/Qwen2.5-7B-Instruct"}})
+    apply_qd(
+        namespace,
+        "spec",
+        {
+            "model": {"name": "Qwen/Qwen3-8B"},
+            "gpu": {"product": H100},
+            "speculativeDecoding": {"method": "draft_model", "draftModel": "Qwen/Qwen2.5-7B-Instruct"},
+        },
+    )
     qd = wait_for("VocabMismatch", cond_is(namespace, "spec", "Validated", "False", "VocabMismatch"))
     assert "152,064" in condition(qd, "Validated")["message"]
     assert sts(namespace, "spec") is None
 
 
 def test_sixteen_gpus_per_pod_is_degraded_unschedulable(operator, namespace):
-    apply_qd(namespace, "huge", {"model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
-                                 "parallelism": {"tensor": 8, "pipeline": 2}, "gpu": {"product": H100},
-                                 "serving": {"maxModelLen": 32768}, "compileCache": {"enabled": False}})
-    qd = wait_for("Degraded Unschedulable", cond_is(namespace, "huge", "Degraded", "True", "Unschedulable"),
-                  timeout=90)
+    apply_qd(
+        namespace,
+        "huge",
+        {
+            "model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
+            "parallelism": {"tensor": 8, "pipeline": 2},
+            "gpu": {"product": H100},
+            "serving": {"maxModelLen": 32768},
+            "compileCache": {"enabled": False},
+        },
+    )
+    qd = wait_for("Degraded Unschedulable", cond_is(namespace, "huge", "Degraded", "True", "Unschedulable"), timeout=90)
     assert "nvidia.com/gpu" in condition(qd, "Degraded")["message"]
     assert condition(qd, "GPUsAvailable")["reason"] == "NotEnoughGPUsPerNode"
     assert qd["status"]["phase"] == "Degraded"
@@ -92,8 +123,7 @@ def test_sixteen_gpus_per_pod_is_degraded_unschedulable(operator, namespace):
 def test_schema_and_cel_rejections_come_from_the_apiserver(operator, namespace):
     res = apply_qd(namespace, "bad1", {"model": {"name": "Qwen/Qwen3-8B"}, "parallelism": {"tensor": 0}})
     assert res.returncode != 0 and "spec.parallelism.tensor" in res.stderr
-    res = apply_qd(namespace, "bad2", {"model": {"name": "Qwen/Qwen3-8B"},
-                                       "speculativeDecoding": {"method": "eagle3"}})
+    res = apply_qd(namespace, "bad2", {"model": {"name": "Qwen/Qwen3-8B"}, "speculativeDecoding": {"method": "eagle3"}})
     assert res.returncode != 0 and "draftModel is required" in res.stderr
     res = apply_qd(namespace, "bad3", {"model": {"name": "Qwen/Qwen3-8B"}, "quantization": "gguf"})
     assert res.returncode != 0 and "Unsupported value" in res.stderr
@@ -101,8 +131,11 @@ def test_schema_and_cel_rejections_come_from_the_apiserver(operator, namespace):
 
 
 def test_kubectl_get_and_explain_read_well(operator, namespace):
-    apply_qd(namespace, "show", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                 "compileCache": {"enabled": False}})
+    apply_qd(
+        namespace,
+        "show",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+    )
     wait_for("Ready", cond_is(namespace, "show", "Ready", "True"))
     out = kubectl_run("-n", namespace, "get", "qwen").stdout
     header, row = out.splitlines()[:2]
@@ -113,27 +146,38 @@ def test_kubectl_get_and_explain_read_well(operator, namespace):
 
 
 def test_drift_corrected_and_deletion_cascades(operator, namespace):
-    apply_qd(namespace, "drift", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                  "compileCache": {"enabled": False}})
+    apply_qd(
+        namespace,
+        "drift",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+    )
     wait_for("Ready", cond_is(namespace, "drift", "Ready", "True"))
     kubectl_run("-n", namespace, "scale", "statefulset", "drift", "--replicas=3")
     wait_for("replicas restored", lambda: sts(namespace, "drift")["spec"]["replicas"] == 1, timeout=60)
     kubectl_run("-n", namespace, "delete", "statefulset", "drift", "--wait=true")
     wait_for("statefulset recreated", lambda: sts(namespace, "drift") is not None, timeout=60)
     kubectl_run("-n", namespace, "delete", "service", "drift")
-    wait_for("service recreated", lambda: kubectl_json("-n", namespace, "get", "service", "drift", check=False),
-             timeout=60)
+    wait_for(
+        "service recreated", lambda: kubectl_json("-n", namespace, "get", "service", "drift", check=False), timeout=60
+    )
     kubectl_run("-n", namespace, "delete", "qwendeployment", "drift")
-    wait_for("children garbage-collected", lambda: sts(namespace, "drift") is None and
-             kubectl_json("-n", namespace, "get", "service", "drift", check=False) is None, timeout=90)
+    wait_for(
+        "children garbage-collected",
+        lambda: (
+            sts(namespace, "drift") is None
+            and kubectl_json("-n", namespace, "get", "service", "drift", check=False) is None
+        ),
+        timeout=90,
+    )
 
 
 def test_spec_change_rebakes_then_rolls_out(operator, namespace):
     apply_qd(namespace, "roll", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}})
     first = wait_for("Ready", cond_is(namespace, "roll", "Ready", "True"), timeout=120)
     key1 = first["status"]["compileCache"]["key"]
-    apply_qd(namespace, "roll", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                 "serving": {"maxNumSeqs": 64}})
+    apply_qd(
+        namespace, "roll", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "serving": {"maxNumSeqs": 64}}
+    )
 
     def rolled():
         qd = get_qd(namespace, "roll")
@@ -141,12 +185,16 @@ def test_spec_change_rebakes_then_rolls_out(operator, namespace):
         s = sts(namespace, "roll")
         args = s["spec"]["template"]["spec"]["containers"][0]["args"]
         return cc.get("key") != key1 and cc.get("state") == "Ready" and "64" in args[args.index("--max-num-seqs") + 1]
+
     wait_for("new key baked and rolled out", rolled, timeout=120)
     jobs = kubectl_json("-n", namespace, "get", "jobs", "-l", "app.kubernetes.io/name=qwen-compile-cache")["items"]
     assert len(jobs) == 2
     # Same key from another deployment: no second bake.
-    apply_qd(namespace, "roll2", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                  "serving": {"maxNumSeqs": 64}})
+    apply_qd(
+        namespace,
+        "roll2",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "serving": {"maxNumSeqs": 64}},
+    )
     wait_for("roll2 Ready", cond_is(namespace, "roll2", "Ready", "True"), timeout=120)
     jobs = kubectl_json("-n", namespace, "get", "jobs", "-l", "app.kubernetes.io/name=qwen-compile-cache")["items"]
     assert len(jobs) == 2
@@ -156,8 +204,11 @@ def test_bake_that_cannot_finish_fails_and_policy_applies(operator, namespace):
     # No node offers an L4: the bake pod never runs, its deadline passes, the Job fails.
     base = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": "NVIDIA-L4"}}
     apply_qd(namespace, "cold", {**base, "compileCache": {"bakeTimeoutSeconds": 60, "onBakeFailure": "ServeCold"}})
-    apply_qd(namespace, "wait", {**base, "serving": {"maxNumSeqs": 8},
-                                 "compileCache": {"bakeTimeoutSeconds": 60, "onBakeFailure": "Wait"}})
+    apply_qd(
+        namespace,
+        "wait",
+        {**base, "serving": {"maxNumSeqs": 8}, "compileCache": {"bakeTimeoutSeconds": 60, "onBakeFailure": "Wait"}},
+    )
     qd = wait_for("BakeFailed", cond_is(namespace, "cold", "CompileCacheReady", "False", "BakeFailed"), timeout=150)
     assert "DeadlineExceeded" in condition(qd, "CompileCacheReady")["message"]
     wait_for("ServeCold rolls out", lambda: sts(namespace, "cold") is not None, timeout=30)
@@ -181,6 +232,7 @@ def test_idle_resyncs_make_no_write_calls(operator, namespace, local_cluster):
     """With nothing changed, periodic resyncs (every 5 s here) write nothing: counted in the apiserver's own
     audit log, by the operator's identity."""
     from operator_harness import operator_writes, wait_operator_quiet
+
     for n in ("idle-a", "idle-b"):
         apply_qd(namespace, n, {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}})
     for n in ("idle-a", "idle-b"):

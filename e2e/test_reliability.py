@@ -36,8 +36,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from kubernetes.client.exceptions import ApiException
-
-from operator_harness import (  # noqa: F401
+from operator_harness import (
     apply_qd,
     cond_is,
     condition,
@@ -46,6 +45,7 @@ from operator_harness import (  # noqa: F401
     kubectl_run,
     wait_for,
 )
+
 from qwen_operator.adapters.kube import Kube
 from qwen_operator.domain.validation import validate
 from qwen_operator.manifests.cache import ANNOTATION_BAKED
@@ -62,17 +62,25 @@ CACHE_KEY_LABEL = "qwenops.dev/compile-cache-key"
 
 # ---- (a) what the operator accepts, the apiserver accepts ---------------------------------------------------------
 
+
 def sample_valid_specs(n: int, budget: int = 300) -> list[dict[str, Any]]:
     """n distinct specs validate() accepts, spread over `budget` examples of the unit fuzz strategy
     (deterministic; hypothesis starts with small specs and grows them, so the sample is taken evenly across)."""
     found: dict[str, dict[str, Any]] = {}
 
-    @settings(max_examples=budget, derandomize=True, database=None, deadline=None, phases=(Phase.generate,),
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=budget,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=(Phase.generate,),
+        suppress_health_check=list(HealthCheck),
+    )
     @given(valid_specs())
     def collect(spec: dict[str, Any]) -> None:
         if validate(spec).ok:
             found.setdefault(json.dumps(spec, sort_keys=True), spec)
+
     collect()
     accepted = list(found.values())
     assert len(accepted) >= n, f"only {len(accepted)} accepted specs in {budget} examples"
@@ -80,9 +88,12 @@ def sample_valid_specs(n: int, budget: int = 300) -> list[dict[str, Any]]:
 
 
 def _body(name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()), "generation": 1},
-            "spec": spec}
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4()), "generation": 1},
+        "spec": spec,
+    }
 
 
 def rendered_objects(name: str, namespace: str, spec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,8 +103,14 @@ def rendered_objects(name: str, namespace: str, spec: dict[str, Any]) -> list[di
     baking = plan(body, ClusterView(None, {}, [], 2, 8), "2026-01-01T00:00:00Z")
 
     def baked(obj_name: str) -> tuple[dict[str, Any], None]:
-        return {"metadata": {"name": obj_name, "annotations": {ANNOTATION_BAKED: "true"},
-                             "ownerReferences": [{"uid": body["metadata"]["uid"]}]}}, None
+        return {
+            "metadata": {
+                "name": obj_name,
+                "annotations": {ANNOTATION_BAKED: "true"},
+                "ownerReferences": [{"uid": body["metadata"]["uid"]}],
+            }
+        }, None
+
     serving = plan(body, ClusterView(None, {}, [], 2, 8, cache_lookup=baked), "2026-01-01T00:00:00Z")
     objs: dict[tuple[str, str], dict[str, Any]] = {}
     for o in baking.apply + baking.ensure_shared + serving.apply + serving.ensure_shared:
@@ -113,6 +130,7 @@ def dry_run_apply(kube: Any, objs: list[dict[str, Any]]) -> list[str]:
         except ApiException as e:
             return f"{obj['kind']} {meta['name']}: {e.status} {str(e.body)[:600]}"
         return None
+
     with ThreadPoolExecutor(max_workers=8) as pool:
         return [r for r in pool.map(one, objs) if r is not None]
 
@@ -120,15 +138,26 @@ def dry_run_apply(kube: Any, objs: list[dict[str, Any]]) -> list[str]:
 def dry_run_create_qds(qds: list[dict[str, Any]]) -> tuple[int, str]:
     """QwenDeployments as a user creates them (kubectl, strict field validation), server dry run:
     (how many were accepted, stderr)."""
-    res = kubectl_run("create", "--dry-run=server", "--validate=strict", "-f", "-",
-                      input=json.dumps({"apiVersion": "v1", "kind": "List", "items": qds}), check=False)
+    res = kubectl_run(
+        "create",
+        "--dry-run=server",
+        "--validate=strict",
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": qds}),
+        check=False,
+    )
     ok = [line for line in res.stdout.splitlines() if line.strip().endswith("created (server dry run)")]
     return len(ok), res.stderr.strip()
 
 
 def qd_doc(name: str, namespace: str, spec: Any) -> dict[str, Any]:
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": name, "namespace": namespace}, "spec": spec}
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
 
 
 def test_accepted_specs_render_manifests_the_apiserver_accepts(operator, namespace, kube):
@@ -154,34 +183,66 @@ BASE = {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCa
 # Inputs at the edges of what the types allow. Each must be refused by validate() (or the CRD), or render objects
 # the apiserver accepts: an accepted spec that can never be applied leaves the deployment stuck with no reason.
 EDGE_CASES: dict[str, tuple[str, dict[str, Any]]] = {
-    "toleration-seconds-without-NoExecute": ("edge", {**BASE, "gpu": {"product": H100, "tolerations": [
-        {"key": "spot", "operator": "Exists", "tolerationSeconds": 30}]}}),
+    "toleration-seconds-without-NoExecute": (
+        "edge",
+        {
+            **BASE,
+            "gpu": {"product": H100, "tolerations": [{"key": "spot", "operator": "Exists", "tolerationSeconds": 30}]},
+        },
+    ),
     "toleration-empty": ("edge", {**BASE, "gpu": {"product": H100, "tolerations": [{}]}}),
-    "toleration-exists-with-value": ("edge", {**BASE, "gpu": {"product": H100, "tolerations": [
-        {"key": "spot", "operator": "Exists", "value": "yes"}]}}),
-    "toleration-key-with-space": ("edge", {**BASE, "gpu": {"product": H100, "tolerations": [
-        {"key": "my key", "operator": "Exists"}]}}),
+    "toleration-exists-with-value": (
+        "edge",
+        {**BASE, "gpu": {"product": H100, "tolerations": [{"key": "spot", "operator": "Exists", "value": "yes"}]}},
+    ),
+    "toleration-key-with-space": (
+        "edge",
+        {**BASE, "gpu": {"product": H100, "tolerations": [{"key": "my key", "operator": "Exists"}]}},
+    ),
     "gpu-product-over-63-chars": ("edge", {**BASE, "gpu": {"product": "NVIDIA-" + "X" * 60}}),
     "gpu-product-leading-dash": ("edge", {**BASE, "gpu": {"product": "-H100"}}),
     "node-selector-bad-key": ("edge", {**BASE, "gpu": {"product": H100, "nodeSelector": {"pool name": "gpu"}}}),
     "node-selector-bad-value": ("edge", {**BASE, "gpu": {"product": H100, "nodeSelector": {"pool": "gpu pool"}}}),
-    "env-repeated": ("edge", {**BASE, "serving": {"env": [{"name": "NCCL_DEBUG", "value": "INFO"},
-                                                          {"name": "NCCL_DEBUG", "value": "WARN"}]}}),
-    "env-HF_HUB_OFFLINE-with-pvc-source": ("edge", {**BASE, "model": {
-        "name": "Qwen/Qwen3-8B", "source": {"type": "pvc", "pvcName": "weights"}},
-        "serving": {"env": [{"name": "HF_HUB_OFFLINE", "value": "0"}]}}),
-    "env-VLLM_FORCE_AOT_LOAD-with-strict-cache": ("edge", {**BASE, "compileCache": {"enabled": True, "strict": True},
-                                                           "serving": {"env": [{"name": "VLLM_FORCE_AOT_LOAD",
-                                                                                "value": "0"}]}}),
-    "pvc-source-empty-pvcName": ("edge", {**BASE, "model": {"name": "Qwen/Qwen3-8B",
-                                                            "source": {"type": "pvc", "pvcName": ""}}}),
+    "env-repeated": (
+        "edge",
+        {
+            **BASE,
+            "serving": {"env": [{"name": "NCCL_DEBUG", "value": "INFO"}, {"name": "NCCL_DEBUG", "value": "WARN"}]},
+        },
+    ),
+    "env-HF_HUB_OFFLINE-with-pvc-source": (
+        "edge",
+        {
+            **BASE,
+            "model": {"name": "Qwen/Qwen3-8B", "source": {"type": "pvc", "pvcName": "weights"}},
+            "serving": {"env": [{"name": "HF_HUB_OFFLINE", "value": "0"}]},
+        },
+    ),
+    "env-VLLM_FORCE_AOT_LOAD-with-strict-cache": (
+        "edge",
+        {
+            **BASE,
+            "compileCache": {"enabled": True, "strict": True},
+            "serving": {"env": [{"name": "VLLM_FORCE_AOT_LOAD", "value": "0"}]},
+        },
+    ),
+    "pvc-source-empty-pvcName": (
+        "edge",
+        {**BASE, "model": {"name": "Qwen/Qwen3-8B", "source": {"type": "pvc", "pvcName": ""}}},
+    ),
     "cache-size-zero": ("edge", {**BASE, "compileCache": {"enabled": True, "storage": {"size": "0"}}}),
-    "cache-storage-class-not-a-dns-name": ("edge", {**BASE, "compileCache": {
-        "enabled": True, "storage": {"storageClassName": "Fast_SSD"}}}),
-    "token-secret-name-not-a-dns-name": ("edge", {**BASE, "model": {
-        "name": "Qwen/Qwen3-8B", "source": {"tokenSecretRef": {"name": "HF_Token"}}}}),
-    "env-value-outside-the-BMP": ("edge", {**BASE, "serving": {"env": [{"name": "GREETING",
-                                                                        "value": "hi \U0001F642"}]}}),
+    "cache-storage-class-not-a-dns-name": (
+        "edge",
+        {**BASE, "compileCache": {"enabled": True, "storage": {"storageClassName": "Fast_SSD"}}},
+    ),
+    "token-secret-name-not-a-dns-name": (
+        "edge",
+        {**BASE, "model": {"name": "Qwen/Qwen3-8B", "source": {"tokenSecretRef": {"name": "HF_Token"}}}},
+    ),
+    "env-value-outside-the-BMP": (
+        "edge",
+        {**BASE, "serving": {"env": [{"name": "GREETING", "value": "hi \U0001f642"}]}},
+    ),
     "name-with-dot": ("qwen.v3", BASE),
     "name-59-chars": ("q" * 59, BASE),
 }
@@ -201,7 +262,8 @@ def test_edge_specs_are_refused_or_apply_cleanly(operator, namespace, kube, case
     refused = dry_run_apply(kube, rendered_objects(name, namespace, spec))
     assert refused == [], (
         f"validate() accepted {case} ({[p.reason for p in rep.problems] or 'no problems'}) and the CRD accepted it, "
-        "but the apiserver refuses what the operator renders for it:\n" + "\n".join(refused))
+        "but the apiserver refuses what the operator renders for it:\n" + "\n".join(refused)
+    )
 
 
 def test_refused_apply_is_reported_in_status(operator, namespace):
@@ -211,28 +273,58 @@ def test_refused_apply_is_reported_in_status(operator, namespace):
     policy = f"deny-sts-{namespace}"[:63]
     denial = f"statefulsets are frozen in {namespace} by a test policy"
     docs = [
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-         "metadata": {"name": policy},
-         "spec": {"failurePolicy": "Fail",
-                  "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
-                                                          "operations": ["CREATE", "UPDATE"],
-                                                          "resources": ["statefulsets"]}]},
-                  "validations": [{"expression": "false", "message": denial, "reason": "Invalid"}]}},
-        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-         "metadata": {"name": policy},
-         "spec": {"policyName": policy, "validationActions": ["Deny"],
-                  "matchResources": {"namespaceSelector": {"matchLabels": {
-                      "kubernetes.io/metadata.name": namespace}}}}},
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicy",
+            "metadata": {"name": policy},
+            "spec": {
+                "failurePolicy": "Fail",
+                "matchConstraints": {
+                    "resourceRules": [
+                        {
+                            "apiGroups": ["apps"],
+                            "apiVersions": ["v1"],
+                            "operations": ["CREATE", "UPDATE"],
+                            "resources": ["statefulsets"],
+                        }
+                    ]
+                },
+                "validations": [{"expression": "false", "message": denial, "reason": "Invalid"}],
+            },
+        },
+        {
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "ValidatingAdmissionPolicyBinding",
+            "metadata": {"name": policy},
+            "spec": {
+                "policyName": policy,
+                "validationActions": ["Deny"],
+                "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+            },
+        },
     ]
     kubectl_run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": docs}))
     try:
         # The policy is live once a StatefulSet is refused (policies take a moment to load).
-        probe = {"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "probe", "namespace": namespace},
-                 "spec": {"selector": {"matchLabels": {"a": "b"}}, "serviceName": "x", "template": {
-                     "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}
-        wait_for("the policy to deny", lambda: denial in kubectl_run(
-            "create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False).stderr,
-            timeout=30, interval=0.5)
+        probe = {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "probe", "namespace": namespace},
+            "spec": {
+                "selector": {"matchLabels": {"a": "b"}},
+                "serviceName": "x",
+                "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}},
+            },
+        }
+        wait_for(
+            "the policy to deny",
+            lambda: (
+                denial
+                in kubectl_run("create", "--dry-run=server", "-f", "-", input=json.dumps(probe), check=False).stderr
+            ),
+            timeout=30,
+            interval=0.5,
+        )
         apply_qd(namespace, "frozen", BASE)
         seen: list[Any] = [None]
 
@@ -244,13 +336,19 @@ def test_refused_apply_is_reported_in_status(operator, namespace):
                 if bad and denial in c.get("message", ""):
                     return qd
             return None
+
         try:
             wait_for("a condition that carries the apiserver's refusal", reported, timeout=30)
         except AssertionError:
             raise AssertionError(f"the refusal is not reported; status after 30 s: {seen[0]!r}") from None
     finally:
-        kubectl_run("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", policy,
-                    "--ignore-not-found", check=False)
+        kubectl_run(
+            "delete",
+            "validatingadmissionpolicybinding,validatingadmissionpolicy",
+            policy,
+            "--ignore-not-found",
+            check=False,
+        )
 
 
 def test_quota_refusal_is_reported_and_clears(operator, namespace):
@@ -259,8 +357,9 @@ def test_quota_refusal_is_reported_and_clears(operator, namespace):
     and Ready once the quota is raised, without anyone touching the deployment."""
     kubectl_run("-n", namespace, "create", "quota", "no-services", "--hard=services=0")
     apply_qd(namespace, "squeezed", {**BASE, "compileCache": {"enabled": False}})
-    qd = wait_for("Degraded=ApplyForbidden", cond_is(namespace, "squeezed", "Degraded", "True", "ApplyForbidden"),
-                  timeout=60)
+    qd = wait_for(
+        "Degraded=ApplyForbidden", cond_is(namespace, "squeezed", "Degraded", "True", "ApplyForbidden"), timeout=60
+    )
     assert "exceeded quota" in condition(qd, "Degraded")["message"], condition(qd, "Degraded")
     events = kubectl_json("-n", namespace, "get", "events", "--field-selector", "involvedObject.name=squeezed")
     assert any(e["reason"] == "ApplyForbidden" for e in events["items"])
@@ -283,16 +382,20 @@ def test_long_name_is_refused_or_runs(operator, namespace):
         seen[:] = [(qd.get("status") or {}).get("conditions")]
         v, r = condition(qd, "Validated"), condition(qd, "Ready")
         return bool((v and v["status"] == "False") or (r and r["status"] == "True"))
+
     try:
         wait_for("refused, or Ready", settled, timeout=30)
     except AssertionError:
         events = kubectl_json("-n", namespace, "get", "events")["items"]
         why = sorted({e["message"][:200] for e in events if e["reason"] == "FailedCreate"})
-        raise AssertionError(f"a {len(name)}-character name is accepted but never runs; conditions: {seen[0]}; "
-                             f"StatefulSet controller: {why}") from None
+        raise AssertionError(
+            f"a {len(name)}-character name is accepted but never runs; conditions: {seen[0]}; "
+            f"StatefulSet controller: {why}"
+        ) from None
 
 
 # ---- (b) SIGKILL mid-reconcile -------------------------------------------------------------------------------------
+
 
 def _items(namespace: str, kinds: str, selector: str) -> list[dict[str, Any]]:
     return kubectl_json("-n", namespace, "get", kinds, "-l", selector)["items"]
@@ -301,7 +404,7 @@ def _items(namespace: str, kinds: str, selector: str) -> list[dict[str, Any]]:
 def test_operator_sigkilled_mid_reconcile_converges_without_duplicates(operator, namespace):
     shared = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100}, "serving": {"maxModelLen": 4096}}
     specs = {
-        "kill-a": shared,                                                    # a and b share one compile cache
+        "kill-a": shared,  # a and b share one compile cache
         "kill-b": shared,
         "kill-c": {**shared, "serving": {"maxModelLen": 4096, "maxNumSeqs": 32}},  # its own cache key
         "kill-d": {**shared, "compileCache": {"enabled": False}, "replicas": 2},
@@ -311,13 +414,22 @@ def test_operator_sigkilled_mid_reconcile_converges_without_duplicates(operator,
         assert validate(s).ok
     offset = len(operator.log_text())
     marker = f"{namespace}/"
-    kubectl_run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [
-        qd_doc(n, namespace, s) for n, s in specs.items()]}))
+    kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {"apiVersion": "v1", "kind": "List", "items": [qd_doc(n, namespace, s) for n, s in specs.items()]}
+        ),
+    )
     try:
         # Kill the moment the operator starts writing for this namespace: in the middle of carrying out a plan.
-        wait_for("the operator to start applying", lambda: any(
-            marker in line and "applying" in line for line in operator.log_text()[offset:].splitlines()),
-            timeout=30, interval=0.05)
+        wait_for(
+            "the operator to start applying",
+            lambda: any(marker in line and "applying" in line for line in operator.log_text()[offset:].splitlines()),
+            timeout=30,
+            interval=0.05,
+        )
         operator.stop(signal.SIGKILL)
         at_kill = {n: bool((get_qd(namespace, n).get("status") or {}).get("conditions")) for n in specs}
     finally:
@@ -355,10 +467,17 @@ def test_operator_sigkilled_mid_reconcile_converges_without_duplicates(operator,
 
 # ---- (c) a GPU node goes away and comes back ------------------------------------------------------------------------
 
+
 def test_gpu_node_loss_degrades_then_recovers(operator, namespace, local_cluster):
-    spec = {"model": {"name": "Qwen/Qwen3-4B-AWQ"}, "quantization": "awq_marlin", "gpu": {"product": "A10G"},
-            "replicas": 2, "serving": {"maxModelLen": 8192}, "compileCache": {"enabled": False},
-            "resources": {"cpu": "8", "memory": "48Gi"}}  # a g5.4xlarge has 62Gi allocatable
+    spec = {
+        "model": {"name": "Qwen/Qwen3-4B-AWQ"},
+        "quantization": "awq_marlin",
+        "gpu": {"product": "A10G"},
+        "replicas": 2,
+        "serving": {"maxModelLen": 8192},
+        "compileCache": {"enabled": False},
+        "resources": {"cpu": "8", "memory": "48Gi"},
+    }  # a g5.4xlarge has 62Gi allocatable
     rep = validate(spec)
     assert rep.ok, [(p.reason, p.message) for p in rep.problems]
     apply_qd(namespace, "a10g", spec)
@@ -375,12 +494,15 @@ def test_gpu_node_loss_degrades_then_recovers(operator, namespace, local_cluster
             if ready["status"] == "False" or degraded["status"] == "True":
                 return qd
             return None
+
         qd = wait_for("Ready=False or Degraded=True without the node", hurt, timeout=120)
         lost_after = time.monotonic() - t0
         assert qd["status"]["phase"] in ("Degraded", "Progressing"), qd["status"]["phase"]
         assert qd["status"]["readyReplicas"] < 2
-        print(f"node loss visible after {lost_after:.0f}s: Ready={condition(qd, 'Ready')['reason']} "
-              f"Degraded={condition(qd, 'Degraded')['reason']}")
+        print(
+            f"node loss visible after {lost_after:.0f}s: Ready={condition(qd, 'Ready')['reason']} "
+            f"Degraded={condition(qd, 'Degraded')['reason']}"
+        )
         local_cluster.add_node("a10g-1")
         qd = wait_for("Ready again with the node back", cond_is(namespace, "a10g", "Ready", "True"), timeout=90)
         assert qd["status"]["readyReplicas"] == 2 and condition(qd, "Degraded")["status"] == "False"
@@ -392,21 +514,39 @@ def test_gpu_node_loss_degrades_then_recovers(operator, namespace, local_cluster
 
 # ---- (d) concurrent edits vs. status writes -------------------------------------------------------------------------
 
+
 def test_concurrent_spec_edits_race_status_writes(operator, namespace):
-    apply_qd(namespace, "race", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                 "compileCache": {"enabled": False}})
+    apply_qd(
+        namespace,
+        "race",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+    )
     wait_for("Ready", cond_is(namespace, "race", "Ready", "True"), timeout=60)
     offset = len(operator.log_text())
-    writes: list[tuple[int, str, int]] = []   # (generation after the write, field, value)
+    writes: list[tuple[int, str, int]] = []  # (generation after the write, field, value)
     errors: list[str] = []
     lock = threading.Lock()
 
     def editor(field: str, values: list[int]) -> None:
         for v in values:
-            patch = {"spec": {"serving": {"maxNumSeqs": v}}} if field == "maxNumSeqs" else \
-                {"spec": {"startupTimeoutSeconds": v}}
-            res = kubectl_run("-n", namespace, "patch", "qwendeployment", "race", "--type=merge",
-                              "-p", json.dumps(patch), "-o", "json", check=False)
+            patch = (
+                {"spec": {"serving": {"maxNumSeqs": v}}}
+                if field == "maxNumSeqs"
+                else {"spec": {"startupTimeoutSeconds": v}}
+            )
+            res = kubectl_run(
+                "-n",
+                namespace,
+                "patch",
+                "qwendeployment",
+                "race",
+                "--type=merge",
+                "-p",
+                json.dumps(patch),
+                "-o",
+                "json",
+                check=False,
+            )
             with lock:
                 if res.returncode != 0:
                     errors.append(res.stderr)
@@ -414,8 +554,10 @@ def test_concurrent_spec_edits_race_status_writes(operator, namespace):
                     writes.append((json.loads(res.stdout)["metadata"]["generation"], field, v))
 
     # Two editors on different fields, then two on the same field, all while the operator writes status.
-    rounds = [[("maxNumSeqs", [8, 16, 24, 32, 40]), ("startupTimeoutSeconds", [600, 660, 720, 780, 840])],
-              [("maxNumSeqs", [100, 101, 102, 103]), ("maxNumSeqs", [200, 201, 202, 203])]]
+    rounds = [
+        [("maxNumSeqs", [8, 16, 24, 32, 40]), ("startupTimeoutSeconds", [600, 660, 720, 780, 840])],
+        [("maxNumSeqs", [100, 101, 102, 103]), ("maxNumSeqs", [200, 201, 202, 203])],
+    ]
     for r in rounds:
         threads = [threading.Thread(target=editor, args=a) for a in r]
         for t in threads:
@@ -433,8 +575,12 @@ def test_concurrent_spec_edits_race_status_writes(operator, namespace):
 
     def caught_up() -> dict[str, Any] | None:
         q = get_qd(namespace, "race")
-        return q if q["status"].get("observedGeneration") == final_gen and condition(q, "Ready")[
-            "status"] == "True" else None
+        return (
+            q
+            if q["status"].get("observedGeneration") == final_gen and condition(q, "Ready")["status"] == "True"
+            else None
+        )
+
     qd = wait_for("observedGeneration to catch up", caught_up, timeout=60)
     assert all(c["observedGeneration"] == final_gen for c in qd["status"]["conditions"])
     assert qd["metadata"]["generation"] == final_gen, "status writes must not bump the generation"
@@ -451,16 +597,31 @@ def test_concurrent_spec_edits_race_status_writes(operator, namespace):
 def test_spec_edit_is_acted_on_by_its_own_watch_event(operator, namespace):
     """An edit reaches the operator as a watch event and is acted on at once, not only at the next periodic
     resync (30 s by default; 5 s in these tests)."""
-    apply_qd(namespace, "edit", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                 "compileCache": {"enabled": False}})
+    apply_qd(
+        namespace,
+        "edit",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+    )
     wait_for("Ready", cond_is(namespace, "edit", "Ready", "True"), timeout=60)
     time.sleep(2)  # idle: the operator's own last status write has come back through the watch
     offset = len(operator.log_text())
-    kubectl_run("-n", namespace, "patch", "qwendeployment", "edit", "--type=merge",
-                "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 48}}}))
+    kubectl_run(
+        "-n",
+        namespace,
+        "patch",
+        "qwendeployment",
+        "edit",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serving": {"maxNumSeqs": 48}}}),
+    )
     pat = re.compile(rf"{re.escape(namespace)}/edit: applying StatefulSet edit \((\S+)\)")
-    trigger = wait_for("the StatefulSet re-applied", lambda: next(
-        (m.group(1) for m in pat.finditer(operator.log_text()[offset:])), None), timeout=30, interval=0.2)
+    trigger = wait_for(
+        "the StatefulSet re-applied",
+        lambda: next((m.group(1) for m in pat.finditer(operator.log_text()[offset:])), None),
+        timeout=30,
+        interval=0.2,
+    )
     assert trigger == "deployment-event", f"the edit was only picked up by {trigger}"
 
 
@@ -470,80 +631,144 @@ def test_terminating_namespace_is_left_alone(operator, namespace, local_cluster)
     deployment itself back, as a slow finalizer would. The operator must notice once and stop re-creating the
     children, not collect a 403 at every resync until the namespace is gone."""
     from operator_harness import operator_writes, wait_operator_quiet
-    apply_qd(namespace, "doomed", {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100},
-                                   "compileCache": {"enabled": False}})
+
+    apply_qd(
+        namespace,
+        "doomed",
+        {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False}},
+    )
     wait_for("Ready", cond_is(namespace, "doomed", "Ready", "True"), timeout=90)
     hold = f"e2e-hold-{uuid.uuid4().hex[:6]}"
-    policy = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicy",
-              "metadata": {"name": hold},
-              "spec": {"failurePolicy": "Fail",
-                       "matchConstraints": {"resourceRules": [{
-                           "apiGroups": ["qwenops.dev"], "apiVersions": ["*"], "operations": ["DELETE"],
-                           "resources": ["qwendeployments"]}]},
-                       "validations": [{"expression": "false", "message": "held by an e2e test"}]}}
-    binding = {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingAdmissionPolicyBinding",
-               "metadata": {"name": hold},
-               "spec": {"policyName": hold, "validationActions": ["Deny"],
-                        "matchResources": {"namespaceSelector": {
-                            "matchLabels": {"kubernetes.io/metadata.name": namespace}}}}}
+    policy = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": hold},
+        "spec": {
+            "failurePolicy": "Fail",
+            "matchConstraints": {
+                "resourceRules": [
+                    {
+                        "apiGroups": ["qwenops.dev"],
+                        "apiVersions": ["*"],
+                        "operations": ["DELETE"],
+                        "resources": ["qwendeployments"],
+                    }
+                ]
+            },
+            "validations": [{"expression": "false", "message": "held by an e2e test"}],
+        },
+    }
+    binding = {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": hold},
+        "spec": {
+            "policyName": hold,
+            "validationActions": ["Deny"],
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}},
+        },
+    }
     kubectl_run("apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [policy, binding]}))
     try:
-        wait_for("the policy to hold deletes", lambda: "held by an e2e test" in kubectl_run(
-            "-n", namespace, "delete", "qwendeployment", "doomed", "--dry-run=server", check=False).stderr,
-            timeout=30)
+        wait_for(
+            "the policy to hold deletes",
+            lambda: (
+                "held by an e2e test"
+                in kubectl_run(
+                    "-n", namespace, "delete", "qwendeployment", "doomed", "--dry-run=server", check=False
+                ).stderr
+            ),
+            timeout=30,
+        )
         start = local_cluster.audit_offset()
         kubectl_run("delete", "namespace", namespace, "--wait=false")
-        wait_for("the Services to be deleted", lambda: not kubectl_json(
-            "-n", namespace, "get", "services", "-l", MANAGED)["items"], timeout=60)
+        wait_for(
+            "the Services to be deleted",
+            lambda: not kubectl_json("-n", namespace, "get", "services", "-l", MANAGED)["items"],
+            timeout=60,
+        )
         # Quiet for 12 s (more than two 5 s resyncs) while the deployment is still there.
         wait_operator_quiet(local_cluster, namespace, quiet_s=12, timeout=60)
         assert get_qd(namespace, "doomed")["metadata"].get("deletionTimestamp") is None
         phase = kubectl_json("get", "namespace", namespace)["status"]["phase"]
         assert phase == "Terminating", phase
-        refused = [e for e in operator_writes(local_cluster, start, namespace)
-                   if e.get("responseStatus", {}).get("code") == 403]
+        refused = [
+            e
+            for e in operator_writes(local_cluster, start, namespace)
+            if e.get("responseStatus", {}).get("code") == 403
+        ]
         # The first try after the Services went is refused (that is how the operator learns); a handful at most.
         assert 1 <= len(refused) <= 3, [(e["verb"], e["objectRef"].get("name")) for e in refused]
     finally:
         kubectl_run("delete", "validatingadmissionpolicybinding", hold, "--ignore-not-found")
         kubectl_run("delete", "validatingadmissionpolicy", hold, "--ignore-not-found")
-    wait_for("the namespace to go", lambda: kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
-             timeout=120, interval=2)
+    wait_for(
+        "the namespace to go",
+        lambda: kubectl_run("get", "namespace", namespace, check=False).returncode != 0,
+        timeout=120,
+        interval=2,
+    )
 
 
 def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator, namespace, local_cluster):
     """etcd frozen (every apiserver read and write stalls), then the whole control plane stopped and started
     again: the same operator process reconnects its watches and acts on what changed meanwhile, without
     duplicates. (The session's later tests run on this same operator, after the restart.)"""
+
     def sts_args(name: str) -> list[str]:
-        return kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["template"]["spec"][
-            "containers"][0]["args"]
+        return kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["template"]["spec"]["containers"][0][
+            "args"
+        ]
 
     def converged(name: str, seqs: int) -> Any:
         qd = get_qd(namespace, name)
-        ok = (qd.get("status", {}).get("observedGeneration") == qd["metadata"]["generation"]
-              and (condition(qd, "Ready") or {}).get("status") == "True")
+        ok = (
+            qd.get("status", {}).get("observedGeneration") == qd["metadata"]["generation"]
+            and (condition(qd, "Ready") or {}).get("status") == "True"
+        )
         args = sts_args(name)
         if ok and args[args.index("--max-num-seqs") + 1] == str(seqs):
             return True
         sts = kubectl_json("-n", namespace, "get", "statefulset", name)
-        raise AssertionError(f"{name}: generation {qd['metadata']['generation']}, status "
-                             f"{json.dumps(qd.get('status', {}).get('conditions'))[:600]}; StatefulSet status "
-                             f"{sts.get('status')} args {args[args.index('--max-num-seqs') + 1]}")
+        raise AssertionError(
+            f"{name}: generation {qd['metadata']['generation']}, status "
+            f"{json.dumps(qd.get('status', {}).get('conditions'))[:600]}; StatefulSet status "
+            f"{sts.get('status')} args {args[args.index('--max-num-seqs') + 1]}"
+        )
 
-    spec = {"model": {"name": "Qwen/Qwen3-0.6B"}, "gpu": {"product": H100}, "compileCache": {"enabled": False},
-            "serving": {"maxNumSeqs": 16}}
+    spec = {
+        "model": {"name": "Qwen/Qwen3-0.6B"},
+        "gpu": {"product": H100},
+        "compileCache": {"enabled": False},
+        "serving": {"maxNumSeqs": 16},
+    }
     apply_qd(namespace, "steady", spec)
     wait_for("steady Ready", lambda: converged("steady", 16), timeout=90)
 
     local_cluster.pause_etcd(12)
-    kubectl_run("-n", namespace, "patch", "qwendeployment", "steady", "--type=merge",
-                "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 24}}}))
+    kubectl_run(
+        "-n",
+        namespace,
+        "patch",
+        "qwendeployment",
+        "steady",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serving": {"maxNumSeqs": 24}}}),
+    )
     wait_for("the edit after the etcd freeze", lambda: converged("steady", 24), timeout=90)
 
     local_cluster.restart(down_s=8)
-    kubectl_run("-n", namespace, "patch", "qwendeployment", "steady", "--type=merge",
-                "-p", json.dumps({"spec": {"serving": {"maxNumSeqs": 32}}}))
+    kubectl_run(
+        "-n",
+        namespace,
+        "patch",
+        "qwendeployment",
+        "steady",
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"serving": {"maxNumSeqs": 32}}}),
+    )
     # With the compile cache: its PVC, the local provisioner and the bake Job all have to work after the restart.
     apply_qd(namespace, "newcomer", {**spec, "serving": {"maxNumSeqs": 8}, "compileCache": {"enabled": True}})
     # Kopf re-lists after its watch broke; the resync loop (5 s here) is the backstop.
@@ -551,19 +776,37 @@ def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator,
     wait_for("a deployment created after the restart", lambda: converged("newcomer", 8), timeout=120)
     assert operator.proc is not None and operator.proc.poll() is None, "the operator process died"
     for kind, per in (("statefulsets", 1), ("services", 2)):
-        names = Counter(o["metadata"]["labels"].get("qwenops.dev/deployment")
-                        for o in _items(namespace, kind, MANAGED))
+        names = Counter(o["metadata"]["labels"].get("qwenops.dev/deployment") for o in _items(namespace, kind, MANAGED))
         assert names == {"steady": per, "newcomer": per}, (kind, names)
 
 
 def start_fast_autoscaling(namespace: str, name: str, max_replicas: int, down_window_s: int) -> None:
     """A deployment autoscaled every 2 s on 1 waiting request per replica, no warm pool; returns once it is Ready at
     1 replica with AutoscalingActive=True."""
-    apply_qd(namespace, name, {**BASE, "autoscaling": {
-        "enabled": True, "minReplicas": 1, "maxReplicas": max_replicas, "warmPool": 0, "targetQueuePerReplica": 1,
-        "intervalSeconds": 2, "scaleDownStabilizationSeconds": down_window_s}})
-    wait_for("autoscaling active at 1", lambda: cond_is(namespace, name, "AutoscalingActive", "True")()
-             and condition(get_qd(namespace, name), "Ready")["status"] == "True", timeout=90)
+    apply_qd(
+        namespace,
+        name,
+        {
+            **BASE,
+            "autoscaling": {
+                "enabled": True,
+                "minReplicas": 1,
+                "maxReplicas": max_replicas,
+                "warmPool": 0,
+                "targetQueuePerReplica": 1,
+                "intervalSeconds": 2,
+                "scaleDownStabilizationSeconds": down_window_s,
+            },
+        },
+    )
+    wait_for(
+        "autoscaling active at 1",
+        lambda: (
+            cond_is(namespace, name, "AutoscalingActive", "True")()
+            and condition(get_qd(namespace, name), "Ready")["status"] == "True"
+        ),
+        timeout=90,
+    )
 
 
 def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, namespace, tmp_path):
@@ -585,8 +828,9 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
         decided = re.compile(rf"{re.escape(namespace)}/{name}: (\d+) -> (\d+) replicas \(ScaleUp")
         metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
         try:
-            m = wait_for("the scale-up decision", lambda: decided.search(operator.log_text()[offset:]),
-                         timeout=60, interval=0.05)
+            m = wait_for(
+                "the scale-up decision", lambda: decided.search(operator.log_text()[offset:]), timeout=60, interval=0.05
+            )
             operator.stop(signal.SIGKILL)
         finally:
             if operator.proc is None:
@@ -595,26 +839,39 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
         sts_at_kill = kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"]
         print(f"killed after deciding 1 -> {target}; StatefulSet at {sts_at_kill} replicas")
         assert get_qd(namespace, name)["status"]["autoscaling"]["desiredReplicas"] == target, "decision lost"
-        wait_for("the StatefulSet at the decided size", lambda: kubectl_json(
-            "-n", namespace, "get", "statefulset", name)["spec"]["replicas"] >= target, timeout=60)
+        wait_for(
+            "the StatefulSet at the decided size",
+            lambda: kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"] >= target,
+            timeout=60,
+        )
         time.sleep(8)  # the restarted operator keeps deciding on the same high queue
 
         # Garbage from the metrics source (NaN queue): hold the size, say why, decide nothing on it.
         held = kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"]
         metrics.waiting = float("nan")
-        qd = wait_for("AutoscalingActive=False on garbage", cond_is(namespace, name, "AutoscalingActive", "False",
-                                                                    "HoldMetricsInvalid"), timeout=30)
+        qd = wait_for(
+            "AutoscalingActive=False on garbage",
+            cond_is(namespace, name, "AutoscalingActive", "False", "HoldMetricsInvalid"),
+            timeout=30,
+        )
         assert "garbage" in condition(qd, "AutoscalingActive")["message"], condition(qd, "AutoscalingActive")
         time.sleep(12)  # longer than the scale-down window
         assert kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"] == held
 
         metrics.waiting, metrics.running, metrics.kv = 0.0, 0.0, 0.0
-        wait_for("scale-down after the queue emptied", lambda: kubectl_json(
-            "-n", namespace, "get", "statefulset", name)["spec"]["replicas"] == 1, timeout=180, interval=2)
+        wait_for(
+            "scale-down after the queue emptied",
+            lambda: kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"] == 1,
+            timeout=180,
+            interval=2,
+        )
         events = kubectl_json("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={name}")
         # In creation order: an Event's resourceVersion is the etcd revision that created it.
-        steps = sorted((int(e["metadata"]["resourceVersion"]), e["message"]) for e in events["items"]
-                       if re.match(r"\d+ -> \d+ replicas", e["message"]))  # ScaleUp*, ScaleDown*, ClampedToMax
+        steps = sorted(
+            (int(e["metadata"]["resourceVersion"]), e["message"])
+            for e in events["items"]
+            if re.match(r"\d+ -> \d+ replicas", e["message"])
+        )  # ScaleUp*, ScaleDown*, ClampedToMax
         sizes = [tuple(int(x) for x in re.match(r"(\d+) -> (\d+) replicas", msg).groups()) for _, msg in steps]
         # The kill may land between the status write and the decision's Event (Events are best effort): then the
         # chain starts at the decided size.
@@ -643,6 +900,7 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
 
     def replicas() -> int:
         return int(kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"])
+
     try:
         start_fast_autoscaling(namespace, name, max_replicas=3, down_window_s=60)
         metrics.waiting, metrics.running, metrics.kv = 12.0, 2.0, 0.5
@@ -654,8 +912,11 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
         # order), and a dropped series goes stale at once (no data: a different case).
         metrics.frozen_at = time.time() + 1.0
         t0 = time.monotonic()
-        qd = wait_for("AutoscalingActive=False on stale data", cond_is(
-            namespace, name, "AutoscalingActive", "False", "HoldMetricsStale"), timeout=90)
+        qd = wait_for(
+            "AutoscalingActive=False on stale data",
+            cond_is(namespace, name, "AutoscalingActive", "False", "HoldMetricsStale"),
+            timeout=90,
+        )
         stale_after = time.monotonic() - t0
         msg = condition(qd, "AutoscalingActive")["message"]
         assert re.search(r"metrics are \d+s old \(limit 30s\)", msg), msg
@@ -675,6 +936,7 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
 
 # ---- (f) a bake Job that loses its node -------------------------------------------------------------------------
 
+
 def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, namespace, local_cluster):
     """The only L40S node goes away while the bake runs on it (KWOK keeps Job pods on "held-" nodes running:
     e2e/cluster/kwok-stages.yaml). The pod garbage collector deletes the lost pod (~40 s, as on a real cluster);
@@ -687,20 +949,26 @@ def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, 
 
     def cc_message() -> str:
         return str(condition(get_qd(namespace, "lost"), "CompileCacheReady").get("message", ""))
+
     local_cluster.add_node("held-l40s-0")
     try:
         apply_qd(namespace, "lost", spec)
-        wait_for("bake pod running on held-l40s-0", lambda: any(
-            p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == "held-l40s-0"
-            for p in _items(namespace, "pods", bake_sel)), timeout=90)
-        wait_for("status says where the bake runs", lambda: "running on node held-l40s-0" in cc_message(),
-                 timeout=30)
+        wait_for(
+            "bake pod running on held-l40s-0",
+            lambda: any(
+                p["status"].get("phase") == "Running" and p["spec"].get("nodeName") == "held-l40s-0"
+                for p in _items(namespace, "pods", bake_sel)
+            ),
+            timeout=90,
+        )
+        wait_for("status says where the bake runs", lambda: "running on node held-l40s-0" in cc_message(), timeout=30)
         assert kubectl_json("-n", namespace, "get", "statefulset", "lost", check=False) is None
 
         t0 = time.monotonic()
         local_cluster.delete_node("held-l40s-0")
-        wait_for("the condition explains the stuck replacement", lambda: "cannot be scheduled" in cc_message(),
-                 timeout=150)
+        wait_for(
+            "the condition explains the stuck replacement", lambda: "cannot be scheduled" in cc_message(), timeout=150
+        )
         qd = get_qd(namespace, "lost")
         print(f"replacement reported after {time.monotonic() - t0:.0f}s: {cc_message()}")
         assert condition(qd, "CompileCacheReady")["reason"] == "Baking"
@@ -709,8 +977,9 @@ def test_bake_that_loses_its_node_is_retried_and_the_rollout_proceeds(operator, 
         (job,) = _items(namespace, "jobs", bake_sel)
         assert not job["status"].get("failed"), f"the lost node was counted as a failed bake: {job['status']}"
         # the disruption stays on record after the pod is gone: one Warning Event on the deployment
-        events = kubectl_json("-n", namespace, "get", "events", "--field-selector",
-                              "involvedObject.name=lost,reason=BakePodDisrupted")["items"]
+        events = kubectl_json(
+            "-n", namespace, "get", "events", "--field-selector", "involvedObject.name=lost,reason=BakePodDisrupted"
+        )["items"]
         assert len(events) == 1 and "held-l40s-0" in events[0]["message"], [e["message"] for e in events]
 
         local_cluster.add_node("l40s-0")

@@ -21,8 +21,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
-
-from operator_harness import (  # noqa: F401
+from operator_harness import (
     apply_qd,
     cond_is,
     condition,
@@ -45,20 +44,39 @@ def _all(namespace: str, kinds: str, selector: str | None = None) -> list[dict[s
 
 def _create_secret(namespace: str, name: str, data: dict[str, str]) -> None:
     # stringData through stdin: the value is never on a command line.
-    kubectl_run("apply", "-f", "-", input=json.dumps({
-        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": name, "namespace": namespace},
-        "type": "Opaque", "stringData": data}))
+    kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        input=json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": name, "namespace": namespace},
+                "type": "Opaque",
+                "stringData": data,
+            }
+        ),
+    )
 
 
 # ---- (a) the Hugging Face token -------------------------------------------------------------------------------------
+
 
 def test_hf_token_only_travels_as_a_secret_key_ref(operator, namespace):
     token = "hf_" + secrets.token_urlsafe(24)
     _create_secret(namespace, "hf", {"token": token})
     log_offset = len(operator.log_text())
     # The compile cache is on, so the token also goes to the bake Job.
-    apply_qd(namespace, "gated", {"model": {"name": "Qwen/Qwen3-8B", "source": {"tokenSecretRef": {"name": "hf"}}},
-                                  "gpu": {"product": H100}, "serving": {"maxModelLen": 8192}})
+    apply_qd(
+        namespace,
+        "gated",
+        {
+            "model": {"name": "Qwen/Qwen3-8B", "source": {"tokenSecretRef": {"name": "hf"}}},
+            "gpu": {"product": H100},
+            "serving": {"maxModelLen": 8192},
+        },
+    )
     qd = wait_for("gated Ready", cond_is(namespace, "gated", "Ready", "True"), timeout=120)
 
     sts = kubectl_json("-n", namespace, "get", "statefulset", "gated")
@@ -101,8 +119,16 @@ def test_token_typed_into_the_spec_is_refused_without_echoing_it(operator, names
         "env-literal": {"env": [{"name": "HUGGING_FACE_HUB_TOKEN", "value": token}]},
     }[form]
     log_offset = len(operator.log_text())
-    res = apply_qd(namespace, "leaky", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                        "compileCache": {"enabled": False}, "serving": serving})
+    res = apply_qd(
+        namespace,
+        "leaky",
+        {
+            "model": {"name": "Qwen/Qwen3-8B"},
+            "gpu": {"product": H100},
+            "compileCache": {"enabled": False},
+            "serving": serving,
+        },
+    )
     assert res.returncode == 0, res.stderr
     qd = wait_for("leaky refused", cond_is(namespace, "leaky", "Validated", "False"), timeout=30)
     assert qd["status"]["phase"] == "Invalid"
@@ -115,6 +141,7 @@ def test_token_typed_into_the_spec_is_refused_without_echoing_it(operator, names
 
 
 # ---- (b) pod security ---------------------------------------------------------------------------------------------
+
 
 def _check_pod_spec(where: str, pod: dict[str, Any]) -> None:
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, where
@@ -134,10 +161,18 @@ def _check_pod_spec(where: str, pod: dict[str, Any]) -> None:
 
 
 def test_vllm_pods_run_unprivileged_under_pod_security_baseline(operator, namespace):
-    kubectl_run("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=baseline",
-                "pod-security.kubernetes.io/enforce-version=latest")
-    apply_qd(namespace, "locked", {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100},
-                                   "serving": {"maxModelLen": 8192}})  # compile cache on: bake Job + init container
+    kubectl_run(
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=baseline",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )
+    apply_qd(
+        namespace,
+        "locked",
+        {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}, "serving": {"maxModelLen": 8192}},
+    )  # compile cache on: bake Job + init container
     wait_for("Ready under enforce=baseline", cond_is(namespace, "locked", "Ready", "True"), timeout=120)
     sts = kubectl_json("-n", namespace, "get", "statefulset", "locked")
     assert sts["spec"]["template"]["spec"]["initContainers"], "the cache-seeding init container is checked too"
@@ -145,27 +180,42 @@ def test_vllm_pods_run_unprivileged_under_pod_security_baseline(operator, namesp
     for job in _all(namespace, "jobs", "app.kubernetes.io/name=qwen-compile-cache"):
         _check_pod_spec("bake Job", job["spec"]["template"]["spec"])
     pods = _all(namespace, "pods")
-    assert {p["metadata"].get("labels", {}).get("app.kubernetes.io/name") for p in pods} >= {"qwen-vllm",
-                                                                                           "qwen-compile-cache"}
+    assert {p["metadata"].get("labels", {}).get("app.kubernetes.io/name") for p in pods} >= {
+        "qwen-vllm",
+        "qwen-compile-cache",
+    }
     for p in pods:
         _check_pod_spec(f"pod {p['metadata']['name']}", p["spec"])
     # The admission check is live: a privileged pod is refused in this namespace.
-    res = kubectl_run("-n", namespace, "run", "priv", "--image=busybox", "--dry-run=server", "--overrides",
-                      json.dumps({"spec": {"containers": [{"name": "priv", "image": "busybox",
-                                                           "securityContext": {"privileged": True}}]}}),
-                      check=False)
+    res = kubectl_run(
+        "-n",
+        namespace,
+        "run",
+        "priv",
+        "--image=busybox",
+        "--dry-run=server",
+        "--overrides",
+        json.dumps(
+            {"spec": {"containers": [{"name": "priv", "image": "busybox", "securityContext": {"privileged": True}}]}}
+        ),
+        check=False,
+    )
     assert res.returncode != 0 and "baseline" in res.stderr, res.stderr
 
 
 # ---- (c) namespace isolation ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def other_namespace(namespace: str) -> Any:
     name = f"{namespace[:50]}-b{uuid.uuid4().hex[:4]}"
     kubectl_run("create", "namespace", name)
     kubectl_run("label", "namespace", name, "qwen-operator.e2e/test=true")
-    wait_for("default ServiceAccount", lambda: kubectl_json("-n", name, "get", "serviceaccount", "default",
-                                                           check=False), timeout=30)
+    wait_for(
+        "default ServiceAccount",
+        lambda: kubectl_json("-n", name, "get", "serviceaccount", "default", check=False),
+        timeout=30,
+    )
     yield name
     kubectl_run("delete", "namespace", name, "--wait=false", check=False)
 
@@ -183,8 +233,10 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     mine = [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace]
     assert mine, "the operator's writes are visible in the audit log"
     assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
-    assert kubectl_json("-n", other_namespace, "get", "service", "same")["metadata"]["resourceVersion"] == \
-        bystander["metadata"]["resourceVersion"], "the bystander Service in B was changed"
+    assert (
+        kubectl_json("-n", other_namespace, "get", "service", "same")["metadata"]["resourceVersion"]
+        == bystander["metadata"]["resourceVersion"]
+    ), "the bystander Service in B was changed"
     kubectl_run("-n", other_namespace, "delete", "service", "same")
 
     sts_a = kubectl_json("-n", namespace, "get", "statefulset", "same")
@@ -193,10 +245,13 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     wait_for("B Ready", cond_is(other_namespace, "same", "Ready", "True"), timeout=120)
     writes = operator_writes(local_cluster, start)
     assert [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
-    assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace], \
+    assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace], (
         "B's rollout wrote to namespace A"
-    assert kubectl_json("-n", namespace, "get", "statefulset", "same")["metadata"]["generation"] == \
-        sts_a["metadata"]["generation"]
+    )
+    assert (
+        kubectl_json("-n", namespace, "get", "statefulset", "same")["metadata"]["generation"]
+        == sts_a["metadata"]["generation"]
+    )
 
     qds = {ns: get_qd(ns, "same") for ns in (namespace, other_namespace)}
     uid_ns = {q["metadata"]["uid"]: ns for ns, q in qds.items()}
@@ -224,8 +279,10 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
             counted[ns][o["kind"]] += 1
     # Each namespace has its own complete set: a compile cache is never shared across namespaces.
     for ns in qds:
-        assert counted[ns] == {"StatefulSet": 1, "Service": 2, "Job": 1, "PersistentVolumeClaim": 1, "Pod": 2}, \
-            (ns, counted[ns])
+        assert counted[ns] == {"StatefulSet": 1, "Service": 2, "Job": 1, "PersistentVolumeClaim": 1, "Pod": 2}, (
+            ns,
+            counted[ns],
+        )
 
 
 def _walk_properties(schema: dict[str, Any], path: str = "spec") -> list[str]:
@@ -246,6 +303,7 @@ def test_spec_cannot_name_another_namespace(operator, namespace, other_namespace
     fields = _walk_properties(schema)
     assert len(fields) > 50  # the walk saw the whole spec
     assert [f for f in fields if "namespace" in f.lower()] == []
+
     # Every object-typed part of the spec is closed (no preserve-unknown-fields where a namespace could hide),
     # except nodeSelector, a string-to-string map of node labels.
     def open_parts(s: dict[str, Any], path: str = "spec") -> list[str]:
@@ -255,6 +313,7 @@ def test_spec_cannot_name_another_namespace(operator, namespace, other_namespace
         if isinstance(s.get("items"), dict):
             out += open_parts(s["items"], f"{path}[]")
         return out
+
     assert open_parts(schema) == []
 
     _create_secret(other_namespace, "hf", {"token": "hf_" + secrets.token_urlsafe(16)})
@@ -262,19 +321,29 @@ def test_spec_cannot_name_another_namespace(operator, namespace, other_namespace
     attempts = {
         "spec.namespace": {**base, "namespace": other_namespace},
         "spec.model.namespace": {**base, "model": {"name": "Qwen/Qwen3-8B", "namespace": other_namespace}},
-        "spec.model.source.tokenSecretRef.namespace": {**base, "model": {"name": "Qwen/Qwen3-8B", "source": {
-            "tokenSecretRef": {"name": "hf", "namespace": other_namespace}}}},
-        "spec.compileCache.storage.namespace": {**base, "compileCache": {"enabled": True, "storage": {
-            "namespace": other_namespace}}},
+        "spec.model.source.tokenSecretRef.namespace": {
+            **base,
+            "model": {
+                "name": "Qwen/Qwen3-8B",
+                "source": {"tokenSecretRef": {"name": "hf", "namespace": other_namespace}},
+            },
+        },
+        "spec.compileCache.storage.namespace": {
+            **base,
+            "compileCache": {"enabled": True, "storage": {"namespace": other_namespace}},
+        },
     }
     for i, (field, spec) in enumerate(attempts.items()):
         res = apply_qd(namespace, f"elsewhere-{i}", spec)
-        assert res.returncode != 0 and "unknown field" in res.stderr and "namespace" in res.stderr, \
-            (field, res.stderr)
+        assert res.returncode != 0 and "unknown field" in res.stderr and "namespace" in res.stderr, (field, res.stderr)
     assert kubectl_json("-n", namespace, "get", "qwendeployments")["items"] == []
     # With field validation off, the apiserver prunes the field: the stored object cannot carry it either.
-    doc = {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-           "metadata": {"name": "pruned", "namespace": namespace}, "spec": attempts["spec.namespace"]}
+    doc = {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": "pruned", "namespace": namespace},
+        "spec": attempts["spec.namespace"],
+    }
     kubectl_run("create", "--validate=false", "-f", "-", input=json.dumps(doc))
     stored = get_qd(namespace, "pruned")
     assert "namespace" not in stored["spec"]

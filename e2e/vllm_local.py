@@ -31,8 +31,8 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 VLLM_VERSION = "0.32.0"
 HERE = Path(__file__).resolve().parent

@@ -11,4 +11,3 @@ BASE = {
 @pytest.fixture
 def base_spec():
     return copy.deepcopy(BASE)
-

@@ -30,9 +30,11 @@ def test_pod_start_seconds_is_creation_to_ready():
 
 
 def test_measured_cold_start_takes_the_slowest_ready_pod():
-    pods = [_pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:45Z"),
-            _pod("2026-01-01T00:10:00Z", "2026-01-01T00:13:00Z"),
-            _pod("2026-01-01T00:20:00Z", None)]
+    pods = [
+        _pod("2026-01-01T00:00:00Z", "2026-01-01T00:00:45Z"),
+        _pod("2026-01-01T00:10:00Z", "2026-01-01T00:13:00Z"),
+        _pod("2026-01-01T00:20:00Z", None),
+    ]
     assert measured_cold_start(pods) == 180.0
     assert measured_cold_start([_pod("2026-01-01T00:00:00Z", None)]) is None
     # Ready again two days after creation: a flap, not a start (past the startup budget).
@@ -68,8 +70,9 @@ def test_observe_passes_token_rates_to_the_policy():
     from qwen_operator.handlers.autoscaler import observe
 
     pod = {"metadata": {"name": "m-0"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-    s = PromSample(pod="m-0", waiting=0.0, running=3.0, kv_cache_usage=0.1, age_s=5.0, request_rate=2.0,
-                   token_rate=1800.0)
+    s = PromSample(
+        pod="m-0", waiting=0.0, running=3.0, kv_cache_usage=0.1, age_s=5.0, request_rate=2.0, token_rate=1800.0
+    )
     o = observe([pod], {"m-0": s}, 1, 100.0, None)
     assert o.samples[0].token_rate == 1800.0 and o.samples[0].request_rate == 2.0
 
@@ -89,8 +92,12 @@ def test_the_benchmark_runs_the_operators_default_policy():
 
 
 def test_service_rate_and_seasonal_period_reach_the_policy():
-    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {
-        "enabled": True, "serviceRatePerReplica": 21.5, "seasonalPeriodSeconds": 86400}})
+    spec = QwenDeploymentSpec.model_validate(
+        {
+            "model": {"name": "Qwen/Qwen3-8B"},
+            "autoscaling": {"enabled": True, "serviceRatePerReplica": 21.5, "seasonalPeriodSeconds": 86400},
+        }
+    )
     cfg = policy_config(spec)
     assert cfg.prior_service_rate == 21.5 and cfg.seasonal_period_s == 86400.0
     default = policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}}))
@@ -103,6 +110,7 @@ def test_service_rate_and_seasonal_period_reach_the_policy():
 def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
     """A steady fleet writes nothing, except that a seasonal forecast persists each new bucket of its cycle: the
     recorded day must survive an operator restart even when no decision changed for hours."""
+
     def steady(cfg: AutoscalingConfig, until: float) -> list[bool]:
         state, auto, writes = PolicyState(), {}, []
         t = 0.0
@@ -116,6 +124,7 @@ def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
             writes.append(w)
             t += 15.0
         return writes
+
     base = AutoscalingConfig(min_replicas=2, max_replicas=4, warm_pool=0, prior_service_rate=5.0)
     plain = steady(base, 3600.0)
     assert plain[0] and not any(plain[1:])  # the first decision, then nothing for an hour

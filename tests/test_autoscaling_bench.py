@@ -30,14 +30,18 @@ SM = ServiceModel()
 
 def test_azure_and_mooncake_loaders(tmp_path: Path):
     az = tmp_path / "a.csv"
-    az.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\n"
-                  "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n")
+    az.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:15:46.6805900,374,44\n2023-11-16 18:15:50.9951690,396,109\n"
+    )
     rows = load_trace(az)
     assert rows[0] == (0.0, 374, 44)
     assert rows[1][0] == pytest.approx(4.314579, abs=1e-6) and rows[1][1:] == (396, 109)
     mc = tmp_path / "m.jsonl"
-    mc.write_text('{"timestamp": 0, "input_length": 40160, "output_length": 6, "hash_ids": [0]}\n'
-                  '{"timestamp": 1500, "input_length": 100, "output_length": 7, "hash_ids": []}\n')
+    mc.write_text(
+        '{"timestamp": 0, "input_length": 40160, "output_length": 6, "hash_ids": [0]}\n'
+        '{"timestamp": 1500, "input_length": 100, "output_length": 7, "hash_ids": []}\n'
+    )
     assert load_trace(mc) == [(0.0, 40160, 6), (1.5, 100, 7)]
     with pytest.raises(ValueError):
         bad = tmp_path / "b.csv"
@@ -118,19 +122,39 @@ def test_simulator_overload_queues_and_scaling_adds_capacity_after_cold_start():
 
 def test_ours_adapter_round_trips_state():
     pol = Ours(AutoscalingConfig(max_replicas=10))
-    v = FleetView(now=100.0, desired=2, ready_ids=[0, 1], starting=0,
-                  samples={0: Sample(95.0, 0, 200, 0.3, 1.0, 10.0), 1: Sample(95.0, 0, 200, 0.3, 1.0, None)},
-                  live_waiting=[0, 0], live_running=[200, 200], proxy_inflight=400)
+    v = FleetView(
+        now=100.0,
+        desired=2,
+        ready_ids=[0, 1],
+        starting=0,
+        samples={0: Sample(95.0, 0, 200, 0.3, 1.0, 10.0), 1: Sample(95.0, 0, 200, 0.3, 1.0, None)},
+        live_waiting=[0, 0],
+        live_running=[200, 200],
+        proxy_inflight=400,
+    )
     assert pol.decide(v) == 5  # 400 / 128 -> 4, + warm pool
     assert sum(pol.reasons.values()) == 1
 
 
-def view(desired: int, ready: int, waiting: float = 0, util: float = 1.0, starting: int = 0, now: float = 0.0,
-         inflight: int = 0) -> FleetView:
-    return FleetView(now=now, desired=desired, ready_ids=list(range(ready)), starting=starting,
-                     samples={i: Sample(now, waiting / max(ready, 1), 10, 0.1, util) for i in range(ready)},
-                     live_waiting=[int(waiting / max(ready, 1))] * ready, live_running=[10] * ready,
-                     proxy_inflight=inflight)
+def view(
+    desired: int,
+    ready: int,
+    waiting: float = 0,
+    util: float = 1.0,
+    starting: int = 0,
+    now: float = 0.0,
+    inflight: int = 0,
+) -> FleetView:
+    return FleetView(
+        now=now,
+        desired=desired,
+        ready_ids=list(range(ready)),
+        starting=starting,
+        samples={i: Sample(now, waiting / max(ready, 1), 10, 0.1, util) for i in range(ready)},
+        live_waiting=[int(waiting / max(ready, 1))] * ready,
+        live_running=[10] * ready,
+        proxy_inflight=inflight,
+    )
 
 
 def test_hpa_behavior_rules():
@@ -186,8 +210,12 @@ def test_oracle_meets_goal_and_replay_agrees():
     within = sum(r.ttft <= r.slo for r in reqs) / len(reqs)
     assert within >= 0.99
     reqs2 = _reqs(2400, 30.0)
-    run_sim(reqs2, FixedSchedule("replay", 30.0, orc.counts), SM,
-            SimConfig(cold_start_s=0, cold_start_jitter=0, initial_replicas=orc.counts[0], max_replicas=64))
+    run_sim(
+        reqs2,
+        FixedSchedule("replay", 30.0, orc.counts),
+        SM,
+        SimConfig(cold_start_s=0, cold_start_jitter=0, initial_replicas=orc.counts[0], max_replicas=64),
+    )
     assert sum(r.ttft <= r.slo for r in reqs2) / len(reqs2) >= 0.98
 
 
@@ -195,6 +223,7 @@ def test_fixed_schedule_with_lead_scales_up_early_and_down_on_time():
     from types import SimpleNamespace
 
     from bench.autoscaling.sim import FixedSchedule
+
     counts = [2, 2, 5, 5, 1, 1]
     on_time = FixedSchedule("t", 60.0, counts)
     ahead = FixedSchedule("a", 60.0, counts, lead_s=90.0)
@@ -218,8 +247,9 @@ def _small_step_with_oracle():
     """A 10x step small enough for a unit test (13 minutes at 6 -> 60 req/s), its service model and oracle."""
     from bench.autoscaling import run as R
 
-    spec = R.TraceSpec("step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0,
-                                              "t_after": 120.0})
+    spec = R.TraceSpec(
+        "step-small", "step", {"base_rps": 6.0, "factor": 10.0, "t_before": 240.0, "t_high": 300.0, "t_after": 120.0}
+    )
     R._TRACE_CACHE.pop(spec.name, None)
     sm = ServiceModel()
     return spec, sm, compute_oracle(R.fresh_requests(R.build_trace(spec), sm), sm, goal=R.SLO_GOAL, interval_s=60.0)
@@ -237,8 +267,12 @@ def test_step_bound_is_the_smallest_pre_step_fleet_meeting_the_goal():
     if n > 1:  # one replica fewer before the step misses the goal: the bound is tight in n
         cold = cold_start_for(QWEN3_8B, "baked").total_s
         sched = R.step_bound_counts(orc.counts, 240.0, cold, n - 1)
-        res = run_sim(R.fresh_requests(R.build_trace(spec), sm), FixedSchedule("x", 60.0, sched), sm,
-                      SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, max_replicas=64, initial_replicas=n - 1))
+        res = run_sim(
+            R.fresh_requests(R.build_trace(spec), sm),
+            FixedSchedule("x", 60.0, sched),
+            sm,
+            SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, max_replicas=64, initial_replicas=n - 1),
+        )
         assert R.summarize(res.requests, res.gpu_seconds, 0)["within_slo"] < R.SLO_GOAL
 
 
@@ -257,15 +291,19 @@ def test_reactive_bound_is_the_smallest_margin_meeting_the_goal():
     n0 = R.initial_replicas(orc.counts)
     out = R.job_reactive_bound(spec, orc.counts, n0)
     assert out["within_slo"] >= R.SLO_GOAL
-    (shape, v), = out["margin"].items()
+    ((shape, v),) = out["margin"].items()
     values = R.MARGIN_ADD if shape == "add" else R.MARGIN_MUL
     i = values.index(v)
     cold = cold_start_for(QWEN3_8B, "baked").total_s
     if i > 0:  # the next smaller margin of the same shape misses: the search stops at the first that meets it
         smaller = values[i - 1]
         sched = R.margin_counts(orc.counts, **{shape: smaller})
-        res = run_sim(R.fresh_requests(R.build_trace(spec), sm), FixedSchedule("x", 60.0, sched), sm,
-                      SimConfig(cold_start_s=cold, max_replicas=64, initial_replicas=max(n0, sched[0])))
+        res = run_sim(
+            R.fresh_requests(R.build_trace(spec), sm),
+            FixedSchedule("x", 60.0, sched),
+            sm,
+            SimConfig(cold_start_s=cold, max_replicas=64, initial_replicas=max(n0, sched[0])),
+        )
         assert R.summarize(res.requests, res.gpu_seconds, 0)["within_slo"] < R.SLO_GOAL
     # with the cold start paid, even the exact present need plus a margin costs more than the oracle
     assert out["gpu_hours"] > orc.gpu_seconds / 3600
@@ -286,14 +324,25 @@ def test_cold_start_table_pays_the_given_cold_start_and_marks_only_goal_cells():
             r[k]["vs_oracle"] = r[k]["gpu_hours"] / (orc.gpu_seconds / 3600)
             r[k]["meets_slo"] = r[k]["within_slo"] >= R.SLO_GOAL
     fast["bound"]["vs_oracle"] = 1.1  # one cell at the goal, so the bold rule is exercised both ways
-    md = C.render_md({"suite": "test", "command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"},
-                      "git_commit": None, "wall_s": 0, "date": "d", "baked_cold_start_s": 163.0},
-                     [fast, slow], ["step-small"])
+    md = C.render_md(
+        {
+            "suite": "test",
+            "command": "c",
+            "machine": {"platform": "p", "cpus": 2, "python": "3"},
+            "git_commit": None,
+            "wall_s": 0,
+            "date": "d",
+            "baked_cold_start_s": 163.0,
+        },
+        [fast, slow],
+        ["step-small"],
+    )
     assert "| step-small | margin bound |" in md and "cold 163 s" in md and "cold 15 s" in md
     table = [line for line in md.splitlines() if line.startswith("| step-small") or line.startswith("| |")]
     bold = sum(line.count("**") // 2 for line in table)
-    expected = sum(1 for r in (fast, slow) for k in ("bound", "ours")
-                   if r[k]["meets_slo"] and r[k]["vs_oracle"] <= 1.25)
+    expected = sum(
+        1 for r in (fast, slow) for k in ("bound", "ours") if r[k]["meets_slo"] and r[k]["vs_oracle"] <= 1.25
+    )
     assert bold == expected >= 1
 
 
@@ -319,8 +368,12 @@ def test_load_test_measures_what_a_saturated_replica_completes():
     for factor, keeps_up in ((0.7, True), (1.3, False)):
         rate = factor * long_
         reqs = [Request(i / rate, 8000, 400) for i in range(int(rate * 600))]
-        run_sim(reqs, FixedSchedule("one", 60.0, [1]), SM,
-                SimConfig(cold_start_s=0.0, min_replicas=1, max_replicas=1, initial_replicas=1))
+        run_sim(
+            reqs,
+            FixedSchedule("one", 60.0, [1]),
+            SM,
+            SimConfig(cold_start_s=0.0, min_replicas=1, max_replicas=1, initial_replicas=1),
+        )
         late = [r.ttft for r in reqs if r.arrival > 300]
         assert (max(late) < 10.0) == keeps_up, (factor, max(late))
 
@@ -350,15 +403,35 @@ def test_seasonal_bench_counts_only_what_comes_after_the_first_cycle():
     assert S.oracle_window_hours([1, 2, 3, 4], 120.0) == pytest.approx((3 + 4) * 60 / 3600)
     # its own trace names, apart from the held-out steep diurnal (two cycles: a check never tuned against)
     assert {s.name for s, _ in S.seasonal_specs()} & {s.name for s in R.trace_specs()} == set()
-    row = {"trace": "t", "policy": "ours-seasonal", "period_s": 100.0, "prior_service_rate": 20.0,
-           "whole": {"within_slo": 0.995, "vs_oracle": 1.3, "scaling_events": 3},
-           "after_first_cycle": {"within_slo": 0.995, "gpu_hours": 1.0, "vs_oracle": 1.2, "ttft_p99_s": 0.2}}
+    row = {
+        "trace": "t",
+        "policy": "ours-seasonal",
+        "period_s": 100.0,
+        "prior_service_rate": 20.0,
+        "whole": {"within_slo": 0.995, "vs_oracle": 1.3, "scaling_events": 3},
+        "after_first_cycle": {"within_slo": 0.995, "gpu_hours": 1.0, "vs_oracle": 1.2, "ttft_p99_s": 0.2},
+    }
     miss = {**row, "policy": "ours", "after_first_cycle": {**row["after_first_cycle"], "within_slo": 0.98}}
-    md = S.render_md({"command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"}, "git_commit": None,
-                      "wall_s": 0, "date": "d", "cold_start_s": 163.0,
-                      "traces": {"t": {"description": "x", "period_s": 100.0, "oracle_gpu_hours": 2.0,
-                                       "oracle_gpu_hours_after_first_cycle": 1.0, "oracle_within_slo": 1.0}}},
-                     [row, miss])
+    md = S.render_md(
+        {
+            "command": "c",
+            "machine": {"platform": "p", "cpus": 2, "python": "3"},
+            "git_commit": None,
+            "wall_s": 0,
+            "date": "d",
+            "cold_start_s": 163.0,
+            "traces": {
+                "t": {
+                    "description": "x",
+                    "period_s": 100.0,
+                    "oracle_gpu_hours": 2.0,
+                    "oracle_gpu_hours_after_first_cycle": 1.0,
+                    "oracle_within_slo": 1.0,
+                }
+            },
+        },
+        [row, miss],
+    )
     assert "| ours-seasonal | 99.50% | 1.00 | **1.20** |" in md  # meets 99 % at <= 1.25x: bold
     assert "| ours | 98.00% | 1.00 | 1.20 |" in md  # misses the SLO: not bold
 
@@ -373,10 +446,25 @@ def test_seasonal_seed_variants_redraw_the_diurnals_and_get_their_own_table():
     for s, period in v:
         orig = base[s.name.rsplit("-seed", 1)[0]]
         assert s.params["seed"] != orig.params["seed"] and period == 2400.0
-        assert {k: x for k, x in s.params.items() if k != "seed"} == {k: x for k, x in orig.params.items() if k != "seed"}
-    row = {"trace": v[0][0].name, "policy": "ours-seasonal-no-warm-pool",
-           "after_first_cycle": {"within_slo": 0.991, "vs_oracle": 1.2}}
-    md = S.render_md({"command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"}, "git_commit": None,
-                      "wall_s": 0, "date": "d", "cold_start_s": 163.0, "traces": {},
-                      "seed_variants": [v[0][0].name]}, [row])
+        assert {k: x for k, x in s.params.items() if k != "seed"} == {
+            k: x for k, x in orig.params.items() if k != "seed"
+        }
+    row = {
+        "trace": v[0][0].name,
+        "policy": "ours-seasonal-no-warm-pool",
+        "after_first_cycle": {"within_slo": 0.991, "vs_oracle": 1.2},
+    }
+    md = S.render_md(
+        {
+            "command": "c",
+            "machine": {"platform": "p", "cpus": 2, "python": "3"},
+            "git_commit": None,
+            "wall_s": 0,
+            "date": "d",
+            "cold_start_s": 163.0,
+            "traces": {},
+            "seed_variants": [v[0][0].name],
+        },
+        [row],
+    )
     assert f"| {v[0][0].name} | - | - | **99.10% / 1.20x** |" in md

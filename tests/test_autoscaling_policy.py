@@ -25,13 +25,27 @@ from qwen_operator.autoscaling.policy import (
 CFG = AutoscalingConfig(min_replicas=1, max_replicas=10, warm_pool=1)
 
 
-def obs(t: float = 1000.0, samples=(), ready: int | None = None, starting: int = 0, desired: int | None = None,
-        mt: float | None = None, missing: bool = False) -> Observation:
+def obs(
+    t: float = 1000.0,
+    samples=(),
+    ready: int | None = None,
+    starting: int = 0,
+    desired: int | None = None,
+    mt: float | None = None,
+    missing: bool = False,
+) -> Observation:
     samples = tuple(ReplicaSample(*s) if not isinstance(s, ReplicaSample) else s for s in samples)
     ready = len(samples) if ready is None else ready
     desired = ready + starting if desired is None else desired
-    return Observation(time=t, samples=samples, ready_replicas=ready, starting_replicas=starting,
-                       current_desired=desired, metrics_time=t - 5 if mt is None else mt, metrics_missing=missing)
+    return Observation(
+        time=t,
+        samples=samples,
+        ready_replicas=ready,
+        starting_replicas=starting,
+        current_desired=desired,
+        metrics_time=t - 5 if mt is None else mt,
+        metrics_missing=missing,
+    )
 
 
 def _estimate(d: Decision) -> DemandEstimate:
@@ -60,6 +74,7 @@ def run(samples_fn, times, cfg=CFG, state=None, desired=None, ready=None, starti
 
 # --- configuration -------------------------------------------------------------------------------
 
+
 def test_defaults_are_safe():
     c = AutoscalingConfig()
     assert c.min_replicas >= 1 and c.max_replicas >= c.min_replicas
@@ -69,12 +84,24 @@ def test_defaults_are_safe():
     assert 0 < c.metrics_max_age_s <= 120
 
 
-@pytest.mark.parametrize("kw", [
-    {"min_replicas": -1}, {"max_replicas": 0}, {"min_replicas": 5, "max_replicas": 4}, {"warm_pool": -1},
-    {"target_utilization": 0}, {"target_utilization": 1.5}, {"kv_cache_target": 0}, {"target_queue_per_replica": 0},
-    {"max_scale_down_step": 0}, {"metrics_max_age_s": 0}, {"max_num_seqs": 0}, {"ttft_slo_seconds": -1},
-    {"prior_capacity": 0},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"min_replicas": -1},
+        {"max_replicas": 0},
+        {"min_replicas": 5, "max_replicas": 4},
+        {"warm_pool": -1},
+        {"target_utilization": 0},
+        {"target_utilization": 1.5},
+        {"kv_cache_target": 0},
+        {"target_queue_per_replica": 0},
+        {"max_scale_down_step": 0},
+        {"metrics_max_age_s": 0},
+        {"max_num_seqs": 0},
+        {"ttft_slo_seconds": -1},
+        {"prior_capacity": 0},
+    ],
+)
 def test_config_rejects_nonsense(kw):
     with pytest.raises(ValueError):
         AutoscalingConfig(**kw)
@@ -95,10 +122,21 @@ def test_floor_is_min_plus_warm_pool_capped_at_max():
 
 # --- garbage in: hold ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("bad", [
-    (math.nan, 1, 0.1), (1, math.nan, 0.1), (1, 1, math.nan), (-1, 1, 0.1), (1, -3, 0.1), (1, 1, -0.1),
-    (math.inf, 1, 0.1), (1, math.inf, 0.2), (1, 1, 1.7),
-])
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        (math.nan, 1, 0.1),
+        (1, math.nan, 0.1),
+        (1, 1, math.nan),
+        (-1, 1, 0.1),
+        (1, -3, 0.1),
+        (1, 1, -0.1),
+        (math.inf, 1, 0.1),
+        (1, math.inf, 0.2),
+        (1, 1, 1.7),
+    ],
+)
 def test_garbage_samples_hold_current_size(bad):
     d = decide(obs(samples=[(0, 10, 0.1), bad, (0, 10, 0.1)], desired=5, ready=3, starting=2), PolicyState(), CFG)
     assert d.desired_replicas == 5
@@ -117,15 +155,22 @@ def test_missing_metrics_hold_never_zero_never_max():
 
 
 def test_stale_metrics_hold():
-    d = decide(obs(t=1000, samples=[(500, 256, 0.9)] * 2, desired=2, mt=1000 - CFG.metrics_max_age_s - 1),
-               PolicyState(), CFG)
+    d = decide(
+        obs(t=1000, samples=[(500, 256, 0.9)] * 2, desired=2, mt=1000 - CFG.metrics_max_age_s - 1), PolicyState(), CFG
+    )
     assert (d.desired_replicas, d.active, d.reason) == (2, False, "HoldMetricsStale")
     assert "old" in d.message
 
 
 def test_no_metrics_timestamp_holds():
-    o = Observation(time=10.0, samples=(ReplicaSample(1, 1, 0.1),), ready_replicas=1, starting_replicas=0,
-                    current_desired=4, metrics_time=None)
+    o = Observation(
+        time=10.0,
+        samples=(ReplicaSample(1, 1, 0.1),),
+        ready_replicas=1,
+        starting_replicas=0,
+        current_desired=4,
+        metrics_time=None,
+    )
     d = decide(o, PolicyState(), CFG)
     assert (d.desired_replicas, d.active) == (4, False)
 
@@ -150,9 +195,16 @@ def test_no_ready_replica_waits_for_starting_pods():
 
 # --- bounds ----------------------------------------------------------------------------------------
 
+
 def test_idle_fleet_goes_to_floor_not_below():
-    cfg = AutoscalingConfig(min_replicas=2, warm_pool=1, max_replicas=10, scale_down_stabilization_s=60,
-                            scale_down_period_s=0, max_scale_down_step=10)
+    cfg = AutoscalingConfig(
+        min_replicas=2,
+        warm_pool=1,
+        max_replicas=10,
+        scale_down_stabilization_s=60,
+        scale_down_period_s=0,
+        max_scale_down_step=10,
+    )
     ds = run(lambda t: idle(6), range(0, 600, 15), cfg=cfg, desired=6, ready=6)
     assert ds[-1].desired_replicas == 3
     assert min(d.desired_replicas for d in ds) == 3
@@ -172,6 +224,7 @@ def test_scale_up_to_floor():
 
 
 # --- scale up ----------------------------------------------------------------------------------------
+
 
 def test_demand_formula():
     # 300 running over 2 replicas, prior capacity 256 seqs, target 0.5 -> 128 per replica:
@@ -198,8 +251,11 @@ def test_scale_up_is_immediate_and_step_limited():
     assert d.reason == "ScaleUpQueue"
     d = decide(obs(samples=[(2000, 256, 0.6)] * 10, desired=10), PolicyState(), cfg)
     assert d.desired_replicas == 20  # +100 % from 10
-    d = decide(obs(samples=[(2000, 256, 0.6)] * 10, desired=10), PolicyState(),
-               AutoscalingConfig(max_replicas=100, max_scale_up_step=3))
+    d = decide(
+        obs(samples=[(2000, 256, 0.6)] * 10, desired=10),
+        PolicyState(),
+        AutoscalingConfig(max_replicas=100, max_scale_up_step=3),
+    )
     assert d.desired_replicas == 13
 
 
@@ -234,9 +290,11 @@ def test_kv_cache_bound_raises_demand():
 
 # --- scale down ----------------------------------------------------------------------------------
 
+
 def test_scale_down_waits_for_full_window_then_steps():
-    cfg = AutoscalingConfig(max_replicas=10, scale_down_stabilization_s=300, scale_down_period_s=60,
-                            max_scale_down_step=1)
+    cfg = AutoscalingConfig(
+        max_replicas=10, scale_down_stabilization_s=300, scale_down_period_s=60, max_scale_down_step=1
+    )
     ds = run(lambda t: idle(8), [float(t) for t in range(0, 1200, 15)], cfg=cfg, desired=8, ready=8)
     sizes = [d.desired_replicas for d in ds]
     first_drop = next(i for i, n in enumerate(sizes) if n < 8)
@@ -270,21 +328,28 @@ def test_scale_down_when_above_max():
 
 def test_no_flapping_on_alternating_load():
     cfg = AutoscalingConfig(max_replicas=10)
-    ds = run(lambda t: [(0, 300 if int(t // 30) % 2 else 30, 0.1)] * 4, [float(t) for t in range(0, 3600, 15)],
-             cfg=cfg, desired=4, ready=4)
+    ds = run(
+        lambda t: [(0, 300 if int(t // 30) % 2 else 30, 0.1)] * 4,
+        [float(t) for t in range(0, 3600, 15)],
+        cfg=cfg,
+        desired=4,
+        ready=4,
+    )
     changes = sum(1 for a, b in zip(ds, ds[1:]) if a.desired_replicas != b.desired_replicas)
     assert changes <= 3
 
 
 # --- capacity learning ---------------------------------------------------------------------------
 
+
 def feed(samples, n: int, cfg=CFG, state=None, t0: float = 1000.0, desired: int | None = None, starting: int = 0):
     """Call decide() n times, 15 s apart, with the same samples and a fixed desired size."""
     state = state or PolicyState()
     d = None
     for i in range(n):
-        o = obs(t0 + 15 * i, samples, starting=starting,
-                desired=desired if desired is not None else len(samples) + starting)
+        o = obs(
+            t0 + 15 * i, samples, starting=starting, desired=desired if desired is not None else len(samples) + starting
+        )
         d = decide(o, state, cfg)
         state = d.state
     return d
@@ -323,6 +388,7 @@ def test_learning_can_be_disabled():
 
 # --- throughput mode -------------------------------------------------------------------------------
 
+
 def rs(w: float, r: float, k: float, rate: float | None, name: str) -> ReplicaSample:
     return ReplicaSample(waiting=w, running=r, kv_cache_usage=k, name=name, request_rate=rate)
 
@@ -359,11 +425,18 @@ def test_service_rate_creeps_up_and_rises_on_evidence():
     d = decide(obs(t=2 * 86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2), st2, CFG)
     assert d.state.service_rate == pytest.approx(12.5) and d.state.service_rate_evidence == 10.0
     # a state from before the evidence was kept, already above the cap: held, not lowered, not raised further
-    d = decide(obs(t=86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2),
-               PolicyState(service_rate=30.0, service_rate_time=0.0, service_rate_evidence=10.0), CFG)
+    d = decide(
+        obs(t=86400.0, samples=[rs(0, 5, 0.1, 1.0, "a")], desired=2),
+        PolicyState(service_rate=30.0, service_rate_time=0.0, service_rate_evidence=10.0),
+        CFG,
+    )
     assert d.state.service_rate == pytest.approx(30.0)
-    d = feed([rs(0, 50, 0.1, 14.0, "a"), rs(0, 50, 0.1, 14.0, "b")], 6,
-             state=PolicyState(service_rate=10.0, service_rate_time=1000.0), desired=3)
+    d = feed(
+        [rs(0, 50, 0.1, 14.0, "a"), rs(0, 50, 0.1, 14.0, "b")],
+        6,
+        state=PolicyState(service_rate=10.0, service_rate_time=1000.0),
+        desired=3,
+    )
     assert d.state.service_rate == pytest.approx(14.0, rel=0.01)
 
 
@@ -386,8 +459,9 @@ def test_prior_service_rate_sizes_linearly_from_the_start_and_learning_corrects_
 
 def ts(w: float, r: float, k: float, rate: float, tokens_per_request: float, name: str) -> ReplicaSample:
     """A sample with vLLM's token histograms read: the completed requests' tokens per second."""
-    return ReplicaSample(waiting=w, running=r, kv_cache_usage=k, name=name, request_rate=rate,
-                         token_rate=rate * tokens_per_request)
+    return ReplicaSample(
+        waiting=w, running=r, kv_cache_usage=k, name=name, request_rate=rate, token_rate=rate * tokens_per_request
+    )
 
 
 def test_service_rate_is_learned_in_tokens_and_follows_the_request_mix():
@@ -403,8 +477,9 @@ def test_service_rate_is_learned_in_tokens_and_follows_the_request_mix():
     # 4 req/s x 500 tokens over 0.85 x 8,000 tok/s: 0.29 replicas (requests/s would say 4 / (0.85 x 2) = 2.4)
     assert d_tok.demand == pytest.approx(4 * 500 / (0.85 * 8000), rel=0.05)
     req_only = [rs(30, 256, 0.9, 2.0, "a"), rs(30, 256, 0.9, 2.0, "b")]
-    d_req = feed([rs(0, 10, 0.05, 2.0, "a"), rs(0, 10, 0.05, 2.0, "b")], 16, state=feed(req_only, 12).state,
-                 t0=1200.0, desired=2)
+    d_req = feed(
+        [rs(0, 10, 0.05, 2.0, "a"), rs(0, 10, 0.05, 2.0, "b")], 16, state=feed(req_only, 12).state, t0=1200.0, desired=2
+    )
     assert d_req.state.rate_unit == "requests" and d_req.demand == pytest.approx(4 / (0.85 * 2.0), rel=0.05)
 
 
@@ -492,6 +567,7 @@ def test_fresh_replica_without_sample_counts_as_capacity_not_load():
 
 # --- hysteresis, trend, trust region --------------------------------------------------------------
 
+
 def test_hysteresis_keeps_more_than_it_would_add():
     # concurrency mode: demand 300/128 = 2.34 -> up-target asks 3 + 1; the kept size asks ceil(2.34 / 0.6) + 1
     d = decide(obs(samples=[(0, 150, 0.1)] * 2, desired=5), PolicyState(), CFG)
@@ -515,8 +591,12 @@ def test_rising_trend_adds_capacity_ahead_of_a_cold_start():
 def test_scale_down_beyond_experience_is_a_slow_probe():
     cfg = AutoscalingConfig(max_replicas=20, scale_down_stabilization_s=300, scale_down_period_s=60)
     # 10 replicas carrying 2 sequences each; never seen more than 2 per replica without a queue
-    sizes = [d.desired_replicas for d in run(lambda t: [(0, 20 / 10, 0.05)] * 10, [1000.0 + 15 * i for i in range(80)],
-                                             cfg=cfg, desired=10, ready=10)]
+    sizes = [
+        d.desired_replicas
+        for d in run(
+            lambda t: [(0, 20 / 10, 0.05)] * 10, [1000.0 + 15 * i for i in range(80)], cfg=cfg, desired=10, ready=10
+        )
+    ]
     drops = [i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1]]
     assert drops, sizes
     assert all((j - i) * 15 >= 300 for i, j in zip(drops, drops[1:]))  # probes a window apart
@@ -525,8 +605,9 @@ def test_scale_down_beyond_experience_is_a_slow_probe():
 def test_scale_down_within_experience_is_not_slowed():
     cfg = AutoscalingConfig(max_replicas=20, scale_down_stabilization_s=300, scale_down_period_s=60)
     st = PolicyState(safe_load=200.0)
-    ds = run(lambda t: [(0, 2, 0.05)] * 10, [1000.0 + 15 * i for i in range(60)], cfg=cfg, desired=10, ready=10,
-             state=st)
+    ds = run(
+        lambda t: [(0, 2, 0.05)] * 10, [1000.0 + 15 * i for i in range(60)], cfg=cfg, desired=10, ready=10, state=st
+    )
     sizes = [d.desired_replicas for d in ds]
     drops = [i for i in range(1, len(sizes)) if sizes[i] < sizes[i - 1]]
     assert len(drops) >= 5 and all((j - i) * 15 >= 60 for i, j in zip(drops, drops[1:]))
@@ -534,12 +615,22 @@ def test_scale_down_within_experience_is_not_slowed():
 
 # --- state serialisation ---------------------------------------------------------------------------
 
+
 def test_state_json_round_trip():
-    st = PolicyState(recommendations=((1.0, 3), (16.0, 4)),
-                     window=((1.0, 10.0, 0.5, 2, 3.5, 4200.0), (16.0, 9.0, 0.0, 2, -1.0, -1.0)),
-                     last_scale_up_time=16.0, last_scale_down_time=None, capacity=120.5, capacity_time=16.0,
-                     service_rate=20.5, service_rate_time=16.0, safe_load=44.0, saturated_since=(("pod-0", 1.0),),
-                     carried_rate=14.5, rate_unit="tokens")
+    st = PolicyState(
+        recommendations=((1.0, 3), (16.0, 4)),
+        window=((1.0, 10.0, 0.5, 2, 3.5, 4200.0), (16.0, 9.0, 0.0, 2, -1.0, -1.0)),
+        last_scale_up_time=16.0,
+        last_scale_down_time=None,
+        capacity=120.5,
+        capacity_time=16.0,
+        service_rate=20.5,
+        service_rate_time=16.0,
+        safe_load=44.0,
+        saturated_since=(("pod-0", 1.0),),
+        carried_rate=14.5,
+        rate_unit="tokens",
+    )
     assert PolicyState.from_dict(json.loads(json.dumps(st.to_dict()))) == st
 
 
@@ -552,11 +643,23 @@ def test_state_written_before_token_rates_reads_as_requests():
     assert st.rate_unit == "requests" and st.service_rate == 20.5
 
 
-@pytest.mark.parametrize("garbage", [None, {}, [], "x", {"recommendations": "nope"}, {"capacity": "NaN"},
-                                     {"recommendations": [[1, 2, 3], ["a", 1], [5, -1]], "window": [[1, 2]]},
-                                     {"window": [[1, 2, 3, 0, 1], [1, "x", 3, 1, 1]], "saturatedSince": [[1, 2], "x"]},
-                                     {"capacity": -5, "lastScaleUpTime": "later"},
-                                     {"carriedRate": "fast"}, {"carriedRate": -3}, {"carriedRate": "inf"}])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        None,
+        {},
+        [],
+        "x",
+        {"recommendations": "nope"},
+        {"capacity": "NaN"},
+        {"recommendations": [[1, 2, 3], ["a", 1], [5, -1]], "window": [[1, 2]]},
+        {"window": [[1, 2, 3, 0, 1], [1, "x", 3, 1, 1]], "saturatedSince": [[1, 2], "x"]},
+        {"capacity": -5, "lastScaleUpTime": "later"},
+        {"carriedRate": "fast"},
+        {"carriedRate": -3},
+        {"carriedRate": "inf"},
+    ],
+)
 def test_state_from_corrupted_status_is_valid(garbage):
     st = PolicyState.from_dict(garbage)
     assert isinstance(st, PolicyState)
@@ -565,8 +668,11 @@ def test_state_from_corrupted_status_is_valid(garbage):
 
 
 def test_reason_is_camel_case_and_message_has_numbers():
-    for o in (obs(samples=idle(3), desired=3), obs(samples=[(50, 256, 0.9)] * 2, desired=2),
-              obs(samples=[], ready=2, missing=True)):
+    for o in (
+        obs(samples=idle(3), desired=3),
+        obs(samples=[(50, 256, 0.9)] * 2, desired=2),
+        obs(samples=[], ready=2, missing=True),
+    ):
         d = decide(o, PolicyState(), CFG)
         assert re.fullmatch(r"(?:[A-Z][a-z]+)+", d.reason), d.reason
         assert re.search(r"\d", d.message)
@@ -598,8 +704,13 @@ def _cycle_samples(t: float, scale: float = 1.0) -> list[ReplicaSample]:
     return [rs(0, 3 * r, 0.1, r, n) for n in "abcd"]  # residence 3 s, no queue: arrivals == completions
 
 
-def _demands(cfg: AutoscalingConfig, until: float, scale_after: float = 1.0, gap: tuple[float, float] | None = None,
-             wobble: float = 0.0) -> dict[float, Decision]:
+def _demands(
+    cfg: AutoscalingConfig,
+    until: float,
+    scale_after: float = 1.0,
+    gap: tuple[float, float] | None = None,
+    wobble: float = 0.0,
+) -> dict[float, Decision]:
     state, out = PolicyState(), {}
     t = 0.0
     while t <= until:
@@ -615,8 +726,7 @@ def _demands(cfg: AutoscalingConfig, until: float, scale_after: float = 1.0, gap
 
 
 def test_seasonal_forecast_asks_one_cold_start_ahead_from_the_second_cycle():
-    base = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, prior_service_rate=20.0,
-                             cold_start_s=160.0)
+    base = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, prior_service_rate=20.0, cold_start_s=160.0)
     seasonal = AutoscalingConfig(**{**base.__dict__, "seasonal_period_s": PERIOD})
     plain, fc = _demands(base, 2 * PERIOD), _demands(seasonal, 2 * PERIOD)
     # first cycle: nothing recorded yet, no forecast; the same decisions as without it
@@ -635,8 +745,14 @@ def test_seasonal_forecast_asks_one_cold_start_ahead_from_the_second_cycle():
 
 
 def test_seasonal_forecast_follows_the_level_of_the_day_not_of_the_history():
-    cfg = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, prior_service_rate=20.0,
-                            cold_start_s=160.0, seasonal_period_s=PERIOD)
+    cfg = AutoscalingConfig(
+        min_replicas=1,
+        max_replicas=20,
+        warm_pool=0,
+        prior_service_rate=20.0,
+        cold_start_s=160.0,
+        seasonal_period_s=PERIOD,
+    )
     same, busier = _demands(cfg, 2 * PERIOD), _demands(cfg, 2 * PERIOD, scale_after=1.5)
     t = PERIOD + 1110.0
     # the growth comes from history, the level from now: a day 1.5x busier asks for 1.5x
@@ -644,8 +760,7 @@ def test_seasonal_forecast_follows_the_level_of_the_day_not_of_the_history():
 
 
 def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
-    conc = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, cold_start_s=160.0,
-                             seasonal_period_s=PERIOD)
+    conc = AutoscalingConfig(min_replicas=1, max_replicas=20, warm_pool=0, cold_start_s=160.0, seasonal_period_s=PERIOD)
     d = _demands(conc, 2 * PERIOD)[PERIOD + 1110.0]
     assert d.mode == MODE_CONCURRENCY and _estimate(d).seasonal_growth is None  # convex signal: no forecast
     assert "seasonal" not in d.message
@@ -662,8 +777,12 @@ def test_seasonal_forecast_needs_a_service_rate_and_a_recent_cycle():
     st = PolicyState.from_dict({"season": [["x", 1, 1], [5.0, -2, 1], [1.0], [2.0, 3.0, -5]]})
     assert st.season == ((-1.0, 0.0, -1.0),) * 3 + ((2.0, 3.0, -1.0),)
     assert decide(obs(1000.0, _cycle_samples(1000.0)), st, thr).active
-    for bad in ({"seasonal_period_s": 0.0}, {"seasonal_period_s": math.nan}, {"seasonal_buckets": 2},
-                {"seasonal_max_growth": 0.5}):
+    for bad in (
+        {"seasonal_period_s": 0.0},
+        {"seasonal_period_s": math.nan},
+        {"seasonal_buckets": 2},
+        {"seasonal_max_growth": 0.5},
+    ):
         with pytest.raises(ValueError):
             AutoscalingConfig(**bad)
 

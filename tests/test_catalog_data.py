@@ -67,8 +67,15 @@ def test_basic_shape(card: ModelCard) -> None:
     assert card.family in FAMILIES
     assert card.architecture.endswith(("ForCausalLM", "ForConditionalGeneration"))
     assert card.torch_dtype in {"bfloat16", "float16", "float32"}
-    for field in ("num_layers", "hidden_size", "num_attention_heads", "num_kv_heads", "head_dim",
-                  "vocab_size", "max_context"):
+    for field in (
+        "num_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "num_kv_heads",
+        "head_dim",
+        "vocab_size",
+        "max_context",
+    ):
         assert getattr(card, field) > 0, f"{card.name}.{field}"
     assert card.total_params_b > 0 and card.active_params_b > 0
     assert card.mtp_layers >= 0
@@ -95,8 +102,11 @@ def test_head_dim_is_a_kernel_friendly_size(card: ModelCard) -> None:
 def test_qwen3_head_dim_need_not_match_hidden() -> None:
     # The Qwen2-era rule hidden = heads x head_dim does not hold from Qwen3 on; the catalog
     # must carry the config's head_dim, not a derived one.
-    mismatched = [c.name for c in of("qwen3", "qwen3-moe", "qwen3-next", "qwen3.5-moe")
-                  if c.head_dim * c.num_attention_heads != c.hidden_size]
+    mismatched = [
+        c.name
+        for c in of("qwen3", "qwen3-moe", "qwen3-next", "qwen3.5-moe")
+        if c.head_dim * c.num_attention_heads != c.hidden_size
+    ]
     assert "Qwen/Qwen3-0.6B" in mismatched and "Qwen/Qwen3-32B" in mismatched
 
 
@@ -174,9 +184,22 @@ def test_quantized_checkpoints_point_at_their_base(card: ModelCard) -> None:
     base = BY_NAME.get(card.base_model or "")
     assert base is not None, f"{card.name}: base {card.base_model} not in catalog"
     assert base.checkpoint_quantization is None
-    for field in ("architecture", "family", "num_layers", "hidden_size", "num_attention_heads",
-                  "num_kv_heads", "head_dim", "vocab_size", "max_context", "num_experts",
-                  "experts_per_token", "tie_word_embeddings", "total_params_b", "active_params_b"):
+    for field in (
+        "architecture",
+        "family",
+        "num_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "num_kv_heads",
+        "head_dim",
+        "vocab_size",
+        "max_context",
+        "num_experts",
+        "experts_per_token",
+        "tie_word_embeddings",
+        "total_params_b",
+        "active_params_b",
+    ):
         assert getattr(card, field) == getattr(base, field), f"{card.name}.{field}"
 
 

@@ -46,6 +46,7 @@ CLUSTER_RULES = {
 
 # ---- files -------------------------------------------------------------------------------------------------------
 
+
 def test_chart_crd_is_an_exact_copy_of_the_generated_crd():
     src = ROOT / "crds" / "qwendeployments.yaml"
     copy = CHART / "crds" / "qwendeployments.yaml"
@@ -107,11 +108,23 @@ def test_removed_values_are_gone_from_values_schema_templates_and_docs():
     schema = json.loads((CHART / "values.schema.json").read_text())
     assert "defaultVllmImage" not in values and "defaultVllmImage" not in schema["properties"]
     assert set(values["rbac"]) == set(schema["properties"]["rbac"]["properties"]) == {"create"}
-    texts = {p: p.read_text() for p in [*(CHART / "templates").iterdir(), CHART / "values.yaml",
-                                        CHART / "values.schema.json", ROOT / "docs" / "helm.md"]}
+    texts = {
+        p: p.read_text()
+        for p in [
+            *(CHART / "templates").iterdir(),
+            CHART / "values.yaml",
+            CHART / "values.schema.json",
+            ROOT / "docs" / "helm.md",
+        ]
+    }
     for path, text in texts.items():
-        for needle in ("defaultVllmImage", "QWEN_DEFAULT_VLLM_IMAGE", "finalizerPatch", "kopfScanning",
-                       "customresourcedefinitions"):
+        for needle in (
+            "defaultVllmImage",
+            "QWEN_DEFAULT_VLLM_IMAGE",
+            "finalizerPatch",
+            "kopfScanning",
+            "customresourcedefinitions",
+        ):
             assert needle not in text, f"{needle} in {path.relative_to(ROOT)}"
 
 
@@ -124,11 +137,20 @@ def test_dashboard_json_is_valid_and_covers_the_fleet_signals():
     dash = json.loads((CHART / "dashboards" / "qwen-fleet.json").read_text())
     exprs = [t["expr"] for p in dash["panels"] for t in p.get("targets", [])]
     joined = "\n".join(exprs)
-    for needle in ["histogram_quantile(0.5", "histogram_quantile(0.95", "vllm:time_to_first_token_seconds_bucket",
-                   "vllm:inter_token_latency_seconds", "vllm:num_requests_waiting", "vllm:num_requests_running",
-                   "vllm:kv_cache_usage_perc", "qwen_operator_desired_replicas", "kube_statefulset_status_replicas_ready",
-                   "rate(vllm:spec_decode_num_accepted_tokens_total", "rate(vllm:spec_decode_num_draft_tokens_total",
-                   "compile_cache"]:
+    for needle in [
+        "histogram_quantile(0.5",
+        "histogram_quantile(0.95",
+        "vllm:time_to_first_token_seconds_bucket",
+        "vllm:inter_token_latency_seconds",
+        "vllm:num_requests_waiting",
+        "vllm:num_requests_running",
+        "vllm:kv_cache_usage_perc",
+        "qwen_operator_desired_replicas",
+        "kube_statefulset_status_replicas_ready",
+        "rate(vllm:spec_decode_num_accepted_tokens_total",
+        "rate(vllm:spec_decode_num_draft_tokens_total",
+        "compile_cache",
+    ]:
         assert needle in joined, needle
     variables = {v["name"] for v in dash["templating"]["list"]}
     assert {"deployment", "namespace"} <= variables
@@ -177,12 +199,14 @@ def test_requirements_lock_pins_the_pyproject_deps_to_the_tested_versions():
 
 # ---- rendering with helm -----------------------------------------------------------------------------------------
 
+
 def _helm() -> str | None:
     found = shutil.which("helm")
     if found:
         return found
-    tools = subprocess.run(["bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir"],
-                           capture_output=True, text=True)
+    tools = subprocess.run(
+        ["bash", str(ROOT / "e2e" / "cluster" / "build-tools.sh"), "--print-dir"], capture_output=True, text=True
+    )
     cand = Path(tools.stdout.strip()) / "helm"
     return str(cand) if tools.returncode == 0 and os.access(cand, os.X_OK) else None
 
@@ -193,8 +217,12 @@ needs_helm = pytest.mark.skipif(HELM is None, reason="helm not built yet (e2e/cl
 
 def helm(*args: str) -> subprocess.CompletedProcess[str]:
     assert HELM
-    env = {**os.environ, "HELM_CACHE_HOME": "/tmp/qwen-helm-cache", "HELM_CONFIG_HOME": "/tmp/qwen-helm-config",
-           "HELM_DATA_HOME": "/tmp/qwen-helm-data"}
+    env = {
+        **os.environ,
+        "HELM_CACHE_HOME": "/tmp/qwen-helm-cache",
+        "HELM_CONFIG_HOME": "/tmp/qwen-helm-config",
+        "HELM_DATA_HOME": "/tmp/qwen-helm-data",
+    }
     return subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120, env=env)
 
 
@@ -230,8 +258,7 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses():
     (crb,) = [d for d in docs if d["kind"] == "ClusterRoleBinding"]
     assert crb["roleRef"]["name"] == cr["metadata"]["name"] != "cluster-admin"
     (sa,) = [d for d in docs if d["kind"] == "ServiceAccount"]
-    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"],
-                                "namespace": "qwen-system"}]
+    assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "qwen-system"}]
     for d in docs:
         assert "secrets" not in json.dumps(d.get("rules", []))
 
@@ -268,8 +295,7 @@ def test_no_patch_on_qwendeployments_and_no_crd_or_namespace_access(args):
 
 @needs_helm
 def test_deployment_is_hardened_and_configured():
-    docs = render("--set", "prometheusUrl=http://prom:9090", "--set", "resyncSeconds=12",
-                  "--set", "image.tag=1.2.3")
+    docs = render("--set", "prometheusUrl=http://prom:9090", "--set", "resyncSeconds=12", "--set", "image.tag=1.2.3")
     (dep,) = [d for d in docs if d["kind"] == "Deployment"]
     spec = dep["spec"]
     assert spec["replicas"] == 1 and spec["strategy"]["type"] == "Recreate"
@@ -312,10 +338,12 @@ def test_ports_follow_the_values():
     assert c["livenessProbe"]["httpGet"]["port"] == "health"
     (svc,) = [d for d in docs if d["kind"] == "Service"]
     assert svc["spec"]["ports"] == [{"name": "metrics", "port": 9100, "targetPort": "metrics", "protocol": "TCP"}]
+
     # The pod rolls when a port changes.
     def checksum(ds: list[dict[str, Any]]) -> str:
         (dep,) = [d for d in ds if d["kind"] == "Deployment"]
         return dep["spec"]["template"]["metadata"]["annotations"]["checksum/config"]
+
     assert checksum(docs) != checksum(render())
 
 
@@ -355,31 +383,35 @@ def test_monitors_render_only_with_the_prometheus_operator_api():
     assert ep["port"] == "http" and ep["path"] == "/metrics"
     (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
-    assert not {"PodMonitor", "ServiceMonitor"} & {d["kind"] for d in
-                                                   render("--api-versions", "monitoring.coreos.com/v1")}
+    assert not {"PodMonitor", "ServiceMonitor"} & {
+        d["kind"] for d in render("--api-versions", "monitoring.coreos.com/v1")
+    }
 
 
 @needs_helm
-@pytest.mark.parametrize("bad", [
-    ["--set", "replicaCount=2"],
-    ["--set", "replicaCount=0"],
-    ["--set", "resyncSeconds=-5"],
-    ["--set", "resyncSeconds=0"],
-    ["--set-string", "resyncSeconds=thirty"],
-    ["--set", "watchNamespaces=team-a"],          # a string, not a list
-    ["--set", "watchNamespaces={Team_A}"],        # not a namespace name
-    ["--set", "prometheusUrl=prometheus:9090"],   # no scheme
-    ["--set", "metrics.port=70000"],
-    ["--set", "healthPort=-1"],
-    ["--set", "healthPort=65536"],
-    ["--set", "image.pullPolicy=Sometimes"],
-    ["--set", "securityContext.runAsNonRoot=false"],
-    ["--set", "replicas=1"],                       # typo of replicaCount: unknown key
-    # Removed knobs (the operator needs neither grant, and has no default-image setting): unknown keys now.
-    ["--set", "rbac.finalizerPatch=false"],
-    ["--set", "rbac.kopfScanning=false"],
-    ["--set", "defaultVllmImage=vllm/vllm-openai:v0.32.0"],
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        ["--set", "replicaCount=2"],
+        ["--set", "replicaCount=0"],
+        ["--set", "resyncSeconds=-5"],
+        ["--set", "resyncSeconds=0"],
+        ["--set-string", "resyncSeconds=thirty"],
+        ["--set", "watchNamespaces=team-a"],  # a string, not a list
+        ["--set", "watchNamespaces={Team_A}"],  # not a namespace name
+        ["--set", "prometheusUrl=prometheus:9090"],  # no scheme
+        ["--set", "metrics.port=70000"],
+        ["--set", "healthPort=-1"],
+        ["--set", "healthPort=65536"],
+        ["--set", "image.pullPolicy=Sometimes"],
+        ["--set", "securityContext.runAsNonRoot=false"],
+        ["--set", "replicas=1"],  # typo of replicaCount: unknown key
+        # Removed knobs (the operator needs neither grant, and has no default-image setting): unknown keys now.
+        ["--set", "rbac.finalizerPatch=false"],
+        ["--set", "rbac.kopfScanning=false"],
+        ["--set", "defaultVllmImage=vllm/vllm-openai:v0.32.0"],
+    ],
+)
 def test_schema_rejects_bad_values(bad):
     res = helm("template", "rel", str(CHART), *bad)
     assert res.returncode != 0, f"{bad} was accepted"

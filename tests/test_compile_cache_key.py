@@ -22,6 +22,7 @@ def setp(path, value):
         for p in path[:-1]:
             node = node.setdefault(p, {})
         node[path[-1]] = value
+
     return f
 
 

@@ -52,4 +52,5 @@ def test_yaml_round_trips():
 
 def test_committed_api_docs_match():
     from qwen_operator.api import docs
+
     assert (ROOT / "docs" / "api.md").read_text() == docs.render(), "docs/api.md is stale: run `make docs`"

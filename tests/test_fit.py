@@ -57,8 +57,10 @@ def test_long_context_on_small_gpu_suggests_lower_max_len():
 
 def test_awq_shrinks_weights():
     a = arch("Qwen/Qwen3-8B")
-    assert check_fit(FitInput(arch=a, gpu=H100, quantization="awq")).weights_gib < \
-        0.4 * check_fit(FitInput(arch=a, gpu=H100)).weights_gib
+    assert (
+        check_fit(FitInput(arch=a, gpu=H100, quantization="awq")).weights_gib
+        < 0.4 * check_fit(FitInput(arch=a, gpu=H100)).weights_gib
+    )
 
 
 def test_catalog_lookup_case_insensitive():

@@ -45,9 +45,14 @@ RANDOM = os.environ.get("QWEN_FUZZ_RANDOM") == "1"
 
 def fuzz_settings(n: int) -> settings:
     # No explain phase: it re-runs a failing example hundreds of times and adds little to a shrunk example.
-    return settings(max_examples=n * SCALE, deadline=None, database=None, derandomize=not RANDOM,
-                    phases=(Phase.explicit, Phase.generate, Phase.shrink),
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    return settings(
+        max_examples=n * SCALE,
+        deadline=None,
+        database=None,
+        derandomize=not RANDOM,
+        phases=(Phase.explicit, Phase.generate, Phase.shrink),
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
 
 
 # ---- building blocks ---------------------------------------------------------------------------------------------
@@ -79,20 +84,26 @@ def _name(head: str, body: str, strip: str) -> str:
 
 
 # Kubernetes names and label parts, built from characters rather than regexes (much cheaper to generate).
-dns_label = st.builds(_name, st.sampled_from(string.ascii_lowercase), st.text(_LOWER_DIGITS + "-", max_size=14),
-                      st.just("-"))
-label_value = st.one_of(st.just(""), st.builds(_name, st.sampled_from(_ALNUM), st.text(_ALNUM + "_.-", max_size=14),
-                                               st.just("_.-")))
-label_key = st.builds(lambda prefix, name: prefix + name,
-                      st.sampled_from(["", "example.com/", "node.kubernetes.io/", "team.acme.io/"]),
-                      st.builds(_name, st.sampled_from(_LOWER_DIGITS), st.text(_LOWER_DIGITS + "_.-", max_size=14),
-                                st.just("_.-")))
-safe_env_name = st.builds(lambda h, b: h + b, st.sampled_from(string.ascii_uppercase + "_"),
-                          st.text(string.ascii_uppercase + string.digits + "_", max_size=15)).filter(
-    lambda n: not _SECRETISH.search(n) and n not in MANAGED_ENV and n not in OPERATOR_SET_ENV)
+dns_label = st.builds(
+    _name, st.sampled_from(string.ascii_lowercase), st.text(_LOWER_DIGITS + "-", max_size=14), st.just("-")
+)
+label_value = st.one_of(
+    st.just(""), st.builds(_name, st.sampled_from(_ALNUM), st.text(_ALNUM + "_.-", max_size=14), st.just("_.-"))
+)
+label_key = st.builds(
+    lambda prefix, name: prefix + name,
+    st.sampled_from(["", "example.com/", "node.kubernetes.io/", "team.acme.io/"]),
+    st.builds(_name, st.sampled_from(_LOWER_DIGITS), st.text(_LOWER_DIGITS + "_.-", max_size=14), st.just("_.-")),
+)
+safe_env_name = st.builds(
+    lambda h, b: h + b,
+    st.sampled_from(string.ascii_uppercase + "_"),
+    st.text(string.ascii_uppercase + string.digits + "_", max_size=15),
+).filter(lambda n: not _SECRETISH.search(n) and n not in MANAGED_ENV and n not in OPERATOR_SET_ENV)
 # A value that looks like a credential; unique enough to be searched for in everything the operator writes.
-secret_value = st.builds(lambda s: "sk-fuzz-" + s, st.text(string.ascii_letters + string.digits, min_size=12,
-                                                           max_size=24))
+secret_value = st.builds(
+    lambda s: "sk-fuzz-" + s, st.text(string.ascii_letters + string.digits, min_size=12, max_size=24)
+)
 cpu = st.sampled_from(["1", "8", "96", "500m", "0.5", "250m", "192"])
 memory = st.sampled_from(["1Gi", "64Gi", "512Mi", "2Ti", "100G", "750Mi", "1.5Gi"])
 
@@ -101,17 +112,29 @@ def _flag_arg(flag: str, value: str) -> str:
     return f"{flag}={value}" if flag in _TABLE.takes_value else flag
 
 
-extra_args = st.lists(st.tuples(st.sampled_from(SAFE_FLAGS), st.sampled_from(["1", "auto", "x", "0.5", "a,b"])),
-                      unique_by=lambda t: t[0], max_size=4).map(lambda fv: [_flag_arg(f, v) for f, v in fv])
+extra_args = st.lists(
+    st.tuples(st.sampled_from(SAFE_FLAGS), st.sampled_from(["1", "auto", "x", "0.5", "a,b"])),
+    unique_by=lambda t: t[0],
+    max_size=4,
+).map(lambda fv: [_flag_arg(f, v) for f, v in fv])
 
-tolerations = st.lists(st.one_of(
-    st.fixed_dictionaries({"key": label_key, "operator": st.just("Exists")},
-                          optional={"effect": st.sampled_from(["NoSchedule", "PreferNoSchedule"])}),
-    st.fixed_dictionaries({"key": label_key, "operator": st.just("Equal"), "value": label_value},
-                          optional={"effect": st.sampled_from(["NoSchedule", "PreferNoSchedule"])}),
-    st.fixed_dictionaries({"key": label_key, "operator": st.just("Exists"), "effect": st.just("NoExecute")},
-                          optional={"tolerationSeconds": st.integers(0, 10**6)}),
-), max_size=3)
+tolerations = st.lists(
+    st.one_of(
+        st.fixed_dictionaries(
+            {"key": label_key, "operator": st.just("Exists")},
+            optional={"effect": st.sampled_from(["NoSchedule", "PreferNoSchedule"])},
+        ),
+        st.fixed_dictionaries(
+            {"key": label_key, "operator": st.just("Equal"), "value": label_value},
+            optional={"effect": st.sampled_from(["NoSchedule", "PreferNoSchedule"])},
+        ),
+        st.fixed_dictionaries(
+            {"key": label_key, "operator": st.just("Exists"), "effect": st.just("NoExecute")},
+            optional={"tolerationSeconds": st.integers(0, 10**6)},
+        ),
+    ),
+    max_size=3,
+)
 
 
 def _speculative_strategy(card: Any, tp: int) -> st.SearchStrategy[dict[str, Any]]:
@@ -122,30 +145,45 @@ def _speculative_strategy(card: Any, tp: int) -> st.SearchStrategy[dict[str, Any
     k = {"numSpeculativeTokens": st.integers(1, 16)}
     dtp = {**k, "draftTensorParallelSize": st.sampled_from(sorted({1, tp}))}
     options = [
-        st.tuples(st.integers(1, 64), st.integers(1, 64)).flatmap(lambda lh: st.fixed_dictionaries(
-            {"method": st.just("ngram")}, optional={**k, "promptLookupMin": st.just(min(lh)),
-                                                    "promptLookupMax": st.just(max(lh))})),
-        st.fixed_dictionaries({"method": st.just("draft_model"), "draftModel": st.sampled_from(drafts)},
-                              optional=dtp),
+        st.tuples(st.integers(1, 64), st.integers(1, 64)).flatmap(
+            lambda lh: st.fixed_dictionaries(
+                {"method": st.just("ngram")},
+                optional={**k, "promptLookupMin": st.just(min(lh)), "promptLookupMax": st.just(max(lh))},
+            )
+        ),
+        st.fixed_dictionaries({"method": st.just("draft_model"), "draftModel": st.sampled_from(drafts)}, optional=dtp),
     ]
     if card.mtp_layers > 0:
         options.append(st.fixed_dictionaries({"method": st.just("mtp")}, optional=k))
     if heads:
-        options.append(st.fixed_dictionaries({"method": st.sampled_from(["eagle3", "eagle"]),
-                                              "draftModel": st.sampled_from(heads)}, optional=dtp))
+        options.append(
+            st.fixed_dictionaries(
+                {"method": st.sampled_from(["eagle3", "eagle"]), "draftModel": st.sampled_from(heads)}, optional=dtp
+            )
+        )
     return st.one_of(*options)
 
 
 def _quantizations(card: Any) -> list[str]:
-    return {"awq": ["none", "awq", "awq_marlin"], "gptq": ["none", "gptq", "gptq_marlin"],
-            "fp8": ["none", "fp8"]}.get(card.checkpoint_quantization or "", ["none", "fp8"])
+    return {"awq": ["none", "awq", "awq_marlin"], "gptq": ["none", "gptq", "gptq_marlin"], "fp8": ["none", "fp8"]}.get(
+        card.checkpoint_quantization or "", ["none", "fp8"]
+    )
 
 
 # (card, tensor) pairs whose TP divides the attention heads and fits the KV heads, each with the strategies that
 # depend on the model; built once (building strategies inside a draw is what makes generation slow).
-_PER_MODEL = [(card, tp, _speculative_strategy(card, tp), st.sampled_from(_quantizations(card)),
-               st.one_of(st.sampled_from([16, 2048, 8192, card.max_context]), st.integers(16, card.max_context)))
-              for card in TARGETS for tp in (1, 2, 4, 8) if _tp_ok(card, tp)]
+_PER_MODEL = [
+    (
+        card,
+        tp,
+        _speculative_strategy(card, tp),
+        st.sampled_from(_quantizations(card)),
+        st.one_of(st.sampled_from([16, 2048, 8192, card.max_context]), st.integers(16, card.max_context)),
+    )
+    for card in TARGETS
+    for tp in (1, 2, 4, 8)
+    if _tp_ok(card, tp)
+]
 
 # Optional parts of a spec, each present when its bit of one drawn mask is set (one draw instead of one boolean
 # per field; shrinking the mask towards 0 shrinks the spec towards the minimal one).
@@ -157,11 +195,18 @@ _OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     "source": st.one_of(
         st.just({"type": "hf"}),
         st.builds(lambda n: {"tokenSecretRef": {"name": n}}, dns_label),
-        st.builds(lambda n, k: {"tokenSecretRef": {"name": n, "key": k}}, dns_label,
-                  st.sampled_from(["token", "hf_token", "HF.key"])),
+        st.builds(
+            lambda n, k: {"tokenSecretRef": {"name": n, "key": k}},
+            dns_label,
+            st.sampled_from(["token", "hf_token", "HF.key"]),
+        ),
         st.builds(lambda n: {"type": "pvc", "pvcName": n}, dns_label),
-        st.builds(lambda n, path: {"type": "pvc", "pvcName": n, "pvcPath": path}, dns_label,
-                  st.sampled_from(["Qwen/Qwen3-8B", "/weights/q", "a b/c"]))),
+        st.builds(
+            lambda n, path: {"type": "pvc", "pvcName": n, "pvcPath": path},
+            dns_label,
+            st.sampled_from(["Qwen/Qwen3-8B", "/weights/q", "a b/c"]),
+        ),
+    ),
     "speculative": st.none(),  # drawn from the model's own strategy
     "maxModelLen": st.none(),  # idem
     "maxNumSeqs": st.one_of(st.sampled_from([1, 4096]), st.integers(1, 4096)),
@@ -169,44 +214,88 @@ _OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
     "kvCacheDtype": st.sampled_from(["auto", "fp8", "fp8_e4m3", "fp8_e5m2"]),
     "enablePrefixCaching": st.booleans(),
     "enableChunkedPrefill": st.booleans(),
-    "gpuMemoryUtilization": st.one_of(st.sampled_from([0.98, 0.5, 0.1000001]),
-                                      st.floats(0.1, 0.98, exclude_min=True, allow_nan=False)),
+    "gpuMemoryUtilization": st.one_of(
+        st.sampled_from([0.98, 0.5, 0.1000001]), st.floats(0.1, 0.98, exclude_min=True, allow_nan=False)
+    ),
     "blockSize": st.sampled_from([16, 32, 64, 128]),
     "cudagraphCaptureSizes": st.lists(st.integers(1, 8192), unique=True, min_size=1, max_size=8),
-    "env": st.lists(st.fixed_dictionaries({"name": safe_env_name}, optional={"value": st.text(max_size=40)}),
-                    unique_by=lambda e: e["name"], max_size=4),
+    "env": st.lists(
+        st.fixed_dictionaries({"name": safe_env_name}, optional={"value": st.text(max_size=40)}),
+        unique_by=lambda e: e["name"],
+        max_size=4,
+    ),
     "extraArgs": extra_args,
     "product": st.sampled_from(PRODUCT_NAMES),
     "nodeSelector": st.dictionaries(label_key, label_value, max_size=3),
     "tolerations": tolerations,
-    "image": st.sampled_from(["vllm/vllm-openai:v0.32.0", "registry.example.com/vllm:custom",
-                              "vllm/vllm-openai@sha256:" + "a" * 64]),
+    "image": st.sampled_from(
+        ["vllm/vllm-openai:v0.32.0", "registry.example.com/vllm:custom", "vllm/vllm-openai@sha256:" + "a" * 64]
+    ),
     "resources": st.fixed_dictionaries({}, optional={"cpu": cpu, "memory": memory, "shmSize": memory}),
     "replicas": st.one_of(st.sampled_from([0, 1, 1000]), st.integers(0, 1000)),
     "startupTimeoutSeconds": st.one_of(st.sampled_from([60, 14400]), st.integers(60, 14400)),
-    "compileCache": st.fixed_dictionaries({}, optional={
-        "enabled": st.booleans(), "strict": st.booleans(), "onBakeFailure": st.sampled_from(["ServeCold", "Wait"]),
-        "bakeTimeoutSeconds": st.integers(60, 86400), "allowCrossDevice": st.booleans(),
-        "storage": st.fixed_dictionaries({}, optional={
-            "size": st.sampled_from(["1Gi", "20Gi", "1Ti", "500M"]), "storageClassName": dns_label,
-            "accessMode": st.sampled_from(["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"])})}),
+    "compileCache": st.fixed_dictionaries(
+        {},
+        optional={
+            "enabled": st.booleans(),
+            "strict": st.booleans(),
+            "onBakeFailure": st.sampled_from(["ServeCold", "Wait"]),
+            "bakeTimeoutSeconds": st.integers(60, 86400),
+            "allowCrossDevice": st.booleans(),
+            "storage": st.fixed_dictionaries(
+                {},
+                optional={
+                    "size": st.sampled_from(["1Gi", "20Gi", "1Ti", "500M"]),
+                    "storageClassName": dns_label,
+                    "accessMode": st.sampled_from(["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"]),
+                },
+            ),
+        },
+    ),
     "autoscaling": st.tuples(st.integers(0, 1000), st.integers(0, 1000)).flatmap(
-        lambda ab: st.fixed_dictionaries({
-            "enabled": st.booleans(), "minReplicas": st.just(min(ab)), "maxReplicas": st.just(max(max(ab), 1))},
-            optional={"warmPool": st.integers(0, 100), "intervalSeconds": st.integers(1, 600),
-                      "targetQueuePerReplica": st.floats(0.01, 10000, allow_nan=False)})),
+        lambda ab: st.fixed_dictionaries(
+            {"enabled": st.booleans(), "minReplicas": st.just(min(ab)), "maxReplicas": st.just(max(max(ab), 1))},
+            optional={
+                "warmPool": st.integers(0, 100),
+                "intervalSeconds": st.integers(1, 600),
+                "targetQueuePerReplica": st.floats(0.01, 10000, allow_nan=False),
+            },
+        )
+    ),
 }
 _BITS = {name: 1 << i for i, name in enumerate(_OPTIONAL)}
 # Bytes rather than an integer: hypothesis draws small integers far more often than large ones, which would make
 # the high bits (the later sections) rare; bytes come out evenly.
 _MASK = st.binary(min_size=(len(_OPTIONAL) + 7) // 8, max_size=(len(_OPTIONAL) + 7) // 8)
-_SERVING = ("maxModelLen", "maxNumSeqs", "maxNumBatchedTokens", "kvCacheDtype", "enablePrefixCaching",
-            "enableChunkedPrefill", "gpuMemoryUtilization", "blockSize", "cudagraphCaptureSizes", "env", "extraArgs")
+_SERVING = (
+    "maxModelLen",
+    "maxNumSeqs",
+    "maxNumBatchedTokens",
+    "kvCacheDtype",
+    "enablePrefixCaching",
+    "enableChunkedPrefill",
+    "gpuMemoryUtilization",
+    "blockSize",
+    "cudagraphCaptureSizes",
+    "env",
+    "extraArgs",
+)
 _PLACES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("dtype", ()), ("revision", ("model",)), ("servedModelName", ("model",)), ("source", ("model",)),
-    ("image", ()), ("resources", ()), ("replicas", ()), ("startupTimeoutSeconds", ()), ("compileCache", ()),
-    ("autoscaling", ()), ("product", ("gpu",)), ("nodeSelector", ("gpu",)), ("tolerations", ("gpu",)),
-    *((n, ("serving",)) for n in _SERVING))
+    ("dtype", ()),
+    ("revision", ("model",)),
+    ("servedModelName", ("model",)),
+    ("source", ("model",)),
+    ("image", ()),
+    ("resources", ()),
+    ("replicas", ()),
+    ("startupTimeoutSeconds", ()),
+    ("compileCache", ()),
+    ("autoscaling", ()),
+    ("product", ("gpu",)),
+    ("nodeSelector", ("gpu",)),
+    ("tolerations", ("gpu",)),
+    *((n, ("serving",)) for n in _SERVING),
+)
 
 
 @st.composite
@@ -242,27 +331,75 @@ def valid_specs(draw: Any) -> dict[str, Any]:
 
 # ---- invalid specs: one mutation that must be refused, with the reason(s) it may be refused for ----------------
 
-_INT_PATHS = [("replicas",), ("startupTimeoutSeconds",), ("parallelism", "tensor"), ("parallelism", "pipeline"),
-              ("serving", "maxModelLen"), ("serving", "maxNumSeqs"), ("serving", "maxNumBatchedTokens"),
-              ("compileCache", "bakeTimeoutSeconds"), ("autoscaling", "minReplicas"),
-              ("autoscaling", "maxReplicas"), ("autoscaling", "warmPool"), ("autoscaling", "intervalSeconds")]
+_INT_PATHS = [
+    ("replicas",),
+    ("startupTimeoutSeconds",),
+    ("parallelism", "tensor"),
+    ("parallelism", "pipeline"),
+    ("serving", "maxModelLen"),
+    ("serving", "maxNumSeqs"),
+    ("serving", "maxNumBatchedTokens"),
+    ("compileCache", "bakeTimeoutSeconds"),
+    ("autoscaling", "minReplicas"),
+    ("autoscaling", "maxReplicas"),
+    ("autoscaling", "warmPool"),
+    ("autoscaling", "intervalSeconds"),
+]
 _FLOAT_PATHS = [("serving", "gpuMemoryUtilization"), ("autoscaling", "targetQueuePerReplica")]
-_ANY_PATHS = _INT_PATHS + _FLOAT_PATHS + [
-    ("model",), ("model", "name"), ("model", "source"), ("model", "source", "type"), ("quantization",),
-    ("dtype",), ("serving",), ("serving", "env"), ("serving", "extraArgs"), ("serving", "kvCacheDtype"),
-    ("serving", "enablePrefixCaching"), ("serving", "blockSize"), ("serving", "cudagraphCaptureSizes"),
-    ("gpu",), ("gpu", "product"), ("gpu", "nodeSelector"), ("gpu", "tolerations"), ("image",), ("resources",),
-    ("resources", "memory"), ("compileCache",), ("compileCache", "enabled"), ("autoscaling",),
-    ("autoscaling", "enabled")]
-_OBJECTS = {(): m.QwenDeploymentSpec, ("model",): m.ModelSpec, ("serving",): m.Serving, ("gpu",): m.GPU,
-            ("parallelism",): m.Parallelism, ("compileCache",): m.CompileCache, ("autoscaling",): m.Autoscaling,
-            ("resources",): m.Resources, ("model", "source"): m.ModelSource}
+_ANY_PATHS = (
+    _INT_PATHS
+    + _FLOAT_PATHS
+    + [
+        ("model",),
+        ("model", "name"),
+        ("model", "source"),
+        ("model", "source", "type"),
+        ("quantization",),
+        ("dtype",),
+        ("serving",),
+        ("serving", "env"),
+        ("serving", "extraArgs"),
+        ("serving", "kvCacheDtype"),
+        ("serving", "enablePrefixCaching"),
+        ("serving", "blockSize"),
+        ("serving", "cudagraphCaptureSizes"),
+        ("gpu",),
+        ("gpu", "product"),
+        ("gpu", "nodeSelector"),
+        ("gpu", "tolerations"),
+        ("image",),
+        ("resources",),
+        ("resources", "memory"),
+        ("compileCache",),
+        ("compileCache", "enabled"),
+        ("autoscaling",),
+        ("autoscaling", "enabled"),
+    ]
+)
+_OBJECTS = {
+    (): m.QwenDeploymentSpec,
+    ("model",): m.ModelSpec,
+    ("serving",): m.Serving,
+    ("gpu",): m.GPU,
+    ("parallelism",): m.Parallelism,
+    ("compileCache",): m.CompileCache,
+    ("autoscaling",): m.Autoscaling,
+    ("resources",): m.Resources,
+    ("model", "source"): m.ModelSource,
+}
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                         st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda c: st.one_of(st.lists(c, max_size=4),
-                                                             st.dictionaries(st.text(max_size=12), c, max_size=4)),
-                           max_leaves=25)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**12), 10**12),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(st.text(max_size=12), c, max_size=4)),
+    max_leaves=25,
+)
 
 
 def set_path(spec: dict[str, Any], path: tuple[str, ...], value: Any) -> dict[str, Any]:
@@ -283,13 +420,11 @@ def _known_keys(model: type) -> set[str]:
     return keys
 
 
-INVALID_KINDS = ("wrong-type", "negative", "unknown-field", "absurd-tp", "junk-extra-args", "secret-env",
-                 "secret-arg")
+INVALID_KINDS = ("wrong-type", "negative", "unknown-field", "absurd-tp", "junk-extra-args", "secret-env", "secret-arg")
 
 
 @st.composite
-def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[dict[str, Any], str, set[str],
-                                                                              list[str]]:
+def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[dict[str, Any], str, set[str], list[str]]:
     """(spec, what was broken, reasons it may be refused for, secret values it carries)."""
     spec = draw(valid_specs())
     kind = draw(st.sampled_from(kinds))
@@ -305,14 +440,32 @@ def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[di
         return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, secrets
     if kind == "negative":
         path = draw(st.sampled_from(_INT_PATHS + _FLOAT_PATHS))
-        value: Any = draw(st.integers(-10**9, -1)) if path in _INT_PATHS else draw(
-            st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=True))
+        value: Any = (
+            draw(st.integers(-(10**9), -1))
+            if path in _INT_PATHS
+            else draw(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=True))
+        )
         return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, secrets
     if kind == "unknown-field":
         where = draw(st.sampled_from(sorted(_OBJECTS)))
-        key = draw(st.one_of(st.sampled_from(["namespace", "Namespace", "metadata", "kind", "tensorParallel",
-                                              "maxmodellen", "hfToken", "nodeName", "privileged"]),
-                             st.text(min_size=1, max_size=12)).filter(lambda k: k not in _known_keys(_OBJECTS[where])))
+        key = draw(
+            st.one_of(
+                st.sampled_from(
+                    [
+                        "namespace",
+                        "Namespace",
+                        "metadata",
+                        "kind",
+                        "tensorParallel",
+                        "maxmodellen",
+                        "hfToken",
+                        "nodeName",
+                        "privileged",
+                    ]
+                ),
+                st.text(min_size=1, max_size=12),
+            ).filter(lambda k: k not in _known_keys(_OBJECTS[where]))
+        )
         out = json.loads(json.dumps(spec))
         cur = out
         for p in where:
@@ -321,34 +474,52 @@ def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[di
         return out, f"{kind} {key!r} in {'.'.join(where) or 'spec'}", {"InvalidSpec"}, secrets
     if kind == "absurd-tp":
         card = next(c for c in TARGETS if c.name == spec["model"]["name"])
-        tp = draw(st.one_of(st.integers(-5, 0), st.integers(65, 10**6),
-                            st.integers(3, 64).filter(lambda t: card.num_attention_heads % t != 0)))
+        tp = draw(
+            st.one_of(
+                st.integers(-5, 0),
+                st.integers(65, 10**6),
+                st.integers(3, 64).filter(lambda t: card.num_attention_heads % t != 0),
+            )
+        )
         spec = set_path(spec, ("parallelism", "tensor"), tp)
         return spec, f"{kind} {tp}", {"InvalidSpec", "TensorParallelInvalid"}, secrets
     if kind == "junk-extra-args":
         valued = sorted(f for f in _TABLE.takes_value if f not in _FORBIDDEN_FLAGS)
-        junk = draw(st.one_of(
-            st.text(max_size=20).filter(lambda s: not s.startswith("--") or len(s) < 3),
-            st.builds(lambda h, b: "--" + h + b, st.sampled_from(string.ascii_lowercase),
-                      st.text(_LOWER_DIGITS + "-", max_size=20)).filter(lambda f: f not in _TABLE.flags),
-            st.sampled_from(sorted(MANAGED_FLAGS | set(REMOVED_FLAGS))),
-            st.sampled_from(valued),  # a valued flag without its value
-        ))
+        junk = draw(
+            st.one_of(
+                st.text(max_size=20).filter(lambda s: not s.startswith("--") or len(s) < 3),
+                st.builds(
+                    lambda h, b: "--" + h + b,
+                    st.sampled_from(string.ascii_lowercase),
+                    st.text(_LOWER_DIGITS + "-", max_size=20),
+                ).filter(lambda f: f not in _TABLE.flags),
+                st.sampled_from(sorted(MANAGED_FLAGS | set(REMOVED_FLAGS))),
+                st.sampled_from(valued),  # a valued flag without its value
+            )
+        )
         args = list((spec.get("serving") or {}).get("extraArgs") or [])
         args.insert(draw(st.integers(0, len(args))), junk)
-        return (set_path(spec, ("serving", "extraArgs"), args), f"{kind} {junk!r}",
-                {"InvalidSpec", "InvalidVLLMArgs"}, secrets)
+        return (
+            set_path(spec, ("serving", "extraArgs"), args),
+            f"{kind} {junk!r}",
+            {"InvalidSpec", "InvalidVLLMArgs"},
+            secrets,
+        )
     if kind == "secret-env":
         word = draw(st.sampled_from(SECRET_WORDS))
-        name = draw(st.builds(lambda a, b: a + word + b, st.sampled_from(["", "MY_", "HF_", "DB_", "x"]),
-                              st.sampled_from(["", "_FILE", "S", "_1"])))
+        name = draw(
+            st.builds(
+                lambda a, b: a + word + b,
+                st.sampled_from(["", "MY_", "HF_", "DB_", "x"]),
+                st.sampled_from(["", "_FILE", "S", "_1"]),
+            )
+        )
         name = draw(st.sampled_from([name, name.lower(), "HF_TOKEN"]))
         val = draw(secret_value)
         secrets.append(val)
         env = list((spec.get("serving") or {}).get("env") or [])
         env.insert(draw(st.integers(0, len(env))), {"name": name, "value": val})
-        return (set_path(spec, ("serving", "env"), env), f"{kind} {name}", {"SecretInSpec", "InvalidEnv"},
-                secrets)
+        return (set_path(spec, ("serving", "env"), env), f"{kind} {name}", {"SecretInSpec", "InvalidEnv"}, secrets)
     # secret-arg: a secret put on the command line, in the ways people write it.
     flag = draw(st.sampled_from(sorted(SECRET_FLAGS)))
     val = draw(secret_value)
@@ -356,8 +527,12 @@ def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[di
     form = draw(st.sampled_from(["eq", "split", "space"]))
     new = {"eq": [f"{flag}={val}"], "split": [flag, val], "space": [f"{flag} {val}"]}[form]
     args = list((spec.get("serving") or {}).get("extraArgs") or []) + new
-    return (set_path(spec, ("serving", "extraArgs"), args), f"{kind} {form}", {"InvalidSpec", "InvalidVLLMArgs"},
-            secrets)
+    return (
+        set_path(spec, ("serving", "extraArgs"), args),
+        f"{kind} {form}",
+        {"InvalidSpec", "InvalidVLLMArgs"},
+        secrets,
+    )
 
 
 @st.composite
@@ -371,6 +546,7 @@ def junk_subtree_specs(draw: Any) -> dict[str, Any]:
             for k, v in node.items():
                 paths.append(path + (k,))
                 walk(v, path + (k,))
+
     walk(spec, ())
     path = draw(st.sampled_from(paths))
     return set_path(spec, path, draw(json_values))
@@ -378,23 +554,40 @@ def junk_subtree_specs(draw: Any) -> dict[str, Any]:
 
 # ---- running plan() and checking what it produced ----------------------------------------------------------------
 
-def body_of(spec: Any, name: str = "fuzz", namespace: str = "ns", status: dict[str, Any] | None = None
-            ) -> dict[str, Any]:
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": name, "namespace": namespace, "uid": "0b5e4c1a-2f1e-4d9c-9a57-6f2d1c3b4a59",
-                         "generation": 3},
-            "spec": spec, "status": status or {}}
+
+def body_of(
+    spec: Any, name: str = "fuzz", namespace: str = "ns", status: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "uid": "0b5e4c1a-2f1e-4d9c-9a57-6f2d1c3b4a59",
+            "generation": 3,
+        },
+        "spec": spec,
+        "status": status or {},
+    }
 
 
 def cluster_view(baked: bool, nodes: int = 2, gpus: int = 8) -> ClusterView:
     def lookup(obj_name: str) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
         if not baked:
             return None, None
-        pvc = {"metadata": {"name": obj_name, "annotations": {ANNOTATION_BAKED: "true"},
-                            "ownerReferences": [{"uid": "0b5e4c1a-2f1e-4d9c-9a57-6f2d1c3b4a59"}]}}
+        pvc = {
+            "metadata": {
+                "name": obj_name,
+                "annotations": {ANNOTATION_BAKED: "true"},
+                "ownerReferences": [{"uid": "0b5e4c1a-2f1e-4d9c-9a57-6f2d1c3b4a59"}],
+            }
+        }
         return pvc, None
-    return ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=nodes, max_gpus_on_a_node=gpus,
-                       cache_lookup=lookup)
+
+    return ClusterView(
+        statefulset=None, services={}, pods=[], nodes_with_product=nodes, max_gpus_on_a_node=gpus, cache_lookup=lookup
+    )
 
 
 def _containers(obj: dict[str, Any]) -> list[dict[str, Any]]:
@@ -425,8 +618,11 @@ def check_plan(spec: Any, baked: bool, secrets: tuple[str, ...] | list[str] = ()
         assert p.apply == [] and p.ensure_shared == [], "nothing is created for an invalid spec"
         assert p.status["phase"] == "Invalid"
     for secret in secrets:
-        for where, what in (("status", p.status), ("events", [e.__dict__ for e in p.events]),
-                            ("objects", p.apply + p.ensure_shared)):
+        for where, what in (
+            ("status", p.status),
+            ("events", [e.__dict__ for e in p.events]),
+            ("objects", p.apply + p.ensure_shared),
+        ):
             assert secret not in json.dumps(what), f"secret value leaked into {where}"
     return rep, p
 
@@ -467,8 +663,10 @@ def check_rendered(spec: dict[str, Any], rep: Any, p: Any, baked: bool) -> None:
     tok = sp.model.source.token_secret_ref
     if tok is not None:
         env = {e["name"]: e for e in workloads[0]["spec"]["template"]["spec"]["containers"][0]["env"]}
-        assert env["HF_TOKEN"] == {"name": "HF_TOKEN",
-                                   "valueFrom": {"secretKeyRef": {"name": tok.name, "key": tok.key}}}
+        assert env["HF_TOKEN"] == {
+            "name": "HF_TOKEN",
+            "valueFrom": {"secretKeyRef": {"name": tok.name, "key": tok.key}},
+        }
     assert p.status["vllmCommand"].startswith("vllm serve ")
     # A resync with the same observation computes the same status: nothing to write, no event.
     again = plan(body_of(spec, status=p.status), cluster_view(baked), LATER)
@@ -476,6 +674,7 @@ def check_rendered(spec: dict[str, Any], rep: Any, p: Any, baked: bool) -> None:
 
 
 # ---- properties --------------------------------------------------------------------------------------------------
+
 
 @fuzz_settings(1000)
 @given(spec=valid_specs(), baked=st.booleans())
@@ -515,10 +714,13 @@ def test_junk_subtrees_never_crash(spec: dict[str, Any], baked: bool) -> None:
 
 
 @fuzz_settings(300)
-@given(model=st.builds(lambda org, h, b: f"{org}/{h}{b}", dns_label, st.sampled_from(_ALNUM),
-                       st.text(_ALNUM + "._-", max_size=20))
-       .filter(lambda n: n.lower() not in {c.name.lower() for c in CATALOG}),
-       tp=st.integers(1, 64), baked=st.booleans())
+@given(
+    model=st.builds(
+        lambda org, h, b: f"{org}/{h}{b}", dns_label, st.sampled_from(_ALNUM), st.text(_ALNUM + "._-", max_size=20)
+    ).filter(lambda n: n.lower() not in {c.name.lower() for c in CATALOG}),
+    tp=st.integers(1, 64),
+    baked=st.booleans(),
+)
 def test_unknown_models_are_flagged_not_guessed(model: str, tp: int, baked: bool) -> None:
     spec = {"model": {"name": model}, "parallelism": {"tensor": tp}}
     rep, p = check_plan(spec, baked)
@@ -540,8 +742,11 @@ def test_secret_values_never_leave_the_spec(case: tuple[Any, str, set[str], list
 
 
 @fuzz_settings(300)
-@given(spec=valid_specs(), extra_env=st.lists(st.one_of(safe_env_name, st.sampled_from(sorted(OPERATOR_SET_ENV))),
-                                              min_size=1, max_size=3), baked=st.booleans())
+@given(
+    spec=valid_specs(),
+    extra_env=st.lists(st.one_of(safe_env_name, st.sampled_from(sorted(OPERATOR_SET_ENV))), min_size=1, max_size=3),
+    baked=st.booleans(),
+)
 def test_accepted_specs_render_unique_list_keys(spec: dict[str, Any], extra_env: list[str], baked: bool) -> None:
     """Server-side apply refuses a container whose env (or volumes, mounts, ports) repeats a key
     ("duplicate entries for key"); an accepted spec must never render one, or the operator can never apply it."""

@@ -6,9 +6,13 @@ NOW = "2026-11-23T20:00:00Z"
 
 
 def body(spec, name="demo", namespace="ns", generation=1, status=None, uid="uid-1"):
-    return {"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-            "metadata": {"name": name, "namespace": namespace, "generation": generation, "uid": uid},
-            "spec": spec, "status": status or {}}
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": name, "namespace": namespace, "generation": generation, "uid": uid},
+        "spec": spec,
+        "status": status or {},
+    }
 
 
 def spec(cache=False, **extra):
@@ -33,16 +37,24 @@ def as_observed(obj, **status):
         c["terminationMessagePath"] = "/dev/termination-log"
         c["readinessProbe"]["successThreshold"] = 1
         o["spec"]["revisionHistoryLimit"] = 10
-        o["status"] = {"observedGeneration": 1, "replicas": o["spec"]["replicas"], "currentRevision": "r1",
-                       "updateRevision": "r1", "updatedReplicas": o["spec"]["replicas"], **status}
+        o["status"] = {
+            "observedGeneration": 1,
+            "replicas": o["spec"]["replicas"],
+            "currentRevision": "r1",
+            "updateRevision": "r1",
+            "updatedReplicas": o["spec"]["replicas"],
+            **status,
+        }
     if o["kind"] == "Service":
         o["spec"]["clusterIPs"] = ["10.0.0.5"]
     return o
 
 
 def ready_pod(i, ready=True):
-    return {"metadata": {"name": f"demo-{i}"},
-            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+    return {
+        "metadata": {"name": f"demo-{i}"},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
 
 
 def cond(status, t):
@@ -76,8 +88,7 @@ def test_statefulset_shape():
 
 
 def test_tp4_requests_four_gpus():
-    s = spec(model={"name": "Qwen/Qwen2.5-72B-Instruct"}, parallelism={"tensor": 4},
-             serving={"maxModelLen": 32768})
+    s = spec(model={"name": "Qwen/Qwen2.5-72B-Instruct"}, parallelism={"tensor": 4}, serving={"maxModelLen": 32768})
     sts = next(o for o in plan(body(s), view(), NOW).apply if o["kind"] == "StatefulSet")
     assert sts["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "4"
 
@@ -115,9 +126,20 @@ def test_invalid_spec_creates_nothing_and_says_why():
 
 
 def test_unschedulable_pod_degrades():
-    pod = {"metadata": {"name": "demo-0"}, "status": {"phase": "Pending", "conditions": [
-        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-         "message": "0/7 nodes are available: 4 Insufficient nvidia.com/gpu."}]}}
+    pod = {
+        "metadata": {"name": "demo-0"},
+        "status": {
+            "phase": "Pending",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "False",
+                    "reason": "Unschedulable",
+                    "message": "0/7 nodes are available: 4 Insufficient nvidia.com/gpu.",
+                }
+            ],
+        },
+    }
     p = plan(body(spec()), view(pods=[pod]), NOW)
     d = cond(p.status, "Degraded")
     assert d["status"] == "True" and d["reason"] == "Unschedulable" and "Insufficient" in d["message"]
@@ -140,6 +162,7 @@ def test_condition_transition_time_kept_when_status_unchanged():
 
 # ---- compile cache gating --------------------------------------------------------------------------------------
 
+
 def test_bake_before_rollout():
     p = plan(body(spec(cache=True)), view(), NOW)
     kinds = sorted(o["kind"] for o in p.ensure_shared)
@@ -151,9 +174,12 @@ def test_bake_before_rollout():
     job = next(o for o in p.ensure_shared if o["kind"] == "Job")
     pod = job["spec"]["template"]["spec"]
     assert pod["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
-    assert job["spec"]["template"]["spec"]["containers"][0]["args"] == \
-        next(o for o in plan(body(spec()), view(), NOW).apply if o["kind"] == "StatefulSet")[
-            "spec"]["template"]["spec"]["containers"][0]["args"]
+    assert (
+        job["spec"]["template"]["spec"]["containers"][0]["args"]
+        == next(o for o in plan(body(spec()), view(), NOW).apply if o["kind"] == "StatefulSet")["spec"]["template"][
+            "spec"
+        ]["containers"][0]["args"]
+    )
 
 
 def _objs(p):
@@ -165,8 +191,11 @@ def test_successful_bake_rolls_out_with_cache():
     objs = _objs(first)
     pvc = copy.deepcopy(objs["PersistentVolumeClaim"])
     job = copy.deepcopy(objs["Job"])
-    job["status"] = {"startTime": "2026-11-23T20:00:00Z", "completionTime": "2026-11-23T20:02:30Z",
-                     "conditions": [{"type": "Complete", "status": "True"}]}
+    job["status"] = {
+        "startTime": "2026-11-23T20:00:00Z",
+        "completionTime": "2026-11-23T20:02:30Z",
+        "conditions": [{"type": "Complete", "status": "True"}],
+    }
     p = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lambda n: (pvc, job)), NOW)
     assert p.mark_baked == (pvc["metadata"]["name"], 150.0)
     sts = next(o for o in p.apply if o["kind"] == "StatefulSet")
@@ -180,8 +209,16 @@ def test_failed_bake_serve_cold_rolls_out_without_cache():
     first = plan(body(spec(cache=True)), view(), NOW)
     objs = _objs(first)
     job = copy.deepcopy(objs["Job"])
-    job["status"] = {"conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                                     "message": "Job has reached the specified backoff limit"}]}
+    job["status"] = {
+        "conditions": [
+            {
+                "type": "Failed",
+                "status": "True",
+                "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit",
+            }
+        ]
+    }
     lookup = lambda n: (objs["PersistentVolumeClaim"], job)  # noqa: E731
     p = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lookup), NOW)
     c = cond(p.status, "CompileCacheReady")
@@ -210,13 +247,19 @@ def test_key_change_keeps_old_pods_until_baked():
 
 # ---- cache-hit evidence from vLLM's log -------------------------------------------------------------------------
 
+
 def test_detect_cache_hit_from_vllm_lines():
     from qwen_operator.manifests.cache import detect_cache_hit
-    hit = ("INFO 11-23 19:00:01 [decorators.py:123] Directly load AOT compilation from path "
-           "/var/cache/qwen/vllm/torch_compile_cache/torch_aot_compile/abc/rank_0_0/model\n")
+
+    hit = (
+        "INFO 11-23 19:00:01 [decorators.py:123] Directly load AOT compilation from path "
+        "/var/cache/qwen/vllm/torch_compile_cache/torch_aot_compile/abc/rank_0_0/model\n"
+    )
     assert detect_cache_hit(hit)[0] is True
-    miss = hit + ("WARNING 11-23 19:00:02 [decorators.py:140] Compiling model again due to a load failure from "
-                  "/x, reason: 'function' object has no attribute 'finalize_loading'\n")
+    miss = hit + (
+        "WARNING 11-23 19:00:02 [decorators.py:140] Compiling model again due to a load failure from "
+        "/x, reason: 'function' object has no attribute 'finalize_loading'\n"
+    )
     ok, evidence = detect_cache_hit(miss)
     assert ok is False and "load failure" in evidence
     assert detect_cache_hit("INFO Compiling a graph for compile range (1, 8192) takes 12.3 s")[0] is False
@@ -226,6 +269,7 @@ def test_detect_cache_hit_from_vllm_lines():
 def test_status_matches_the_published_status_schema():
     """What plan() writes must survive the apiserver's pruning: every key is in the status schema."""
     from qwen_operator.api.models import QwenDeploymentStatus
+
     first = plan(body(spec(cache=True)), view(), NOW)
     QwenDeploymentStatus.model_validate(first.status)
     p = plan(body(spec()), view(pods=[ready_pod(0)]), NOW)
@@ -235,12 +279,14 @@ def test_status_matches_the_published_status_schema():
 
 # ---- a bake that loses its node ----------------------------------------------------------------------------------
 
+
 def test_bake_job_does_not_count_a_lost_node_as_a_failed_bake():
     job = _objs(plan(body(spec(cache=True)), view(), NOW))["Job"]
     js = job["spec"]
     # disruptions (node deleted, drained, preempted) are retried without spending the retry a real failure gets
     assert js["podFailurePolicy"]["rules"] == [
-        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}]
+        {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget", "status": "True"}]}
+    ]
     assert js["template"]["spec"]["restartPolicy"] == "Never"  # required by podFailurePolicy
     assert js["podReplacementPolicy"] == "Failed"  # one writer at a time on the cache volume
     assert js["backoffLimit"] == 1 and js["activeDeadlineSeconds"] > 0
@@ -250,8 +296,11 @@ def _bake_pod(name, phase="Pending", node=None, conditions=(), deleting=False, c
     meta = {"name": name, "creationTimestamp": created}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-23T20:05:00Z"
-    return {"metadata": meta, "spec": {"nodeName": node} if node else {},
-            "status": {"phase": phase, "conditions": list(conditions)}}
+    return {
+        "metadata": meta,
+        "spec": {"nodeName": node} if node else {},
+        "status": {"phase": phase, "conditions": list(conditions)},
+    }
 
 
 def test_baking_condition_says_where_the_bake_stands():
@@ -266,18 +315,28 @@ def test_baking_condition_says_where_the_bake_stands():
         j = copy.deepcopy(job)
         if job_status is not None:
             j["status"] = job_status
-        v = view(cache_lookup=lambda n: (objs["PersistentVolumeClaim"], j),
-                 bake_pods_lookup=lambda n: pod_list if n == job_name else [])
+        v = view(
+            cache_lookup=lambda n: (objs["PersistentVolumeClaim"], j),
+            bake_pods_lookup=lambda n: pod_list if n == job_name else [],
+        )
         p = plan(body(spec(cache=True), status=first.status), v, NOW)
         return cond(p.status or first.status, "CompileCacheReady")  # None: unchanged
 
     c = run(pods[job_name])
     assert c["reason"] == "Baking" and "bake pod bake-a is running on node h100-2" in c["message"]
     # the node went away: the lost pod is being deleted, its replacement cannot be scheduled
-    unsched = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
-               "message": "0/7 nodes are available: 7 node(s) didn't match Pod's node affinity/selector."}
-    c = run([_bake_pod("bake-a", "Failed", "h100-2", deleting=True),
-             _bake_pod("bake-b", conditions=[unsched], created="2026-11-23T20:06:00Z")])
+    unsched = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": "0/7 nodes are available: 7 node(s) didn't match Pod's node affinity/selector.",
+    }
+    c = run(
+        [
+            _bake_pod("bake-a", "Failed", "h100-2", deleting=True),
+            _bake_pod("bake-b", conditions=[unsched], created="2026-11-23T20:06:00Z"),
+        ]
+    )
     assert "bake-a" not in c["message"]
     assert "pod bake-b cannot be scheduled: 0/7 nodes are available" in c["message"], c["message"]
     c = run([_bake_pod("bake-c")], {"active": 1, "failed": 1})
@@ -290,14 +349,26 @@ def test_baking_condition_says_where_the_bake_stands():
 def test_bake_pod_disruption_in_plain_words():
     from qwen_operator.manifests.cache import bake_pod_disruption
 
-    gone = _bake_pod("bake-a", "Failed", "held-l40s-0", conditions=[
-        {"type": "DisruptionTarget", "status": "True", "reason": "DeletionByPodGC",
-         "message": "PodGC: node no longer exists"}])
+    gone = _bake_pod(
+        "bake-a",
+        "Failed",
+        "held-l40s-0",
+        conditions=[
+            {
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "DeletionByPodGC",
+                "message": "PodGC: node no longer exists",
+            }
+        ],
+    )
     msg = bake_pod_disruption(gone)
     assert msg is not None and "bake-a" in msg and "held-l40s-0" in msg and "DeletionByPodGC" in msg
     assert "node no longer exists" in msg and "without counting a failed bake" in msg
     assert bake_pod_disruption(_bake_pod("bake-b", "Running", "h100-0")) is None
-    assert bake_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
+    assert (
+        bake_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
+    )
     assert bake_pod_disruption({}) is None
 
 

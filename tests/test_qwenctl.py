@@ -33,6 +33,7 @@ def assert_usage_error(rc: int, out: str, err: str, *needles: str) -> None:
 
 # ---- fit ---------------------------------------------------------------------------------------------------------
 
+
 def test_fit_qwen3_8b_on_h100_fits(capsys):
     rc, out, err = run(capsys, "fit", "Qwen/Qwen3-8B", "--gpu", "H100")
     assert rc == 0, out + err
@@ -67,8 +68,9 @@ def test_fit_72b_on_one_h100_fails_and_suggests_more_tensor_parallelism(capsys):
 
 
 def test_fit_72b_with_tp4_fits(capsys):
-    rc, out, err = run(capsys, "fit", "Qwen/Qwen2.5-72B-Instruct", "--gpu", "H100", "--max-model-len", "32768",
-                       "--tp", "4")
+    rc, out, err = run(
+        capsys, "fit", "Qwen/Qwen2.5-72B-Instruct", "--gpu", "H100", "--max-model-len", "32768", "--tp", "4"
+    )
     assert rc == 0, out + err
 
 
@@ -104,9 +106,24 @@ def test_help_exits_0(capsys):
 
 # ---- plan --------------------------------------------------------------------------------------------------------
 
+
 def test_plan_peak_throughput_and_replicas(capsys):
-    rc, out, err = run(capsys, "plan", "--daily-users", "1000", "--turns", "50", "--share", "0.3",
-                       "--input-tokens", "300", "--output-tokens", "400", "--peak", "5")
+    rc, out, err = run(
+        capsys,
+        "plan",
+        "--daily-users",
+        "1000",
+        "--turns",
+        "50",
+        "--share",
+        "0.3",
+        "--input-tokens",
+        "300",
+        "--output-tokens",
+        "400",
+        "--peak",
+        "5",
+    )
     assert rc == 0, err
     # 1000 users x 50 turns x 0.3 = 15,000 requests/day; x 400 output tokens / 86,400 s = 69.4/s; x5 at peak.
     peak = re.search(r"output tokens/s at peak:\s*([\d,.]+)", out)
@@ -117,15 +134,31 @@ def test_plan_peak_throughput_and_replicas(capsys):
 
 
 def _numbers(out: str) -> dict[str, float]:
-    return {k.strip(): float(v.split()[0].replace(",", "")) for k, v in
-            (line.split(":", 1) for line in out.splitlines() if ":" in line)}
+    return {
+        k.strip(): float(v.split()[0].replace(",", ""))
+        for k, v in (line.split(":", 1) for line in out.splitlines() if ":" in line)
+    }
 
 
 def test_plan_reproduces_the_founding_notes_sizing_example(capsys):
     """1,000 users x 50 turns, 30 % share, 300/400 tokens, peak 5x: about 70 output tokens/s on average and 350 at
     peak, one 4xH100 box (about 500 output tokens/s) plus one for failover."""
-    rc, out, err = run(capsys, "plan", "--daily-users", "1000", "--turns", "50", "--share", "0.3",
-                       "--input-tokens", "300", "--output-tokens", "400", "--peak", "5")
+    rc, out, err = run(
+        capsys,
+        "plan",
+        "--daily-users",
+        "1000",
+        "--turns",
+        "50",
+        "--share",
+        "0.3",
+        "--input-tokens",
+        "300",
+        "--output-tokens",
+        "400",
+        "--peak",
+        "5",
+    )
     assert rc == 0, err
     n = _numbers(out)
     assert n["model calls/day served"] == 15_000
@@ -135,8 +168,21 @@ def test_plan_reproduces_the_founding_notes_sizing_example(capsys):
 
 
 def test_plan_calls_per_request_multiply_the_load(capsys):
-    base = ["plan", "--daily-users", "1000", "--turns", "50", "--share", "0.3", "--input-tokens", "300",
-            "--output-tokens", "400", "--peak", "5"]
+    base = [
+        "plan",
+        "--daily-users",
+        "1000",
+        "--turns",
+        "50",
+        "--share",
+        "0.3",
+        "--input-tokens",
+        "300",
+        "--output-tokens",
+        "400",
+        "--peak",
+        "5",
+    ]
     rc, out, err = run(capsys, *base, "--calls-per-request", "3")
     assert rc == 0, err
     n = _numbers(out)
@@ -159,11 +205,26 @@ def test_every_flag_has_help():
 
 
 def test_plan_rejects_nonsense(capsys):
-    assert_usage_error(*run(capsys, "plan", "--daily-users", "1000", "--turns", "50", "--input-tokens", "300",
-                            "--output-tokens", "400", "--share", "1.5"))
+    assert_usage_error(
+        *run(
+            capsys,
+            "plan",
+            "--daily-users",
+            "1000",
+            "--turns",
+            "50",
+            "--input-tokens",
+            "300",
+            "--output-tokens",
+            "400",
+            "--share",
+            "1.5",
+        )
+    )
 
 
 # ---- validate ----------------------------------------------------------------------------------------------------
+
 
 def test_examples_exist():
     assert len(EXAMPLES) >= 3
@@ -178,11 +239,20 @@ def test_validate_all_examples(capsys):
 
 def test_validate_reports_a_spec_that_does_not_fit(tmp_path, capsys):
     f = tmp_path / "big.yaml"
-    f.write_text(yaml.safe_dump({"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-                                 "metadata": {"name": "big"},
-                                 "spec": {"model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
-                                          "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                                          "serving": {"maxModelLen": 32768}}}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "qwenops.dev/v1alpha1",
+                "kind": "QwenDeployment",
+                "metadata": {"name": "big"},
+                "spec": {
+                    "model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
+                    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+                    "serving": {"maxModelLen": 32768},
+                },
+            }
+        )
+    )
     rc, out, err = run(capsys, "validate", str(f))
     assert rc == 1, out + err
     assert out.startswith("FAIL") and "DoesNotFit" in out
@@ -196,8 +266,11 @@ def test_validate_malformed_yaml(tmp_path, capsys):
 
 def test_validate_yaml_that_is_not_a_qwendeployment(tmp_path, capsys):
     f = tmp_path / "deploy.yaml"
-    f.write_text(yaml.safe_dump({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"},
-                                 "spec": {"replicas": 1}}))
+    f.write_text(
+        yaml.safe_dump(
+            {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x"}, "spec": {"replicas": 1}}
+        )
+    )
     assert_usage_error(*run(capsys, "validate", str(f)), "not a QwenDeployment")
 
 
@@ -224,6 +297,7 @@ def test_render_missing_file(tmp_path, capsys):
 
 # ---- render ------------------------------------------------------------------------------------------------------
 
+
 def test_render_qwen3_8b_example(capsys):
     rc, out, err = run(capsys, "render", str(ROOT / "examples" / "qwen3-8b-h100.yaml"))
     assert rc == 0, err
@@ -241,8 +315,11 @@ def test_render_qwen3_8b_example(capsys):
     assert "Qwen/Qwen3-8B" in c["args"]
     job = next(d for d in docs if d["kind"] == "Job")
     pvc = next(d for d in docs if d["kind"] == "PersistentVolumeClaim")
-    claims = [v["persistentVolumeClaim"]["claimName"] for v in job["spec"]["template"]["spec"]["volumes"]
-              if "persistentVolumeClaim" in v]
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in job["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
     assert pvc["metadata"]["name"] in claims  # the bake Job fills that PVC
 
 
@@ -261,9 +338,18 @@ def test_render_skip_bake_shows_no_serving_pods_before_the_bake(capsys):
 
 def test_render_invalid_spec_is_a_usage_error(tmp_path, capsys):
     f = tmp_path / "big.yaml"
-    f.write_text(yaml.safe_dump({"apiVersion": "qwenops.dev/v1alpha1", "kind": "QwenDeployment",
-                                 "metadata": {"name": "big"},
-                                 "spec": {"model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
-                                          "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                                          "serving": {"maxModelLen": 32768}}}))
+    f.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "qwenops.dev/v1alpha1",
+                "kind": "QwenDeployment",
+                "metadata": {"name": "big"},
+                "spec": {
+                    "model": {"name": "Qwen/Qwen2.5-72B-Instruct"},
+                    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+                    "serving": {"maxModelLen": 32768},
+                },
+            }
+        )
+    )
     assert_usage_error(*run(capsys, "render", str(f)), "big", "DoesNotFit")

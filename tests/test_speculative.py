@@ -9,8 +9,11 @@ def reasons(spec):
 
 
 def test_cross_family_draft_rejected_for_vocab(base_spec):
-    base_spec["speculativeDecoding"] = {"method": "draft_model", "draftModel": "Qwen/Qwen2.5-7B-Instruct",
-                                        "numSpeculativeTokens": 4}
+    base_spec["speculativeDecoding"] = {
+        "method": "draft_model",
+        "draftModel": "Qwen/Qwen2.5-7B-Instruct",
+        "numSpeculativeTokens": 4,
+    }
     rep = validate(base_spec)
     assert not rep.ok
     msg = " ".join(p.message for p in rep.errors)
@@ -28,16 +31,23 @@ def test_mtp_needs_mtp_heads(base_spec):
 
 
 def test_mtp_on_qwen3_next_ok():
-    spec = {"model": {"name": "Qwen/Qwen3-Next-80B-A3B-Instruct"}, "parallelism": {"tensor": 4},
-            "speculativeDecoding": {"method": "mtp", "numSpeculativeTokens": 2}, "serving": {"maxModelLen": 32768}}
+    spec = {
+        "model": {"name": "Qwen/Qwen3-Next-80B-A3B-Instruct"},
+        "parallelism": {"tensor": 4},
+        "speculativeDecoding": {"method": "mtp", "numSpeculativeTokens": 2},
+        "serving": {"maxModelLen": 32768},
+    }
     rep = validate(spec)
     assert rep.ok, rep.problems
 
 
 def test_draft_tp_must_be_1_or_target(base_spec):
     base_spec["parallelism"] = {"tensor": 2}
-    base_spec["speculativeDecoding"] = {"method": "draft_model", "draftModel": "Qwen/Qwen3-0.6B",
-                                        "draftTensorParallelSize": 4}
+    base_spec["speculativeDecoding"] = {
+        "method": "draft_model",
+        "draftModel": "Qwen/Qwen3-0.6B",
+        "draftTensorParallelSize": 4,
+    }
     assert "DraftTensorParallelInvalid" in reasons(base_spec)
 
 
@@ -55,7 +65,7 @@ def test_speculative_config_rendered_with_explicit_method(base_spec):
 
 def test_expected_speedup_formula():
     r = expected_speedup(0.8, 4, 0.0, 1.0)
-    assert r["tokens_per_step"] == pytest.approx((1 - 0.8 ** 5) / (1 - 0.8))
+    assert r["tokens_per_step"] == pytest.approx((1 - 0.8**5) / (1 - 0.8))
     assert expected_speedup(1.0, 3, 0.0, 1.0)["tokens_per_step"] == 4
     with pytest.raises(ValueError):
         expected_speedup(1.5, 3, 0.1, 1.0)

@@ -19,9 +19,18 @@ def test_unknown_model_is_fit_unknown_not_error(base_spec):
 
 
 def test_overrides_enable_fit(base_spec):
-    base_spec["model"] = {"name": "someorg/mystery-70b", "overrides": {
-        "totalParamsB": 70, "numLayers": 80, "numKvHeads": 8, "numAttentionHeads": 64, "headDim": 128,
-        "vocabSize": 128256, "maxContext": 8192}}
+    base_spec["model"] = {
+        "name": "someorg/mystery-70b",
+        "overrides": {
+            "totalParamsB": 70,
+            "numLayers": 80,
+            "numKvHeads": 8,
+            "numAttentionHeads": 64,
+            "headDim": 128,
+            "vocabSize": 128256,
+            "maxContext": 8192,
+        },
+    }
     rep = validate(base_spec)
     assert "DoesNotFit" in {p.reason for p in rep.problems}
 
@@ -83,6 +92,7 @@ def test_unknown_field_rejected(base_spec):
 def test_token_only_as_secret_ref(base_spec):
     from qwen_operator.api.models import QwenDeploymentSpec
     from qwen_operator.domain.vllm_args import render_env
+
     base_spec["model"]["source"] = {"tokenSecretRef": {"name": "hf", "key": "token"}}
     env = render_env(QwenDeploymentSpec.model_validate(base_spec))
     tok = [e for e in env if e["name"] == "HF_TOKEN"]
@@ -91,6 +101,7 @@ def test_token_only_as_secret_ref(base_spec):
 
 def test_prometheus_queries_are_valid_promql_strings():
     from qwen_operator.adapters.prometheus import queries, selector
+
     sel = selector("e2e-test-ns-1", "my.model")
     assert sel == '{namespace="e2e-test-ns-1",pod=~"my\\\\.model-[0-9]+"}'
     assert "\\-" not in "".join(queries("a-b", "c-d").values())

@@ -26,8 +26,8 @@ import dataclasses
 import math
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .service import LLAMA3_8B, SERVICE_VARIANTS, ServiceModel
 from .sim import FixedSchedule, SimConfig, run_sim
@@ -37,8 +37,14 @@ N_PROMPTS = 500
 
 
 def _serve(reqs: list[Request], sm: ServiceModel) -> list[Request]:
-    cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=1, initial_replicas=1,
-                    horizon_tail_s=3600.0)
+    cfg = SimConfig(
+        cold_start_s=0.0,
+        cold_start_jitter=0.0,
+        min_replicas=1,
+        max_replicas=1,
+        initial_replicas=1,
+        horizon_tail_s=3600.0,
+    )
     run_sim(reqs, FixedSchedule("one replica", 1e9, [1]), sm, cfg)
     return reqs
 
@@ -56,11 +62,12 @@ def fixed_lengths(n: int, qps: float, prompt: int, output: int, seed: int = 0) -
     return [Request(t, prompt, output) for t in _poisson(n, qps, random.Random(seed))]
 
 
-def sharegpt_like(n: int, qps: float, seed: int = 0, mean_in: float = 202.0, mean_out: float = 179.0,
-                  sigma: float = 1.0) -> list[Request]:
+def sharegpt_like(
+    n: int, qps: float, seed: int = 0, mean_in: float = 202.0, mean_out: float = 179.0, sigma: float = 1.0
+) -> list[Request]:
     """Log-normal lengths with ShareGPT's means, clipped as vLLM's benchmark filters ShareGPT (see the docstring)."""
     rng = random.Random(seed + 1)
-    mu_in, mu_out = math.log(mean_in) - sigma ** 2 / 2, math.log(mean_out) - sigma ** 2 / 2
+    mu_in, mu_out = math.log(mean_in) - sigma**2 / 2, math.log(mean_out) - sigma**2 / 2
     out = []
     for t in _poisson(n, qps, random.Random(seed)):
         p = min(1024, max(4, round(rng.lognormvariate(mu_in, sigma))))
@@ -132,8 +139,12 @@ FITS = {
     "calibrated-v060": (V060, ("step_overhead_s", "per_seq_s", "eta_kv", "eta_gemm")),
     "calibrated-v1": (V1, ("step_overhead_s", "per_seq_s")),
 }
-GRID = {"step_overhead_s": (0.8, 0.9, 1.1, 1.25), "per_seq_s": (0.25, 0.5, 0.8, 1.25, 2.0, 4.0),
-        "eta_kv": (0.9, 1.1, 1.2), "eta_gemm": (0.9, 1.1, 1.2)}
+GRID = {
+    "step_overhead_s": (0.8, 0.9, 1.1, 1.25),
+    "per_seq_s": (0.25, 0.5, 0.8, 1.25, 2.0, 4.0),
+    "eta_kv": (0.9, 1.1, 1.2),
+    "eta_gemm": (0.9, 1.1, 1.2),
+}
 
 
 def _loss(sm: ServiceModel, figures: tuple[Figure, ...]) -> float:
@@ -153,8 +164,11 @@ def fit(base: ServiceModel, figures: tuple[Figure, ...], params: tuple[str, ...]
                 loss = _loss(cand, figures)
                 if loss < best_loss:
                     best, best_loss = cand, loss
-        print(f"worst |log ratio| {best_loss:.3f}: overhead {best.step_overhead_s * 1e3:.3f} ms, per seq "
-              f"{best.per_seq_s * 1e6:.1f} us, eta_kv {best.eta_kv:.3f}, eta_gemm {best.eta_gemm:.3f}", flush=True)
+        print(
+            f"worst |log ratio| {best_loss:.3f}: overhead {best.step_overhead_s * 1e3:.3f} ms, per seq "
+            f"{best.per_seq_s * 1e6:.1f} us, eta_kv {best.eta_kv:.3f}, eta_gemm {best.eta_gemm:.3f}",
+            flush=True,
+        )
     return best
 
 

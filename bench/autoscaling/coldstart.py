@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import platform
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,11 +40,20 @@ def job(args: tuple[R.TraceSpec, float, list[int]]) -> dict[str, Any]:
     t0 = time.time()
     bound = R.job_reactive_bound(spec, counts, n0, cold_s=cold)
     sm = R.service_model()
-    res = run_sim(R.fresh_requests(R.build_trace(spec), sm), Ours(R.ours_config(cold_start_s=round(cold))), sm,
-                  R.sim_config(cold_start_s=cold, min_replicas=R.MIN_REPLICAS, max_replicas=R.MAX_REPLICAS,
-                            initial_replicas=n0))
+    res = run_sim(
+        R.fresh_requests(R.build_trace(spec), sm),
+        Ours(R.ours_config(cold_start_s=round(cold))),
+        sm,
+        R.sim_config(cold_start_s=cold, min_replicas=R.MIN_REPLICAS, max_replicas=R.MAX_REPLICAS, initial_replicas=n0),
+    )
     ours = R.summarize(res.requests, res.gpu_seconds, res.scaling_events)
-    return {"trace": spec.name, "cold_start_s": cold, "bound": bound, "ours": ours, "wall_s": round(time.time() - t0, 1)}
+    return {
+        "trace": spec.name,
+        "cold_start_s": cold,
+        "bound": bound,
+        "ours": ours,
+        "wall_s": round(time.time() - t0, 1),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,17 +80,25 @@ def main(argv: list[str] | None = None) -> int:
                 r[k]["vs_oracle"] = r[k]["gpu_hours"] / og
                 r[k]["meets_slo"] = bool(r[k]["within_slo"] >= R.SLO_GOAL)
             rows.append(r)
-            print(f"{r['trace']:16s} cold {r['cold_start_s']:5.0f}s  bound {r['bound']['margin']} "
-                  f"x{r['bound']['vs_oracle']:.2f}  ours {r['ours']['within_slo']:.2%} x{r['ours']['vs_oracle']:.2f} "
-                  f"({r['wall_s']} s)", flush=True)
+            print(
+                f"{r['trace']:16s} cold {r['cold_start_s']:5.0f}s  bound {r['bound']['margin']} "
+                f"x{r['bound']['vs_oracle']:.2f}  ours {r['ours']['within_slo']:.2%} x{r['ours']['vs_oracle']:.2f} "
+                f"({r['wall_s']} s)",
+                flush=True,
+            )
     order = {n: i for i, n in enumerate(oracle)}
     rows.sort(key=lambda r: (order[r["trace"]], -r["cold_start_s"]))
-    meta = {"command": f"PYTHONPATH=operator:. python -m bench.autoscaling.coldstart --out {args.out} --suite {args.suite} "
-                       f"{ctx_args}", "context": {"variant": R.CTX.variant, "router": R.CTX.router, "slo": R.CTX.slo},
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-            "git_commit": R.git_commit(Path(__file__).resolve().parents[2]), "wall_s": round(time.time() - t0, 1),
-            "baked_cold_start_s": round(cold_start_for(QWEN3_8B, "baked").total_s, 1), "suite": args.suite}
+    meta = {
+        "command": f"PYTHONPATH=operator:. python -m bench.autoscaling.coldstart --out {args.out} --suite {args.suite} "
+        f"{ctx_args}",
+        "context": {"variant": R.CTX.variant, "router": R.CTX.router, "slo": R.CTX.slo},
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "git_commit": R.git_commit(Path(__file__).resolve().parents[2]),
+        "wall_s": round(time.time() - t0, 1),
+        "baked_cold_start_s": round(cold_start_for(QWEN3_8B, "baked").total_s, 1),
+        "suite": args.suite,
+    }
     stem = R.results_stem(args.suite, kind="coldstart")
     (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / f"{stem}.md").write_text(render_md(meta, rows, list(oracle)))
@@ -95,20 +112,24 @@ def render_md(meta: dict[str, Any], rows: list[dict[str, Any]], traces: list[str
         return f"**{c}**" if r["meets_slo"] and r["vs_oracle"] <= 1.25 else c
 
     def margin(r: dict[str, Any]) -> str:
-        (shape, v), = r["margin"].items()
+        ((shape, v),) = r["margin"].items()
         return (f"+{v} replica" + ("s" if v != 1 else "")) if shape == "add" else f"x{v}"
 
-    L = [f"# Autoscaling against the cold start ({meta['suite']} traces)", "", f"- command: `{meta['command']}`",
-         f"- machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs, Python {meta['machine']['python']}; "
-         f"git commit {meta['git_commit']}; wall {meta['wall_s']} s; {meta['date']}",
-         f"- context: {meta.get('context', {})}",
-         f"- cells: share of requests within the SLO judged / GPU-hours vs the oracle (zero cold start); **bold** = meets "
-         f"the 99 % goal at <= 1.25x. 'margin bound' = each minute's exact need asked for at that minute plus the "
-         f"cheapest constant margin (in hindsight) that meets the goal; 'ours' = the default policy told the cold start. "
-         f"The baked cold start of the main benchmark is {meta['baked_cold_start_s']} s.", ""]
+    L = [
+        f"# Autoscaling against the cold start ({meta['suite']} traces)",
+        "",
+        f"- command: `{meta['command']}`",
+        f"- machine: {meta['machine']['platform']}, {meta['machine']['cpus']} CPUs, Python {meta['machine']['python']}; "
+        f"git commit {meta['git_commit']}; wall {meta['wall_s']} s; {meta['date']}",
+        f"- context: {meta.get('context', {})}",
+        f"- cells: share of requests within the SLO judged / GPU-hours vs the oracle (zero cold start); **bold** = meets "
+        f"the 99 % goal at <= 1.25x. 'margin bound' = each minute's exact need asked for at that minute plus the "
+        f"cheapest constant margin (in hindsight) that meets the goal; 'ours' = the default policy told the cold start. "
+        f"The baked cold start of the main benchmark is {meta['baked_cold_start_s']} s.",
+        "",
+    ]
     colds = sorted({r["cold_start_s"] for r in rows}, reverse=True)
-    L += ["| trace | row | " + " | ".join(f"cold {c:.0f} s" for c in colds) + " |",
-          "|---|---|" + "---:|" * len(colds)]
+    L += ["| trace | row | " + " | ".join(f"cold {c:.0f} s" for c in colds) + " |", "|---|---|" + "---:|" * len(colds)]
     for t in traces:
         by = {r["cold_start_s"]: r for r in rows if r["trace"] == t}
         if not by:

@@ -10,15 +10,16 @@ only: what a user could know before the traffic the benchmark replays.
 from __future__ import annotations
 
 import random
-from typing import Sequence
+from collections.abc import Sequence
 
 from .service import ServiceModel
 from .sim import FixedSchedule, SimConfig, run_sim
 from .traces import Request
 
 
-def replica_throughput(pairs: Sequence[tuple[int, int]], sm: ServiceModel, n: int = 1000, seed: int = 0,
-                       horizon_s: float = 3600.0) -> float:
+def replica_throughput(
+    pairs: Sequence[tuple[int, int]], sm: ServiceModel, n: int = 1000, seed: int = 0, horizon_s: float = 3600.0
+) -> float:
     """Completions/s of one replica kept saturated by ``n`` requests (prompt, output tokens) drawn from ``pairs``,
     measured between the 20th and 80th percentile completion (no ramp-up or drain in the window)."""
     if not pairs:
@@ -26,8 +27,14 @@ def replica_throughput(pairs: Sequence[tuple[int, int]], sm: ServiceModel, n: in
     rng = random.Random(seed)
     reqs = [Request(i * 1e-3, *pairs[rng.randrange(len(pairs))]) for i in range(n)]  # all queued at once
     reqs = [r for r in reqs if r.prompt + r.output <= min(sm.model.max_model_len, sm.kv_capacity_tokens)]
-    cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=1, initial_replicas=1,
-                    horizon_tail_s=horizon_s)
+    cfg = SimConfig(
+        cold_start_s=0.0,
+        cold_start_jitter=0.0,
+        min_replicas=1,
+        max_replicas=1,
+        initial_replicas=1,
+        horizon_tail_s=horizon_s,
+    )
     run_sim(reqs, FixedSchedule("load-test", 60.0, [1]), sm, cfg)
     done = sorted(r.done for r in reqs)
     if done[4 * len(done) // 5] == float("inf"):

@@ -19,8 +19,8 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .service import ServiceModel
 from .sim import GONE, Fleet
@@ -76,8 +76,15 @@ def _attainment(fleet: Fleet, arrivals: list[Request], t_end: float, t_limit: fl
 
 
 def compute_oracle(
-    requests: Sequence[Request], sm: ServiceModel, *, goal: float = 0.99, interval_s: float = 60.0,
-    n_max: int = 64, n0: int = 1, router: str = "least-work", joint: bool = False,
+    requests: Sequence[Request],
+    sm: ServiceModel,
+    *,
+    goal: float = 0.99,
+    interval_s: float = 60.0,
+    n_max: int = 64,
+    n0: int = 1,
+    router: str = "least-work",
+    joint: bool = False,
 ) -> OracleResult:
     reqs = list(requests)
     fleet = Fleet(sm, 0.0, router=router)
@@ -100,7 +107,13 @@ def compute_oracle(
 
         cache: dict[int, bool] = {}
 
-        def ok(n: int) -> bool:
+        def ok(
+            n: int,
+            cache: dict[int, bool] = cache,
+            window: list[Request] = window,
+            t0: float = t0,
+            t1: float = t1,
+        ) -> bool:
             nonlocal trials
             if n in cache:
                 return cache[n]

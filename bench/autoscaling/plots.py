@@ -63,8 +63,11 @@ def plot_trace(name: str, tr: dict[str, Any], params: dict[str, Any], path: Path
         ax1.step(range(len(ys)), ys, where="post", color=color, label=label)
     ax1.set_ylabel("GPUs held")
     ax1.legend(loc="upper left", fontsize=8)
-    ax1.set_title(f"{name}: {params.get('variant')} replica, {params.get('router')} routing, "
-                  f"{params.get('slo_mode')} SLO ({params.get('suite')} suite)", fontsize=10)
+    ax1.set_title(
+        f"{name}: {params.get('variant')} replica, {params.get('router')} routing, "
+        f"{params.get('slo_mode')} SLO ({params.get('suite')} suite)",
+        fontsize=10,
+    )
     for pname, color in (("oracle-replay", "k"), ("ours", "tab:blue"), (anchor, "tab:orange")):
         if pname and pname in res and "series" in res[pname]:
             ys = [_num(y) for y in res[pname]["series"]["ttft_p99_s"]]
@@ -99,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variant", default="calibrated-v1", help="plot only runs of this variant ('' for all)")
     args = ap.parse_args(argv)
     out = Path(args.out)
-    files = [Path(f) for f in args.files] if args.files else sorted(
-        f for f in out.glob("autoscaling_*.json") if f.stem.split("_")[1] in ("main", "heldout"))
+    files = (
+        [Path(f) for f in args.files]
+        if args.files
+        else sorted(f for f in out.glob("autoscaling_*.json") if f.stem.split("_")[1] in ("main", "heldout"))
+    )
     if args.variant:
         files = [f for f in files if f"_{args.variant}_" in f.stem]
     for f in files:

@@ -28,8 +28,14 @@ class Ours:
 
     def decide(self, view: FleetView) -> int:
         samples = tuple(
-            ReplicaSample(waiting=s.waiting, running=s.running, kv_cache_usage=s.kv, name=str(rid),
-                          request_rate=s.rate, token_rate=s.token_rate)
+            ReplicaSample(
+                waiting=s.waiting,
+                running=s.running,
+                kv_cache_usage=s.kv,
+                name=str(rid),
+                request_rate=s.rate,
+                token_rate=s.token_rate,
+            )
             for rid, s in view.samples.items()
         )
         mt = min((s.t for s in view.samples.values()), default=None)
@@ -53,8 +59,9 @@ class HpaBehavior:
     tolerance 0.1; scale-up: no stabilization, at most max(+4 pods, +100 %) per 15 s period;
     scale-down: stabilization 300 s (the highest recommendation of the window wins), 100 % per 15 s."""
 
-    def __init__(self, min_replicas: int, max_replicas: int, tolerance: float = 0.1,
-                 down_window_s: float = 300.0) -> None:
+    def __init__(
+        self, min_replicas: int, max_replicas: int, tolerance: float = 0.1, down_window_s: float = 300.0
+    ) -> None:
         self.min = min_replicas
         self.max = max_replicas
         self.tol = tolerance
@@ -198,8 +205,14 @@ class KubeAI:
     lower decisions (scaleDownDelaySeconds 30 / interval 10 s); scale-up immediately.  The average is
     seeded with the first observation (KubeAI starts from zeros after a restart; we start it warm)."""
 
-    def __init__(self, min_replicas: int, max_replicas: int, target_requests: float = 100.0,
-                 window: int = 60, consecutive_down: int = 3) -> None:
+    def __init__(
+        self,
+        min_replicas: int,
+        max_replicas: int,
+        target_requests: float = 100.0,
+        window: int = 60,
+        consecutive_down: int = 3,
+    ) -> None:
         self.name = "kubeai"
         self.period_s = 10.0
         self.target = target_requests

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 import random
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
     from .sim import Replica
@@ -94,8 +95,14 @@ def least_work(replicas: Sequence[Replica], req: Request, t: float) -> Replica:
 class Router:
     """Picks a replica for each request; ``kind`` is one of ``ROUTERS``."""
 
-    def __init__(self, kind: str = "least-work", seed: int = 0, cache_threshold: float = 0.3,
-                 balance_abs: int = 64, balance_rel: float = 1.5) -> None:
+    def __init__(
+        self,
+        kind: str = "least-work",
+        seed: int = 0,
+        cache_threshold: float = 0.3,
+        balance_abs: int = 64,
+        balance_rel: float = 1.5,
+    ) -> None:
         if kind not in ROUTERS:
             raise ValueError(f"unknown router {kind!r}; one of {', '.join(ROUTERS)}")
         self.kind = kind
@@ -105,8 +112,11 @@ class Router:
         self.balance_abs = balance_abs
         self.balance_rel = balance_rel
         pick: dict[str, Callable[[Sequence[Replica], Request, float], Replica]] = {
-            "random": self._random, "round-robin": self._round_robin, "power-of-two": self._power_of_two,
-            "least-work": least_work, "cache-aware": self._cache_aware,
+            "random": self._random,
+            "round-robin": self._round_robin,
+            "power-of-two": self._power_of_two,
+            "least-work": least_work,
+            "cache-aware": self._cache_aware,
         }
         self.pick = pick[kind]
 

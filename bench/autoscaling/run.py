@@ -16,9 +16,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from qwen_operator.autoscaling.policy import AutoscalingConfig
 
@@ -29,8 +30,17 @@ from .routing import ROUTERS
 from .service import QWEN3_8B, SERVICE_VARIANTS, ServiceModel, cold_start_for
 from .sim import FixedSchedule, SimConfig, SimResult, run_sim
 from .traces import (
-    Trace, copied_blocks, load_mooncake_blocks, load_trace, scale_trace_with_origin, synthetic_diurnal,
-    synthetic_diurnal_days, synthetic_fanout, synthetic_mix_shift, synthetic_short_bursts, synthetic_step,
+    Trace,
+    copied_blocks,
+    load_mooncake_blocks,
+    load_trace,
+    scale_trace_with_origin,
+    synthetic_diurnal,
+    synthetic_diurnal_days,
+    synthetic_fanout,
+    synthetic_mix_shift,
+    synthetic_short_bursts,
+    synthetic_step,
 )
 
 TRACE_DIR = Path(os.environ.get("QWEN_TRACES", "/work/shared/traces"))
@@ -77,11 +87,19 @@ def results_stem(suite: str, ctx: Context | None = None, kind: str = "") -> str:
 
 
 def add_context_args(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--variant", choices=sorted(SERVICE_VARIANTS), default="calibrated-v1",
-                    help="replica service model (bench/autoscaling/service.py)")
+    ap.add_argument(
+        "--variant",
+        choices=sorted(SERVICE_VARIANTS),
+        default="calibrated-v1",
+        help="replica service model (bench/autoscaling/service.py)",
+    )
     ap.add_argument("--router", choices=ROUTERS, default="cache-aware", help="request routing (routing.py)")
-    ap.add_argument("--slo", choices=("joint", "ttft"), default="joint",
-                    help="the SLO that 'meets' and every search use: joint (TTFT and TPOT) or TTFT only")
+    ap.add_argument(
+        "--slo",
+        choices=("joint", "ttft"),
+        default="joint",
+        help="the SLO that 'meets' and every search use: joint (TTFT and TPOT) or TTFT only",
+    )
 
 
 def apply_context(args: argparse.Namespace) -> str:
@@ -101,29 +119,59 @@ class TraceSpec:
 def trace_specs(quick: bool = False) -> list[TraceSpec]:
     q = 0.25 if quick else 1.0
     return [
-        TraceSpec("azure-conv", "azure", {"rate_scale": 15.0 * q, "time_scale": 1.0},
-                  "Azure LLM inference 2023, conversation; rate x15 (each request -> 15 copies, +-5 s jitter)"),
-        TraceSpec("mooncake", "mooncake", {"rate_scale": 2.0 * q, "time_scale": 1.0},
-                  "Mooncake FAST'25 synthetic trace; rate x2 (each request -> 2 copies, +-5 s jitter)"),
-        TraceSpec("step-10x", "step", {"base_rps": 15.0 * q, "factor": 10.0, "t_before": 600.0, "t_high": 900.0,
-                                       "t_after": 900.0},
-                  "Poisson 15 req/s, then 150 req/s for 15 min, then 15 req/s (Azure conv length pairs)"),
-        TraceSpec("agent-fanout", "fanout", {"sessions_per_s": 6.0 * q, "fanout": 10, "duration": 1800.0,
-                                             "wave_period": 1200.0, "wave_amp": 0.5},
-                  "6 user requests/s (+-50 % over 20 min), each fanning out to 10 model calls within 0.5 s "
-                  "(Azure conv length pairs)"),
-        TraceSpec("diurnal", "diurnal", {"mean_rps": 60.0 * q, "peak_to_trough": 4.0, "period": 2400.0,
-                                         "duration": 2400.0},
-                  "a day compressed into 40 min: 24 -> 96 -> 24 req/s (Azure conv length pairs)"),
-        TraceSpec("short-bursts", "bursts", {"base_rps": 8.0 * q, "duration": 3600.0, "gap_s": [240.0, 600.0],
-                                             "length_s": [60.0, 120.0], "factor": [4.0, 8.0], "seed": 5},
-                  "Poisson 8 req/s with bursts shorter than a cold start: 4-8x for 60-120 s, every 4-10 min at random "
-                  "(Azure conv length pairs)"),
-        TraceSpec("mix-shift", "mix-shift", {"rps": 40.0 * q, "heavy_share": 0.1, "t_before": 900.0,
-                                             "t_shift": 1200.0, "t_after": 900.0},
-                  "Poisson 40 req/s throughout (Azure conv length pairs); for 20 min in the middle, 10 % of the "
-                  "requests have Mooncake's lengths (15k-token prompts): about 3x the work at the same request "
-                  "rate"),
+        TraceSpec(
+            "azure-conv",
+            "azure",
+            {"rate_scale": 15.0 * q, "time_scale": 1.0},
+            "Azure LLM inference 2023, conversation; rate x15 (each request -> 15 copies, +-5 s jitter)",
+        ),
+        TraceSpec(
+            "mooncake",
+            "mooncake",
+            {"rate_scale": 2.0 * q, "time_scale": 1.0},
+            "Mooncake FAST'25 synthetic trace; rate x2 (each request -> 2 copies, +-5 s jitter)",
+        ),
+        TraceSpec(
+            "step-10x",
+            "step",
+            {"base_rps": 15.0 * q, "factor": 10.0, "t_before": 600.0, "t_high": 900.0, "t_after": 900.0},
+            "Poisson 15 req/s, then 150 req/s for 15 min, then 15 req/s (Azure conv length pairs)",
+        ),
+        TraceSpec(
+            "agent-fanout",
+            "fanout",
+            {"sessions_per_s": 6.0 * q, "fanout": 10, "duration": 1800.0, "wave_period": 1200.0, "wave_amp": 0.5},
+            "6 user requests/s (+-50 % over 20 min), each fanning out to 10 model calls within 0.5 s "
+            "(Azure conv length pairs)",
+        ),
+        TraceSpec(
+            "diurnal",
+            "diurnal",
+            {"mean_rps": 60.0 * q, "peak_to_trough": 4.0, "period": 2400.0, "duration": 2400.0},
+            "a day compressed into 40 min: 24 -> 96 -> 24 req/s (Azure conv length pairs)",
+        ),
+        TraceSpec(
+            "short-bursts",
+            "bursts",
+            {
+                "base_rps": 8.0 * q,
+                "duration": 3600.0,
+                "gap_s": [240.0, 600.0],
+                "length_s": [60.0, 120.0],
+                "factor": [4.0, 8.0],
+                "seed": 5,
+            },
+            "Poisson 8 req/s with bursts shorter than a cold start: 4-8x for 60-120 s, every 4-10 min at random "
+            "(Azure conv length pairs)",
+        ),
+        TraceSpec(
+            "mix-shift",
+            "mix-shift",
+            {"rps": 40.0 * q, "heavy_share": 0.1, "t_before": 900.0, "t_shift": 1200.0, "t_after": 900.0},
+            "Poisson 40 req/s throughout (Azure conv length pairs); for 20 min in the middle, 10 % of the "
+            "requests have Mooncake's lengths (15k-token prompts): about 3x the work at the same request "
+            "rate",
+        ),
     ]
 
 
@@ -131,27 +179,65 @@ def heldout_specs() -> list[TraceSpec]:
     """Variants nothing in the policy was looked at against (other rates, speeds, shapes and seeds): a check that
     the main results are not an artefact of the five traces above."""
     return [
-        TraceSpec("azure-conv-x8-fast", "azure", {"rate_scale": 8.0, "time_scale": 0.5, "seed": 31},
-                  "Azure conversation played twice as fast (bursts half as long), rate x8: about 88 req/s"),
-        TraceSpec("azure-conv-x25", "azure", {"rate_scale": 25.0, "time_scale": 1.0, "seed": 32},
-                  "Azure conversation, rate x25: a fleet about twice the main run's"),
-        TraceSpec("mooncake-x3", "mooncake", {"rate_scale": 3.0, "time_scale": 1.0, "seed": 33},
-                  "Mooncake synthetic, rate x3"),
-        TraceSpec("step-3x", "step", {"base_rps": 20.0, "factor": 3.0, "t_before": 600.0, "t_high": 900.0,
-                                      "t_after": 900.0, "seed": 34},
-                  "Poisson 20 req/s, then 60 req/s for 15 min, then 20 req/s"),
-        TraceSpec("agent-fanout-20", "fanout", {"sessions_per_s": 3.0, "fanout": 20, "duration": 1800.0,
-                                                "wave_period": 600.0, "wave_amp": 0.6, "seed": 35},
-                  "3 user requests/s (+-60 % over 10 min), each fanning out to 20 model calls within 0.5 s"),
-        TraceSpec("diurnal-2x-steep", "diurnal", {"mean_rps": 45.0, "peak_to_trough": 6.0, "period": 1200.0,
-                                                  "duration": 2400.0, "seed": 36},
-                  "two compressed days of 20 min each: 13 -> 77 -> 13 req/s"),
-        TraceSpec("short-bursts-b", "bursts", {"base_rps": 10.0, "duration": 3600.0, "gap_s": [180.0, 480.0],
-                                               "length_s": [60.0, 120.0], "factor": [4.0, 8.0], "seed": 38},
-                  "Poisson 10 req/s with 4-8x bursts of 60-120 s every 3-8 min at random (its own seed)"),
-        TraceSpec("mix-shift-20pct", "mix-shift", {"rps": 30.0, "heavy_share": 0.2, "t_before": 600.0,
-                                                   "t_shift": 900.0, "t_after": 900.0, "seed": 37},
-                  "Poisson 30 req/s; for 15 min, 20 % of the requests have Mooncake's lengths"),
+        TraceSpec(
+            "azure-conv-x8-fast",
+            "azure",
+            {"rate_scale": 8.0, "time_scale": 0.5, "seed": 31},
+            "Azure conversation played twice as fast (bursts half as long), rate x8: about 88 req/s",
+        ),
+        TraceSpec(
+            "azure-conv-x25",
+            "azure",
+            {"rate_scale": 25.0, "time_scale": 1.0, "seed": 32},
+            "Azure conversation, rate x25: a fleet about twice the main run's",
+        ),
+        TraceSpec(
+            "mooncake-x3", "mooncake", {"rate_scale": 3.0, "time_scale": 1.0, "seed": 33}, "Mooncake synthetic, rate x3"
+        ),
+        TraceSpec(
+            "step-3x",
+            "step",
+            {"base_rps": 20.0, "factor": 3.0, "t_before": 600.0, "t_high": 900.0, "t_after": 900.0, "seed": 34},
+            "Poisson 20 req/s, then 60 req/s for 15 min, then 20 req/s",
+        ),
+        TraceSpec(
+            "agent-fanout-20",
+            "fanout",
+            {
+                "sessions_per_s": 3.0,
+                "fanout": 20,
+                "duration": 1800.0,
+                "wave_period": 600.0,
+                "wave_amp": 0.6,
+                "seed": 35,
+            },
+            "3 user requests/s (+-60 % over 10 min), each fanning out to 20 model calls within 0.5 s",
+        ),
+        TraceSpec(
+            "diurnal-2x-steep",
+            "diurnal",
+            {"mean_rps": 45.0, "peak_to_trough": 6.0, "period": 1200.0, "duration": 2400.0, "seed": 36},
+            "two compressed days of 20 min each: 13 -> 77 -> 13 req/s",
+        ),
+        TraceSpec(
+            "short-bursts-b",
+            "bursts",
+            {
+                "base_rps": 10.0,
+                "duration": 3600.0,
+                "gap_s": [180.0, 480.0],
+                "length_s": [60.0, 120.0],
+                "factor": [4.0, 8.0],
+                "seed": 38,
+            },
+            "Poisson 10 req/s with 4-8x bursts of 60-120 s every 3-8 min at random (its own seed)",
+        ),
+        TraceSpec(
+            "mix-shift-20pct",
+            "mix-shift",
+            {"rps": 30.0, "heavy_share": 0.2, "t_before": 600.0, "t_shift": 900.0, "t_after": 900.0, "seed": 37},
+            "Poisson 30 req/s; for 15 min, 20 % of the requests have Mooncake's lengths",
+        ),
     ]
 
 
@@ -167,8 +253,12 @@ def build_trace(spec: TraceSpec) -> Trace:
     blocks = None
     if spec.kind in ("azure", "mooncake"):
         path = AZURE if spec.kind == "azure" else MOONCAKE
-        origin = scale_trace_with_origin(load_trace(path), time_scale=p.get("time_scale", 1.0),
-                                         rate_scale=p.get("rate_scale", 1.0), seed=int(p.get("seed", 0)))
+        origin = scale_trace_with_origin(
+            load_trace(path),
+            time_scale=p.get("time_scale", 1.0),
+            rate_scale=p.get("rate_scale", 1.0),
+            seed=int(p.get("seed", 0)),
+        )
         rows = tuple((t, pp, o) for t, pp, o, _, _ in origin)
         if spec.kind == "mooncake":
             blocks = copied_blocks(load_mooncake_blocks(path), origin)
@@ -177,29 +267,66 @@ def build_trace(spec: TraceSpec) -> Trace:
         pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
         src = f"synthetic ({AZURE.name} length pairs)"
         if spec.kind == "step":
-            rows = synthetic_step(pool, base_rps=p["base_rps"], factor=p["factor"], t_before=p["t_before"],
-                                  t_high=p["t_high"], t_after=p["t_after"], seed=int(p.get("seed", 1)))
+            rows = synthetic_step(
+                pool,
+                base_rps=p["base_rps"],
+                factor=p["factor"],
+                t_before=p["t_before"],
+                t_high=p["t_high"],
+                t_after=p["t_after"],
+                seed=int(p.get("seed", 1)),
+            )
         elif spec.kind == "fanout":
-            rows = synthetic_fanout(pool, sessions_per_s=p["sessions_per_s"], fanout=int(p["fanout"]),
-                                    duration=p["duration"], wave_period=p["wave_period"], wave_amp=p["wave_amp"],
-                                    seed=int(p.get("seed", 2)))
+            rows = synthetic_fanout(
+                pool,
+                sessions_per_s=p["sessions_per_s"],
+                fanout=int(p["fanout"]),
+                duration=p["duration"],
+                wave_period=p["wave_period"],
+                wave_amp=p["wave_amp"],
+                seed=int(p.get("seed", 2)),
+            )
         elif spec.kind == "diurnal-days":
-            rows = synthetic_diurnal_days(pool, mean_rps=p["mean_rps"], levels=p["levels"],
-                                          peak_to_trough=p["peak_to_trough"], period=p["period"],
-                                          seed=int(p.get("seed", 20)))
+            rows = synthetic_diurnal_days(
+                pool,
+                mean_rps=p["mean_rps"],
+                levels=p["levels"],
+                peak_to_trough=p["peak_to_trough"],
+                period=p["period"],
+                seed=int(p.get("seed", 20)),
+            )
         elif spec.kind == "mix-shift":
             heavy = [(pp, o) for _, pp, o in load_trace(MOONCAKE)]
-            rows = synthetic_mix_shift(pool, heavy, rps=p["rps"], heavy_share=p["heavy_share"],
-                                       t_before=p["t_before"], t_shift=p["t_shift"], t_after=p["t_after"],
-                                       seed=int(p.get("seed", 4)))
+            rows = synthetic_mix_shift(
+                pool,
+                heavy,
+                rps=p["rps"],
+                heavy_share=p["heavy_share"],
+                t_before=p["t_before"],
+                t_shift=p["t_shift"],
+                t_after=p["t_after"],
+                seed=int(p.get("seed", 4)),
+            )
             src = f"synthetic ({AZURE.name} and {MOONCAKE.name} length pairs)"
         elif spec.kind == "bursts":
-            rows = synthetic_short_bursts(pool, base_rps=p["base_rps"], duration=p["duration"],
-                                          gap_s=tuple(p["gap_s"]), length_s=tuple(p["length_s"]),
-                                          factor=tuple(p["factor"]), seed=int(p.get("seed", 5)))
+            rows = synthetic_short_bursts(
+                pool,
+                base_rps=p["base_rps"],
+                duration=p["duration"],
+                gap_s=tuple(p["gap_s"]),
+                length_s=tuple(p["length_s"]),
+                factor=tuple(p["factor"]),
+                seed=int(p.get("seed", 5)),
+            )
         elif spec.kind == "diurnal":
-            rows = synthetic_diurnal(pool, mean_rps=p["mean_rps"], peak_to_trough=p["peak_to_trough"],
-                                     period=p["period"], duration=p["duration"], seed=int(p.get("seed", 3)))
+            rows = synthetic_diurnal(
+                pool,
+                mean_rps=p["mean_rps"],
+                peak_to_trough=p["peak_to_trough"],
+                period=p["period"],
+                duration=p["duration"],
+                seed=int(p.get("seed", 3)),
+            )
         else:
             raise ValueError(spec.kind)
     tr = Trace(spec.name, src, tuple(rows), spec.description, blocks=blocks)
@@ -222,8 +349,12 @@ def fresh_requests(trace: Trace, sm: ServiceModel):
 
 
 def ours_config(**over: Any) -> AutoscalingConfig:
-    base: dict[str, Any] = dict(min_replicas=MIN_REPLICAS, max_replicas=MAX_REPLICAS, max_num_seqs=256,
-                                cold_start_s=round(cold_start_for(QWEN3_8B, "baked").total_s))
+    base: dict[str, Any] = dict(
+        min_replicas=MIN_REPLICAS,
+        max_replicas=MAX_REPLICAS,
+        max_num_seqs=256,
+        cold_start_s=round(cold_start_for(QWEN3_8B, "baked").total_s),
+    )
     base.update(over)
     return AutoscalingConfig(**base)
 
@@ -231,11 +362,17 @@ def ours_config(**over: Any) -> AutoscalingConfig:
 POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     "ours": (lambda: Ours(ours_config()), "baked"),
     "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
-    "ours-unbaked": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked").total_s)),
-                                  name="ours-unbaked"), "unbaked"),
-    "ours-unbaked-a10g-penalty": (lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked-a10g")
-                                                                              .total_s)),
-                                               name="ours-unbaked-a10g-penalty"), "unbaked-a10g"),
+    "ours-unbaked": (
+        lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked").total_s)), name="ours-unbaked"),
+        "unbaked",
+    ),
+    "ours-unbaked-a10g-penalty": (
+        lambda: Ours(
+            ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked-a10g").total_s)),
+            name="ours-unbaked-a10g-penalty",
+        ),
+        "unbaked-a10g",
+    ),
     # ours given a load-tested service rate as its prior (built per trace in job_policy)
     "ours-load-tested": (None, "baked"),
     "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
@@ -347,14 +484,16 @@ def job_policy(spec: TraceSpec, pname: str, n0: int, oracle_counts: list[int] | 
     if isinstance(pol, Ours) and pol.config.prior_service_rate is not None:
         out["prior_service_rate"] = round(pol.config.prior_service_rate, 3)
     ready = [x[2] for x in res.timeline]
-    out.update({
-        "cold_start_s": round(cold, 1),
-        "max_desired": max((x[1] for x in res.timeline), default=n0),
-        "mean_ready": sum(ready) / len(ready) if ready else float("nan"),
-        "reasons": res.reasons,
-        "series": series(res),
-        "wall_s": round(time.time() - t0, 1),
-    })
+    out.update(
+        {
+            "cold_start_s": round(cold, 1),
+            "max_desired": max((x[1] for x in res.timeline), default=n0),
+            "mean_ready": sum(ready) / len(ready) if ready else float("nan"),
+            "reasons": res.reasons,
+            "series": series(res),
+            "wall_s": round(time.time() - t0, 1),
+        }
+    )
     return out
 
 
@@ -394,8 +533,15 @@ def job_step_bound(spec: TraceSpec, oracle_counts: list[int]) -> dict[str, Any]:
         cfg = sim_config(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=64, initial_replicas=n)
         res = run_sim(fresh_requests(tr, sm), pol, sm, cfg)
         best = summarize(res.requests, res.gpu_seconds, res.scaling_events)
-        best.update({"cold_start_s": 0.0, "max_desired": max(sched), "fleet_before_step": n,
-                     "step_time_s": t_step, "cold_start_assumed_s": round(cold, 1)})
+        best.update(
+            {
+                "cold_start_s": 0.0,
+                "max_desired": max(sched),
+                "fleet_before_step": n,
+                "step_time_s": t_step,
+                "cold_start_assumed_s": round(cold, 1),
+            }
+        )
         if best["within_slo"] >= SLO_GOAL:
             break
     assert best is not None
@@ -413,8 +559,9 @@ def margin_counts(counts: list[int], add: int = 0, mul: float = 1.0) -> list[int
     return [math.ceil(mul * c - 1e-9) + add for c in counts]
 
 
-def job_reactive_bound(spec: TraceSpec, oracle_counts: list[int], n0: int,
-                       cold_s: float | None = None) -> dict[str, Any]:
+def job_reactive_bound(
+    spec: TraceSpec, oracle_counts: list[int], n0: int, cold_s: float | None = None
+) -> dict[str, Any]:
     """What a reactive policy with a constant safety margin can reach at best (computed, not assumed).  It knows
     each minute's exact need at that minute (no causal policy knows more about the present), asks for it with a
     margin, and pays the baked cold start.  Two margin shapes are searched, each from the smallest up until the
@@ -430,9 +577,17 @@ def job_reactive_bound(spec: TraceSpec, oracle_counts: list[int], n0: int,
     tried = 0
     for shape, values in (("add", MARGIN_ADD), ("mul", MARGIN_MUL)):
         for v in values:
-            sched = margin_counts(oracle_counts, add=int(v)) if shape == "add" else margin_counts(oracle_counts, mul=float(v))
-            res = run_sim(fresh_requests(tr, sm), FixedSchedule(REACTIVE_BOUND, 60.0, sched), sm,
-                          sim_config(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=max(n0, sched[0])))
+            sched = (
+                margin_counts(oracle_counts, add=int(v))
+                if shape == "add"
+                else margin_counts(oracle_counts, mul=float(v))
+            )
+            res = run_sim(
+                fresh_requests(tr, sm),
+                FixedSchedule(REACTIVE_BOUND, 60.0, sched),
+                sm,
+                sim_config(cold_start_s=cold, min_replicas=1, max_replicas=64, initial_replicas=max(n0, sched[0])),
+            )
             tried += 1
             out = summarize(res.requests, res.gpu_seconds, res.scaling_events)
             if out["within_slo"] >= SLO_GOAL:
@@ -475,7 +630,7 @@ def git_commit(root: Path) -> str | None:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         return out.stdout.strip() or None if out.returncode == 0 else None
-    except Exception:  # noqa: BLE001 - no git is fine
+    except Exception:
         return None
 
 
@@ -495,40 +650,56 @@ def render_md(doc: dict[str, Any]) -> str:
     suite = doc["params"].get("suite", "main")
     L.append("# Autoscaling benchmark results" + ("" if suite == "main" else f" ({suite} traces)") + "\n")
     L.append(f"- command: `{doc['command']}`")
-    L.append(f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}")
+    L.append(
+        f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}"
+    )
     L.append(f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}")
     p = doc["params"]
-    L.append(f"- service model variant: **{p.get('variant', 'roofline')}**; router: **{p.get('router', 'least-work')}**; "
-             f"SLO judged: **{p.get('slo_mode', 'ttft')}**")
-    L.append(f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
-             f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
-             f"cold start baked {p['cold_start_s']['baked']:.1f} s, unbaked {p['cold_start_s']['unbaked']:.1f} s, "
-             f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s")
-    L.append(f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica (TTFT-only); joint: "
-             f"that and the request's mean time per output token <= {TPOT_SLO_S * 1e3:.0f} ms; goal {SLO_GOAL:.0%} "
-             f"of requests; 'meets SLO' and every search (oracle, bounds) use the SLO judged; replicas in "
-             f"[{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s")
-    L.append("- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
-             "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.")
-    L.append("- reference rows: 'oracle-replay' replays the oracle's schedule with zero cold start (a check of the "
-             "oracle); 'oracle-sizes-on-time' asks for the oracle's size of each minute at that minute and pays the "
-             "baked cold start (what perfect knowledge of the current need buys any reactive policy); "
-             "'oracle-sizes-ahead' asks one cold start ahead and keeps a replica until the oracle drops it (a perfect forecast); "
-             f"'{STEP_BOUND}' (step traces) is a lower bound for any causal policy: the smallest fleet held from the "
-             "start until one baked cold start after the unannounced step (nothing before it can announce it) for which "
-             "the whole trace still meets the goal, with zero cold start and the oracle's sizes afterwards; "
-             f"'{REACTIVE_BOUND}' asks for each minute's exact need at that minute plus the cheapest constant margin "
-             f"(+{MARGIN_ADD[0]}..{MARGIN_ADD[-1]} replicas, or x{MARGIN_MUL[0]}..{MARGIN_MUL[-1]}, chosen in hindsight) "
-             "that meets the goal while paying the baked cold start: what a reactive policy with a constant margin "
-             "reaches at best when it knows the present exactly.\n")
+    L.append(
+        f"- service model variant: **{p.get('variant', 'roofline')}**; router: **{p.get('router', 'least-work')}**; "
+        f"SLO judged: **{p.get('slo_mode', 'ttft')}**"
+    )
+    L.append(
+        f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
+        f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
+        f"cold start baked {p['cold_start_s']['baked']:.1f} s, unbaked {p['cold_start_s']['unbaked']:.1f} s, "
+        f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s"
+    )
+    L.append(
+        f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica (TTFT-only); joint: "
+        f"that and the request's mean time per output token <= {TPOT_SLO_S * 1e3:.0f} ms; goal {SLO_GOAL:.0%} "
+        f"of requests; 'meets SLO' and every search (oracle, bounds) use the SLO judged; replicas in "
+        f"[{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s"
+    )
+    L.append(
+        "- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
+        "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO."
+    )
+    L.append(
+        "- reference rows: 'oracle-replay' replays the oracle's schedule with zero cold start (a check of the "
+        "oracle); 'oracle-sizes-on-time' asks for the oracle's size of each minute at that minute and pays the "
+        "baked cold start (what perfect knowledge of the current need buys any reactive policy); "
+        "'oracle-sizes-ahead' asks one cold start ahead and keeps a replica until the oracle drops it (a perfect forecast); "
+        f"'{STEP_BOUND}' (step traces) is a lower bound for any causal policy: the smallest fleet held from the "
+        "start until one baked cold start after the unannounced step (nothing before it can announce it) for which "
+        "the whole trace still meets the goal, with zero cold start and the oracle's sizes afterwards; "
+        f"'{REACTIVE_BOUND}' asks for each minute's exact need at that minute plus the cheapest constant margin "
+        f"(+{MARGIN_ADD[0]}..{MARGIN_ADD[-1]} replicas, or x{MARGIN_MUL[0]}..{MARGIN_MUL[-1]}, chosen in hindsight) "
+        "that meets the goal while paying the baked cold start: what a reactive policy with a constant margin "
+        "reaches at best when it knows the present exactly.\n"
+    )
     for tname, tr in doc["traces"].items():
         st = tr["stats"]
         L.append(f"## {tname}\n")
-        L.append(f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
-                 f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
-                 f"scaling: {json.dumps(tr['params'])}.\n")
-        L.append("| policy | cold start s | TTFT p50 s | p95 s | p99 s | TPOT p99 ms | within TTFT-only SLO | within joint SLO "
-                 "| meets SLO | GPU-h | vs oracle | scale events | max replicas | prefix hits |")
+        L.append(
+            f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
+            f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
+            f"scaling: {json.dumps(tr['params'])}.\n"
+        )
+        L.append(
+            "| policy | cold start s | TTFT p50 s | p95 s | p99 s | TPOT p99 ms | within TTFT-only SLO | within joint SLO "
+            "| meets SLO | GPU-h | vs oracle | scale events | max replicas | prefix hits |"
+        )
         L.append("|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---:|")
         for pname, r in tr["results"].items():
             L.append(
@@ -536,26 +707,33 @@ def render_md(doc: dict[str, Any]) -> str:
                 f"{fmt(r['ttft_p99_s'])} | {fmt(1e3 * r.get('tpot_p99_s', float('nan')), 0)} | "
                 f"{100 * r.get('within_ttft_slo', r['within_slo']):.2f}% | {100 * r.get('within_joint_slo', float('nan')):.2f}% | "
                 f"{'yes' if r['meets_slo'] else 'no'} | {fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | "
-                f"{r.get('max_desired', max(r.get('counts', [0])))} | {100 * r.get('prefix_hit_share', 0.0):.0f}% |")
+                f"{r.get('max_desired', max(r.get('counts', [0])))} | {100 * r.get('prefix_hit_share', 0.0):.0f}% |"
+            )
         sb = tr["results"].get(STEP_BOUND)
         if sb:
-            L.append(f"\n{STEP_BOUND}: no causal policy can meet the SLO here with fewer than {sb['fleet_before_step']} "
-                     f"replicas held before the step at t={sb['step_time_s']:.0f} s (the first {sb['cold_start_assumed_s']:.0f} s "
-                     f"after it are served by that fleet alone), i.e. >= {fmt(sb['gpu_hours'])} GPU-h = "
-                     f"{fmt(sb['vs_oracle'])}x the oracle even with hindsight and zero cold start afterwards.")
+            L.append(
+                f"\n{STEP_BOUND}: no causal policy can meet the SLO here with fewer than {sb['fleet_before_step']} "
+                f"replicas held before the step at t={sb['step_time_s']:.0f} s (the first {sb['cold_start_assumed_s']:.0f} s "
+                f"after it are served by that fleet alone), i.e. >= {fmt(sb['gpu_hours'])} GPU-h = "
+                f"{fmt(sb['vs_oracle'])}x the oracle even with hindsight and zero cold start afterwards."
+            )
         rb = tr["results"].get(REACTIVE_BOUND)
         if rb and rb["meets_slo"]:
-            (shape, mv), = rb["margin"].items()
+            ((shape, mv),) = rb["margin"].items()
             margin = (f"+{mv} replica" + ("s" if mv != 1 else "")) if shape == "add" else f"x{mv} the need"
-            L.append(f"\n{REACTIVE_BOUND}: knowing each minute's need exactly at that minute, the cheapest constant "
-                     f"margin that meets the SLO with the {rb['cold_start_s']:.0f} s cold start is {margin}: "
-                     f"{fmt(rb['gpu_hours'])} GPU-h = {fmt(rb['vs_oracle'])}x the oracle.")
+            L.append(
+                f"\n{REACTIVE_BOUND}: knowing each minute's need exactly at that minute, the cheapest constant "
+                f"margin that meets the SLO with the {rb['cold_start_s']:.0f} s cold start is {margin}: "
+                f"{fmt(rb['gpu_hours'])} GPU-h = {fmt(rb['vs_oracle'])}x the oracle."
+            )
         v = tr["verdict"]
-        L.append(f"\nours: meets SLO {v['ours_meets_slo']}, {fmt(v['ours_vs_oracle'])}x oracle GPU-h "
-                 f"(goal <= 1.25x: {v['ours_within_1_25x_oracle']}), fewer GPU-h than every anchor meeting the SLO: "
-                 f"{v['ours_beats_anchors_meeting_slo']} (anchors meeting SLO: {', '.join(v['anchors_meeting_slo']) or 'none'}). "
-                 f"The warm pool of {doc['params']['ours_config']['warm_pool']} alone is "
-                 f"{fmt(v['warm_pool_share_of_oracle'])}x the oracle's GPU-h here.\n")
+        L.append(
+            f"\nours: meets SLO {v['ours_meets_slo']}, {fmt(v['ours_vs_oracle'])}x oracle GPU-h "
+            f"(goal <= 1.25x: {v['ours_within_1_25x_oracle']}), fewer GPU-h than every anchor meeting the SLO: "
+            f"{v['ours_beats_anchors_meeting_slo']} (anchors meeting SLO: {', '.join(v['anchors_meeting_slo']) or 'none'}). "
+            f"The warm pool of {doc['params']['ours_config']['warm_pool']} alone is "
+            f"{fmt(v['warm_pool_share_of_oracle'])}x the oracle's GPU-h here.\n"
+        )
     return "\n".join(L) + "\n"
 
 
@@ -566,11 +744,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--traces", default="", help="comma-separated subset of trace names")
     ap.add_argument("--policies", default="", help="comma-separated subset of policies")
     ap.add_argument("--quick", action="store_true", help="4x lighter traces (smoke test)")
-    ap.add_argument("--suite", choices=sorted(SUITES), default="main",
-                    help="main: the main traces; heldout: variants never looked at while designing the policy. Results "
-                         "go to autoscaling_<suite>_<variant>_<router>.{json,md}")
-    ap.add_argument("--skip-bounds", action="store_true",
-                    help="leave out the two searched bounds (margin bound, causal step bound), the slowest jobs")
+    ap.add_argument(
+        "--suite",
+        choices=sorted(SUITES),
+        default="main",
+        help="main: the main traces; heldout: variants never looked at while designing the policy. Results "
+        "go to autoscaling_<suite>_<variant>_<router>.{json,md}",
+    )
+    ap.add_argument(
+        "--skip-bounds",
+        action="store_true",
+        help="leave out the two searched bounds (margin bound, causal step bound), the slowest jobs",
+    )
     add_context_args(ap)
     args = ap.parse_args(argv)
     apply_context(args)
@@ -588,8 +773,11 @@ def main(argv: list[str] | None = None) -> int:
     oracle: dict[str, dict[str, Any]] = {}
     for name, _, res in mapper(_run_job, [("oracle", s) for s in specs]):
         oracle[name] = res
-        print(f"[{time.time() - t_start:6.0f}s] {name:14s} oracle: {res['gpu_hours']:.2f} GPU-h, "
-              f"{100 * res['within_slo']:.2f}% within SLO, {res['trials']} trials, {res['wall_s']} s", flush=True)
+        print(
+            f"[{time.time() - t_start:6.0f}s] {name:14s} oracle: {res['gpu_hours']:.2f} GPU-h, "
+            f"{100 * res['within_slo']:.2f}% within SLO, {res['trials']} trials, {res['wall_s']} s",
+            flush=True,
+        )
     jobs = []
     for s in specs:
         counts = oracle[s.name]["counts"]
@@ -604,16 +792,24 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, Any]]] = {s.name: {} for s in specs}
     for name, pn, res in mapper(_run_job, jobs):
         results[name][pn] = res
-        print(f"[{time.time() - t_start:6.0f}s] {name:14s} {pn:26s} {100 * res['within_slo']:6.2f}% "
-              f"{res['gpu_hours']:7.2f} GPU-h p99 {fmt(res['ttft_p99_s'])} s events {res['scaling_events']} "
-              f"({res['wall_s']} s)", flush=True)
+        print(
+            f"[{time.time() - t_start:6.0f}s] {name:14s} {pn:26s} {100 * res['within_slo']:6.2f}% "
+            f"{res['gpu_hours']:7.2f} GPU-h p99 {fmt(res['ttft_p99_s'])} s events {res['scaling_events']} "
+            f"({res['wall_s']} s)",
+            flush=True,
+        )
     if pool:
         pool.close()
         pool.join()
     doc: dict[str, Any] = {
-        "command": "PYTHONPATH=operator:. python -m bench.autoscaling.run " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
-                    "processor": platform.processor() or platform.machine()},
+        "command": "PYTHONPATH=operator:. python -m bench.autoscaling.run "
+        + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "python": platform.python_version(),
+            "processor": platform.processor() or platform.machine(),
+        },
         "git_commit": git_commit(Path(__file__).resolve().parents[2]),
         "params": {
             "jobs": args.jobs,
@@ -622,21 +818,51 @@ def main(argv: list[str] | None = None) -> int:
             "variant": CTX.variant,
             "router": CTX.router,
             "slo_mode": CTX.slo,
-            "slo": {"ttft_delay_s": SLO_DELAY_S, "definition": "ttft <= delay + isolated prefill time", "goal": SLO_GOAL,
-                    "tpot_s": TPOT_SLO_S, "joint": "ttft SLO and the request's mean time per output token <= tpot_s"},
+            "slo": {
+                "ttft_delay_s": SLO_DELAY_S,
+                "definition": "ttft <= delay + isolated prefill time",
+                "goal": SLO_GOAL,
+                "tpot_s": TPOT_SLO_S,
+                "joint": "ttft SLO and the request's mean time per output token <= tpot_s",
+            },
             "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
             "scrape_interval_s": 15.0,
             "service_model": sm.describe(),
-            "cold_start_s": {k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")},
+            "cold_start_s": {
+                k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")
+            },
             "ours_config": asdict(ours_config()),
             "anchor_params": {
-                "hpa-gpu-util": {"target_util": 0.70, "tolerance": 0.1, "down_stabilization_s": 300, "up": "max(+4,+100%)/15s"},
-                "keda-prodstack": {"metric": "sum(vllm:num_requests_waiting)", "threshold": 5, "polling_s": 15,
-                                   "cooldown_s": 360, "tolerance": 0.1, "down_stabilization_s": 300},
-                "aibrix-kpa": {"metric": "vllm:num_requests_waiting", "target_per_replica": 5, "stable_s": 180,
-                               "panic_s": 60, "panic_threshold": 2.0, "resync_s": 10, "scale_down_delay_s": 300},
-                "kubeai": {"metric": "in-flight requests (proxy)", "target_requests": 100, "window_s": 600,
-                           "interval_s": 10, "scale_down_delay_s": 30},
+                "hpa-gpu-util": {
+                    "target_util": 0.70,
+                    "tolerance": 0.1,
+                    "down_stabilization_s": 300,
+                    "up": "max(+4,+100%)/15s",
+                },
+                "keda-prodstack": {
+                    "metric": "sum(vllm:num_requests_waiting)",
+                    "threshold": 5,
+                    "polling_s": 15,
+                    "cooldown_s": 360,
+                    "tolerance": 0.1,
+                    "down_stabilization_s": 300,
+                },
+                "aibrix-kpa": {
+                    "metric": "vllm:num_requests_waiting",
+                    "target_per_replica": 5,
+                    "stable_s": 180,
+                    "panic_s": 60,
+                    "panic_threshold": 2.0,
+                    "resync_s": 10,
+                    "scale_down_delay_s": 300,
+                },
+                "kubeai": {
+                    "metric": "in-flight requests (proxy)",
+                    "target_requests": 100,
+                    "window_s": 600,
+                    "interval_s": 10,
+                    "scale_down_delay_s": 30,
+                },
             },
         },
         "traces": {},
@@ -646,9 +872,14 @@ def main(argv: list[str] | None = None) -> int:
         orc = oracle[s.name]
         og = orc["gpu_hours"]
         rows: dict[str, Any] = {"oracle": orc}
-        rows.update({pn: results[s.name][pn] for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES, REACTIVE_BOUND, STEP_BOUND]
-                     if pn in results[s.name]})
-        for pn, r in rows.items():
+        rows.update(
+            {
+                pn: results[s.name][pn]
+                for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES, REACTIVE_BOUND, STEP_BOUND]
+                if pn in results[s.name]
+            }
+        )
+        for r in rows.values():
             r["meets_slo"] = bool(r["within_slo"] >= SLO_GOAL)
             r["vs_oracle"] = r["gpu_hours"] / og if og > 0 else float("nan")
         anchors_ok = [a for a in ANCHORS if a in rows and rows[a]["meets_slo"]]
@@ -660,17 +891,28 @@ def main(argv: list[str] | None = None) -> int:
                 "ours_vs_oracle": ours["vs_oracle"],
                 "ours_within_1_25x_oracle": bool(ours["vs_oracle"] <= 1.25),
                 "anchors_meeting_slo": anchors_ok,
-                "ours_beats_anchors_meeting_slo": bool(all(ours["gpu_hours"] < rows[a]["gpu_hours"] for a in anchors_ok)),
+                "ours_beats_anchors_meeting_slo": bool(
+                    all(ours["gpu_hours"] < rows[a]["gpu_hours"] for a in anchors_ok)
+                ),
                 # The warm pool is paid over the whole trace by definition (Ready replicas kept above demand): on a
                 # small fleet it alone is a large share of the oracle's GPU-hours.
-                "warm_pool_share_of_oracle": (ours_config().warm_pool * (tr.stats()["duration_s"]
-                                              + sim_config(cold_start_s=0.0).horizon_tail_s) / 3600.0 / og
-                                              if og > 0 else float("nan")),
+                "warm_pool_share_of_oracle": (
+                    ours_config().warm_pool
+                    * (tr.stats()["duration_s"] + sim_config(cold_start_s=0.0).horizon_tail_s)
+                    / 3600.0
+                    / og
+                    if og > 0
+                    else float("nan")
+                ),
             }
         doc["traces"][s.name] = {
-            "description": s.description, "source": tr.source, "params": s.params, "stats": tr.stats(),
+            "description": s.description,
+            "source": tr.source,
+            "params": s.params,
+            "stats": tr.stats(),
             "demand_rps": demand_per_minute(tr),
-            "results": rows, "verdict": verdict,
+            "results": rows,
+            "verdict": verdict,
         }
     doc["wall_s"] = time.time() - t_start
     out = Path(args.out)

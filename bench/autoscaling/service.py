@@ -177,7 +177,9 @@ class ServiceModel:
     attn_flops_per_ctx_token: float = field(default=0.0)
 
     def __post_init__(self) -> None:
-        usable = self.gpu.hbm_bytes * self.gpu_memory_utilization - self.model.weight_bytes - self.activation_reserve_bytes
+        usable = (
+            self.gpu.hbm_bytes * self.gpu_memory_utilization - self.model.weight_bytes - self.activation_reserve_bytes
+        )
         object.__setattr__(self, "kv_capacity_tokens", int(usable // self.model.kv_bytes_per_token))
         # a generated token: every linear layer + lm_head, 2 FLOPs per MAC
         object.__setattr__(self, "f_dec", 2.0 * (self.model.non_embedding_params + self.model.lm_head_params))
@@ -186,26 +188,34 @@ class ServiceModel:
         # constants of step_time, precomputed for the simulator's inner loop
         bw = self.gpu.hbm_bandwidth * self.eta_mem
         fl = self.gpu.bf16_dense_flops * self.eta_flops
-        object.__setattr__(self, "_k", (
-            self.step_overhead_s,
-            self.model.weight_bytes / bw,
-            self.model.kv_bytes_per_token / bw,
-            self.f_dec / fl,
-            self.attn_flops_per_ctx_token / fl,
-            1.0 / fl,
-            2.0 * self.model.non_embedding_params,
-            0.5 * self.attn_flops_per_ctx_token,
-        ))
+        object.__setattr__(
+            self,
+            "_k",
+            (
+                self.step_overhead_s,
+                self.model.weight_bytes / bw,
+                self.model.kv_bytes_per_token / bw,
+                self.f_dec / fl,
+                self.attn_flops_per_ctx_token / fl,
+                1.0 / fl,
+                2.0 * self.model.non_embedding_params,
+                0.5 * self.attn_flops_per_ctx_token,
+            ),
+        )
         hbm, peak = self.gpu.hbm_bandwidth, self.gpu.bf16_dense_flops
-        object.__setattr__(self, "_a", (
-            self.step_overhead_s,
-            self.per_seq_s,
-            self.model.weight_bytes / (hbm * self.eta_weights),
-            self.f_dec / (peak * self.eta_gemm),
-            2.0 * self.model.non_embedding_params / (peak * self.eta_gemm),
-            self.model.kv_bytes_per_token / (hbm * self.eta_kv),
-            0.5 * self.attn_flops_per_ctx_token / (peak * self.eta_attn),
-        ))
+        object.__setattr__(
+            self,
+            "_a",
+            (
+                self.step_overhead_s,
+                self.per_seq_s,
+                self.model.weight_bytes / (hbm * self.eta_weights),
+                self.f_dec / (peak * self.eta_gemm),
+                2.0 * self.model.non_embedding_params / (peak * self.eta_gemm),
+                self.model.kv_bytes_per_token / (hbm * self.eta_kv),
+                0.5 * self.attn_flops_per_ctx_token / (peak * self.eta_attn),
+            ),
+        )
 
     def additive_step(self, n_dec: int, ctx: float, p: float, prompt: float) -> float:
         """Additive step time: ``n_dec`` decoders holding ``ctx`` tokens of context, ``p`` prompt tokens of a
@@ -263,9 +273,17 @@ class ServiceModel:
             "max_model_len": m.max_model_len,
             "variant": self.variant,
             "step": "additive" if self.additive else "roofline max()",
-            **({"per_seq_s": self.per_seq_s, "eta_weights": self.eta_weights, "eta_kv": self.eta_kv,
-                "eta_gemm": self.eta_gemm, "eta_attn": self.eta_attn} if self.additive else
-               {"eta_mem": self.eta_mem, "eta_flops": self.eta_flops}),
+            **(
+                {
+                    "per_seq_s": self.per_seq_s,
+                    "eta_weights": self.eta_weights,
+                    "eta_kv": self.eta_kv,
+                    "eta_gemm": self.eta_gemm,
+                    "eta_attn": self.eta_attn,
+                }
+                if self.additive
+                else {"eta_mem": self.eta_mem, "eta_flops": self.eta_flops}
+            ),
             "step_overhead_s": self.step_overhead_s,
             "decode_step_ms_batch1": round(1e3 * self.step_time(1, 1000, 0, 0), 2),
             "decode_step_ms_batch64_ctx1400": round(1e3 * self.step_time(64, 64 * 1400, 0, 0), 2),
@@ -307,8 +325,9 @@ CALIBRATED_V060 = ServiceModel(
 # The V1 engine: the same kernels ("the kernels used for V0 and V1 are almost identical", V1 blog), so the same
 # efficiencies; the CPU-side costs (fixed overhead per step, cost per sequence) refitted
 # (calibration.py --fit calibrated-v1) to the V1 blog's ShareGPT mean latencies at 20 / 40 / 50 QPS.
-CALIBRATED_V1 = dataclasses.replace(CALIBRATED_V060, variant="calibrated-v1", step_overhead_s=0.00374,
-                                    per_seq_s=0.0000312)
+CALIBRATED_V1 = dataclasses.replace(
+    CALIBRATED_V060, variant="calibrated-v1", step_overhead_s=0.00374, per_seq_s=0.0000312
+)
 
 # Every verdict is reported under each of these; "meets the SLO" is claimed only where all of them agree.
 SERVICE_VARIANTS: dict[str, ServiceModel] = {

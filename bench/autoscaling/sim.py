@@ -26,8 +26,9 @@ import heapq
 import math
 import random
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Protocol
 
 from .routing import BLOCK_TOKENS, PrefixCache, Router
 from .service import ServiceModel
@@ -43,9 +44,35 @@ class Replica:
     """One vLLM engine, fluid between events."""
 
     __slots__ = (
-        "rid", "sm", "state", "created", "ready_at", "ended", "queue", "pf", "head_rem", "pf_backlog",
-        "dec", "D", "n_dec", "sum_prompt_dec", "sum_D0", "kv_res", "t", "T", "p", "busy", "ver",
-        "busy_at_scrape", "t_at_scrape", "seqno", "qtok", "completed", "tokens", "scrapes", "cache",
+        "D",
+        "T",
+        "busy",
+        "busy_at_scrape",
+        "cache",
+        "completed",
+        "created",
+        "dec",
+        "ended",
+        "head_rem",
+        "kv_res",
+        "n_dec",
+        "p",
+        "pf",
+        "pf_backlog",
+        "qtok",
+        "queue",
+        "ready_at",
+        "rid",
+        "scrapes",
+        "seqno",
+        "sm",
+        "state",
+        "sum_D0",
+        "sum_prompt_dec",
+        "t",
+        "t_at_scrape",
+        "tokens",
+        "ver",
     )
 
     def __init__(self, rid: int, sm: ServiceModel, created: float, ready_at: float) -> None:
@@ -285,8 +312,9 @@ class SimResult:
 class Fleet:
     """Replicas, routing, pod lifecycle and the event heap."""
 
-    def __init__(self, sm: ServiceModel, cold_start_s: float, jitter: float = 0.0, seed: int = 0,
-                 router: str = "least-work") -> None:
+    def __init__(
+        self, sm: ServiceModel, cold_start_s: float, jitter: float = 0.0, seed: int = 0, router: str = "least-work"
+    ) -> None:
         self.sm = sm
         self.router = Router(router, seed=seed + 101)
         self.uid = 0  # ids of the blocks given to prompts that carry none (they never match)
@@ -366,7 +394,10 @@ class Fleet:
 
     # --- requests -------------------------------------------------------------------------------
     def route(self, req: Request, t: float) -> None:
-        if req.prompt + req.output > self.sm.model.max_model_len or req.prompt + req.output > self.sm.kv_capacity_tokens:
+        if (
+            req.prompt + req.output > self.sm.model.max_model_len
+            or req.prompt + req.output > self.sm.kv_capacity_tokens
+        ):
             req.rejected = True
             self.rejected += 1
             return
@@ -453,8 +484,9 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
                 if len(hist) >= 2:
                     span = hist[-1][0] - hist[0][0]
                     rate, tok_rate = (hist[-1][1] - hist[0][1]) / span, (hist[-1][2] - hist[0][2]) / span
-                samples[r.rid] = Sample(t, float(r.waiting()), float(r.running()), r.kv_usage(),
-                                        r.gpu_util_since_scrape(t), rate, tok_rate)
+                samples[r.rid] = Sample(
+                    t, float(r.waiting()), float(r.running()), r.kv_usage(), r.gpu_util_since_scrape(t), rate, tok_rate
+                )
             else:
                 samples.pop(r.rid, None)
         fleet.push(t + cfg.scrape_interval_s, EV_CALL, scrape)
@@ -471,7 +503,8 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
             samples={r.rid: samples[r.rid] for r in ready if r.rid in samples},
             live_waiting=[r.waiting() for r in ready],
             live_running=[r.running() for r in ready],
-            proxy_inflight=sum(r.outstanding() for r in fleet.replicas if r.state in (READY, DRAINING)) + len(fleet.pending),
+            proxy_inflight=sum(r.outstanding() for r in fleet.replicas if r.state in (READY, DRAINING))
+            + len(fleet.pending),
         )
         want = policy.decide(view)
         want = max(cfg.min_replicas, min(cfg.max_replicas, int(want)))
@@ -520,4 +553,3 @@ class FixedSchedule:
         first = int(view.now // self.interval)
         last = int((view.now + self.lead_s) // self.interval)
         return max(self.counts[min(i, len(self.counts) - 1)] for i in range(first, last + 1))
-

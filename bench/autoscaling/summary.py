@@ -49,8 +49,12 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One policy on one trace under several variants: meets the joint SLO only if it does under all of them."""
     shares = [r.get("within_joint_slo") for r in rows]
     ratios = [r["vs_oracle"] for r in rows]
-    return {"meets_all": all(s is not None and s >= SLO_GOAL for s in shares), "min_share": min(s or 0.0 for s in shares),
-            "vs_oracle_min": min(ratios), "vs_oracle_max": max(ratios)}
+    return {
+        "meets_all": all(s is not None and s >= SLO_GOAL for s in shares),
+        "min_share": min(s or 0.0 for s in shares),
+        "vs_oracle_min": min(ratios),
+        "vs_oracle_max": max(ratios),
+    }
 
 
 def suite_section(suite: str, docs: dict[tuple[str, str, str], dict[str, Any]]) -> tuple[list[str], dict[str, Any]]:
@@ -60,9 +64,14 @@ def suite_section(suite: str, docs: dict[tuple[str, str, str], dict[str, Any]]) 
     for k, d in docs.items():
         if k[0] == suite:
             traces += [t for t in d["traces"] if t not in traces]
-    L = [f"## {suite} suite", "", "### ours: within the joint SLO / within the TTFT-only SLO / GPU-h x oracle", "",
-         "| trace | " + " | ".join(f"{v}, {r}" for r in routers for v in variants) + " |",
-         "|---|" + "---:|" * (len(routers) * len(variants))]
+    L = [
+        f"## {suite} suite",
+        "",
+        "### ours: within the joint SLO / within the TTFT-only SLO / GPU-h x oracle",
+        "",
+        "| trace | " + " | ".join(f"{v}, {r}" for r in routers for v in variants) + " |",
+        "|---|" + "---:|" * (len(routers) * len(variants)),
+    ]
     out: dict[str, Any] = {}
     for t in traces:
         cells = []
@@ -72,13 +81,21 @@ def suite_section(suite: str, docs: dict[tuple[str, str, str], dict[str, Any]]) 
                 res = d["traces"].get(t, {}).get("results", {}) if d else {}
                 cells.append(cell(res["ours"]) if "ours" in res else "-")
         L.append(f"| {t} | " + " | ".join(cells) + " |")
-    L += ["", "### verdicts across the variants (joint SLO; 'meets' only where every variant agrees)", "",
-          "| trace | router | ours meets under all | ours: lowest share | ours: x oracle (range) | anchors meeting under "
-          "all | oracle GPU-h (range) | oracle within joint SLO (lowest) |", "|---|---|:-:|---:|---:|---|---:|---:|"]
+    L += [
+        "",
+        "### verdicts across the variants (joint SLO; 'meets' only where every variant agrees)",
+        "",
+        "| trace | router | ours meets under all | ours: lowest share | ours: x oracle (range) | anchors meeting under "
+        "all | oracle GPU-h (range) | oracle within joint SLO (lowest) |",
+        "|---|---|:-:|---:|---:|---|---:|---:|",
+    ]
     for t in traces:
         for r in routers:
-            runs = [docs[(suite, v, r)]["traces"][t]["results"] for v in variants
-                    if (suite, v, r) in docs and t in docs[(suite, v, r)]["traces"]]
+            runs = [
+                docs[(suite, v, r)]["traces"][t]["results"]
+                for v in variants
+                if (suite, v, r) in docs and t in docs[(suite, v, r)]["traces"]
+            ]
             if not runs or any("ours" not in x for x in runs):
                 continue
             vo = verdict([x["ours"] for x in runs])
@@ -86,9 +103,11 @@ def suite_section(suite: str, docs: dict[tuple[str, str, str], dict[str, Any]]) 
             og = [x["oracle"]["gpu_hours"] for x in runs]
             oj = min(x["oracle"].get("within_joint_slo", 0.0) for x in runs)
             out.setdefault(t, {})[r] = {"ours": vo, "anchors_meeting_all": anchors, "variants": len(runs)}
-            L.append(f"| {t} | {r} | {'yes' if vo['meets_all'] else 'no'} | {_pct(vo['min_share'])} | "
-                     f"{vo['vs_oracle_min']:.2f}-{vo['vs_oracle_max']:.2f} | {', '.join(anchors) or 'none'} | "
-                     f"{min(og):.2f}-{max(og):.2f} | {_pct(oj)} |")
+            L.append(
+                f"| {t} | {r} | {'yes' if vo['meets_all'] else 'no'} | {_pct(vo['min_share'])} | "
+                f"{vo['vs_oracle_min']:.2f}-{vo['vs_oracle_max']:.2f} | {', '.join(anchors) or 'none'} | "
+                f"{min(og):.2f}-{max(og):.2f} | {_pct(oj)} |"
+            )
     return L + [""], out
 
 
@@ -98,13 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = Path(args.out)
     docs = load(out)
-    runs = sorted(f"{s} / {v} / {r} (commit {d.get('git_commit')}, {d['wall_s']:.0f} s)" for (s, v, r), d in docs.items())
-    L = ["# Autoscaling benchmark: summary across replica models and routers", "",
-         "- produced by `PYTHONPATH=operator:. python -m bench.autoscaling.summary --out bench/results/` from the runs:",
-         *[f"  - {x}" for x in runs],
-         "- cells: share of requests within the joint SLO (TTFT <= 2 s + isolated prefill, and the request's mean TPOT "
-         "<= 100 ms) / within the TTFT-only SLO / GPU-hours vs that run's oracle (sized for the joint SLO with the "
-         "same replica model and router); **bold** = the joint SLO's 99 % goal is met.", ""]
+    runs = sorted(
+        f"{s} / {v} / {r} (commit {d.get('git_commit')}, {d['wall_s']:.0f} s)" for (s, v, r), d in docs.items()
+    )
+    L = [
+        "# Autoscaling benchmark: summary across replica models and routers",
+        "",
+        "- produced by `PYTHONPATH=operator:. python -m bench.autoscaling.summary --out bench/results/` from the runs:",
+        *[f"  - {x}" for x in runs],
+        "- cells: share of requests within the joint SLO (TTFT <= 2 s + isolated prefill, and the request's mean TPOT "
+        "<= 100 ms) / within the TTFT-only SLO / GPU-hours vs that run's oracle (sized for the joint SLO with the "
+        "same replica model and router); **bold** = the joint SLO's 99 % goal is met.",
+        "",
+    ]
     result: dict[str, Any] = {}
     for suite in ("main", "heldout"):
         if any(k[0] == suite for k in docs):

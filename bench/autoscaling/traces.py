@@ -10,16 +10,16 @@ import csv
 import json
 import math
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Sequence
 
 
 class Request:
     """One request of a trace.  Mutable fields are filled in by the simulator."""
 
-    __slots__ = ("arrival", "prompt", "output", "slo", "ttft", "done", "rejected", "blocks", "work")
+    __slots__ = ("arrival", "blocks", "done", "output", "prompt", "rejected", "slo", "ttft", "work")
 
     def __init__(self, arrival: float, prompt: int, output: int, blocks: tuple[int, ...] | None = None) -> None:
         self.arrival = arrival
@@ -146,19 +146,27 @@ def scale_trace(
       uniform offset in [-jitter_s/2, +jitter_s/2].  Rate structure slower than ``jitter_s`` (what an
       autoscaler reacts to) is preserved; copies are not synchronised bursts.  k < 1 thins the trace.
     """
-    return tuple((t, p, o) for t, p, o, _, _ in scale_trace_with_origin(
-        rows, time_scale=time_scale, rate_scale=rate_scale, jitter_s=jitter_s, seed=seed))
+    return tuple(
+        (t, p, o)
+        for t, p, o, _, _ in scale_trace_with_origin(
+            rows, time_scale=time_scale, rate_scale=rate_scale, jitter_s=jitter_s, seed=seed
+        )
+    )
 
 
 def scale_trace_with_origin(
-    rows: Sequence[tuple[float, int, int]], *, time_scale: float = 1.0, rate_scale: float = 1.0,
-    jitter_s: float = 10.0, seed: int = 0,
+    rows: Sequence[tuple[float, int, int]],
+    *,
+    time_scale: float = 1.0,
+    rate_scale: float = 1.0,
+    jitter_s: float = 10.0,
+    seed: int = 0,
 ) -> list[tuple[float, int, int, int, int]]:
     """``scale_trace``'s rows (the same ones, in the same order), each with the index of the row it copies and
     which copy of that row it is (0, 1, ...)."""
     rng = random.Random(seed)
     out: list[tuple[float, int, int, int, int]] = []
-    whole = int(math.floor(rate_scale))
+    whole = math.floor(rate_scale)
     frac = rate_scale - whole
     for k, (a, p, o) in enumerate(rows):
         t = a * time_scale
@@ -175,8 +183,9 @@ def scale_trace_with_origin(
 COPY_BLOCK_OFFSET = 10**7  # block ids of copy i are shifted by i * this: each copy is a tenant of its own
 
 
-def copied_blocks(blocks: Sequence[tuple[int, ...]], origin: Sequence[tuple[float, int, int, int, int]]
-                  ) -> tuple[tuple[int, ...], ...]:
+def copied_blocks(
+    blocks: Sequence[tuple[int, ...]], origin: Sequence[tuple[float, int, int, int, int]]
+) -> tuple[tuple[int, ...], ...]:
     """Prefix blocks of the rows of ``scale_trace_with_origin``: copy ``i`` of a request gets its blocks shifted into a
     namespace of its own, so copies share prefixes as the original requests did among themselves (the same reuse
     structure) and never with each other (a copy is another user, not the same prompt sent twice)."""
@@ -202,8 +211,14 @@ def _poisson_arrivals(rate_fn, t_end: float, rate_max: float, rng: random.Random
 
 
 def synthetic_step(
-    pool: Sequence[tuple[int, int]], *, base_rps: float, factor: float = 10.0, t_before: float = 900.0,
-    t_high: float = 1200.0, t_after: float = 900.0, seed: int = 1,
+    pool: Sequence[tuple[int, int]],
+    *,
+    base_rps: float,
+    factor: float = 10.0,
+    t_before: float = 900.0,
+    t_high: float = 1200.0,
+    t_after: float = 900.0,
+    seed: int = 1,
 ) -> tuple[tuple[float, int, int], ...]:
     """Poisson arrivals at ``base_rps``, then a sudden ``factor``x step for ``t_high`` s, then back."""
     rng = random.Random(seed)
@@ -217,8 +232,15 @@ def synthetic_step(
 
 
 def synthetic_fanout(
-    pool: Sequence[tuple[int, int]], *, sessions_per_s: float, fanout: int = 10, burst_s: float = 0.5,
-    duration: float = 3600.0, wave_period: float = 1200.0, wave_amp: float = 0.5, seed: int = 2,
+    pool: Sequence[tuple[int, int]],
+    *,
+    sessions_per_s: float,
+    fanout: int = 10,
+    burst_s: float = 0.5,
+    duration: float = 3600.0,
+    wave_period: float = 1200.0,
+    wave_amp: float = 0.5,
+    seed: int = 2,
 ) -> tuple[tuple[float, int, int], ...]:
     """Agent fan-out: user requests arrive as a Poisson process whose rate swings +-``wave_amp`` over
     ``wave_period``; each user request triggers ``fanout`` model calls within ``burst_s`` seconds
@@ -238,8 +260,13 @@ def synthetic_fanout(
 
 
 def synthetic_diurnal(
-    pool: Sequence[tuple[int, int]], *, mean_rps: float, peak_to_trough: float = 4.0, period: float = 7200.0,
-    duration: float = 7200.0, seed: int = 3,
+    pool: Sequence[tuple[int, int]],
+    *,
+    mean_rps: float,
+    peak_to_trough: float = 4.0,
+    period: float = 7200.0,
+    duration: float = 7200.0,
+    seed: int = 3,
 ) -> tuple[tuple[float, int, int], ...]:
     """One compressed day: rate = mean * (1 + a*sin(...)) with (1+a)/(1-a) = ``peak_to_trough``,
     starting at the trough.  A 24 h cycle compressed to ``period`` seconds (ramps are steeper than in
@@ -255,21 +282,38 @@ def synthetic_diurnal(
 
 
 def synthetic_diurnal_days(
-    pool: Sequence[tuple[int, int]], *, mean_rps: float, levels: Sequence[float], peak_to_trough: float = 4.0,
-    period: float = 2400.0, seed: int = 20,
+    pool: Sequence[tuple[int, int]],
+    *,
+    mean_rps: float,
+    levels: Sequence[float],
+    peak_to_trough: float = 4.0,
+    period: float = 2400.0,
+    seed: int = 20,
 ) -> tuple[tuple[float, int, int], ...]:
     """Several compressed days in a row, day ``d`` at ``levels[d]`` times ``mean_rps`` (a busier or quieter day),
     each with its own seed: the same shape, not the same requests."""
     out: list[tuple[float, int, int]] = []
     for d, level in enumerate(levels):
-        day = synthetic_diurnal(pool, mean_rps=mean_rps * level, peak_to_trough=peak_to_trough, period=period,
-                                duration=period, seed=seed + d)
+        day = synthetic_diurnal(
+            pool,
+            mean_rps=mean_rps * level,
+            peak_to_trough=peak_to_trough,
+            period=period,
+            duration=period,
+            seed=seed + d,
+        )
         out.extend((t + d * period, p, o) for t, p, o in day)
     return tuple(out)
 
 
-def burst_windows(duration: float, *, gap_s: tuple[float, float], length_s: tuple[float, float],
-                  factor: tuple[float, float], rng: random.Random) -> list[tuple[float, float, float]]:
+def burst_windows(
+    duration: float,
+    *,
+    gap_s: tuple[float, float],
+    length_s: tuple[float, float],
+    factor: tuple[float, float],
+    rng: random.Random,
+) -> list[tuple[float, float, float]]:
     """(start, end, factor) of bursts: quiet gaps and burst lengths and heights drawn uniformly from the ranges."""
     out = []
     t = rng.uniform(*gap_s)
@@ -281,8 +325,14 @@ def burst_windows(duration: float, *, gap_s: tuple[float, float], length_s: tupl
 
 
 def synthetic_short_bursts(
-    pool: Sequence[tuple[int, int]], *, base_rps: float, duration: float = 3600.0, gap_s: tuple[float, float] = (240.0, 600.0),
-    length_s: tuple[float, float] = (60.0, 120.0), factor: tuple[float, float] = (4.0, 8.0), seed: int = 5,
+    pool: Sequence[tuple[int, int]],
+    *,
+    base_rps: float,
+    duration: float = 3600.0,
+    gap_s: tuple[float, float] = (240.0, 600.0),
+    length_s: tuple[float, float] = (60.0, 120.0),
+    factor: tuple[float, float] = (4.0, 8.0),
+    seed: int = 5,
 ) -> tuple[tuple[float, int, int], ...]:
     """Bursts shorter than a pod's cold start: Poisson arrivals at ``base_rps``, jumping to ``factor`` times that
     for ``length_s`` seconds, at random moments ``gap_s`` apart (all uniform in the given ranges)."""
@@ -300,8 +350,15 @@ def synthetic_short_bursts(
 
 
 def synthetic_mix_shift(
-    light: Sequence[tuple[int, int]], heavy: Sequence[tuple[int, int]], *, rps: float, heavy_share: float,
-    t_before: float = 900.0, t_shift: float = 1200.0, t_after: float = 900.0, seed: int = 4,
+    light: Sequence[tuple[int, int]],
+    heavy: Sequence[tuple[int, int]],
+    *,
+    rps: float,
+    heavy_share: float,
+    t_before: float = 900.0,
+    t_shift: float = 1200.0,
+    t_after: float = 900.0,
+    seed: int = 4,
 ) -> tuple[tuple[float, int, int], ...]:
     """A change of request mix at a constant request rate: Poisson arrivals at ``rps`` with lengths from
     ``light``, except that for ``t_shift`` s a ``heavy_share`` of them take lengths from ``heavy`` (a RAG feature

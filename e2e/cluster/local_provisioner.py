@@ -22,10 +22,14 @@ log = logging.getLogger("local-provisioner")
 
 
 def ensure_storage_class(storage: client.StorageV1Api) -> None:
-    sc = {"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
-          "metadata": {"name": STORAGE_CLASS,
-                       "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
-          "provisioner": PROVISIONER, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
+    sc = {
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": {"name": STORAGE_CLASS, "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}},
+        "provisioner": PROVISIONER,
+        "reclaimPolicy": "Delete",
+        "volumeBindingMode": "Immediate",
+    }
     try:
         storage.create_storage_class(sc)
     except ApiException as e:
@@ -39,16 +43,26 @@ def provision(core: client.CoreV1Api, pvc: client.V1PersistentVolumeClaim) -> No
     if pvc.status and pvc.status.phase == "Bound":
         return
     name = f"pv-{pvc.metadata.uid}"
-    pv = {"apiVersion": "v1", "kind": "PersistentVolume",
-          "metadata": {"name": name, "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
-                       "labels": {"qwenops.dev/provisioned-for": pvc.metadata.name[:63]}},
-          "spec": {"capacity": {"storage": pvc.spec.resources.requests["storage"]},
-                   "accessModes": pvc.spec.access_modes, "persistentVolumeReclaimPolicy": "Delete",
-                   "storageClassName": STORAGE_CLASS,
-                   "hostPath": {"path": f"/var/lib/qwen-local/{pvc.metadata.namespace}/{pvc.metadata.name}",
-                                "type": "DirectoryOrCreate"},
-                   "claimRef": {"namespace": pvc.metadata.namespace, "name": pvc.metadata.name,
-                                "uid": pvc.metadata.uid}}}
+    pv = {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": name,
+            "annotations": {"pv.kubernetes.io/provisioned-by": PROVISIONER},
+            "labels": {"qwenops.dev/provisioned-for": pvc.metadata.name[:63]},
+        },
+        "spec": {
+            "capacity": {"storage": pvc.spec.resources.requests["storage"]},
+            "accessModes": pvc.spec.access_modes,
+            "persistentVolumeReclaimPolicy": "Delete",
+            "storageClassName": STORAGE_CLASS,
+            "hostPath": {
+                "path": f"/var/lib/qwen-local/{pvc.metadata.namespace}/{pvc.metadata.name}",
+                "type": "DirectoryOrCreate",
+            },
+            "claimRef": {"namespace": pvc.metadata.namespace, "name": pvc.metadata.name, "uid": pvc.metadata.uid},
+        },
+    }
     try:
         core.create_persistent_volume(pv)
         log.info("provisioned %s for %s/%s", name, pvc.metadata.namespace, pvc.metadata.name)

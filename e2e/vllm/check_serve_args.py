@@ -34,7 +34,7 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # e2e/: vllm_local is stdlib-only
-from vllm_local import strip_command as strip_prefix  # noqa: E402
+from vllm_local import strip_command as strip_prefix
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -132,7 +132,9 @@ def check_quantization(args) -> None:
     if q not in QUANTIZATION_METHODS:
         raise ValueError(f"Unknown quantization method: {q}. Must be one of {sorted(QUANTIZATION_METHODS)}.")
     if q in DEPRECATED_QUANTIZATION_METHODS and not getattr(args, "allow_deprecated_quantization", False):
-        raise ValueError(f"quantization method {q} is deprecated in this vLLM; it needs --allow-deprecated-quantization")
+        raise ValueError(
+            f"quantization method {q} is deprecated in this vLLM; it needs --allow-deprecated-quantization"
+        )
 
 
 def build_parser():
@@ -207,7 +209,11 @@ def check_one(top, cmd, item: dict, model_dir: str | None) -> dict:
             res["unchecked"].append(f"--tokenizer {args2.tokenizer} (replaced by the tiny model's)")
             args2.tokenizer = None
         spec = args2.speculative_config
-        if isinstance(spec, dict) and spec.get("model") not in (None, original) and not os.path.isdir(str(spec.get("model"))):
+        if (
+            isinstance(spec, dict)
+            and spec.get("model") not in (None, original)
+            and not os.path.isdir(str(spec.get("model")))
+        ):
             method = spec.get("method")
             if method in (None, "draft_model"):
                 res["unchecked"].append(
@@ -264,7 +270,12 @@ def main() -> int:
             results.append(check_one(top, cmd, item, req.get("model_dir")))
         except BaseException as e:  # never lose the other items' results
             results.append(
-                {"ok": False, "stage": "internal", "message": f"{type(e).__name__}: {e}\n{traceback.format_exc()}", "unchecked": []}
+                {
+                    "ok": False,
+                    "stage": "internal",
+                    "message": f"{type(e).__name__}: {e}\n{traceback.format_exc()}",
+                    "unchecked": [],
+                }
             )
         out_path.write_text(json.dumps(results))
     out_path.write_text(json.dumps(results))

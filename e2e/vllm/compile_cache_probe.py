@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import vllm_local as vl  # noqa: E402
+import vllm_local as vl
 
 # Exact vLLM 0.32.0 log formats (printf-style in vLLM's source) turned into regexes. Keys are
 # what the operator's cache-hit detector can use. The (mode 3) lines come from the VLLM_COMPILE
@@ -173,7 +173,7 @@ def run_scenario(
     try:
         try:
             res["time_to_healthy_s"] = round(vl.wait_healthy(port, timeout, proc=proc), 1)
-            status, body = vl.http_post_json(
+            status, _body = vl.http_post_json(
                 f"http://127.0.0.1:{port}/v1/completions",
                 {"model": served_name(argv), "prompt": "Hello", "max_tokens": 8, "temperature": 0},
                 timeout=120,
@@ -198,7 +198,11 @@ def run_scenario(
     after = set(hash_dirs(cache_root))
     res["hash_dirs_new"] = sorted(after - before)
     res["hash_dirs_used"] = sorted(
-        {str(Path(e["path"]).parent.parent.relative_to(cache_root)) for k in ("aot_loaded", "aot_saved", "aot_load_failed") for e in found.get(k, [])}
+        {
+            str(Path(e["path"]).parent.parent.relative_to(cache_root))
+            for k in ("aot_loaded", "aot_saved", "aot_load_failed")
+            for e in found.get(k, [])
+        }
     )
     return res
 
@@ -233,7 +237,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="leave TMPDIR alone (inductor's precompiled headers in /tmp are shared with other runs)",
     )
-    ap.add_argument("--scenarios", default="cold,warm,force_aot,env_change,unknown_env,max_num_seqs,no_hash_change,fresh_force_aot")
+    ap.add_argument(
+        "--scenarios", default="cold,warm,force_aot,env_change,unknown_env,max_num_seqs,no_hash_change,fresh_force_aot"
+    )
     a = ap.parse_args(argv)
 
     model = str(vl.ensure_tiny_model(a.model_dir))

@@ -92,7 +92,6 @@ def literal_values(tp) -> list[str]:
 def value_tables() -> dict:
     """Values the parser does not list as choices but vLLM checks later (at engine config)."""
     import dataclasses
-    import typing
 
     import vllm.envs as envs
     from vllm.config import CompilationConfig, SpeculativeConfig

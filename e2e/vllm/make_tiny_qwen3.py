@@ -137,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
     (out / "qwen-operator-tiny.json").write_text(
-        json.dumps({"format": FORMAT, "seed": args.seed, "max_position_embeddings": args.max_position_embeddings}) + "\n"
+        json.dumps({"format": FORMAT, "seed": args.seed, "max_position_embeddings": args.max_position_embeddings})
+        + "\n"
     )
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tiny Qwen3 in {out}: vocab {vocab}, {n_params} parameters")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import vllm_local as vl  # noqa: E402
+import vllm_local as vl
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = REPO / "operator" / "qwen_operator" / "domain" / "vllm_flags_0_32.json"
@@ -46,7 +46,7 @@ def test_server_argv_substitutes_model_and_keeps_served_name():
 
 def test_vllm_python_error_names_the_install_script(monkeypatch, tmp_path):
     monkeypatch.setenv("QWEN_VLLM_VENV", str(tmp_path / "nope"))
-    with pytest.raises(vl.VLLMNotInstalled, match="install-vllm-cpu.sh"):
+    with pytest.raises(vl.VLLMNotInstalled, match=r"install-vllm-cpu\.sh"):
         vl.vllm_python()
 
 
@@ -58,11 +58,18 @@ def test_flag_table_shape():
     assert flags["--tensor-parallel-size"]["short"] == ["-tp"]
     assert flags["--enable-prefix-caching"]["takes_value"] is False
     assert "fp8" in flags["--kv-cache-dtype"]["choices"]
-    for removed in ("--speculative-model", "--num-speculative-tokens", "--use-v2-block-manager", "--disable-log-requests"):
+    for removed in (
+        "--speculative-model",
+        "--num-speculative-tokens",
+        "--use-v2-block-manager",
+        "--disable-log-requests",
+    ):
         assert removed not in flags
 
 
-needs_vllm = pytest.mark.skipif(not vl.is_installed(), reason="vLLM CPU venv not installed (e2e/vllm/install-vllm-cpu.sh)")
+needs_vllm = pytest.mark.skipif(
+    not vl.is_installed(), reason="vLLM CPU venv not installed (e2e/vllm/install-vllm-cpu.sh)"
+)
 
 
 @needs_vllm

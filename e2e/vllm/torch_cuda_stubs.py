@@ -137,14 +137,14 @@ def torch_lib_dir() -> Path:
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("torch is not installed in this interpreter")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def patch_metadata(torch_dir: Path) -> bool:
     changed = False
     for md in torch_dir.parent.glob("torch-*.dist-info/METADATA"):
         lines = md.read_text(encoding="utf-8").splitlines(keepends=True)
-        kept = [l for l in lines if not DROP_REQ.match(l)]
+        kept = [line for line in lines if not DROP_REQ.match(line)]
         if kept != lines:
             md.write_text("".join(kept), encoding="utf-8")
             changed = True
@@ -159,7 +159,10 @@ def build_stubs(torch_dir: Path, cc: str) -> list[str]:
     ours = sorted(p for p in libdir.glob("*.so*") if p.is_file())
     ours += sorted(torch_dir.glob("_C*.so"))
     own_names = {p.name for p in ours}
-    sys_dirs = [Path(p) for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")]
+    sys_dirs = [
+        Path(p)
+        for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib")
+    ]
     sys_dirs += [Path(p) for p in os.environ.get("LD_LIBRARY_PATH", "").split(":") if p]
 
     missing: dict[str, dict[str, None]] = {}  # soname -> ordered symbol set
@@ -198,7 +201,16 @@ def build_stubs(torch_dir: Path, cc: str) -> list[str]:
     # the first stubbed library that the importing library itself links (lookup is global).
     system_libs = []
     for d in sys_dirs[:4]:
-        for pat in ("libc.so.6", "libm.so.6", "libstdc++.so.6", "libgcc_s.so.1", "libpthread.so.0", "librt.so.1", "libdl.so.2", "ld-linux-x86-64.so.2"):
+        for pat in (
+            "libc.so.6",
+            "libm.so.6",
+            "libstdc++.so.6",
+            "libgcc_s.so.1",
+            "libpthread.so.0",
+            "librt.so.1",
+            "libdl.so.2",
+            "ld-linux-x86-64.so.2",
+        ):
             if (d / pat).exists():
                 system_libs.append(d / pat)
     defined = _defined(ours + [p for p in libdir.glob("libgomp*") if p.is_file()] + system_libs)
@@ -215,9 +227,7 @@ def build_stubs(torch_dir: Path, cc: str) -> list[str]:
             c = t / "stub.c"
             c.write_text(
                 f"/* {MARKER}: stub for {soname}, generated from torch's import table */\n"
-                f'const char {MARKER.lower()}[] = "{soname}";\n'
-                + "\n".join(_c_body(s) for s in syms)
-                + "\n"
+                f'const char {MARKER.lower()}[] = "{soname}";\n' + "\n".join(_c_body(s) for s in syms) + "\n"
             )
             cmd = [cc, "-shared", "-fPIC", "-O0", "-w", f"-Wl,-soname,{soname}", "-o", str(t / soname), str(c)]
             vers = sorted(versions.get(soname, ()))

@@ -22,9 +22,16 @@ from ..api.models import GROUP, KIND, PLURAL, VERSION
 log = logging.getLogger(__name__)
 FIELD_MANAGER = "qwen-operator"
 
-_PLURALS = {"StatefulSet": "statefulsets", "Service": "services", "Job": "jobs",
-            "PersistentVolumeClaim": "persistentvolumeclaims", "Event": "events", KIND: PLURAL,
-            "Pod": "pods", "Node": "nodes"}
+_PLURALS = {
+    "StatefulSet": "statefulsets",
+    "Service": "services",
+    "Job": "jobs",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
+    "Event": "events",
+    KIND: PLURAL,
+    "Pod": "pods",
+    "Node": "nodes",
+}
 
 
 # Characters YAML forbids raw (C1 controls, DEL, non-characters); JSON escapes C0 controls itself.
@@ -48,11 +55,22 @@ class Kube:
     def __init__(self, api_client: ApiClient | None = None) -> None:
         self.api = api_client or ApiClient()
 
-    def _raw(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
-             headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-        m, url, hdrs, b, _ = self.api.param_serialize(method=method, resource_path=path, query_params=query or [],
-                                                      header_params=headers or {}, body=body,
-                                                      auth_settings=["BearerToken"])
+    def _raw(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, bytes]:
+        m, url, hdrs, b, _ = self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query or [],
+            header_params=headers or {},
+            body=body,
+            auth_settings=["BearerToken"],
+        )
         resp = self.api.call_api(m, url, header_params=hdrs, body=b, _request_timeout=30)
         data = resp.read() if hasattr(resp, "read") else resp.data
         status = int(getattr(resp, "status", 0))
@@ -61,8 +79,14 @@ class Kube:
             raise ApiException(status=status, reason=getattr(resp, "reason", ""), body=text)
         return status, data if isinstance(data, bytes) else str(data or "").encode()
 
-    def _call(self, method: str, path: str, body: Any = None, query: list[tuple[str, Any]] | None = None,
-              content_type: str | None = None) -> dict[str, Any] | None:
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: list[tuple[str, Any]] | None = None,
+        content_type: str | None = None,
+    ) -> dict[str, Any] | None:
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -81,9 +105,13 @@ class Kube:
 
     def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
         path = _path("v1", "Pod", namespace, name) + "/log"
-        _, data = self._raw("GET", path, query=[("container", container), ("limitBytes", limit_bytes)],
-                            # The log subresource negotiates like kubectl asks; "text/plain" alone gets 406.
-                            headers={"Accept": "application/json, */*"})
+        _, data = self._raw(
+            "GET",
+            path,
+            query=[("container", container), ("limitBytes", limit_bytes)],
+            # The log subresource negotiates like kubectl asks; "text/plain" alone gets 406.
+            headers={"Accept": "application/json, */*"},
+        )
         return data.decode(errors="replace")
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any] | None:
@@ -95,8 +123,9 @@ class Kube:
             query += [("dryRun", "All"), ("fieldValidation", "Strict")]
         # Raw UTF-8 JSON (JSON is YAML): the apiserver's YAML decoder rejects the surrogate-pair escapes that an
         # ASCII-only encoder writes for characters beyond U+FFFF.
-        return self._call("PATCH", path, body=yaml_safe_json(obj), query=query,
-                          content_type="application/apply-patch+yaml")
+        return self._call(
+            "PATCH", path, body=yaml_safe_json(obj), query=query, content_type="application/apply-patch+yaml"
+        )
 
     def ensure_shared(self, obj: dict[str, Any]) -> None:
         """Create if missing; otherwise make sure our owner reference is on it (never change its content)."""
@@ -117,12 +146,20 @@ class Kube:
             ops = [{"op": "add", "path": "/metadata/ownerReferences/-", "value": r} for r in missing]
             if not current.get("metadata", {}).get("ownerReferences"):
                 ops = [{"op": "add", "path": "/metadata/ownerReferences", "value": missing}]
-            self._call("PATCH", _path(obj["apiVersion"], obj["kind"], ns, name), body=ops,
-                       content_type="application/json-patch+json")
+            self._call(
+                "PATCH",
+                _path(obj["apiVersion"], obj["kind"], ns, name),
+                body=ops,
+                content_type="application/json-patch+json",
+            )
 
     def annotate(self, api_version: str, kind: str, namespace: str, name: str, annotations: dict[str, str]) -> None:
-        self._call("PATCH", _path(api_version, kind, namespace, name),
-                   body={"metadata": {"annotations": annotations}}, content_type="application/merge-patch+json")
+        self._call(
+            "PATCH",
+            _path(api_version, kind, namespace, name),
+            body={"metadata": {"annotations": annotations}},
+            content_type="application/merge-patch+json",
+        )
 
     def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
         path = _path(f"{GROUP}/{VERSION}", KIND, namespace, name) + "/status"
@@ -132,13 +169,24 @@ class Kube:
         meta = involved["metadata"]
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         ev = {
-            "apiVersion": "v1", "kind": "Event",
+            "apiVersion": "v1",
+            "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND, "name": meta["name"],
-                               "namespace": meta["namespace"], "uid": meta.get("uid")},
-            "type": type_, "reason": reason, "message": message[:1024],
-            "source": {"component": FIELD_MANAGER}, "reportingComponent": FIELD_MANAGER,
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": type_,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": FIELD_MANAGER},
+            "reportingComponent": FIELD_MANAGER,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
         }
         try:
             self._call("POST", _path("v1", "Event", meta["namespace"]), body=ev)

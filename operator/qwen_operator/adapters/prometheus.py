@@ -18,8 +18,11 @@ from ..autoscaling.policy import ReplicaSample
 
 POD_LABEL = os.environ.get("QWEN_PROM_POD_LABEL", "pod")
 NAMESPACE_LABEL = os.environ.get("QWEN_PROM_NAMESPACE_LABEL", "namespace")
-GAUGES = {"waiting": "vllm:num_requests_waiting", "running": "vllm:num_requests_running",
-          "kv": "vllm:kv_cache_usage_perc"}
+GAUGES = {
+    "waiting": "vllm:num_requests_waiting",
+    "running": "vllm:num_requests_running",
+    "kv": "vllm:kv_cache_usage_perc",
+}
 
 
 @dataclass
@@ -36,14 +39,20 @@ class PodSample:
 
     def replica_sample(self) -> ReplicaSample:
         """What the policy reads of it (it judges NaN and stale values itself)."""
-        return ReplicaSample(waiting=self.waiting, running=self.running, kv_cache_usage=self.kv_cache_usage,
-                             name=self.pod, request_rate=self.request_rate, token_rate=self.token_rate)
+        return ReplicaSample(
+            waiting=self.waiting,
+            running=self.running,
+            kv_cache_usage=self.kv_cache_usage,
+            name=self.pod,
+            request_rate=self.request_rate,
+            token_rate=self.token_rate,
+        )
 
 
 @dataclass
 class MetricsRead:
     samples: dict[str, PodSample] = field(default_factory=dict)
-    error: str | None = None   # why nothing usable came back
+    error: str | None = None  # why nothing usable came back
 
 
 def selector(namespace: str, name: str) -> str:
@@ -64,8 +73,10 @@ def queries(namespace: str, name: str) -> dict[str, str]:
     # request finishes. Counted per completed request, like the completions: the ratio of the two is the mix's tokens
     # per request, which the counters of tokens as they are served would overstate while requests pile up.
     # Older vLLM has no computed-tokens histogram: then all prompt tokens count.
-    prompt = (f"({_per_pod_rate('vllm:request_prefill_kv_computed_tokens_sum', sel)} or "
-              f"{_per_pod_rate('vllm:request_prompt_tokens_sum', sel)})")
+    prompt = (
+        f"({_per_pod_rate('vllm:request_prefill_kv_computed_tokens_sum', sel)} or "
+        f"{_per_pod_rate('vllm:request_prompt_tokens_sum', sel)})"
+    )
     q["tokens"] = f"{prompt} + {_per_pod_rate('vllm:request_generation_tokens_sum', sel)}"
     return q
 

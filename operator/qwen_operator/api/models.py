@@ -30,8 +30,10 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes name rules, checked here so an accepted spec never renders objects the apiserver refuses.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 LABEL_VALUE = r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$"
-LABEL_KEY = (r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
-             r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+LABEL_KEY = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
 POSITIVE_QUANTITY = r"^([1-9][0-9]*(\.[0-9]+)?|0\.[0-9]*[1-9][0-9]*)(Ki|Mi|Gi|Ti|K|M|G|T)?$"
 
 
@@ -55,10 +57,19 @@ def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
 
 
 class SecretKeyRef(WireModel):
-    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
-                      description="Name of a Secret in the deployment's namespace.")
-    key: str = Field(default="token", min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$",
-                     description="Key inside the Secret.")
+    name: str = Field(
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="Name of a Secret in the deployment's namespace.",
+    )
+    key: str = Field(
+        default="token",
+        min_length=1,
+        max_length=253,
+        pattern=r"^[-._a-zA-Z0-9]+$",
+        description="Key inside the Secret.",
+    )
 
 
 class ModelSourceType(str, Enum):
@@ -69,18 +80,34 @@ class ModelSourceType(str, Enum):
 class ModelSource(WireModel):
     """Where the weights come from. The token is only ever passed to pods as a secretKeyRef."""
 
-    model_config = ConfigDict(json_schema_extra=_cel(
-        ("self.type != 'pvc' || has(self.pvcName)", "source.pvcName is required when source.type is pvc"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.type != 'pvc' || has(self.pvcName)", "source.pvcName is required when source.type is pvc"),
+        )
+    )
 
-    type: ModelSourceType = Field(default=ModelSourceType.hf, description="hf: download from the Hugging Face Hub "
-                                  "at pod start; pvc: read a pre-downloaded copy from a PersistentVolumeClaim.")
-    token_secret_ref: SecretKeyRef | None = Field(default=None, description="Secret holding a Hugging Face token "
-                                                  "(for gated models). Exposed to vLLM as HF_TOKEN via secretKeyRef.")
-    pvc_name: str | None = Field(default=None, min_length=1, max_length=253, pattern=DNS_SUBDOMAIN,
-                                 description="PVC holding the weights (type pvc).")
-    pvc_path: str | None = Field(default=None, max_length=1024, description="Path of the model directory inside "
-                                 "the PVC (type pvc). Defaults to the model name.")
+    type: ModelSourceType = Field(
+        default=ModelSourceType.hf,
+        description="hf: download from the Hugging Face Hub "
+        "at pod start; pvc: read a pre-downloaded copy from a PersistentVolumeClaim.",
+    )
+    token_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret holding a Hugging Face token "
+        "(for gated models). Exposed to vLLM as HF_TOKEN via secretKeyRef.",
+    )
+    pvc_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="PVC holding the weights (type pvc).",
+    )
+    pvc_path: str | None = Field(
+        default=None,
+        max_length=1024,
+        description="Path of the model directory inside the PVC (type pvc). Defaults to the model name.",
+    )
 
 
 class ModelArchitectureOverrides(WireModel):
@@ -97,17 +124,29 @@ class ModelArchitectureOverrides(WireModel):
 
 
 class ModelSpec(WireModel):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$",
-                      description="Hugging Face model id, e.g. Qwen/Qwen3-8B. Models in the operator's catalog get "
-                      "a fit check; others need architecture overrides or are marked fit unknown.")
-    revision: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/-]+$",
-                                 description="Git revision (branch, tag or commit) of the model repository. "
-                                 "Pin a commit in production.")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)?$",
+        description="Hugging Face model id, e.g. Qwen/Qwen3-8B. Models in the operator's catalog get "
+        "a fit check; others need architecture overrides or are marked fit unknown.",
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._/-]+$",
+        description="Git revision (branch, tag or commit) of the model repository. Pin a commit in production.",
+    )
     source: ModelSource = Field(default_factory=ModelSource, description="Where the weights come from.")
-    served_model_name: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9._/:-]+$",
-                                          description="Name clients use in the OpenAI API (defaults to name).")
-    overrides: ModelArchitectureOverrides | None = Field(default=None, description="Architecture numbers for a "
-                                                         "model the catalog does not know.")
+    served_model_name: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9._/:-]+$",
+        description="Name clients use in the OpenAI API (defaults to name).",
+    )
+    overrides: ModelArchitectureOverrides | None = Field(
+        default=None, description="Architecture numbers for a model the catalog does not know."
+    )
 
 
 class Quantization(str, Enum):
@@ -127,8 +166,12 @@ class DType(str, Enum):
 
 
 class Parallelism(WireModel):
-    tensor: int = Field(default=1, ge=1, le=64, description="Tensor-parallel size: GPUs a model layer is split "
-                        "across. GPUs per pod = tensor x pipeline.")
+    tensor: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Tensor-parallel size: GPUs a model layer is split across. GPUs per pod = tensor x pipeline.",
+    )
     pipeline: int = Field(default=1, ge=1, le=16, description="Pipeline-parallel size: stages of layers.")
 
 
@@ -143,25 +186,39 @@ class SpecMethod(str, Enum):
 class SpeculativeDecoding(WireModel):
     """Speculative decoding: a cheap proposer drafts tokens, the target model verifies them in one step."""
 
-    model_config = ConfigDict(json_schema_extra=_cel(
-        ("self.method in ['mtp', 'ngram'] || has(self.draftModel)",
-         "draftModel is required for methods eagle3, eagle and draft_model"),
-        ("!(self.method in ['mtp', 'ngram']) || !has(self.draftModel)",
-         "draftModel must not be set for methods mtp and ngram"),
-        ("!has(self.promptLookupMin) || !has(self.promptLookupMax) || self.promptLookupMin <= self.promptLookupMax",
-         "promptLookupMin must not exceed promptLookupMax"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "self.method in ['mtp', 'ngram'] || has(self.draftModel)",
+                "draftModel is required for methods eagle3, eagle and draft_model",
+            ),
+            (
+                "!(self.method in ['mtp', 'ngram']) || !has(self.draftModel)",
+                "draftModel must not be set for methods mtp and ngram",
+            ),
+            (
+                "!has(self.promptLookupMin) || !has(self.promptLookupMax) || self.promptLookupMin <= self.promptLookupMax",
+                "promptLookupMin must not exceed promptLookupMax",
+            ),
+        )
+    )
 
-    method: SpecMethod = Field(description="Proposer: mtp (the model's own multi-token-prediction heads; Qwen3-Next "
-                               "and later), eagle3 or eagle (a trained draft head), draft_model (a smaller model "
-                               "with the same vocabulary), ngram (prompt lookup, no extra model). Always explicit: "
-                               "vLLM would otherwise guess from the draft's name.")
+    method: SpecMethod = Field(
+        description="Proposer: mtp (the model's own multi-token-prediction heads; Qwen3-Next "
+        "and later), eagle3 or eagle (a trained draft head), draft_model (a smaller model "
+        "with the same vocabulary), ngram (prompt lookup, no extra model). Always explicit: "
+        "vLLM would otherwise guess from the draft's name."
+    )
     num_speculative_tokens: int = Field(default=3, ge=1, le=16, description="Tokens proposed per step (K).")
-    draft_model: str | None = Field(default=None, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
-                                    description="Draft model or head (Hugging Face id). Its vocabulary size must "
-                                    "equal the target's.")
-    draft_tensor_parallel_size: int | None = Field(default=None, ge=1, le=64, description="TP of the draft: 1 or "
-                                                   "the target's tensor size (default: the target's).")
+    draft_model: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
+        description="Draft model or head (Hugging Face id). Its vocabulary size must equal the target's.",
+    )
+    draft_tensor_parallel_size: int | None = Field(
+        default=None, ge=1, le=64, description="TP of the draft: 1 or the target's tensor size (default: the target's)."
+    )
     prompt_lookup_min: int | None = Field(default=None, ge=1, le=64, description="ngram: shortest n-gram matched.")
     prompt_lookup_max: int | None = Field(default=None, ge=1, le=64, description="ngram: longest n-gram matched.")
 
@@ -175,8 +232,11 @@ class KVCacheDType(str, Enum):
 
 class EnvVar(WireModel):
     name: str = Field(min_length=1, max_length=256, description="Environment variable name.")
-    value: str = Field(default="", max_length=4096, description="Literal value. Secrets belong in "
-                       "model.source.tokenSecretRef, not here.")
+    value: str = Field(
+        default="",
+        max_length=4096,
+        description="Literal value. Secrets belong in model.source.tokenSecretRef, not here.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -189,27 +249,51 @@ class EnvVar(WireModel):
 class Serving(WireModel):
     """vLLM engine settings. Each maps to one vLLM flag; the operator checks them against the pinned vLLM."""
 
-    max_model_len: int | None = Field(default=None, ge=16, le=10_000_000, description="Longest sequence (prompt + "
-                                      "output) in tokens; defaults to the model's context. The fit check requires "
-                                      "at least one full-length sequence to fit in the KV cache.")
+    max_model_len: int | None = Field(
+        default=None,
+        ge=16,
+        le=10_000_000,
+        description="Longest sequence (prompt + "
+        "output) in tokens; defaults to the model's context. The fit check requires "
+        "at least one full-length sequence to fit in the KV cache.",
+    )
     max_num_seqs: int = Field(default=256, ge=1, le=4096, description="Most sequences batched at once per replica.")
-    max_num_batched_tokens: int | None = Field(default=None, ge=16, le=10_000_000, description="Token budget of one "
-                                               "scheduler step (chunked prefill).")
-    kv_cache_dtype: KVCacheDType = Field(default=KVCacheDType.auto, description="KV cache element type. fp8 halves "
-                                         "KV memory (more concurrent sequences, longer contexts).")
+    max_num_batched_tokens: int | None = Field(
+        default=None, ge=16, le=10_000_000, description="Token budget of one scheduler step (chunked prefill)."
+    )
+    kv_cache_dtype: KVCacheDType = Field(
+        default=KVCacheDType.auto,
+        description="KV cache element type. fp8 halves KV memory (more concurrent sequences, longer contexts).",
+    )
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
-    enable_chunked_prefill: bool = Field(default=True, description="Split long prefills across steps so decodes "
-                                         "keep flowing.")
-    gpu_memory_utilization: float = Field(default=0.9, gt=0.1, le=0.98, description="Fraction of each GPU's memory "
-                                          "vLLM may use for weights, activations and KV cache.")
+    enable_chunked_prefill: bool = Field(
+        default=True, description="Split long prefills across steps so decodes keep flowing."
+    )
+    gpu_memory_utilization: float = Field(
+        default=0.9,
+        gt=0.1,
+        le=0.98,
+        description="Fraction of each GPU's memory vLLM may use for weights, activations and KV cache.",
+    )
     block_size: Literal[16, 32, 64, 128] | None = Field(default=None, description="KV cache block size in tokens.")
-    cudagraph_capture_sizes: list[int] | None = Field(default=None, max_length=64, description="Batch sizes to "
-                                                      "capture CUDA graphs for (part of the compile-cache key).")
-    env: list[EnvVar] = Field(default_factory=list, max_length=64, description="Extra environment variables for the "
-                              "vLLM container. VLLM_* variables change vLLM's compile-cache hash.")
-    extra_args: list[str] = Field(default_factory=list, max_length=32, description="Escape hatch: extra vLLM flags "
-                                  "(--flag or --flag=value). Each must exist in the pinned vLLM and must not "
-                                  "duplicate a flag the operator sets from typed fields.")
+    cudagraph_capture_sizes: list[int] | None = Field(
+        default=None,
+        max_length=64,
+        description="Batch sizes to capture CUDA graphs for (part of the compile-cache key).",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Extra environment variables for the "
+        "vLLM container. VLLM_* variables change vLLM's compile-cache hash.",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Escape hatch: extra vLLM flags "
+        "(--flag or --flag=value). Each must exist in the pinned vLLM and must not "
+        "duplicate a flag the operator sets from typed fields.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -252,10 +336,14 @@ class Toleration(WireModel):
 
 
 class GPU(WireModel):
-    product: str = Field(default="NVIDIA-H100-80GB-HBM3", min_length=1, max_length=63,
-                         pattern=LABEL_VALUE,
-                         description="GPU product as GPU feature discovery labels nodes (nvidia.com/gpu.product), "
-                         "e.g. NVIDIA-H100-80GB-HBM3, NVIDIA-A10G. Short names (H100, A10G, L4, ...) are accepted.")
+    product: str = Field(
+        default="NVIDIA-H100-80GB-HBM3",
+        min_length=1,
+        max_length=63,
+        pattern=LABEL_VALUE,
+        description="GPU product as GPU feature discovery labels nodes (nvidia.com/gpu.product), "
+        "e.g. NVIDIA-H100-80GB-HBM3, NVIDIA-A10G. Short names (H100, A10G, L4, ...) are accepted.",
+    )
     node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node labels to require.")
 
     @field_validator("node_selector")
@@ -267,16 +355,26 @@ class GPU(WireModel):
             if not re.match(LABEL_VALUE, val):
                 raise ValueError(f"gpu.nodeSelector value for {k} is not a valid label value")
         return v
-    tolerations: list[Toleration] = Field(default_factory=list, max_length=16, description="Extra tolerations "
-                                          "(the nvidia.com/gpu NoSchedule toleration is always added).")
+
+    tolerations: list[Toleration] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Extra tolerations (the nvidia.com/gpu NoSchedule toleration is always added).",
+    )
 
 
 class Resources(WireModel):
     cpu: str = Field(default="8", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per pod.")
-    memory: str = Field(default="64Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
-                        description="Memory request and limit per pod.")
-    shm_size: str = Field(default="16Gi", pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
-                          description="Size of the memory-backed /dev/shm (NCCL between GPUs of one pod).")
+    memory: str = Field(
+        default="64Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        description="Memory request and limit per pod.",
+    )
+    shm_size: str = Field(
+        default="16Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        description="Size of the memory-backed /dev/shm (NCCL between GPUs of one pod).",
+    )
 
 
 class OnBakeFailure(str, Enum):
@@ -286,11 +384,17 @@ class OnBakeFailure(str, Enum):
 
 class CacheStorage(WireModel):
     size: str = Field(default="20Gi", pattern=POSITIVE_QUANTITY, description="Size of the compile-cache volume.")
-    storage_class_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN, description="StorageClass of the cache "
-                                           "PVC (cluster default when unset). Needs ReadWriteMany or ReadOnlyMany "
-                                           "for pods on several nodes.")
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="StorageClass of the cache "
+        "PVC (cluster default when unset). Needs ReadWriteMany or ReadOnlyMany "
+        "for pods on several nodes.",
+    )
     access_mode: Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"] = Field(
-        default="ReadWriteMany", description="Access mode of the cache PVC.")
+        default="ReadWriteMany", description="Access mode of the cache PVC."
+    )
 
 
 class CompileCache(WireModel):
@@ -298,50 +402,82 @@ class CompileCache(WireModel):
 
     enabled: bool = Field(default=True, description="Bake and mount the compile cache.")
     storage: CacheStorage = Field(default_factory=CacheStorage, description="The cache volume.")
-    on_bake_failure: OnBakeFailure = Field(default=OnBakeFailure.serve_cold, description="ServeCold: roll out "
-                                           "anyway and compile in each pod; Wait: keep the old pods until a bake "
-                                           "succeeds.")
-    strict: bool = Field(default=False, description="Set VLLM_FORCE_AOT_LOAD=1 in serving pods: a cache miss "
-                         "fails the pod instead of recompiling silently.")
+    on_bake_failure: OnBakeFailure = Field(
+        default=OnBakeFailure.serve_cold,
+        description="ServeCold: roll out "
+        "anyway and compile in each pod; Wait: keep the old pods until a bake "
+        "succeeds.",
+    )
+    strict: bool = Field(
+        default=False,
+        description="Set VLLM_FORCE_AOT_LOAD=1 in serving pods: a cache miss "
+        "fails the pod instead of recompiling silently.",
+    )
     bake_timeout_seconds: int = Field(default=3600, ge=60, le=86400, description="A bake running longer fails.")
-    allow_cross_device: bool = Field(default=False, description="Opt-in: reuse a cache baked on another GPU "
-                                     "product of the same architecture (see docs/compile-cache.md). Off: the "
-                                     "product is part of the key.")
+    allow_cross_device: bool = Field(
+        default=False,
+        description="Opt-in: reuse a cache baked on another GPU "
+        "product of the same architecture (see docs/compile-cache.md). Off: the "
+        "product is part of the key.",
+    )
 
 
 class Autoscaling(WireModel):
     """Queue-depth autoscaling on vLLM's own metrics, with a warm pool."""
 
-    model_config = ConfigDict(json_schema_extra=_cel(
-        ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
-    ))
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+        )
+    )
 
-    enabled: bool = Field(default=False, description="Let the operator set the replica count. Off: spec.replicas "
-                          "(or an HPA/KEDA through the scale subresource) decides.")
+    enabled: bool = Field(
+        default=False,
+        description="Let the operator set the replica count. Off: spec.replicas "
+        "(or an HPA/KEDA through the scale subresource) decides.",
+    )
     min_replicas: int = Field(default=1, ge=0, le=1000, description="Fewest replicas.")
     max_replicas: int = Field(default=4, ge=1, le=1000, description="Most replicas.")
-    target_queue_per_replica: float = Field(default=0.25, gt=0, le=10000, description="Waiting requests per "
-                                            "replica the policy aims for.")
-    ttft_slo_seconds: float | None = Field(default=None, gt=0, le=600, description="Optional time-to-first-token "
-                                           "objective; when set the policy derives its queue target from it.")
-    warm_pool: int = Field(default=1, ge=0, le=100, description="Ready replicas kept above current demand so a "
-                           "burst does not wait for a cold start.")
+    target_queue_per_replica: float = Field(
+        default=0.25, gt=0, le=10000, description="Waiting requests per replica the policy aims for."
+    )
+    ttft_slo_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=600,
+        description="Optional time-to-first-token objective; when set the policy derives its queue target from it.",
+    )
+    warm_pool: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Ready replicas kept above current demand so a burst does not wait for a cold start.",
+    )
     scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600, description="Window before scaling up.")
-    scale_down_stabilization_seconds: int = Field(default=300, ge=0, le=86400, description="Demand must stay lower "
-                                                  "for this long before a scale-down.")
+    scale_down_stabilization_seconds: int = Field(
+        default=300, ge=0, le=86400, description="Demand must stay lower for this long before a scale-down."
+    )
     interval_seconds: int = Field(default=15, ge=1, le=600, description="How often the policy runs.")
     service_rate_per_replica: float | None = Field(
-        default=None, gt=0, le=100000, description="Requests/s one replica sustains with this workload's request "
+        default=None,
+        gt=0,
+        le=100000,
+        description="Requests/s one replica sustains with this workload's request "
         "mix (e.g. `vllm bench serve` at saturation with a sample of the traffic). The policy then sizes the fleet "
         "linearly in the arrival rate from the first minute; without it, it learns the rate at the first saturation "
         "and sizes by running sequences until then. The policy works in tokens/s: it converts this rate at the "
-        "current tokens per completed request until the fleet's own evidence backs it. Learning still corrects it.")
+        "current tokens per completed request until the fleet's own evidence backs it. Learning still corrects it.",
+    )
     seasonal_period_seconds: int | None = Field(
-        default=None, ge=600, le=604800, description="Length of the demand cycle (86400 for daily traffic). The "
+        default=None,
+        ge=600,
+        le=604800,
+        description="Length of the demand cycle (86400 for daily traffic). The "
         "policy records the request rate over one cycle and, from the next, asks ahead of time for the growth the "
         "previous cycle had over the next cold start; it stops forecasting, and says why in the decision, while "
         "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
-        "a saturation); unset: no forecast.")
+        "a saturation); unset: no forecast.",
+    )
 
     def floor_replicas(self) -> int:
         """The size the fleet never goes below: minReplicas + warmPool, capped at maxReplicas (the rule of
@@ -353,22 +489,37 @@ class QwenDeploymentSpec(WireModel):
     """A Qwen model served by a fleet of vLLM replicas on NVIDIA GPUs."""
 
     model: ModelSpec = Field(description="The checkpoint to serve.")
-    quantization: Quantization = Field(default=Quantization.none, description="Weight quantization. awq/gptq need "
-                                       "a checkpoint quantized that way; fp8 quantizes a bf16 checkpoint at load.")
+    quantization: Quantization = Field(
+        default=Quantization.none,
+        description="Weight quantization. awq/gptq need "
+        "a checkpoint quantized that way; fp8 quantizes a bf16 checkpoint at load.",
+    )
     dtype: DType = Field(default=DType.auto, description="Activation/weight dtype (auto: the checkpoint's).")
     parallelism: Parallelism = Field(default_factory=Parallelism, description="How a replica spreads over GPUs.")
-    speculative_decoding: SpeculativeDecoding | None = Field(default=None, description="Optional speculative "
-                                                             "decoding.")
+    speculative_decoding: SpeculativeDecoding | None = Field(default=None, description="Optional speculative decoding.")
     serving: Serving = Field(default_factory=Serving, description="vLLM engine settings.")
     gpu: GPU = Field(default_factory=GPU, description="Which GPUs replicas run on.")
-    image: str = Field(default=DEFAULT_VLLM_IMAGE, min_length=1, max_length=512,
-                       description=f"vLLM image; pin a tag or digest (default {DEFAULT_VLLM_IMAGE}, the version "
-                       "the operator validates flags against).")
+    image: str = Field(
+        default=DEFAULT_VLLM_IMAGE,
+        min_length=1,
+        max_length=512,
+        description=f"vLLM image; pin a tag or digest (default {DEFAULT_VLLM_IMAGE}, the version "
+        "the operator validates flags against).",
+    )
     resources: Resources = Field(default_factory=Resources, description="CPU/memory per pod (GPUs are derived).")
-    replicas: int = Field(default=1, ge=0, le=1000, description="Replica count when autoscaling is off (also set "
-                          "by kubectl scale or an HPA through the scale subresource).")
-    startup_timeout_seconds: int = Field(default=1800, ge=60, le=14400, description="How long a pod may take to load "
-                                         "weights, compile and warm up before the startup probe gives up.")
+    replicas: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Replica count when autoscaling is off (also set "
+        "by kubectl scale or an HPA through the scale subresource).",
+    )
+    startup_timeout_seconds: int = Field(
+        default=1800,
+        ge=60,
+        le=14400,
+        description="How long a pod may take to load weights, compile and warm up before the startup probe gives up.",
+    )
     compile_cache: CompileCache = Field(default_factory=CompileCache, description="Compile-cache baking.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Queue-depth autoscaling.")
 
@@ -377,8 +528,10 @@ class QwenDeploymentSpec(WireModel):
         for i, a in enumerate(self.serving.extra_args):
             if not a.startswith("--") or len(a) < 3:
                 # The value is not echoed: it may be a secret given as a separate argument (--api-key, sk-...).
-                raise ValueError(f"serving.extraArgs[{i}] must look like --flag or --flag=value (write a flag and "
-                                 "its value as one item, --flag=value)")
+                raise ValueError(
+                    f"serving.extraArgs[{i}] must look like --flag or --flag=value (write a flag and "
+                    "its value as one item, --flag=value)"
+                )
         return self
 
     @property
@@ -387,6 +540,7 @@ class QwenDeploymentSpec(WireModel):
 
 
 # ---- status ------------------------------------------------------------------------------------------------------
+
 
 class Condition(WireModel):
     type: str
@@ -401,8 +555,9 @@ class FitStatus(WireModel):
     known: bool = Field(description="False when the model's architecture is unknown.")
     fits: bool | None = None
     weights_gib: float | None = Field(default=None, alias="weightsGiB", description="Weight memory per replica.")
-    kv_cache_gib: float | None = Field(default=None, alias="kvCacheGiB",
-                                       description="KV cache memory left per replica.")
+    kv_cache_gib: float | None = Field(
+        default=None, alias="kvCacheGiB", description="KV cache memory left per replica."
+    )
     kv_bytes_per_token: int | None = None
     max_model_len: int | None = None
     full_length_sequences: int | None = Field(default=None, description="Max-length sequences that fit at once.")
@@ -433,8 +588,10 @@ class AutoscalingStatus(WireModel):
     last_queue: float | None = None
     last_decision_time: str | None = None
     cold_start_seconds: float | None = Field(
-        default=None, description="Pod creation to Ready, as measured on this deployment's pods (the slowest "
-        "Ready one); the policy looks this far ahead. Absent until a pod was seen starting.")
+        default=None,
+        description="Pod creation to Ready, as measured on this deployment's pods (the slowest "
+        "Ready one); the policy looks this far ahead. Absent until a pod was seen starting.",
+    )
     policy_state: dict[str, Any] | None = None
 
 

@@ -213,12 +213,14 @@ class AutoscalingConfig:
             raise ValueError("cold_start_s must be >= 0")
         if self.prior_capacity is not None and self.prior_capacity <= 0:
             raise ValueError("prior_capacity must be > 0")
-        if self.prior_service_rate is not None and not (math.isfinite(self.prior_service_rate)
-                                                        and self.prior_service_rate > 0):
+        if self.prior_service_rate is not None and not (
+            math.isfinite(self.prior_service_rate) and self.prior_service_rate > 0
+        ):
             raise ValueError("prior_service_rate must be a finite number > 0")
 
-        if self.seasonal_period_s is not None and not (math.isfinite(self.seasonal_period_s)
-                                                       and self.seasonal_period_s > 0):
+        if self.seasonal_period_s is not None and not (
+            math.isfinite(self.seasonal_period_s) and self.seasonal_period_s > 0
+        ):
             raise ValueError("seasonal_period_s must be a finite number > 0")
         if self.seasonal_buckets < 4 or self.seasonal_max_growth < 1.0:
             raise ValueError("seasonal_buckets must be >= 4 and seasonal_max_growth >= 1")
@@ -373,8 +375,17 @@ class PolicyState:
         for item in d.get("window") or ():
             if isinstance(item, (list, tuple)) and len(item) in (5, 6):  # 5: written before token rates
                 t, r, w, n, c, k = (_num(v) for v in (*item, -1.0)[:6])
-                if (t is not None and r is not None and w is not None and n is not None and c is not None
-                        and k is not None and r >= 0 and w >= 0 and n >= 1):
+                if (
+                    t is not None
+                    and r is not None
+                    and w is not None
+                    and n is not None
+                    and c is not None
+                    and k is not None
+                    and r >= 0
+                    and w >= 0
+                    and n >= 1
+                ):
                     win.append(WindowRow(t, r, w, int(n), c if c >= 0 else -1.0, k if k >= 0 else -1.0))
         cap = _num(d.get("capacity"))
         mu = _num(d.get("serviceRate"))
@@ -478,8 +489,11 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
     """(reason, message) when the observation cannot be trusted, else None."""
     if obs.metrics_missing:
         return HOLD_METRICS_MISSING, "the metrics query failed"
-    for name, v in (("ready", obs.ready_replicas), ("starting", obs.starting_replicas),
-                    ("desired", obs.current_desired)):
+    for name, v in (
+        ("ready", obs.ready_replicas),
+        ("starting", obs.starting_replicas),
+        ("desired", obs.current_desired),
+    ):
         if not isinstance(v, int) or v < 0:
             return HOLD_METRICS_INVALID, f"bad {name} replica count {v!r}"
     if not isinstance(obs.time, (int, float)) or not math.isfinite(obs.time):
@@ -493,8 +507,10 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
         return HOLD_METRICS_STALE, f"metrics are {age:.0f}s old (limit {config.metrics_max_age_s:.0f}s)"
     for s in obs.samples:
         if not (_finite_nonneg(s.waiting) and _finite_nonneg(s.running) and _finite_nonneg(s.kv_cache_usage)):
-            return HOLD_METRICS_INVALID, (f"garbage sample from {s.name or '?'}: waiting={s.waiting!r} "
-                                          f"running={s.running!r} kv={s.kv_cache_usage!r}")
+            return HOLD_METRICS_INVALID, (
+                f"garbage sample from {s.name or '?'}: waiting={s.waiting!r} "
+                f"running={s.running!r} kv={s.kv_cache_usage!r}"
+            )
         if s.request_rate is not None and not _finite_nonneg(s.request_rate):
             return HOLD_METRICS_INVALID, f"garbage request rate {s.request_rate!r} from {s.name or '?'}"
         if s.token_rate is not None and not _finite_nonneg(s.token_rate):
@@ -506,8 +522,16 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
     return None
 
 
-def _learn_capacity(prev: float | None, prev_time: float | None, now: float, run_pr: float, wait_pr: float,
-                    q_target: float, config: AutoscalingConfig, settled: bool = True) -> float:
+def _learn_capacity(
+    prev: float | None,
+    prev_time: float | None,
+    now: float,
+    run_pr: float,
+    wait_pr: float,
+    q_target: float,
+    config: AutoscalingConfig,
+    settled: bool = True,
+) -> float:
     """Next c_cap from the window's mean running and waiting per replica (see the module docstring)."""
     prior = config.prior()
     cap = prev if prev is not None else prior
@@ -526,9 +550,16 @@ def _learn_capacity(prev: float | None, prev_time: float | None, now: float, run
 SERVICE_RATE_MAX_CREEP = 1.25
 
 
-def _learn_service_rate(prev: float | None, prev_time: float | None, evidence: float | None, now: float,
-                        tp_pr: float, saturated: bool, no_queue: bool, config: AutoscalingConfig
-                        ) -> tuple[float | None, float | None, bool]:
+def _learn_service_rate(
+    prev: float | None,
+    prev_time: float | None,
+    evidence: float | None,
+    now: float,
+    tp_pr: float,
+    saturated: bool,
+    no_queue: bool,
+    config: AutoscalingConfig,
+) -> tuple[float | None, float | None, bool]:
     """Next learned service rate (what one replica sustains), the rate last backed by evidence, and whether this
     observation was evidence (a saturated replica, or more served without a queue).
     Saturated evidence moves it halfway down (or sets it the first time); completing more without a queue raises
@@ -566,8 +597,9 @@ def _slope(points: list[tuple[float, float]], min_points: int = 4, min_span: flo
 _NO_SEASON_ENTRY = SeasonEntry(-1.0, 0.0, -1.0)
 
 
-def _season_update(season: tuple[SeasonEntry, ...], now: float, rate: float,
-                   config: AutoscalingConfig) -> tuple[SeasonEntry, ...]:
+def _season_update(
+    season: tuple[SeasonEntry, ...], now: float, rate: float, config: AutoscalingConfig
+) -> tuple[SeasonEntry, ...]:
     """Record the fleet's completion rate in the bucket of ``now`` (a running mean within the bucket).  The first
     write of a bucket in a cycle keeps the value one cycle earlier beside it."""
     period = config.seasonal_period_s
@@ -585,8 +617,9 @@ def _season_update(season: tuple[SeasonEntry, ...], now: float, rate: float,
     return tuple(entries)
 
 
-def _seasonal_growth(season: tuple[SeasonEntry, ...], now: float, config: AutoscalingConfig
-                     ) -> tuple[float | None, str]:
+def _seasonal_growth(
+    season: tuple[SeasonEntry, ...], now: float, config: AutoscalingConfig
+) -> tuple[float | None, str]:
     """(growth, why): the previous cycle's highest rate within the look-ahead over its rate at this phase, or None
     with the reason there is no forecast: the previous cycle was not recorded there (first cycle, a gap), or the
     cycle does not repeat (over the last eighth of a cycle, this cycle's rates were not a steady multiple of the
@@ -735,12 +768,24 @@ def _hold_untrusted(obs: Observation, state: PolicyState, config: AutoscalingCon
         return Decision(held, reason, f"holding {held} replicas: {why}", 0.0, False, state, held)
     if obs.ready_replicas == 0:
         if obs.starting_replicas > 0:
-            return Decision(held, HOLD_WAITING_FOR_PODS,
-                            f"no Ready replica yet, {obs.starting_replicas} starting: holding {held}",
-                            0.0, False, state, held)
-        return Decision(held, HOLD_METRICS_MISSING if held == current else SCALE_UP_FLOOR,
-                        f"no Ready or starting replica: holding the floor-clamped size {held}", 0.0, False, state,
-                        held)
+            return Decision(
+                held,
+                HOLD_WAITING_FOR_PODS,
+                f"no Ready replica yet, {obs.starting_replicas} starting: holding {held}",
+                0.0,
+                False,
+                state,
+                held,
+            )
+        return Decision(
+            held,
+            HOLD_METRICS_MISSING if held == current else SCALE_UP_FLOOR,
+            f"no Ready or starting replica: holding the floor-clamped size {held}",
+            0.0,
+            False,
+            state,
+            held,
+        )
     return None
 
 
@@ -758,23 +803,40 @@ def _update_windows(obs: Observation, state: PolicyState, config: AutoscalingCon
     tokens = sum(with_tokens) if with_tokens else -1.0
     keep_s = max(config.demand_window_s + 60.0, config.trend_window_s)
     rows = tuple(WindowRow(*x) for x in state.window if obs.time - keep_s < x[0] < obs.time) + (
-        WindowRow(obs.time, running, waiting, ready, completions, tokens),)
+        WindowRow(obs.time, running, waiting, ready, completions, tokens),
+    )
     recent = tuple(x for x in rows if x.time > obs.time - config.demand_window_s)
     run_pr = sum(x.running / x.ready for x in recent) / len(recent)
     wait_pr = sum(x.waiting / x.ready for x in recent) / len(recent)
     q_target = config.queue_target()
     # learn only from a settled fleet: no pod starting and the same Ready count over the window (right after
     # a scale-up, a backlog spread over fresh replicas says nothing about what one replica can carry)
-    settled = obs.starting_replicas == 0 and all(x.ready == ready for x in recent) and (
-        len(recent) > 1 and recent[0].time <= obs.time - 0.75 * config.demand_window_s)
+    settled = (
+        obs.starting_replicas == 0
+        and all(x.ready == ready for x in recent)
+        and (len(recent) > 1 and recent[0].time <= obs.time - 0.75 * config.demand_window_s)
+    )
     tw = config.trend_window_s
     prev_since = dict(state.saturated_since)
     return _Windows(
-        ready=ready, waiting=waiting, running=running, kv=kv, rows=rows, recent=recent, run_pr=run_pr,
-        wait_pr=wait_pr, q_target=q_target, excess_waiting=max(0.0, wait_pr - q_target) * ready, settled=settled,
+        ready=ready,
+        waiting=waiting,
+        running=running,
+        kv=kv,
+        rows=rows,
+        recent=recent,
+        run_pr=run_pr,
+        wait_pr=wait_pr,
+        q_target=q_target,
+        excess_waiting=max(0.0, wait_pr - q_target) * ready,
+        settled=settled,
         full_trend=tw > 0 and rows[0].time <= obs.time - 0.9 * tw,
-        saturated_since={s.name: prev_since.get(s.name, obs.time) for s in obs.samples
-                         if s.name and s.waiting >= config.saturation_queue})
+        saturated_since={
+            s.name: prev_since.get(s.name, obs.time)
+            for s in obs.samples
+            if s.name and s.waiting >= config.saturation_queue
+        },
+    )
 
 
 def _rate_unit(recent: tuple[WindowRow, ...]) -> str | None:
@@ -804,13 +866,17 @@ def _tokens_per_request(rows: tuple[WindowRow, ...], unit: str | None) -> float 
     return sum(x.tokens for x in both) / done if done > 0 else None
 
 
-def _service_rate_now(learned: PolicyState, unit: str | None, per_request: float | None, now: float,
-                      config: AutoscalingConfig) -> tuple[float | None, float | None]:
+def _service_rate_now(
+    learned: PolicyState, unit: str | None, per_request: float | None, now: float, config: AutoscalingConfig
+) -> tuple[float | None, float | None]:
     """(mu, prior_since): the learned service rate, else the prior converted at the current mix (which learning then
     corrects: down on saturation, up on more served).  The prior is converted at every decision and stored only once
     evidence backs it, so it follows the mix instead of freezing the first minute's."""
-    prior = (config.prior_service_rate * per_request
-             if config.prior_service_rate is not None and per_request is not None else None)
+    prior = (
+        config.prior_service_rate * per_request
+        if config.prior_service_rate is not None and per_request is not None
+        else None
+    )
     mu = learned.service_rate if learned.service_rate is not None else prior
     prior_since = learned.service_rate_time if learned.service_rate is None else None
     if mu is not None and learned.service_rate is None and unit == RATE_TOKENS:
@@ -821,8 +887,9 @@ def _service_rate_now(learned: PolicyState, unit: str | None, per_request: float
     return mu, prior_since
 
 
-def _arrivals(obs: Observation, w: _Windows, unit: str | None, per_request: float | None,
-              config: AutoscalingConfig) -> tuple[float, float, float]:
+def _arrivals(
+    obs: Observation, w: _Windows, unit: str | None, per_request: float | None, config: AutoscalingConfig
+) -> tuple[float, float, float]:
     """(arrivals, trend, ahead): arrivals = completions + growth of what is in flight (conservation of requests), in
     tokens at the mix's tokens per request; the slope of the rate over the trend window; and its rising part over
     one cold start, never more than half the arrivals (a burst is not a ramp).  -1, 0, 0 when nothing is measured."""
@@ -832,23 +899,36 @@ def _arrivals(obs: Observation, w: _Windows, unit: str | None, per_request: floa
     arrivals = max(0.0, sum(x.completions for x in w.recent) / len(w.recent) + growth) * (per_request or 0.0)
     trend = 0.0
     if w.full_trend:
-        trend = _slope([(x.time, x.rate(unit)) for x in w.rows
-                        if x.time > obs.time - config.trend_window_s and x.rate(unit) >= 0])
+        trend = _slope(
+            [(x.time, x.rate(unit)) for x in w.rows if x.time > obs.time - config.trend_window_s and x.rate(unit) >= 0]
+        )
     return arrivals, trend, min(max(0.0, trend) * config.cold_start_s, 0.5 * max(arrivals, 0.0))
 
 
-def _learn_throughput(obs: Observation, w: _Windows, learned: PolicyState, unit: str, per_request: float | None,
-                      mu: float | None, config: AutoscalingConfig
-                      ) -> tuple[float, float | None, float | None, float | None]:
+def _learn_throughput(
+    obs: Observation,
+    w: _Windows,
+    learned: PolicyState,
+    unit: str,
+    per_request: float | None,
+    mu: float | None,
+    config: AutoscalingConfig,
+) -> tuple[float, float | None, float | None, float | None]:
     """(served per replica, mu, its evidence, mu to store) after this observation."""
     served = sum(x.rate(unit) / x.ready for x in w.recent) / len(w.recent)
     # a replica that has had a standing queue for the demand window plus the one-minute rate window
     # (completions lag the gauges) completes at its service rate; judged per replica, because a queue
     # stuck on one replica says nothing about the others
     span = config.demand_window_s + 60.0
-    proven = [r for r in ((s.token_rate if unit == RATE_TOKENS else s.request_rate) for s in obs.samples
-                          if s.name in w.saturated_since and w.saturated_since[s.name] <= obs.time - span)
-              if r is not None]
+    proven = [
+        r
+        for r in (
+            (s.token_rate if unit == RATE_TOKENS else s.request_rate)
+            for s in obs.samples
+            if s.name in w.saturated_since and w.saturated_since[s.name] <= obs.time - span
+        )
+        if r is not None
+    ]
     saturated = bool(proven)
     if proven:
         served = sum(proven) / len(proven)
@@ -856,23 +936,38 @@ def _learn_throughput(obs: Observation, w: _Windows, learned: PolicyState, unit:
     converted_prior = unit == RATE_TOKENS and learned.service_rate is None and mu is not None
     served_requests = sum(x.completions / x.ready for x in w.recent) / len(w.recent)
     evidence = learned.service_rate_evidence
-    if (mu is not None and converted_prior and no_queue and not saturated and config.learn_capacity and per_request
-            and served_requests > mu / per_request):
+    if (
+        mu is not None
+        and converted_prior
+        and no_queue
+        and not saturated
+        and config.learn_capacity
+        and per_request
+        and served_requests > mu / per_request
+    ):
         # more served without a queue than a prior given in requests/s: judged in requests/s, because the mix
         # it is converted at (3 minutes) lags the last minute's tokens; the tokens/s served are the evidence
         mu = evidence = served
         evidence_now = True
     else:
         mu, evidence, evidence_now = _learn_service_rate(
-            mu, learned.service_rate_time if learned.service_rate is not None else None, evidence, obs.time,
-            served, saturated, no_queue and not converted_prior, config)
+            mu,
+            learned.service_rate_time if learned.service_rate is not None else None,
+            evidence,
+            obs.time,
+            served,
+            saturated,
+            no_queue and not converted_prior,
+            config,
+        )
     # a learned rate is kept; a prior in tokens is kept once evidence backs it (else it is reconverted)
     stored = mu if (learned.service_rate is not None or evidence_now or unit == RATE_REQUESTS) else None
     return served, mu, evidence, stored
 
 
-def _carried_rate(w: _Windows, carried: float | None, unit: str | None, served: float,
-                  config: AutoscalingConfig) -> float | None:
+def _carried_rate(
+    w: _Windows, carried: float | None, unit: str | None, served: float, config: AutoscalingConfig
+) -> float | None:
     """The highest rate per replica a settled fleet served without a queue (lowered to the rate at which a settled
     fleet queues: the current mix is heavier than the one carried before)."""
     if unit is not None and config.learn_capacity and w.settled and served > 0:
@@ -887,23 +982,41 @@ def _learn_rates(obs: Observation, state: PolicyState, config: AutoscalingConfig
     """Stage 3: c_cap, the service rate (and its unit), the carried rate, and the arrivals they are compared with.
     Rates learned in another unit are relearned, not converted (a conversion would need the mix they were learned
     on)."""
-    cap = _learn_capacity(state.capacity, state.capacity_time, obs.time, w.run_pr, w.wait_pr, w.q_target, config,
-                          w.settled)
+    cap = _learn_capacity(
+        state.capacity, state.capacity_time, obs.time, w.run_pr, w.wait_pr, w.q_target, config, w.settled
+    )
     unit = _rate_unit(w.recent)
     learned = state
     if unit is not None and unit != state.rate_unit:
-        learned = replace(state, service_rate=None, service_rate_time=None, service_rate_evidence=None,
-                          carried_rate=None, rate_unit=unit)
+        learned = replace(
+            state,
+            service_rate=None,
+            service_rate_time=None,
+            service_rate_evidence=None,
+            carried_rate=None,
+            rate_unit=unit,
+        )
     per_request = _tokens_per_request(w.rows, unit)
     mu, prior_since = _service_rate_now(learned, unit, per_request, obs.time, config)
     evidence, stored, served = learned.service_rate_evidence, learned.service_rate, -1.0
     if unit is not None:
         served, mu, evidence, stored = _learn_throughput(obs, w, learned, unit, per_request, mu, config)
     arrivals, trend, ahead = _arrivals(obs, w, unit, per_request, config)
-    return _Rates(capacity=cap, unit=unit, learned=learned, per_request=per_request, service_rate=mu, stored=stored,
-                  evidence=evidence, prior_since=prior_since, served=served,
-                  carried=_carried_rate(w, learned.carried_rate, unit, served, config),
-                  arrivals=arrivals, arrivals_trend=trend, arrivals_ahead=ahead)
+    return _Rates(
+        capacity=cap,
+        unit=unit,
+        learned=learned,
+        per_request=per_request,
+        service_rate=mu,
+        stored=stored,
+        evidence=evidence,
+        prior_since=prior_since,
+        served=served,
+        carried=_carried_rate(w, learned.carried_rate, unit, served, config),
+        arrivals=arrivals,
+        arrivals_trend=trend,
+        arrivals_ahead=ahead,
+    )
 
 
 def _unit_label(unit: str | None) -> str:
@@ -916,12 +1029,23 @@ def _throughput_demand(w: _Windows, r: _Rates, mu: float, per_request: float, co
     per_replica = config.target_throughput_utilization * mu
     unit = _unit_label(r.unit)
     estimate = DemandEstimate(
-        mode=MODE_THROUGHPUT, load=r.arrivals / per_replica, ahead=r.arrivals_ahead / per_replica,
-        backlog=w.excess_waiting * per_request / config.drain_time_s / per_replica, rate_unit=r.unit,
-        arrivals=r.arrivals, served=max(r.served, 0) * w.ready, service_rate=mu, per_replica_target=per_replica,
-        trend_per_min=r.arrivals_trend * 60, carried_rate=r.carried, capacity=r.capacity)
-    text = (f"throughput mode: arrivals {r.arrivals:.1f} {unit} (served {estimate.served:.1f} {unit}), service rate "
-            f"{mu:.2f} {unit}/replica, target {per_replica:.2f}; trend {estimate.trend_per_min:+.1f} {unit} per min")
+        mode=MODE_THROUGHPUT,
+        load=r.arrivals / per_replica,
+        ahead=r.arrivals_ahead / per_replica,
+        backlog=w.excess_waiting * per_request / config.drain_time_s / per_replica,
+        rate_unit=r.unit,
+        arrivals=r.arrivals,
+        served=max(r.served, 0) * w.ready,
+        service_rate=mu,
+        per_replica_target=per_replica,
+        trend_per_min=r.arrivals_trend * 60,
+        carried_rate=r.carried,
+        capacity=r.capacity,
+    )
+    text = (
+        f"throughput mode: arrivals {r.arrivals:.1f} {unit} (served {estimate.served:.1f} {unit}), service rate "
+        f"{mu:.2f} {unit}/replica, target {per_replica:.2f}; trend {estimate.trend_per_min:+.1f} {unit} per min"
+    )
     return _Demand(estimate, config.down_hysteresis_throughput, text)
 
 
@@ -941,12 +1065,17 @@ def _concurrency_demand(obs: Observation, w: _Windows, r: _Rates, config: Autosc
     inflight = min(w.run_pr, cap) * w.ready
     # capacity asked for now is Ready one cold start later: add the rising part of the running trend,
     # never more than half the current demand (a burst is not a ramp)
-    trend = (_slope([(x.time, x.running) for x in w.rows if x.time > obs.time - config.trend_window_s])
-             if w.full_trend else 0.0)
+    trend = (
+        _slope([(x.time, x.running) for x in w.rows if x.time > obs.time - config.trend_window_s])
+        if w.full_trend
+        else 0.0
+    )
     ahead = min(max(0.0, trend) * config.cold_start_s, 0.5 * (inflight + backlog_seqs))
     load, ahead_r = inflight / c_target, ahead / c_target
-    text = (f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}"
-            f"{' (KV-bound)' if kv_bound else ''}; running trend {trend * 60:+.0f}/min")
+    text = (
+        f"concurrency mode: capacity {cap:.1f} seqs/replica, target {c_target:.1f}"
+        f"{' (KV-bound)' if kv_bound else ''}; running trend {trend * 60:+.0f}/min"
+    )
     capped = False
     if r.carried is not None and r.unit is not None:
         # linear cap of the load part (what the arrivals need at the rate replicas were seen to carry without a
@@ -954,18 +1083,32 @@ def _concurrency_demand(obs: Observation, w: _Windows, r: _Rates, config: Autosc
         per_carried = config.target_throughput_utilization * r.carried
         if (r.arrivals + r.arrivals_ahead) / per_carried < load + ahead_r:
             load, ahead_r, capped = r.arrivals / per_carried, r.arrivals_ahead / per_carried, True
-            text += (f"; capped by arrivals {r.arrivals:.1f} {_unit_label(r.unit)} over "
-                     f"{config.target_throughput_utilization:.2f} x the carried rate {r.carried:.2f} "
-                     f"{_unit_label(r.unit)}/replica")
+            text += (
+                f"; capped by arrivals {r.arrivals:.1f} {_unit_label(r.unit)} over "
+                f"{config.target_throughput_utilization:.2f} x the carried rate {r.carried:.2f} "
+                f"{_unit_label(r.unit)}/replica"
+            )
     estimate = DemandEstimate(
-        mode=MODE_CONCURRENCY, load=load, ahead=ahead_r, backlog=backlog_seqs / c_target, rate_unit=r.unit,
-        arrivals=r.arrivals, served=max(r.served, 0) * w.ready, carried_rate=r.carried, capacity=cap,
-        concurrency_target=c_target, kv_bound=kv_bound, trend_per_min=trend * 60, capped_by_carried_rate=capped)
+        mode=MODE_CONCURRENCY,
+        load=load,
+        ahead=ahead_r,
+        backlog=backlog_seqs / c_target,
+        rate_unit=r.unit,
+        arrivals=r.arrivals,
+        served=max(r.served, 0) * w.ready,
+        carried_rate=r.carried,
+        capacity=cap,
+        concurrency_target=c_target,
+        kv_bound=kv_bound,
+        trend_per_min=trend * 60,
+        capped_by_carried_rate=capped,
+    )
     return _Demand(estimate, config.down_hysteresis_concurrency, text)
 
 
-def _seasonal(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, demand: _Demand,
-              config: AutoscalingConfig) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
+def _seasonal(
+    obs: Observation, state: PolicyState, w: _Windows, r: _Rates, demand: _Demand, config: AutoscalingConfig
+) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
     """Seasonal forecast (throughput mode only): the completion rate recorded one cycle ago tells how much it grows
     over the next cold start; that replaces the trend, which only extrapolates what is already happening.  Not in
     concurrency mode: running sequences are convex in the load, and a forecast multiplying them overshoots."""
@@ -976,16 +1119,20 @@ def _seasonal(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, dema
     season = _season_update(season, obs.time, sum(x.completions for x in w.recent) / len(w.recent), config)
     if r.service_rate is None:
         return demand, season
-    text = demand.text + (f"; seasonal growth over one cold start x{growth:.2f} ({why})" if growth is not None
-                          else f"; no seasonal forecast: {why}")
+    text = demand.text + (
+        f"; seasonal growth over one cold start x{growth:.2f} ({why})"
+        if growth is not None
+        else f"; no seasonal forecast: {why}"
+    )
     estimate = replace(demand.estimate, seasonal_growth=growth)
     if growth is not None:
         estimate = replace(estimate, ahead=estimate.load * (growth - 1.0))
     return replace(demand, estimate=estimate, text=text), season
 
 
-def _estimate_demand(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, config: AutoscalingConfig
-                     ) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
+def _estimate_demand(
+    obs: Observation, state: PolicyState, w: _Windows, r: _Rates, config: AutoscalingConfig
+) -> tuple[_Demand, tuple[SeasonEntry, ...]]:
     """Stage 4: replicas for the load, for what comes one cold start from now, and to drain the backlog."""
     if r.service_rate is not None and r.unit is not None and r.per_request is not None:
         demand = _throughput_demand(w, r, r.service_rate, r.per_request, config)
@@ -994,8 +1141,15 @@ def _estimate_demand(obs: Observation, state: PolicyState, w: _Windows, r: _Rate
     return _seasonal(obs, state, w, r, demand, config)
 
 
-def _stabilise(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, demand: _Demand,
-               season: tuple[SeasonEntry, ...], config: AutoscalingConfig) -> _Target:
+def _stabilise(
+    obs: Observation,
+    state: PolicyState,
+    w: _Windows,
+    r: _Rates,
+    demand: _Demand,
+    season: tuple[SeasonEntry, ...],
+    config: AutoscalingConfig,
+) -> _Target:
     """Stage 5: the recommendation (demand + warm pool, clamped), the size to keep (what the demand asks at the
     scale-down target, recorded for the stabilization window), the trust region, and the next state."""
     total = demand.total
@@ -1009,14 +1163,29 @@ def _stabilise(obs: Observation, state: PolicyState, w: _Windows, r: _Rates, dem
         safe = max(safe or 0.0, w.run_pr)
     elif w.settled and w.wait_pr > w.q_target and safe is not None:
         safe = min(safe, 0.8 * w.run_pr)  # a queue at this load: the trust region ends below it
-    new_state = replace(r.learned, recommendations=recs, window=w.rows, capacity=r.capacity, capacity_time=obs.time,
-                        service_rate=r.stored,
-                        service_rate_time=obs.time if r.stored is not None else r.prior_since,
-                        service_rate_evidence=r.evidence if r.stored is not None else None, safe_load=safe,
-                        saturated_since=tuple(sorted(w.saturated_since.items())), carried_rate=r.carried,
-                        season=season)
-    return _Target(need=need, wanted=wanted, recommendation=_clamp(wanted, config), keep=keep_n,
-                   recommendations=recs, safe_load=safe, state=new_state)
+    new_state = replace(
+        r.learned,
+        recommendations=recs,
+        window=w.rows,
+        capacity=r.capacity,
+        capacity_time=obs.time,
+        service_rate=r.stored,
+        service_rate_time=obs.time if r.stored is not None else r.prior_since,
+        service_rate_evidence=r.evidence if r.stored is not None else None,
+        safe_load=safe,
+        saturated_since=tuple(sorted(w.saturated_since.items())),
+        carried_rate=r.carried,
+        season=season,
+    )
+    return _Target(
+        need=need,
+        wanted=wanted,
+        recommendation=_clamp(wanted, config),
+        keep=keep_n,
+        recommendations=recs,
+        safe_load=safe,
+        state=new_state,
+    )
 
 
 # (desired replicas, reason, what was done, next state)
@@ -1043,25 +1212,43 @@ def _scale_up(obs: Observation, w: _Windows, t: _Target, current: int, config: A
         reason = SCALE_UP_WARM_POOL
     else:
         reason = SCALE_UP_DEMAND
-    return (target, reason, f"scaling {current} -> {target} (wanted {t.wanted})",
-            replace(t.state, last_scale_up_time=obs.time))
+    return (
+        target,
+        reason,
+        f"scaling {current} -> {target} (wanted {t.wanted})",
+        replace(t.state, last_scale_up_time=obs.time),
+    )
 
 
-def _scale_down(obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int,
-                config: AutoscalingConfig) -> _Step:
+def _scale_down(
+    obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int, config: AutoscalingConfig
+) -> _Step:
     """Only after a full window of lower recommendations, one step at a time, within the trust region."""
     if current > config.max_replicas:
-        return (config.max_replicas, SCALE_DOWN_CEILING, f"above max_replicas: {current} -> {config.max_replicas}",
-                replace(t.state, last_scale_down_time=obs.time))
+        return (
+            config.max_replicas,
+            SCALE_DOWN_CEILING,
+            f"above max_replicas: {current} -> {config.max_replicas}",
+            replace(t.state, last_scale_down_time=obs.time),
+        )
     win = config.scale_down_stabilization_s
     highest = max(n for ts, n in t.recommendations if ts >= obs.time - win)
     if highest >= current or not _covered(state, obs.time, win):
-        return (current, HOLD_STABILIZING, f"scale-down to {t.keep} < {current}, but within the last {win:.0f}s the "
-                f"policy asked for up to {highest} or has not watched that long", t.state)
+        return (
+            current,
+            HOLD_STABILIZING,
+            f"scale-down to {t.keep} < {current}, but within the last {win:.0f}s the "
+            f"policy asked for up to {highest} or has not watched that long",
+            t.state,
+        )
     last = state.last_scale_down_time
     if last is not None and obs.time - last < config.scale_down_period_s:
-        return (current, HOLD_STABILIZING, f"last scale-down {obs.time - last:.0f}s ago (period "
-                f"{config.scale_down_period_s:.0f}s)", t.state)
+        return (
+            current,
+            HOLD_STABILIZING,
+            f"last scale-down {obs.time - last:.0f}s ago (period {config.scale_down_period_s:.0f}s)",
+            t.state,
+        )
     target = max(highest, current - config.max_scale_down_step, floor_replicas(config))
     # trust region: the load per replica after the step, scaled linearly, must have been carried before
     # without a queue; otherwise the step is a probe: one replica, a full window after the last step
@@ -1069,16 +1256,22 @@ def _scale_down(obs: Observation, state: PolicyState, w: _Windows, t: _Target, c
     predicted = w.run_pr * w.ready / ready_after
     if w.run_pr > 0 and (t.safe_load is None or predicted > t.safe_load):
         if last is not None and obs.time - last < win:
-            return (current, HOLD_STABILIZING, f"scale-down to {target} would load replicas with {predicted:.1f} "
-                    f"running each, beyond the {t.safe_load or 0:.1f} seen without a queue; the last probe was "
-                    f"{obs.time - last:.0f}s ago", t.state)
+            return (
+                current,
+                HOLD_STABILIZING,
+                f"scale-down to {target} would load replicas with {predicted:.1f} "
+                f"running each, beyond the {t.safe_load or 0:.1f} seen without a queue; the last probe was "
+                f"{obs.time - last:.0f}s ago",
+                t.state,
+            )
         target = max(target, current - 1)
     reason = SCALE_DOWN_IDLE if w.waiting == 0 and w.running == 0 else SCALE_DOWN_DEMAND
     return target, reason, f"scaling {current} -> {target}", replace(t.state, last_scale_down_time=obs.time)
 
 
-def _choose(obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int,
-            config: AutoscalingConfig) -> _Step:
+def _choose(
+    obs: Observation, state: PolicyState, w: _Windows, t: _Target, current: int, config: AutoscalingConfig
+) -> _Step:
     """Stage 6: the step and its reason."""
     if t.recommendation > current:
         return _scale_up(obs, w, t, current, config)
@@ -1099,8 +1292,21 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     demand, season = _estimate_demand(obs, state, w, rates, config)
     target = _stabilise(obs, state, w, rates, demand, season, config)
     n, reason, what, next_state = _choose(obs, state, w, target, current, config)
-    numbers = (f"waiting {w.waiting:.0f}, running {w.running:.0f} (window mean {w.run_pr:.1f}/replica) on "
-               f"{w.ready} Ready + {obs.starting_replicas} starting; {demand.text}; demand {demand.total:.2f} "
-               f"replicas + warm pool {config.warm_pool}")
-    return Decision(n, reason, f"{what}; {numbers}", w.waiting, True, next_state, target.recommendation,
-                    demand.total, rates.capacity, mode=demand.estimate.mode, estimate=demand.estimate)
+    numbers = (
+        f"waiting {w.waiting:.0f}, running {w.running:.0f} (window mean {w.run_pr:.1f}/replica) on "
+        f"{w.ready} Ready + {obs.starting_replicas} starting; {demand.text}; demand {demand.total:.2f} "
+        f"replicas + warm pool {config.warm_pool}"
+    )
+    return Decision(
+        n,
+        reason,
+        f"{what}; {numbers}",
+        w.waiting,
+        True,
+        next_state,
+        target.recommendation,
+        demand.total,
+        rates.capacity,
+        mode=demand.estimate.mode,
+        estimate=demand.estimate,
+    )

@@ -79,8 +79,15 @@ def cmd_render(a: argparse.Namespace) -> int:
     out: list[dict[str, Any]] = []
     for d in _load_docs(a.file):
         meta = d.get("metadata") or {}
-        body = {**d, "metadata": {"name": meta.get("name", "example"), "namespace": a.namespace or
-                                  meta.get("namespace", "default"), "uid": "00000000-render", "generation": 1}}
+        body = {
+            **d,
+            "metadata": {
+                "name": meta.get("name", "example"),
+                "namespace": a.namespace or meta.get("namespace", "default"),
+                "uid": "00000000-render",
+                "generation": 1,
+            },
+        }
         view = ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=1, max_gpus_on_a_node=8)
         p = plan(body, view, "1970-01-01T00:00:00Z")
         rep = p.report
@@ -93,8 +100,14 @@ def cmd_render(a: argparse.Namespace) -> int:
             out += p.ensure_shared
             baked = [o for o in p.ensure_shared if o["kind"] == "PersistentVolumeClaim"]
             pvc = {**baked[0], "metadata": {**baked[0]["metadata"], "annotations": {ANNOTATION_BAKED: "true"}}}
-            view = ClusterView(statefulset=None, services={}, pods=[], nodes_with_product=1, max_gpus_on_a_node=8,
-                               cache_lookup=lambda _n: (pvc, None))  # noqa: B023 (called before the loop moves on)
+            view = ClusterView(
+                statefulset=None,
+                services={},
+                pods=[],
+                nodes_with_product=1,
+                max_gpus_on_a_node=8,
+                cache_lookup=lambda _n: (pvc, None),  # noqa: B023 (called before the loop moves on)
+            )
             p = plan(body, view, "1970-01-01T00:00:00Z")
         out += p.apply
     sys.stdout.write(yaml.safe_dump_all(out, sort_keys=False, width=120))
@@ -111,9 +124,13 @@ def cmd_fit(a: argparse.Namespace) -> int:
         _fail(f"unknown GPU {a.gpu!r}; known: {', '.join(g.product for g in GPU_PRODUCTS)}")
     if a.tp < 1 or a.pp < 1:
         _fail("--tp and --pp must be at least 1")
-    spec = {"model": {"name": a.model}, "quantization": a.quant, "parallelism": {"tensor": a.tp, "pipeline": a.pp},
-            "gpu": {"product": gpu.product}, "serving": {"kvCacheDtype": a.kv_cache_dtype,
-                                                           "gpuMemoryUtilization": a.gpu_memory_utilization}}
+    spec = {
+        "model": {"name": a.model},
+        "quantization": a.quant,
+        "parallelism": {"tensor": a.tp, "pipeline": a.pp},
+        "gpu": {"product": gpu.product},
+        "serving": {"kvCacheDtype": a.kv_cache_dtype, "gpuMemoryUtilization": a.gpu_memory_utilization},
+    }
     if a.max_model_len:
         spec["serving"]["maxModelLen"] = a.max_model_len
     rep = validate(spec)
@@ -134,15 +151,25 @@ def cmd_fit(a: argparse.Namespace) -> int:
 
 def _catalog() -> list[Any]:
     from ..domain.catalog_data import CATALOG
+
     return list(CATALOG)
 
 
 def cmd_plan(a: argparse.Namespace) -> int:
     try:
-        cp = size_fleet(FleetDemand(daily_users=a.daily_users, turns_per_user=a.turns,
-                                    input_tokens=a.input_tokens, output_tokens=a.output_tokens,
-                                    peak_factor=a.peak, routed_share=a.share, calls_per_request=a.calls_per_request,
-                                    replica_output_tps=a.replica_tps, failover_replicas=a.failover))
+        cp = size_fleet(
+            FleetDemand(
+                daily_users=a.daily_users,
+                turns_per_user=a.turns,
+                input_tokens=a.input_tokens,
+                output_tokens=a.output_tokens,
+                peak_factor=a.peak,
+                routed_share=a.share,
+                calls_per_request=a.calls_per_request,
+                replica_output_tps=a.replica_tps,
+                failover_replicas=a.failover,
+            )
+        )
     except ValueError as e:
         _fail(str(e))
     print("\n".join(cp.lines()))
@@ -151,8 +178,10 @@ def cmd_plan(a: argparse.Namespace) -> int:
             s = expected_speedup(a.acceptance, a.k, a.t_draft, a.t_verify, a.t_plain)
         except ValueError as e:
             _fail(str(e))
-        print(f"speculative decoding (a={a.acceptance}, K={a.k}): {s['tokens_per_step']:.2f} tokens per step, "
-              f"{s['wall_per_step'] * 1000:.1f} ms per step, {s['speedup']:.2f}x decode speed")
+        print(
+            f"speculative decoding (a={a.acceptance}, K={a.k}): {s['tokens_per_step']:.2f} tokens per step, "
+            f"{s['wall_per_step'] * 1000:.1f} ms per step, {s['speedup']:.2f}x decode speed"
+        )
     return 0
 
 
@@ -169,13 +198,24 @@ def cmd_status(a: argparse.Namespace) -> int:
     rows = [("NAMESPACE", "NAME", "MODEL", "READY", "STATUS", "CONDITIONS", "LAST SCALING")]
     for it in items:
         st = it.get("status") or {}
-        conds = " ".join(f"{c['type']}={c['status']}" + (f"({c['reason']})" if c['status'] != "True" or
-                                                            c['type'] == "Degraded" else "")
-                         for c in st.get("conditions", []))
+        conds = " ".join(
+            f"{c['type']}={c['status']}"
+            + (f"({c['reason']})" if c["status"] != "True" or c["type"] == "Degraded" else "")
+            for c in st.get("conditions", [])
+        )
         auto = st.get("autoscaling") or {}
         last = f"{auto.get('lastReason')}: {auto.get('lastMessage', '')}" if auto.get("lastReason") else "-"
-        rows.append((it["metadata"]["namespace"], it["metadata"]["name"], it["spec"]["model"]["name"],
-                     st.get("ready", "-"), st.get("phase", "-"), conds or "-", last))
+        rows.append(
+            (
+                it["metadata"]["namespace"],
+                it["metadata"]["name"],
+                it["spec"]["model"]["name"],
+                st.get("ready", "-"),
+                st.get("phase", "-"),
+                conds or "-",
+                last,
+            )
+        )
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]) - 1)]
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + str(r[-1]))
@@ -186,35 +226,59 @@ def _add_fit(sub: Any) -> None:
     f = sub.add_parser("fit", help="does a model fit a GPU, with its KV cache")
     f.add_argument("model", help="model name, as in the catalog (e.g. Qwen/Qwen3-8B)")
     f.add_argument("--gpu", default="H100", help="GPU product (default %(default)s)")
-    f.add_argument("--quant", default="none", choices=["none", "fp8", "awq", "awq_marlin", "gptq", "gptq_marlin",
-                                                       "compressed-tensors"], help="weight quantization")
+    f.add_argument(
+        "--quant",
+        default="none",
+        choices=["none", "fp8", "awq", "awq_marlin", "gptq", "gptq_marlin", "compressed-tensors"],
+        help="weight quantization",
+    )
     f.add_argument("--tp", type=int, default=1, help="tensor-parallel size: GPUs per pipeline stage")
     f.add_argument("--pp", type=int, default=1, help="pipeline-parallel size: pipeline stages")
     f.add_argument("--max-model-len", type=int, help="context length to fit (default: the model's)")
-    f.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"],
-                   help="KV-cache data type (fp8 halves it)")
-    f.add_argument("--gpu-memory-utilization", type=float, default=0.9,
-                   help="fraction of GPU memory vLLM may use (default %(default)s)")
+    f.add_argument(
+        "--kv-cache-dtype",
+        default="auto",
+        choices=["auto", "fp8", "fp8_e4m3", "fp8_e5m2"],
+        help="KV-cache data type (fp8 halves it)",
+    )
+    f.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="fraction of GPU memory vLLM may use (default %(default)s)",
+    )
     f.add_argument("--json", action="store_true", help="print the result as JSON")
     f.set_defaults(fn=cmd_fit)
 
 
 def _add_plan(sub: Any) -> None:
-    pl = sub.add_parser("plan", help="size a fleet from users and tokens",
-                        description="Size a fleet: model calls/day = users x turns x share x calls per request; "
-                        "output tokens/s at peak = calls/day x output tokens / 86,400 s x peak.")
+    pl = sub.add_parser(
+        "plan",
+        help="size a fleet from users and tokens",
+        description="Size a fleet: model calls/day = users x turns x share x calls per request; "
+        "output tokens/s at peak = calls/day x output tokens / 86,400 s x peak.",
+    )
     pl.add_argument("--daily-users", type=int, required=True, help="users per day")
     pl.add_argument("--turns", type=float, required=True, help="turns per user per day")
-    pl.add_argument("--calls-per-request", type=float, default=1.0,
-                    help="model calls per user request (agent fan-out: planning, tool calls, the answer); "
-                    "multiplies the load (default %(default)s)")
+    pl.add_argument(
+        "--calls-per-request",
+        type=float,
+        default=1.0,
+        help="model calls per user request (agent fan-out: planning, tool calls, the answer); "
+        "multiplies the load (default %(default)s)",
+    )
     pl.add_argument("--input-tokens", type=float, required=True, help="input (prompt) tokens per model call")
     pl.add_argument("--output-tokens", type=float, required=True, help="output (generated) tokens per model call")
     pl.add_argument("--peak", type=float, default=5.0, help="peak / average load (default %(default)s)")
-    pl.add_argument("--share", type=float, default=1.0,
-                    help="fraction of turns routed to this fleet (default %(default)s)")
-    pl.add_argument("--replica-tps", type=float, default=500.0,
-                    help="output tokens/s one replica sustains at the target latency (default %(default)s)")
+    pl.add_argument(
+        "--share", type=float, default=1.0, help="fraction of turns routed to this fleet (default %(default)s)"
+    )
+    pl.add_argument(
+        "--replica-tps",
+        type=float,
+        default=500.0,
+        help="output tokens/s one replica sustains at the target latency (default %(default)s)",
+    )
     pl.add_argument("--failover", type=int, default=1, help="replicas added for failover (default %(default)s)")
     pl.add_argument("--acceptance", type=float, help="speculative decoding acceptance rate (0..1); prints the gain")
     pl.add_argument("--k", type=int, default=3, help="speculative tokens per step (default %(default)s)")
