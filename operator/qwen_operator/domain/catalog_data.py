@@ -54,8 +54,8 @@ class ModelCard:
     notes: str = ""
 
 
-# Where the numbers were read. Commits are the snapshots that were read; "index id" is the
-# file id of the public code index the lookup went through, for files it did not name.
+# Where the numbers were read. Commits are the snapshots that were read. Citations are public URLs (GitHub ones
+# pinned to the commit that was read); a public copy whose repository could not be re-found is said to be so.
 _AICONF: Final[str] = "github.com/ai-dynamo/aiconfigurator@095f58a51c4c aic-core/src/aiconfigurator_core/model_configs/"
 _INFSIM: Final[str] = "github.com/inference-sim/inference-sim@f90a1e3a6787 model_configs/"
 _LLMPROF: Final[str] = "github.com/citsjtu2020/LLM-Prof@8434c8d19c39 sglang/Model_Config.md"
@@ -72,6 +72,12 @@ _QWEN25_YARN: Final[str] = (
 )
 _QWEN3_YARN: Final[str] = "Card: context 32,768 natively and 131,072 tokens with YaRN."
 _QWEN3_POS: Final[str] = "config max_position_embeddings is 40960 although the card says 32,768 natively."
+_EAGLE3_LOAD_LOG: Final[str] = (
+    "https://github.com/kuotunyu/vllm-single-gpu-slo-lab/blob/2c7a3f72211c/docs/decisions/0004-w1-matrix-results.md"
+)
+_EAGLE3_SNAPSHOT: Final[str] = (
+    "https://github.com/philippesic/binary-eagle-decoding/blob/055bd9ed3ac2/experiments/pytorch-w1a1-cuda-acceptance.md"
+)
 
 
 CATALOG: tuple[ModelCard, ...] = (
@@ -93,10 +99,12 @@ CATALOG: tuple[ModelCard, ...] = (
         tie_word_embeddings=True,
         source=(
             "config: Qwen2Config dump of modelscope Qwen/Qwen2.5-0.5B-Instruct in a public ms-swift "
-            "training log (index id 9430312150: 24 layers, hidden 896, 14/2 heads, vocab 151936, "
+            "training log (repository not re-found: 24 layers, hidden 896, 14/2 heads, vocab 151936, "
             "max_position_embeddings 32768, tie true, bfloat16), matching the original Instruct "
-            "config.json quoted in index id 17290250238 and the Qwen/Qwen2.5-0.5B base config "
-            "(index id 11122973016). Params: 0.49B from the "
+            "config.json quoted in "
+            "https://github.com/Prashanth-Arun/model-chunking/blob/b2755a0cf5f1/README.md"
+            " and the Qwen/Qwen2.5-0.5B base config "
+            "(a public model-print note, not re-found). Params: 0.49B from the "
             + _PADDLE_CARD.format(m="Qwen2.5-0.5B-Instruct")
             + " (also 24 layers, 14 Q / 2 KV, tied, 'Full 32,768 tokens'); exact 494,032,768 in "
             + _KERAS_QWEN
@@ -121,8 +129,13 @@ CATALOG: tuple[ModelCard, ...] = (
         tie_word_embeddings=True,
         source=(
             "config: transformers log 'loading configuration file Qwen/Qwen2.5-1.5B-Instruct/config.json' "
-            "+ 'Model config Qwen2Config {...}' (index id 55986451419) and verbatim copies in public "
-            "test fixtures (index ids 54502686500, 54689985906): 28 layers, hidden 1536, 12/2 heads, "
+            "+ 'Model config Qwen2Config {...}' (the log in "
+            "https://github.com/vllm-project/vllm-ascend/issues/109"
+            ") and verbatim copies in public test fixtures ("
+            "https://github.com/Kasamix/redline-llm/blob/c490902c6def/tests/test_config.cpp"
+            ", "
+            "https://github.com/AteniaEngine/ateniaengine/blob/6108bf9c228d/tests/m4_7_5_f_full_family_lru_test.rs"
+            "): 28 layers, hidden 1536, 12/2 heads, "
             "vocab 151936, max_position_embeddings 32768, tie true, bfloat16. Params: 1.54B from the "
             + _PADDLE_CARD.format(m="Qwen2.5-1.5B-Instruct")
             + "; 1,543,434,240 for the same shape in "
@@ -148,8 +161,9 @@ CATALOG: tuple[ModelCard, ...] = (
         tie_word_embeddings=True,
         source=(
             "config: the text_config of mlx-community/LocateAnything-3B-4bit, a derivative whose "
-            "_name_or_path is Qwen/Qwen2.5-3B-Instruct, copied verbatim in a public test (index id "
-            "61105123417: 36 layers, hidden 2048, 16/2 heads, max_position_embeddings 32768); vocab "
+            "_name_or_path is Qwen/Qwen2.5-3B-Instruct, copied verbatim in a public test ("
+            "https://github.com/lablup/mlxcel/blob/515f8d1e06b5/src/loading/vlm_locateanything_tests.rs"
+            ": 36 layers, hidden 2048, 16/2 heads, max_position_embeddings 32768); vocab "
             "151936, tie true, bfloat16 from the Qwen2.5-3B config.json in "
             + _LLMPROF
             + ". Params: 3.09B from the "
@@ -178,8 +192,9 @@ CATALOG: tuple[ModelCard, ...] = (
         source=(
             "config: raw copy in " + _INFSIM + "qwen2.5-7b-instruct/config.json (28 layers, hidden 3584, "
             "28/4 heads, vocab 152064, max_position_embeddings 32768, untied, bfloat16); same values "
-            "in the vLLM hf_config dump of Qwen/Qwen2.5-7B-Instruct (index id 13308656117). Params: "
-            "7.61B from the " + _PADDLE_CARD.format(m="Qwen2.5-7B-Instruct") + "."
+            "in the vLLM hf_config dump of Qwen/Qwen2.5-7B-Instruct in "
+            "https://github.com/g0t4/examples/blob/347e05d41a9f/5090/try-vllm/check-model-config.py"
+            ". Params: 7.61B from the " + _PADDLE_CARD.format(m="Qwen2.5-7B-Instruct") + "."
         ),
         notes="head_dim absent from config: 3584 // 28 = 128. Non-embedding 6.53B per card. " + _QWEN25_YARN,
     ),
@@ -224,7 +239,7 @@ CATALOG: tuple[ModelCard, ...] = (
         tie_word_embeddings=False,
         source=(
             "config: transformers log 'loading configuration file .../Qwen/Qwen2.5-32B-Instruct/config.json' "
-            "+ Qwen2Config dump in a public LLaMA-Factory training log (index id 55397501636: 64 "
+            "+ Qwen2Config dump in a public LLaMA-Factory training log (repository not re-found: 64 "
             "layers, hidden 5120, 40/8 heads, vocab 152064, max_position_embeddings 32768, untied, "
             "bfloat16); architecture also in "
             + _LLMPROF
@@ -252,10 +267,12 @@ CATALOG: tuple[ModelCard, ...] = (
         torch_dtype="bfloat16",
         tie_word_embeddings=False,
         source=(
-            "config: verbatim 'Qwen2.5-72B-Instruct/config.json' in a public model report (index id "
-            "62544871882: 80 layers, hidden 8192, 64/8 heads, vocab 152064, max_position_embeddings "
+            "config: verbatim 'Qwen2.5-72B-Instruct/config.json' in a public model report (repository not "
+            "re-found: 80 layers, hidden 8192, 64/8 heads, vocab 152064, max_position_embeddings "
             "32768, untied, bfloat16) and the same dict with _name_or_path Qwen/Qwen2.5-72B-Instruct "
-            "in a public test (index id 3787775639). Params: 72.7B from the "
+            "in a public test, "
+            "https://github.com/tenstorrent/tt-metal/blob/35a547f59aa5/models/tt_transformers/tt/test_integration.py"
+            ". Params: 72.7B from the "
             + _PADDLE_CARD.format(m="Qwen2.5-72B-Instruct")
             + "; exact 72,706,203,648 in "
             + _KERAS_QWEN
@@ -282,7 +299,7 @@ CATALOG: tuple[ModelCard, ...] = (
         source=(
             "config: raw copy " + _AICONF + "Qwen--Qwen3-0.6B_config.json. Params: card "
             "huggingface.co/Qwen/Qwen3-0.6B 'Number of Parameters: 0.6B', 'Non-Embedding: 0.44B', "
-            "'Context Length: 32,768' (quoted verbatim in public copies, e.g. index id 53839289886); "
+            "'Context Length: 32,768' (quoted verbatim in a public copy, not re-found); "
             "exact 596,049,920 in " + _KERAS_QWEN3 + "."
         ),
         notes=("16 heads x 128 = 2048 != hidden 1024. " + _QWEN3_POS + " The card gives no YaRN figure for this size."),
@@ -305,7 +322,7 @@ CATALOG: tuple[ModelCard, ...] = (
         source=(
             "config: raw copy " + _AICONF + "Qwen--Qwen3-1.7B_config.json. Params: card "
             "huggingface.co/Qwen/Qwen3-1.7B '1.7B', 'Non-Embedding: 1.4B', 'Context Length: 32,768' "
-            "(quoted in public copies, index id 58686013325); exact 1,720,574,976 in " + _KERAS_QWEN3 + "."
+            "(quoted in a public copy of the GGUF card, not re-found); exact 1,720,574,976 in " + _KERAS_QWEN3 + "."
         ),
         notes=_QWEN3_POS + " The card gives no YaRN figure for this size.",
     ),
@@ -329,8 +346,8 @@ CATALOG: tuple[ModelCard, ...] = (
             "head_dim 128, vocab 151936, max_position_embeddings 40960, tie true, bfloat16); same "
             "shape in github.com/Tencent/AngelSlim angelslim/compressor/speculative/train/configs/"
             "qwen3-4b-eagle3.json (copied from the target) and zyzshishui/slime scripts/models/qwen3-4B.sh. "
-            "Params: card huggingface.co/Qwen/Qwen3-4B '4.0B', 'Non-Embedding: 3.6B' (quoted in "
-            "index id 14682233826); exact 4,022,468,096 in " + _KERAS_QWEN3 + "."
+            "Params: card huggingface.co/Qwen/Qwen3-4B '4.0B', 'Non-Embedding: 3.6B' (quoted in a "
+            "public copy of the MLX card, not re-found); exact 4,022,468,096 in " + _KERAS_QWEN3 + "."
         ),
         notes="32 heads x 128 = 4096 != hidden 2560. " + _QWEN3_POS + " " + _QWEN3_YARN,
     ),
@@ -399,8 +416,8 @@ CATALOG: tuple[ModelCard, ...] = (
         tie_word_embeddings=False,
         source=(
             "config: raw copy " + _INFSIM + "qwen3-14b/config.json (also in " + _LLMPROF + "). "
-            "Params: card huggingface.co/Qwen/Qwen3-14B '14.8B', 'Non-Embedding: 13.2B' (quoted in "
-            "index id 63571467976); exact 14,768,307,200 in " + _KERAS_QWEN3 + "."
+            "Params: card huggingface.co/Qwen/Qwen3-14B '14.8B', 'Non-Embedding: 13.2B' (quoted in a "
+            "public copy of the card page, not re-found); exact 14,768,307,200 in " + _KERAS_QWEN3 + "."
         ),
         notes=_QWEN3_POS + " " + _QWEN3_YARN,
     ),
@@ -422,7 +439,7 @@ CATALOG: tuple[ModelCard, ...] = (
         source=(
             "config: raw copy " + _AICONF + "Qwen--Qwen3-32B_config.json (also in " + _LLMPROF + "). "
             "Params: card huggingface.co/Qwen/Qwen3-32B '32.8B', 'Non-Embedding: 31.2B', 64 Q / 8 KV "
-            "(quoted in index id 11230878517); exact 32,762,123,264 in " + _KERAS_QWEN3 + "."
+            "(quoted in a public note, not re-found); exact 32,762,123,264 in " + _KERAS_QWEN3 + "."
         ),
         notes="64 heads x 128 = 8192 != hidden 5120. " + _QWEN3_POS + " " + _QWEN3_YARN,
     ),
@@ -450,7 +467,7 @@ CATALOG: tuple[ModelCard, ...] = (
             + _INFSIM
             + "qwen3-30b-a3b/config.json (moe_intermediate_size 768). Params: card "
             "huggingface.co/Qwen/Qwen3-30B-A3B 'Number of Parameters: 30.5B in total and 3.3B "
-            "activated', 128 experts / 8 activated (quoted in index ids 70427626425, 63116145784); "
+            "activated', 128 experts / 8 activated (quoted in two public copies, not re-found); "
             "exact 30,532,122,624 in " + _KERAS_QWEN3_MOE + "."
         ),
         notes="32 heads x 128 = 4096 != hidden 2048. " + _QWEN3_POS + " Non-embedding 29.9B per card.",
@@ -475,8 +492,8 @@ CATALOG: tuple[ModelCard, ...] = (
             "config: raw copy " + _AICONF + "Qwen--Qwen3-235B-A22B_config.json (moe_intermediate_size "
             "1536). Params: card huggingface.co/Qwen/Qwen3-235B-A22B 'Number of Parameters: 235B in "
             "total and 22B activated', 94 layers, 64 Q / 4 KV, 128 experts / 8 activated (quoted in "
-            "index id 11240120624 and ikawrakow/ik_llama.cpp discussion #385); exact 235,093,634,560 "
-            "in " + _KERAS_QWEN3_MOE + "."
+            "a public copy of the GGUF card, not re-found, and ikawrakow/ik_llama.cpp discussion #385); "
+            "exact 235,093,634,560 in " + _KERAS_QWEN3_MOE + "."
         ),
         notes="64 heads x 128 = 8192 != hidden 4096. "
         + _QWEN3_POS
@@ -594,7 +611,7 @@ CATALOG: tuple[ModelCard, ...] = (
             "head_dim 256, full_attention_interval 4, linear 16 QK / 32 V heads of 128, 512 experts, "
             "10 per token, shared expert 512, vocab 151936, max_position_embeddings 262144, untied, "
             "bfloat16, rope_theta 1e7, partial_rotary_factor 0.25); the Instruct config.json printed "
-            "with only num_hidden_layers/vocab shrunk for a model-print study (index id 11506512146) "
+            "with only num_hidden_layers/vocab shrunk for a model-print study (a public note, not re-found) "
             "carries the same values. Model card huggingface.co/Qwen/Qwen3-Next-80B-A3B-Instruct "
             "(mirror hf-p-cfw.fyan.top/Qwen/Qwen3-Next-80B-A3B-Instruct/resolve/main/README.md): '80B "
             "in total and 3B activated', 'Non-Embedding: 79B', 48 layers, 'Hybrid Layout: 12 * (3 * "
@@ -639,7 +656,8 @@ CATALOG: tuple[ModelCard, ...] = (
             "moe_intermediate_size 512, vocab 248320, max_position_embeddings 262144, dtype bfloat16; "
             "top-level tie_word_embeddings false. Params: card huggingface.co/Qwen/Qwen3.5-35B-A3B "
             "'Number of Parameters: 35B in total and 3B activated', 8 routed + 1 shared experts, "
-            "'MTP: trained with multi-steps' (quoted in index id 54590349179)."
+            "'MTP: trained with multi-steps' (seen only in a public copy of the Qwen3.6-35B-A3B card, which "
+            "lists the same shape; not re-found)."
         ),
         notes=(
             "Image-text-to-text repo (vision encoder in the checkpoint); numbers are text_config's "
@@ -671,12 +689,15 @@ CATALOG: tuple[ModelCard, ...] = (
             "mtp_num_hidden_layers 1, 256 experts, 8 per token, moe_intermediate_size 1024, vocab "
             "248320, max_position_embeddings 262144, dtype bfloat16. Params: card "
             "huggingface.co/Qwen/Qwen3.5-122B-A10B 'Number of Parameters: 122B in total and 10B "
-            "activated' (quoted in index ids 69024206838, 71308848130)."
+            "activated' (quoted in "
+            "https://github.com/haobbc/local-open-models/blob/c6ee724cfce7/models/Qwen3.5-122B-A10B.md"
+            "; a second public copy was not re-found)."
         ),
         notes=(
             "Image-text-to-text repo; numbers are text_config's. The safetensors index counts "
-            "125,086,497,008 parameters (per index id 71308848130) against the card's 122B. "
-            "32 heads x 256 = 8192 != hidden 3072."
+            "125,086,497,008 parameters (per "
+            "https://github.com/haobbc/local-open-models/blob/c6ee724cfce7/models/Qwen3.5-122B-A10B.md"
+            ") against the card's 122B. 32 heads x 256 = 8192 != hidden 3072."
         ),
     ),
     ModelCard(
@@ -705,12 +726,14 @@ CATALOG: tuple[ModelCard, ...] = (
             "huggingface.co/Qwen/Qwen3.5-397B-A17B 'Number of Parameters: 397B in total and 17B "
             "activated', 'Hidden Layout: 15 * (3 * (Gated DeltaNet -> MoE) -> 1 * (Gated Attention "
             "-> MoE))', 'Context Length: 262,144 natively and extensible up to 1,010,000 tokens' "
-            "(quoted in index ids 55059422624, 68305508463)."
+            "(quoted in "
+            "https://github.com/wendadawen/dojo/blob/5d5ab40677e4/wiki/qwen3-5-dataflow/research/review-3.md"
+            "; the Hidden Layout line in a public copy of the card, not re-found)."
         ),
         notes=(
             "Image-text-to-text repo; numbers are text_config's. Hugging Face's safetensors count is "
-            "403B against the card's 397B (per index id 60486593452). 10 routed + 1 shared expert. "
-            "32 heads x 256 = 8192 != hidden 4096."
+            "403B against the card's 397B (per a public fact-check, not re-found). 10 routed + 1 shared "
+            "expert. 32 heads x 256 = 8192 != hidden 4096."
         ),
     ),
     # ------------------------------------------------------------------ EAGLE-3 draft heads
@@ -736,10 +759,10 @@ CATALOG: tuple[ModelCard, ...] = (
             "32/8 heads, head_dim 128, intermediate 9728, vocab 151936, draft_vocab_size 32000, "
             "max_position_embeddings 40960, bfloat16); a public vLLM load log of AngelSlim/"
             "Qwen3-4B_eagle3 confirms 'Resolved architecture: Eagle3LlamaForCausalLM' and draft max "
-            "len 40,960 (index id 69265446904). Params: no card figure; 0.218B computed from those "
+            "len 40,960 (" + _EAGLE3_LOAD_LOG + "). Params: no card figure; 0.218B computed from those "
             "shapes (q/k/v over 2x hidden, o, SwiGLU MLP, fc 3h->h, lm_head over 32,000 draft "
             "tokens, no embedding), matching the published snapshot fd331e59 of 436,987,505 bytes "
-            "(5 files, bf16; index id 68626176317)."
+            "(5 files, bf16; " + _EAGLE3_SNAPSHOT + ")."
         ),
         notes=(
             "draft_vocab_size 32000 (d2t maps draft ids back to the 151,936 target vocabulary); the "
