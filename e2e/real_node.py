@@ -276,9 +276,10 @@ def now() -> float:
     return time.monotonic()
 
 
-def prometheus_value(url: str, query: str) -> float | None:
-    """The sum of an instant query's samples, or None when it returns none."""
+def prometheus_value(url: str, query: str, at: float | None = None) -> float | None:
+    """The sum of an instant query's samples (now, or at the Unix time `at`), or None when it returns none."""
     q = urllib.request.quote(query)
-    with urllib.request.urlopen(f"{url}/api/v1/query?query={q}", timeout=5) as r:
+    when = f"&time={at:.3f}" if at is not None else ""
+    with urllib.request.urlopen(f"{url}/api/v1/query?query={q}{when}", timeout=5) as r:
         data = json.loads(r.read())["data"]["result"]
     return sum(float(s["value"][1]) for s in data) if data else None

@@ -99,6 +99,37 @@ def test_token_only_as_secret_ref(base_spec):
     assert tok == [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "token"}}}]
 
 
+def test_cpu_standin_pods_get_one_unpinned_thread_per_standin_gpu(base_spec):
+    from qwen_operator.api.models import QwenDeploymentSpec
+    from qwen_operator.domain.vllm_args import render_env
+
+    base_spec["model"] = {"name": "Qwen/Qwen3-0.6B"}
+    base_spec["gpu"] = {"product": "QWEN-CPU-STANDIN"}
+    base_spec["parallelism"] = {"tensor": 2}
+    env = {e["name"]: e["value"] for e in render_env(QwenDeploymentSpec.model_validate(base_spec))}
+    assert env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
+    assert env["OMP_NUM_THREADS"] == "2"
+    assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    # a real GPU gets none of the CPU build's settings
+    h100 = render_env(QwenDeploymentSpec.model_validate({**base_spec, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}))
+    assert not {e["name"] for e in h100} & {"VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE"}
+
+
+def test_cpu_standin_containers_are_capped_at_their_cpu_request(base_spec):
+    from qwen_operator.api.models import QwenDeploymentSpec
+    from qwen_operator.manifests.workload import vllm_container
+
+    base_spec["model"] = {"name": "Qwen/Qwen3-0.6B"}
+    base_spec["gpu"] = {"product": "QWEN-CPU-STANDIN"}
+    base_spec["resources"] = {"cpu": "600m", "memory": "3Gi"}
+    res = vllm_container(QwenDeploymentSpec.model_validate(base_spec), [], [])["resources"]
+    assert res["limits"]["cpu"] == res["requests"]["cpu"] == "600m"
+    # on a real GPU the CPU stays uncapped (a CPU limit would only throttle the host side of a GPU replica)
+    base_spec["gpu"] = {"product": "NVIDIA-H100-80GB-HBM3"}
+    res = vllm_container(QwenDeploymentSpec.model_validate(base_spec), [], [])["resources"]
+    assert "cpu" not in res["limits"] and res["requests"]["cpu"] == "600m"
+
+
 def test_prometheus_queries_are_valid_promql_strings():
     from qwen_operator.adapters.prometheus import queries, selector
 

@@ -219,6 +219,12 @@ def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dic
     if gpu is not None and gpu.cpu_standin:
         # The vLLM CPU build sizes its KV cache from this (GiB), not from gpu_memory_utilization.
         env.append({"name": "VLLM_CPU_KVCACHE_SPACE", "value": "1"})
+        # One stand-in GPU is one compute thread. vLLM's automatic binding pins every pod's threads to the same
+        # first cores of the node (it sees all of them: no CPU manager hands out exclusive cores here), so two
+        # replicas would share one core and add no capacity; unpinned, the kernel spreads them
+        # (vllm/utils/ompmultiprocessing.py in vllm-cpu 0.32: "nobind" skips the binding).
+        env.append({"name": "VLLM_CPU_OMP_THREADS_BIND", "value": "nobind"})
+        env.append({"name": "OMP_NUM_THREADS", "value": str(spec.gpus_per_pod)})
     # The user's entries win over the operator's optional ones of the same name (names stay unique: the
     # apiserver rejects duplicates); the managed ones (MANAGED_ENV) are refused by validation before this.
     user = {e.name: e.value for e in spec.serving.env}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
-from ..domain.gpus import canonical_product
+from ..domain.gpus import canonical_product, lookup_gpu
 from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
 from .resolved import ResolvedSpec
 
@@ -99,6 +99,19 @@ def node_selector(spec: QwenDeploymentSpec) -> dict[str, str]:
     return {GPU_PRODUCT_LABEL: canonical_product(spec.gpu.product), **spec.gpu.node_selector}
 
 
+def _limits(spec: QwenDeploymentSpec, gpus: int) -> dict[str, str]:
+    limits = {"memory": spec.resources.memory, GPU_RESOURCE: str(gpus)}
+    gpu = lookup_gpu(spec.gpu.product)
+    if gpu is not None and gpu.cpu_standin:
+        # On the CPU stand-in the requested CPU is the accelerator: capped at the request, a replica has a fixed
+        # capacity of its own (as a GPU has), and a second replica adds as much again instead of competing for the
+        # same cores. Uncapped, each vLLM CPU replica spins its engine loop on a core of its own
+        # (vllm/distributed/device_communicators/shm_broadcast.py busy-loops between steps), so on a small node
+        # two replicas served about as much as one.
+        limits["cpu"] = spec.resources.cpu
+    return limits
+
+
 def vllm_container(spec: QwenDeploymentSpec, args: Sequence[str], env: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The vLLM container, shared by serving pods and the bake Job so both hash the same factors."""
     gpus = spec.gpus_per_pod
@@ -119,7 +132,7 @@ def vllm_container(spec: QwenDeploymentSpec, args: Sequence[str], env: Sequence[
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": {
             "requests": {"cpu": spec.resources.cpu, "memory": spec.resources.memory, GPU_RESOURCE: str(gpus)},
-            "limits": {"memory": spec.resources.memory, GPU_RESOURCE: str(gpus)},
+            "limits": _limits(spec, gpus),
         },
         "volumeMounts": mounts,
         "securityContext": {
