@@ -36,7 +36,7 @@ NAMESPACED_RULES = {
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
-    ("", "events"): {"create"},
+    ("", "events"): {"create", "list"},  # list: the kubelet's Pulled events of a serving pod (cold-start phases)
 }
 # Kopf's cluster scanning is disabled (operator/qwen_operator/main.py): no CRD or namespace access.
 CLUSTER_RULES = {

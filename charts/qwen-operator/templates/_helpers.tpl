@@ -94,7 +94,7 @@ itself is only read: the operator has no per-object Kopf timer, so Kopf puts no 
   verbs: ["get"]
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create"]
+  verbs: ["create", "list"]
 {{- end -}}
 
 {{/* Cluster-scoped reads: GPU nodes (capacity per product). Kopf's cluster scanning (CRDs, namespaces) is off. */}}

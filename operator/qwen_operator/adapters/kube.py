@@ -103,16 +103,28 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
         return self._call("GET", _path(api_version, kind, namespace, name))
 
-    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int) -> str:
+    def pod_log(self, namespace: str, name: str, container: str, limit_bytes: int, timestamps: bool = False) -> str:
+        """The container's log from its start (``timestamps``: each line prefixed with the kubelet's RFC 3339
+        time, as `kubectl logs --timestamps`)."""
         path = _path("v1", "Pod", namespace, name) + "/log"
+        query: list[tuple[str, Any]] = [("container", container), ("limitBytes", limit_bytes)]
+        if timestamps:
+            query.append(("timestamps", "true"))
         _, data = self._raw(
             "GET",
             path,
-            query=[("container", container), ("limitBytes", limit_bytes)],
+            query=query,
             # The log subresource negotiates like kubectl asks; "text/plain" alone gets 406.
             headers={"Accept": "application/json, */*"},
         )
         return data.decode(errors="replace")
+
+    def pod_events(self, namespace: str, pod_uid: str, reason: str) -> list[dict[str, Any]]:
+        """The Events about one pod with one reason (e.g. the kubelet's "Pulled"), by field selector."""
+        selector = f"involvedObject.uid={pod_uid},reason={reason}"
+        got = self._call("GET", _path("v1", "Event", namespace), query=[("fieldSelector", selector)])
+        items = (got or {}).get("items") or []
+        return [e for e in items if isinstance(e, dict)]
 
     def apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any] | None:
         """Server-side apply (dry_run: the apiserver validates and admits it, and stores nothing)."""

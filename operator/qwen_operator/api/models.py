@@ -514,11 +514,13 @@ class QwenDeploymentSpec(WireModel):
         description="Replica count when autoscaling is off (also set "
         "by kubectl scale or an HPA through the scale subresource).",
     )
-    startup_timeout_seconds: int = Field(
-        default=1800,
+    startup_timeout_seconds: int | None = Field(
+        default=None,
         ge=60,
         le=14400,
-        description="How long a pod may take to load weights, compile and warm up before the startup probe gives up.",
+        description="How long a pod may take to load weights, compile and warm up before the startup probe gives "
+        "up. Unset: 1800 s until the operator has measured this deployment's cold starts, then derived from them "
+        "(status.coldStart.startupProbeSeconds; see docs/cold-start.md). Set: exactly this.",
     )
     compile_cache: CompileCache = Field(default_factory=CompileCache, description="Compile-cache baking.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Queue-depth autoscaling.")
@@ -595,6 +597,71 @@ class AutoscalingStatus(WireModel):
     policy_state: dict[str, Any] | None = None
 
 
+class ColdStartPhasesStatus(WireModel):
+    """A cold start in seconds, phase by phase (docs/cold-start.md). An absent phase did not happen or was not
+    seen (the CPU build captures no CUDA graphs; an engine in eager mode compiles nothing)."""
+
+    scheduled_seconds: float | None = Field(default=None, description="Creation to PodScheduled.")
+    image_pulled_seconds: float | None = Field(
+        default=None, description="The kubelet's image pull time (its Pulled events; 0 when already present)."
+    )
+    init_containers_seconds: float | None = Field(
+        default=None, description="PodScheduled to the init containers done (the compile-cache seed), less pulls."
+    )
+    container_started_seconds: float | None = Field(
+        default=None, description="Init containers done (or PodScheduled) to the vLLM container running, less pulls."
+    )
+    weights_loaded_seconds: float | None = Field(default=None, description="vLLM's model and weight load.")
+    compile_seconds: float | None = Field(
+        default=None, description="torch.compile, or loading it from the compile cache (part of engine init)."
+    )
+    cuda_graphs_seconds: float | None = Field(
+        default=None, description="CUDA graph capture (part of engine init; GPU only)."
+    )
+    engine_initialised_seconds: float | None = Field(
+        default=None, description="vLLM's engine init: profiling, KV cache, compile, graph capture, warm-up."
+    )
+    ready_seconds: float | None = Field(default=None, description="vLLM's API server up to the pod's Ready condition.")
+    other_seconds: float | None = Field(
+        default=None,
+        description="Container start to Ready not in the measured phases (process start, imports, spawning).",
+    )
+    total_seconds: float | None = Field(default=None, description="Creation to Ready.")
+
+
+class PodColdStartStatus(ColdStartPhasesStatus):
+    pod: str = Field(description="The pod's name.")
+    uid: str | None = Field(default=None, description="The pod's uid (a recreated pod of the same name is new).")
+    ready_time: str | None = Field(default=None, description="When the pod turned Ready.")
+
+
+class ColdStartMedianStatus(ColdStartPhasesStatus):
+    pods: int = Field(description="How many recent pods the medians are taken over.")
+
+
+class ColdStartStatus(WireModel):
+    latest: PodColdStartStatus | None = Field(default=None, description="The pod that turned Ready last.")
+    median: ColdStartMedianStatus | None = Field(
+        default=None, description="Each phase's median over the recent pods that have it."
+    )
+    recent: list[PodColdStartStatus] = Field(
+        default_factory=list, max_length=10, description="The last pods that turned Ready, oldest first."
+    )
+    startup_probe_seconds: int | None = Field(
+        default=None, description="The startup probe's budget the StatefulSet runs with."
+    )
+    startup_probe_source: Literal["Spec", "Measured", "Default"] | None = Field(
+        default=None,
+        description="Spec: spec.startupTimeoutSeconds; Measured: derived from recent cold starts; Default: 1800 s, "
+        "nothing measured yet.",
+    )
+    startup_probe_target_seconds: int | None = Field(
+        default=None,
+        description="A budget the measurements justify that does not run yet: a lower one is applied with the next "
+        "rollout (a probe change alone would restart every pod), any while a compile-cache bake holds the rollout.",
+    )
+
+
 class QwenDeploymentStatus(WireModel):
     model_config = ConfigDict(extra="allow")
 
@@ -608,3 +675,6 @@ class QwenDeploymentStatus(WireModel):
     vllm_command: str | None = Field(default=None, description="The exact vLLM command line being run.")
     compile_cache: CompileCacheStatus | None = None
     autoscaling: AutoscalingStatus | None = None
+    cold_start: ColdStartStatus | None = Field(
+        default=None, description="Where the serving pods' cold starts go, phase by phase."
+    )

@@ -19,6 +19,7 @@ from typing import Any
 from ..adapters.prometheus import PodSample, read_replicas
 from ..api.models import QwenDeploymentSpec
 from ..autoscaling import policy
+from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
 from ..manifests.status import ConditionSet, now_time, pod_issue, pod_ready, pod_start_seconds, previous_conditions
 from . import metrics
 from .config import CONFIG
@@ -36,6 +37,18 @@ def measured_cold_start(pods: list[Mapping[str, Any]], startup_budget_s: float =
     A pod whose Ready time is past its startup budget turned Ready again later (it flapped): not a start."""
     times = [t for t in (pod_start_seconds(p) for p in pods) if t is not None and t <= startup_budget_s]
     return max(times) if times else None
+
+
+def flap_cap(spec: QwenDeploymentSpec, status: Mapping[str, Any]) -> float:
+    """The longest creation-to-Ready time that is still one start (see measured_cold_start): the user's startup
+    budget, else the larger of the flat default and the measured budget in status.coldStart (a pod that started
+    under the default may have taken longer than a budget derived later)."""
+    if spec.startup_timeout_seconds is not None:
+        return float(spec.startup_timeout_seconds)
+    measured = (status.get("coldStart") or {}).get("startupProbeSeconds")
+    if isinstance(measured, (int, float)) and not isinstance(measured, bool):
+        return max(float(DEFAULT_STARTUP_BUDGET_S), float(measured))
+    return float(DEFAULT_STARTUP_BUDGET_S)
 
 
 def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> policy.AutoscalingConfig:
@@ -146,7 +159,7 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     status = ds.last_written or body.get("status") or {}
     auto = dict(status.get("autoscaling") or {})
     pods = list(indexes["pods"].get((namespace, name), []))
-    cold_start = measured_cold_start(pods, spec.startup_timeout_seconds)
+    cold_start = measured_cold_start(pods, flap_cap(spec, status))
     if cold_start is None and isinstance(auto.get("coldStartSeconds"), (int, float)):
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
     cfg = policy_config(spec, cold_start)

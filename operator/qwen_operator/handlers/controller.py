@@ -20,17 +20,20 @@ import kopf
 from kubernetes.client.exceptions import ApiException
 
 from ..api.models import GROUP, KIND, PLURAL, VERSION
+from ..domain.coldstart import PodColdStart, pod_cold_start, strip_timestamps
 from ..domain.gpus import canonical_product
 from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
 from ..manifests.plan import ClusterView, Plan, plan
 from ..manifests.status import ConditionSet, now_time, pod_ready, previous_conditions
-from ..manifests.workload import LABEL_CACHE_KEY, LABEL_DEPLOYMENT
+from ..manifests.workload import LABEL_CACHE_KEY, LABEL_DEPLOYMENT, VLLM_CONTAINER
 from . import metrics
 from .indexes import JOB_NAME_LABEL, MANAGED, Indexes, all_indexes, one, plain
 from .state import DeploymentState, OperatorState, PodEvidence, from_memo
 
 log = logging.getLogger("qwen_operator")
 EVIDENCE_RETRY_S = 60.0
+LOG_LIMIT = 4 << 20  # bytes from the log's start: vLLM's start-up lines are in the first few hundred
+LOG_TRIES = 3  # unreadable logs (simulated nodes) after which a pod's phases are kept without vLLM's part
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,20 @@ def reconcile(
 
 
 def cluster_view(
-    state: DeploymentState, kube_log: Any, namespace: str, name: str, body: Mapping[str, Any], indexes: Indexes
+    state: DeploymentState, kube: Any, namespace: str, name: str, body: Mapping[str, Any], indexes: Indexes
 ) -> ClusterView:
-    """What the indexes show of one deployment's objects (and the pods' compile-cache evidence)."""
+    """What the indexes show of one deployment's objects, and what the pods' logs say (compile-cache evidence,
+    cold-start phases; ``kube`` reads them)."""
     product = canonical_product(((body.get("spec") or {}).get("gpu") or {}).get("product", ""))
     node_gpus = list(indexes["gpu_nodes"].get(product, []))
     pods_now = list(indexes["pods"].get((namespace, name), []))
+    evidence, cold_starts = _read_pods(state, kube, namespace, pods_now, _recorded_uids(body))
     return ClusterView(
         statefulset=one(indexes["statefulsets"], (namespace, name)),
         services={s["metadata"]["name"]: s for s in indexes["services"].get((namespace, name), [])},
         pods=pods_now,
-        cache_evidence=_cache_evidence(state, kube_log, namespace, pods_now),
+        cache_evidence=evidence,
+        cold_starts=cold_starts,
         nodes_with_product=len(node_gpus),
         max_gpus_on_a_node=max(node_gpus, default=0),
         cache_lookup=lambda obj_name: (
@@ -115,7 +121,7 @@ def _reconcile(
         written = ds.last_written if ds.last_written is not None else dict(body.get("status") or {})
         status = overlay.apply(written) if overlay is not None else written
         body = {**body, "status": status}
-        view = cluster_view(ds, state.kube.pod_log, namespace, name, body, indexes)
+        view = cluster_view(ds, state.kube, namespace, name, body, indexes)
         p = plan(body, view, now_time())
         rejected = _apply(state, uid, body, view, p, trigger)
         if rejected is not None:  # the status says why instead; what was not applied is retried next pass
@@ -183,37 +189,79 @@ def _write_status(
     ds.last_written = status
 
 
-def _cache_evidence(
-    ds: DeploymentState, pod_log: Any, namespace: str, pods_now: list[dict[str, Any]]
-) -> dict[str, PodEvidence]:
-    """Did each Ready serving pod load the baked cache? Read from vLLM's own log lines, once per pod (retried
-    every minute while the log says nothing yet). A silent miss becomes a visible condition."""
-    out: dict[str, PodEvidence] = {}
+def _recorded_uids(body: Mapping[str, Any]) -> set[str]:
+    """Pods whose cold start status already holds (their log need not be read again for it)."""
+    recent = (((body.get("status") or {}).get("coldStart") or {}).get("recent")) or []
+    return {str(e.get("uid")) for e in recent if isinstance(e, Mapping) and e.get("uid")}
+
+
+def _read_log(kube: Any, namespace: str, pod_name: str) -> tuple[str | None, str]:
+    """(text, why not): the vLLM container's log from its start, each line with the kubelet's timestamp."""
+    try:
+        return kube.pod_log(namespace, pod_name, container=VLLM_CONTAINER, limit_bytes=LOG_LIMIT, timestamps=True), ""
+    except Exception as e:  # no log yet, kubelet unreachable, or a simulated node without logs
+        return None, f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200]
+
+
+def _pulled_events(kube: Any, namespace: str, uid: str) -> list[tuple[str, str]] | None:
+    """The kubelet's `Pulled` events of a pod as (fieldPath, message); None when they cannot be read (no `list`
+    on events, or the API server is unreachable): the image pull then stays inside the neighbouring phases."""
+    try:
+        items = kube.pod_events(namespace, uid, "Pulled")
+    except Exception as e:
+        log.debug("%s: Pulled events not readable (%s)", uid, type(e).__name__)
+        return None
+    return [
+        (str((ev.get("involvedObject") or {}).get("fieldPath") or ""), str(ev.get("message") or "")) for ev in items
+    ]
+
+
+def _read_pods(
+    ds: DeploymentState, kube: Any, namespace: str, pods_now: list[dict[str, Any]], recorded: set[str]
+) -> tuple[dict[str, PodEvidence], dict[str, PodColdStart]]:
+    """What each Ready serving pod's vLLM log says, read once per pod (retried every minute while it says
+    nothing yet): whether it loaded the baked compile cache (pods seeded from one), and its cold start phase by
+    phase (every pod, with its `Pulled` events).  One log read serves both."""
+    evidence: dict[str, PodEvidence] = {}
     ds.prune_pods({p.get("metadata", {}).get("uid", "") for p in pods_now})
     for pod in pods_now:
         meta = pod.get("metadata", {})
         uid, pod_name = meta.get("uid", ""), meta.get("name", "")
-        if LABEL_CACHE_KEY not in (meta.get("annotations") or {}):
-            continue
+        cache_pod = LABEL_CACHE_KEY in (meta.get("annotations") or {})
         known = ds.pod_evidence.get(uid)
-        if known is not None and known[0] is not None:
-            out[pod_name] = known
+        if known is not None:
+            evidence[pod_name] = known
+        need_evidence = cache_pod and (known is None or known[0] is None)
+        need_phases = (
+            uid not in ds.pod_cold_starts and uid not in recorded and ds.pod_log_failures.get(uid, 0) <= LOG_TRIES
+        )
+        if not (need_evidence or need_phases) or not pod_ready(pod):
             continue
-        if not pod_ready(pod) or time.monotonic() - ds.pod_log_tried.get(uid, -1e9) < EVIDENCE_RETRY_S:
-            if known is not None:
-                out[pod_name] = known
+        if time.monotonic() - ds.pod_log_tried.get(uid, -1e9) < EVIDENCE_RETRY_S:
             continue
         ds.pod_log_tried[uid] = time.monotonic()
-        try:
-            text = pod_log(namespace, pod_name, container="vllm", limit_bytes=4 << 20)
-            ds.pod_evidence[uid] = detect_cache_hit(text)
-        except Exception as e:  # no log yet, kubelet unreachable, or a simulated node without logs
-            ds.pod_evidence[uid] = (
-                None,
-                f"log not readable: {type(e).__name__}: {getattr(e, 'reason', '') or e}"[:200],
-            )
-        out[pod_name] = ds.pod_evidence[uid]
-    return out
+        text, why_not = _read_log(kube, namespace, pod_name)
+        if need_evidence:
+            ds.pod_evidence[uid] = detect_cache_hit(strip_timestamps(text)) if text is not None else (None, why_not)
+            evidence[pod_name] = ds.pod_evidence[uid]
+        if need_phases:
+            _record_phases(ds, kube, namespace, pod, text)
+    return evidence, dict(ds.pod_cold_starts)
+
+
+def _record_phases(ds: DeploymentState, kube: Any, namespace: str, pod: dict[str, Any], text: str | None) -> None:
+    """Keep a Ready pod's phases once its log was read, or, when it cannot be read (a simulated node), after
+    LOG_TRIES attempts with what the pod's own timestamps and events show."""
+    uid = pod.get("metadata", {}).get("uid", "")
+    if text is None:
+        ds.pod_log_failures[uid] = ds.pod_log_failures.get(uid, 0) + 1
+        if ds.pod_log_failures[uid] < LOG_TRIES:
+            return
+    rec = pod_cold_start(pod, VLLM_CONTAINER, text, _pulled_events(kube, namespace, uid))
+    if rec is not None:
+        ds.pod_cold_starts[uid] = rec
+    else:  # Ready without a Ready time: nothing to measure against; do not read its log again
+        ds.pod_log_failures[uid] = LOG_TRIES + 1
 
 
 # Refusals a user must hear about: the object is invalid (400/422), a quota or policy forbids it (403, except a

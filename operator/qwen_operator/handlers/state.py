@@ -16,6 +16,7 @@ from typing import Any
 
 from ..adapters.kube import Kube
 from ..autoscaling.policy import PolicyState
+from ..domain.coldstart import PodColdStart
 from ..manifests.drift import InFlightWrites
 
 PodEvidence = tuple[bool | None, str]  # (hit, evidence) read from vLLM's log: did the pod load the baked cache?
@@ -35,10 +36,18 @@ class DeploymentState:
     last_autoscale: float = -1e9  # monotonic time of the last autoscaling decision
     pod_evidence: dict[str, PodEvidence] = field(default_factory=dict)  # pod uid -> what vLLM's log said
     pod_log_tried: dict[str, float] = field(default_factory=dict)  # pod uid -> monotonic time its log was read
+    pod_log_failures: dict[str, int] = field(default_factory=dict)  # pod uid -> failed log reads so far
+    pod_cold_starts: dict[str, PodColdStart] = field(default_factory=dict)  # pod uid -> its phases, read once
 
     def prune_pods(self, live_uids: set[str]) -> None:
         """Forget the pods that are gone."""
-        for d in (self.pod_evidence, self.pod_log_tried):
+        tables: tuple[dict[str, Any], ...] = (
+            self.pod_evidence,
+            self.pod_log_tried,
+            self.pod_log_failures,
+            self.pod_cold_starts,
+        )
+        for d in tables:
             for uid in [u for u in d if u not in live_uids]:
                 del d[uid]
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..domain.validation import ValidationReport, validate
 from .cache_state import plan_compile_cache
+from .coldstart import StartupBudget, plan_cold_start
 from .drift import needs_apply
 from .resolved import ResolvedSpec, resolve
 from .status import (
@@ -80,6 +81,30 @@ def _validated_status(report: ValidationReport, cs: ConditionSet, name: str, gen
     return new_status
 
 
+def _statefulset(
+    resolved: ResolvedSpec,
+    view: ClusterView,
+    name: str,
+    namespace: str,
+    owner: Owner,
+    desired: int,
+    mount: CacheMount | None,
+    budget: StartupBudget,
+) -> tuple[Object, int]:
+    """The StatefulSet to run and its startup budget.  A lower measured budget alone would restart every pod (the
+    probe is part of the pod template) to gain nothing but a quicker verdict on a hung start: it is written only
+    when the template changes anyway (a spec edit, a new compile-cache key; a new size restarts nothing, so it
+    does not count); until then status shows it as the target.  A higher budget, the user's value and the default
+    apply at once."""
+    sts = build_statefulset(name, namespace, owner, resolved, desired, mount, budget.seconds)
+    if budget.may_wait and budget.running is not None and view.statefulset is not None:
+        kept = build_statefulset(name, namespace, owner, resolved, desired, mount, budget.running)
+        same_size = {**kept, "spec": {**kept["spec"], "replicas": view.statefulset.get("spec", {}).get("replicas")}}
+        if not needs_apply(same_size, view.statefulset):
+            return kept, budget.running
+    return sts, budget.seconds
+
+
 def _workload_objects(
     out: Plan,
     resolved: ResolvedSpec,
@@ -90,10 +115,13 @@ def _workload_objects(
     desired: int,
     mount: CacheMount | None,
     hold_rollout: bool,
-) -> None:
-    """The StatefulSet and Services to apply: only what differs from what runs (drift.py)."""
-    sts = build_statefulset(name, namespace, owner, resolved, desired, mount)
+    budget: StartupBudget,
+) -> int:
+    """The StatefulSet and Services to apply: only what differs from what runs (drift.py).  Returns the startup
+    budget the StatefulSet runs with once this plan is applied."""
+    sts, applied = _statefulset(resolved, view, name, namespace, owner, desired, mount, budget)
     if hold_rollout and view.statefulset is not None:
+        applied = budget.running if budget.running is not None else applied
         # Keep the running pods on the old template until the new cache is baked; only the size follows.
         if view.statefulset.get("spec", {}).get("replicas") != desired:
             out.apply.append(
@@ -109,6 +137,7 @@ def _workload_objects(
     for svc in build_services(name, namespace, owner):
         if needs_apply(svc, view.services.get(svc["metadata"]["name"])):
             out.apply.append(svc)
+    return applied
 
 
 def _plan_valid(
@@ -134,7 +163,10 @@ def _plan_valid(
         mount, hold_rollout = cc.mount, cc.hold_rollout
         out.ensure_shared += cc.ensure_shared
         new_status["compileCache"] = cc.status
-    _workload_objects(out, resolved, view, name, namespace, owner, desired, mount, hold_rollout)
+    bake = (new_status.get("compileCache") or {}).get("bakeSeconds")
+    cold = plan_cold_start(resolved.spec, view, old_status.get("coldStart") or {}, bake)
+    applied = _workload_objects(out, resolved, view, name, namespace, owner, desired, mount, hold_rollout, cold.budget)
+    new_status["coldStart"] = cold.status(applied)
     counts = compute_workload_conditions(cs, view, resolved.gpu_product, desired, resolved.spec.gpus_per_pod)
     if view.statefulset is None and hold_rollout:
         # Replace the generic "Creating" with why nothing runs yet.

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain.coldstart import PodColdStart
+
 Object = dict[str, Any]
 # Looks up (PVC, bake Job) of a compile-cache object name; either may be None.
 CacheLookup = Callable[[str], tuple[Object | None, Object | None]]
@@ -31,6 +33,8 @@ class ClusterView:
     # Per serving pod: (hit, evidence) read from vLLM's log by the handler (None: not known yet).
     cache_evidence: dict[str, tuple[bool | None, str]] = field(default_factory=dict)
     bake_pods_lookup: BakePodsLookup | None = None  # None: not watched
+    # Per Ready serving pod (by uid): its cold start, phase by phase, read once by the handler.
+    cold_starts: dict[str, PodColdStart] = field(default_factory=dict)
 
     def cache_objects(self, object_name: str) -> tuple[Object | None, Object | None]:
         return self.cache_lookup(object_name) if self.cache_lookup else (None, None)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
+from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
 from ..domain.gpus import canonical_product, lookup_gpu
 from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
 from .resolved import ResolvedSpec
@@ -157,15 +158,40 @@ def pod_volumes(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
     return vols
 
 
-def _add_probes(container: dict[str, Any], spec: QwenDeploymentSpec) -> None:
+STARTUP_PROBE_PERIOD_S = 10
+
+
+def startup_budget(spec: QwenDeploymentSpec) -> int:
+    """The startup budget when nothing else decides it: the user's value, else the flat default."""
+    if spec.startup_timeout_seconds is not None:
+        return spec.startup_timeout_seconds
+    return DEFAULT_STARTUP_BUDGET_S
+
+
+def running_startup_budget(statefulset: Mapping[str, Any] | None) -> int | None:
+    """The startup budget a StatefulSet's pods run with (failureThreshold x periodSeconds of the vLLM container's
+    startup probe, as _add_probes writes it); None without one."""
+    tmpl = ((statefulset or {}).get("spec") or {}).get("template") or {}
+    for c in (tmpl.get("spec") or {}).get("containers") or []:
+        if c.get("name") != VLLM_CONTAINER:
+            continue
+        probe = c.get("startupProbe") or {}
+        try:
+            return int(probe["failureThreshold"]) * int(probe.get("periodSeconds", STARTUP_PROBE_PERIOD_S))
+        except (KeyError, TypeError, ValueError):
+            return None
+    return None
+
+
+def _add_probes(container: dict[str, Any], startup_budget_s: int) -> None:
     """Readiness and liveness only start once the startup probe passed: loading pods are never killed for being
     slow; the startup budget covers download, compile and warm-up.  On scale-down or rollout, the pod stops taking
     traffic and lets running requests finish before vLLM gets SIGTERM."""
     container["startupProbe"] = {
         "httpGet": {"path": "/health", "port": "http"},
-        "periodSeconds": 10,
+        "periodSeconds": STARTUP_PROBE_PERIOD_S,
         "timeoutSeconds": 5,
-        "failureThreshold": max(1, math.ceil(spec.startup_timeout_seconds / 10)),
+        "failureThreshold": max(1, math.ceil(startup_budget_s / STARTUP_PROBE_PERIOD_S)),
     }
     container["readinessProbe"] = {
         "httpGet": {"path": "/health", "port": "http"},
@@ -204,12 +230,20 @@ def _seed_cache_container(spec: QwenDeploymentSpec, cache: CacheMount) -> dict[s
 
 
 def build_statefulset(
-    name: str, namespace: str, owner: Owner, resolved: ResolvedSpec, replicas: int, cache: CacheMount | None
+    name: str,
+    namespace: str,
+    owner: Owner,
+    resolved: ResolvedSpec,
+    replicas: int,
+    cache: CacheMount | None,
+    startup_budget_s: int | None = None,
 ) -> dict[str, Any]:
+    """The StatefulSet; ``startup_budget_s`` is the startup probe's budget (None: spec.startupTimeoutSeconds or
+    the flat default, see manifests/coldstart.py for the measured one)."""
     spec = resolved.spec
     labels = common_labels(name)
     container = vllm_container(spec, resolved.argv, resolved.env)
-    _add_probes(container, spec)
+    _add_probes(container, startup_budget_s if startup_budget_s is not None else startup_budget(spec))
     volumes = pod_volumes(spec)
     init: list[dict[str, Any]] = []
     pod_annotations = {ANNOTATION_COMMAND: resolved.command_line}
