@@ -194,3 +194,254 @@ def test_router_args_are_flags_of_the_pinned_router(base_spec):
     spec = QwenDeploymentSpec.model_validate(routed(base_spec))
     args = render_router_args(spec.routing, {"a": "b"}, "ns")
     assert {a for a in args if a.startswith("--")} <= router_flag_table().flags
+
+
+# ---- the plan: routing off renders what it rendered before; routing on adds the router -------------------------
+
+GOLDEN = ROOT / "tests" / "golden" / "plan_before_routing.json"
+
+
+def _body(spec, status=None, uid="uid-1"):
+    meta = {"name": "demo", "namespace": "ns", "generation": 1, "uid": uid}
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": meta,
+        "spec": spec,
+        "status": status or {},
+    }
+
+
+def _view(**kw):
+    from qwen_operator.manifests.view import ClusterView
+
+    base = dict(statefulset=None, services={}, pods=[], nodes_with_product=4, max_gpus_on_a_node=8)
+    base.update(kw)
+    return ClusterView(**base)
+
+
+NOW = "2026-11-23T20:00:00Z"
+
+
+@pytest.mark.parametrize("key", ["plain", "cache-autoscaling-tp2", "routing-off-explicit"])
+def test_routing_off_renders_exactly_what_was_rendered_before_routing_existed(key):
+    """tests/golden/plan_before_routing.json was written by the code before spec.routing (commit fff79b8, the
+    parent of the router's manifests): the same specs, routing off (by default, or explicitly with other routing
+    fields set), must still plan the same objects and status."""
+    from qwen_operator.manifests.plan import plan
+
+    golden = json.loads(GOLDEN.read_text())[key]
+    spec = json.loads(json.dumps(golden["spec"]))
+    if key == "routing-off-explicit":
+        spec["routing"] = {"enabled": False, "policy": "random", "replicas": 3, "extraArgs": ["--queue-size=5"]}
+    p = plan(_body(spec), _view(), NOW)
+    assert p.apply == golden["apply"]
+    assert p.ensure_shared == golden["ensure_shared"]
+    assert p.status == golden["status"]
+    assert p.delete == []
+
+
+ROUTED = {
+    "model": {"name": "Qwen/Qwen3-8B"},
+    "gpu": {"product": "H100"},
+    "compileCache": {"enabled": False},
+    "routing": {"enabled": True, "policy": "power_of_two", "replicas": 2, "resources": {"cpu": "500m"}},
+}
+VLLM_SELECTOR = {"app.kubernetes.io/name": "qwen-vllm", "app.kubernetes.io/instance": "demo"}
+ROUTER_SELECTOR = {"app.kubernetes.io/name": "qwen-router", "app.kubernetes.io/instance": "demo"}
+
+
+def _plan(spec=None, status=None, **view_kw):
+    from qwen_operator.manifests.plan import plan
+
+    return plan(_body(spec or ROUTED, status), _view(**view_kw), NOW)
+
+
+def _by_kind(p):
+    return {(o["kind"], o["metadata"]["name"]): o for o in p.apply}
+
+
+def _observed(obj, **status):
+    """What the apiserver would return: our object, a uid, a generation, defaults and the given status."""
+    o = json.loads(json.dumps(obj))
+    o["metadata"].update(uid=f"uid-{o['kind']}", generation=1)
+    if o["kind"] == "StatefulSet":
+        n = o["spec"]["replicas"]
+        o["status"] = {
+            "observedGeneration": 1,
+            "replicas": n,
+            "currentRevision": "r",
+            "updateRevision": "r",
+            "updatedReplicas": n,
+        }
+    if o["kind"] == "Deployment":
+        o["spec"]["revisionHistoryLimit"] = 10
+        o["status"] = {"observedGeneration": 1, **status}
+    return o
+
+
+def _ready_pod(i):
+    return {"metadata": {"name": f"demo-{i}"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def _cond(status, ctype):
+    return next((c for c in status["conditions"] if c["type"] == ctype), None)
+
+
+def _running(first, ready_routers):
+    """The view once everything of ``first`` exists, with ``ready_routers`` router pods Ready."""
+    objs = _by_kind(first)
+    owned = {k: _observed(o) for k, o in objs.items() if k[0] not in ("StatefulSet", "Service")}
+    owned[("Deployment", "demo-router")] = _observed(
+        objs[("Deployment", "demo-router")], readyReplicas=ready_routers, updatedReplicas=2, replicas=2
+    )
+    services = {k[1]: _observed(o) for k, o in objs.items() if k[0] == "Service"}
+    return dict(
+        statefulset=_observed(objs[("StatefulSet", "demo")]), services=services, pods=[_ready_pod(0)], owned=owned
+    )
+
+
+def test_routing_on_adds_the_router_and_keeps_the_service_on_vllm_until_a_router_pod_is_ready():
+    p = _plan()
+    objs = _by_kind(p)
+    assert sorted(objs) == [
+        ("Deployment", "demo-router"),
+        ("Role", "demo-router"),
+        ("RoleBinding", "demo-router"),
+        ("Service", "demo"),
+        ("Service", "demo-pods"),
+        ("ServiceAccount", "demo-router"),
+        ("StatefulSet", "demo"),
+    ]
+    for o in p.apply:  # deleting the QwenDeployment deletes every one of them
+        assert o["metadata"]["ownerReferences"] == [
+            {
+                "apiVersion": "qwenops.dev/v1alpha1",
+                "kind": "QwenDeployment",
+                "name": "demo",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    # no router pod Ready yet: clients still reach vLLM directly rather than nothing
+    assert objs[("Service", "demo")]["spec"]["selector"] == VLLM_SELECTOR
+    assert objs[("Service", "demo-pods")]["spec"]["selector"] == VLLM_SELECTOR
+    router = _cond(p.status, "RouterReady")
+    assert (router["status"], router["reason"]) == ("False", "Creating")
+    assert p.delete == []
+
+
+def test_the_client_service_leads_to_the_router_once_a_router_pod_is_ready_and_ready_waits_for_the_router():
+    first = _plan()
+    starting = _plan(status=first.status, **_running(first, ready_routers=0))
+    assert not any(o["kind"] == "Service" for o in starting.apply)
+    assert _cond(starting.status, "RouterReady")["reason"] == "RouterStarting"
+    ready = _cond(starting.status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "RouterNotReady")  # the vLLM pod is Ready, the router not
+    assert "The router is not ready: 0/2 router pods ready" in ready["message"]
+
+    one = _plan(status=starting.status, **_running(first, ready_routers=1))
+    (svc,) = [o for o in one.apply if o["kind"] == "Service"]
+    assert svc["metadata"]["name"] == "demo" and svc["spec"]["selector"] == ROUTER_SELECTOR
+    assert svc["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http", "protocol": "TCP"}]
+
+    view = _running(first, ready_routers=2)
+    view["services"]["demo"]["spec"]["selector"] = ROUTER_SELECTOR
+    both = _plan(status=one.status, **view)
+    assert both.apply == [] and both.delete == []
+    router = _cond(both.status, "RouterReady")
+    assert (router["status"], router["reason"]) == ("True", "RouterReady")
+    assert router["message"] == (
+        "2/2 router pods ready; policy power_of_two, to the Ready pods labelled "
+        "app.kubernetes.io/instance=demo,app.kubernetes.io/name=qwen-vllm."
+    )
+    assert _cond(both.status, "Ready")["status"] == "True" and both.status["phase"] == "Ready"
+    idle = _plan(status=both.status, **view)  # an idle resync: nothing to apply, nothing to write
+    assert idle.apply == [] and idle.status is None and idle.events == []
+
+
+def test_a_stuck_router_rollout_says_why():
+    first = _plan()
+    view = _running(first, ready_routers=0)
+    view["owned"][("Deployment", "demo-router")]["status"]["conditions"] = [
+        {
+            "type": "Progressing",
+            "status": "False",
+            "reason": "ProgressDeadlineExceeded",
+            "message": 'ReplicaSet "demo-router-5d" has timed out progressing.',
+        }
+    ]
+    router = _cond(_plan(status=first.status, **view).status, "RouterReady")
+    assert (router["status"], router["reason"]) == ("False", "RouterRolloutStuck")
+    assert router["message"].endswith('ReplicaSet "demo-router-5d" has timed out progressing..')
+
+
+def test_the_router_deployment_runs_the_pinned_router_with_service_discovery_of_its_namespace():
+    d = _by_kind(_plan())[("Deployment", "demo-router")]
+    assert d["spec"]["replicas"] == 2
+    assert d["spec"]["selector"]["matchLabels"] == ROUTER_SELECTOR
+    pod = d["spec"]["template"]
+    # The router's pods are neither vLLM pods (Service, PodMonitor) nor serving pods of the operator's pod index.
+    assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == "qwen-router"
+    assert "qwenops.dev/deployment" not in pod["metadata"]["labels"]
+    ps = pod["spec"]
+    assert ps["serviceAccountName"] == "demo-router" and ps["automountServiceAccountToken"] is True
+    assert ps["securityContext"]["runAsNonRoot"] is True
+    (c,) = ps["containers"]
+    assert c["image"] == DEFAULT_ROUTER_IMAGE and c["command"] == ["vllm-router"]
+    args = c["args"]
+    assert args[args.index("--policy") + 1] == "power_of_two"
+    assert args[args.index("--service-discovery-namespace") + 1] == "ns"
+    assert args[args.index("--service-discovery-port") + 1] == "8000"
+    sel = args[args.index("--selector") + 1 : args.index("--prometheus-host")]
+    assert sel == ["app.kubernetes.io/instance=demo", "app.kubernetes.io/name=qwen-vllm"]
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {"http": 8000, "metrics": 29000}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/liveness", "port": "http"}
+    assert c["resources"] == {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "1Gi"}}
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_the_router_may_only_list_and_watch_pods_of_its_own_namespace():
+    objs = _by_kind(_plan())
+    role = objs[("Role", "demo-router")]
+    assert role["metadata"]["namespace"] == "ns"
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]}]
+    binding = objs[("RoleBinding", "demo-router")]
+    assert binding["metadata"]["namespace"] == "ns"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "demo-router"}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "demo-router", "namespace": "ns"}]
+    assert objs[("ServiceAccount", "demo-router")]["metadata"]["namespace"] == "ns"
+    # Nothing cluster-wide, and no other object grants anything.
+    assert not [o for o in objs.values() if o["kind"].startswith("Cluster")]
+    assert [o["kind"] for o in objs.values() if "rules" in o or "roleRef" in o] == ["Role", "RoleBinding"]
+
+
+def test_turning_routing_off_deletes_the_router_and_points_the_service_back_at_vllm():
+    first = _plan()
+    view = _running(first, ready_routers=2)
+    view["services"]["demo"]["spec"]["selector"] = ROUTER_SELECTOR
+    # someone else's object with the router's name is never deleted
+    view["owned"][("ServiceAccount", "demo-router")]["metadata"]["ownerReferences"] = [{"uid": "someone-else"}]
+    off = json.loads(json.dumps(ROUTED))
+    off["routing"]["enabled"] = False
+    p = _plan(off, status=first.status, **view)
+    (svc,) = [o for o in p.apply if o["kind"] == "Service"]
+    assert svc["spec"]["selector"] == VLLM_SELECTOR
+    assert [(o["kind"], o["metadata"]["name"], o["metadata"]["uid"]) for o in p.delete] == [
+        ("Deployment", "demo-router", "uid-Deployment"),
+        ("RoleBinding", "demo-router", "uid-RoleBinding"),
+        ("Role", "demo-router", "uid-Role"),
+    ]
+    assert _cond(p.status, "RouterReady") is None
+    assert _cond(p.status, "Ready")["status"] == "True"
+
+
+def test_an_invalid_spec_leaves_the_router_alone():
+    first = _plan()
+    bad = json.loads(json.dumps(ROUTED))
+    bad["routing"]["extraArgs"] = ["--no-such-router-flag"]
+    p = _plan(bad, status=first.status, **_running(first, ready_routers=2))
+    assert p.apply == [] and p.delete == []
+    assert _cond(p.status, "Validated")["reason"] == "InvalidRouterArgs"
+    assert _cond(p.status, "RouterReady") == _cond(first.status, "RouterReady")
