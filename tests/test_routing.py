@@ -489,3 +489,16 @@ def test_images_build_knows_the_router_image_keyed_by_its_inputs():
     )
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("localhost/qwen/vllm-router:")
+
+
+def test_the_routed_example_is_valid_and_renders_the_router():
+    import yaml
+
+    from qwen_operator.manifests.plan import plan
+
+    doc = yaml.safe_load((ROOT / "examples" / "qwen3-8b-routed.yaml").read_text())
+    body = {**doc, "metadata": {**doc["metadata"], "namespace": "ns", "uid": "u", "generation": 1}, "status": {}}
+    p = plan(body, _view(), NOW)
+    assert p.report is not None and p.report.ok, p.report.problems
+    assert {o["kind"] for o in p.apply} >= {"Deployment", "ServiceAccount", "Role", "RoleBinding"}
+    assert doc["spec"]["autoscaling"]["minReplicas"] >= 1
