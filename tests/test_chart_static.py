@@ -35,6 +35,11 @@ NAMESPACED_RULES = {
     ("", "persistentvolumeclaims"): {"get", "list", "watch", "create", "patch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch"},
     ("", "pods"): {"get", "list", "watch"},
+    # The router's objects (spec.routing): deleted when routing is turned off.
+    ("apps", "deployments"): {"list", "watch", "create", "patch", "delete"},
+    ("", "serviceaccounts"): {"list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "roles"): {"list", "watch", "create", "patch", "delete"},
+    ("rbac.authorization.k8s.io", "rolebindings"): {"list", "watch", "create", "patch", "delete"},
     ("", "pods/log"): {"get"},
     ("", "events"): {"create", "list"},  # list: the kubelet's Pulled events of a serving pod (cold-start phases)
 }
@@ -261,6 +266,26 @@ def test_cluster_wide_rbac_is_exactly_what_the_operator_uses():
     assert crb["subjects"] == [{"kind": "ServiceAccount", "name": sa["metadata"]["name"], "namespace": "qwen-system"}]
     for d in docs:
         assert "secrets" not in json.dumps(d.get("rules", []))
+
+
+@needs_helm
+@pytest.mark.parametrize("args", [[], ["--set", "watchNamespaces={team-a}"]], ids=["cluster-wide", "namespaced"])
+def test_the_operator_holds_what_the_routers_role_grants_and_cannot_grant_more(args):
+    """RBAC's escalation rule: the operator may create the router's Role and RoleBinding (spec.routing) only
+    because it holds every verb the Role grants; with no bind or escalate it can grant nothing beyond what it has."""
+    from qwen_operator.manifests.router import ROUTER_RULES
+
+    docs = render(*args)
+    roles = [d for d in docs if d["kind"] in ("ClusterRole", "Role")]
+    held = {k: v for role in roles for k, v in rules_of(role).items()}
+    for rule in ROUTER_RULES:
+        for g in rule["apiGroups"]:
+            for res in rule["resources"]:
+                assert set(rule["verbs"]) <= held.get((g, res), set()), (g, res)
+    for role in roles:
+        for r in role["rules"]:
+            assert not {"bind", "escalate", "impersonate"} & set(r["verbs"]), r
+            assert not {"clusterroles", "clusterrolebindings"} & set(r["resources"]), r
 
 
 @needs_helm

@@ -13,7 +13,7 @@ from qwen_operator.adapters.kube import Kube
 from qwen_operator.api.models import Autoscaling
 from qwen_operator.autoscaling.policy import AutoscalingConfig, floor_replicas
 from qwen_operator.handlers import autoscaler, controller
-from qwen_operator.handlers.indexes import INDEX_NAMES
+from qwen_operator.handlers.indexes import INDEX_NAMES, ROUTER_INDEXES
 from qwen_operator.handlers.state import OperatorState, from_memo
 
 NS, NAME, UID = "ns", "demo", "uid-1"
@@ -28,6 +28,9 @@ class FakeKube:
         if self.refuse is not None:
             raise self.refuse
         self.calls.append(("apply", obj["kind"]))
+
+    def delete(self, ref: dict[str, Any]) -> None:
+        self.calls.append(("delete", (ref["kind"], ref["metadata"]["name"], ref["metadata"]["uid"])))
 
     def ensure_shared(self, obj: dict[str, Any]) -> None:
         self.calls.append(("ensure_shared", obj["kind"]))
@@ -79,6 +82,39 @@ def test_a_pass_applies_and_writes_status_once_then_an_idle_pass_writes_nothing(
     kube.calls.clear()
     controller.reconcile(state, NS, NAME, idx, "test")
     assert kube.of("patch_status") == [] and kube.of("event") == []
+
+
+def test_the_router_objects_are_applied_seen_through_their_indexes_and_deleted_when_routing_is_turned_off():
+    state, kube, idx = setup()
+    body = idx["deployments"][(NS, NAME)][0]
+    body["spec"]["routing"] = {"enabled": True}
+    controller.reconcile(state, NS, NAME, idx, "test")
+    assert sorted(kube.of("apply")) == [
+        "Deployment",
+        "Role",
+        "RoleBinding",
+        "Service",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+    ]
+    # The watches deliver them (indexed under the deployment, as handlers/indexes.py keys them): no second apply.
+    owner = [{"kind": "QwenDeployment", "name": NAME, "uid": UID}]
+    for kind, index in ROUTER_INDEXES.items():
+        meta = {"name": f"{NAME}-router", "namespace": NS, "uid": f"u-{kind}", "ownerReferences": owner}
+        idx[index][(NS, NAME)] = [{"kind": kind, "metadata": meta}]
+    view = controller.cluster_view(state.deployment(UID), None, NS, NAME, body, idx)
+    assert sorted(view.owned) == [(k, f"{NAME}-router") for k in sorted(ROUTER_INDEXES)]
+    kube.calls.clear()
+    body["spec"]["routing"] = {"enabled": False}
+    body["metadata"]["generation"] = 2
+    controller.reconcile(state, NS, NAME, idx, "test")
+    assert kube.of("delete") == [
+        ("Deployment", f"{NAME}-router", "u-Deployment"),
+        ("RoleBinding", f"{NAME}-router", "u-RoleBinding"),
+        ("Role", f"{NAME}-router", "u-Role"),
+        ("ServiceAccount", f"{NAME}-router", "u-ServiceAccount"),
+    ]
 
 
 def test_the_autoscaler_hands_its_status_to_the_pass_it_triggers():

@@ -69,6 +69,10 @@ RBAC rules on the namespaced objects the operator reads and writes (operator/qwe
 handlers/controller.py). Server-side apply is a PATCH; shared compile-cache objects are GET, then POST (create)
 or a JSON PATCH adding an owner reference; status is a merge PATCH on the status subresource. A QwenDeployment
 itself is only read: the operator has no per-object Kopf timer, so Kopf puts no finalizer on it.
+The router's objects (spec.routing: operator/qwen_operator/manifests/router.py) are the only ones the operator
+deletes, when routing is turned off; otherwise ownerReferences garbage-collect what it made. The router's Role
+grants list and watch on pods; RBAC lets the operator create that Role and bind it only because it holds those
+verbs on pods itself (the escalation rule: no `escalate` or `bind` is granted here, so it cannot give more).
 */}}
 {{- define "qwen-operator.namespacedRules" -}}
 - apiGroups: ["qwenops.dev"]
@@ -89,6 +93,15 @@ itself is only read: the operator has no per-object Kopf timer, so Kopf puts no 
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods/log"]
   verbs: ["get"]

@@ -31,6 +31,10 @@ _PLURALS = {
     KIND: PLURAL,
     "Pod": "pods",
     "Node": "nodes",
+    "Deployment": "deployments",
+    "ServiceAccount": "serviceaccounts",
+    "Role": "roles",
+    "RoleBinding": "rolebindings",
 }
 
 
@@ -138,6 +142,21 @@ class Kube:
         return self._call(
             "PATCH", path, body=yaml_safe_json(obj), query=query, content_type="application/apply-patch+yaml"
         )
+
+    def delete(self, ref: dict[str, Any]) -> None:
+        """Delete an owned object; with its uid as a precondition when given, so an object of the same name that
+        someone made since is left alone. Gone already (404) or replaced (409: the precondition failed) is fine."""
+        meta = ref["metadata"]
+        options: dict[str, Any] = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        if meta.get("uid"):
+            options["preconditions"] = {"uid": meta["uid"]}
+        try:
+            self._call(
+                "DELETE", _path(ref["apiVersion"], ref["kind"], meta.get("namespace"), meta["name"]), body=options
+            )
+        except ApiException as e:
+            if e.status not in (404, 409):
+                raise
 
     def ensure_shared(self, obj: dict[str, Any]) -> None:
         """Create if missing; otherwise make sure our owner reference is on it (never change its content)."""

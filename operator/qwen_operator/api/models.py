@@ -26,6 +26,11 @@ SHORT_NAMES = ["qwen", "qd"]
 PINNED_VLLM_VERSION = "0.32.0"
 DEFAULT_VLLM_IMAGE = f"vllm/vllm-openai:v{PINNED_VLLM_VERSION}"
 
+# The vLLM router (PyPI vllm-router) the operator renders arguments for and validates flags against; its image is
+# built from images/vllm-router/Dockerfile with exactly this version (docs/routing.md).
+PINNED_ROUTER_VERSION = "0.1.17"
+DEFAULT_ROUTER_IMAGE = f"ghcr.io/qwenops/vllm-router:{PINNED_ROUTER_VERSION}"
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Kubernetes name rules, checked here so an accepted spec never renders objects the apiserver refuses.
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -485,8 +490,96 @@ class Autoscaling(WireModel):
         return min(self.max_replicas, self.min_replicas + self.warm_pool)
 
 
+class RoutingPolicy(str, Enum):
+    """The policies of the pinned router that the operator offers (the router's own spelling): the five its README
+    documents. kv_aware (needs KV events from each worker over ZMQ) and sticky_least_loaded are left out."""
+
+    cache_aware = "cache_aware"
+    power_of_two = "power_of_two"
+    consistent_hash = "consistent_hash"
+    round_robin = "round_robin"
+    random = "random"
+
+
+class RouterResources(WireModel):
+    cpu: str = Field(default="1", pattern=r"^[0-9]+(\.[0-9]+)?m?$", description="CPU request per router pod.")
+    memory: str = Field(
+        default="1Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+        description="Memory request and limit per router pod (the cache-aware prefix tree lives here).",
+    )
+
+
+class Routing(WireModel):
+    """vLLM's own router (vllm-router) in front of the replicas: the client Service then selects the router, which
+    discovers the replicas by their labels. See docs/routing.md for what the pinned router can and cannot do."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Run the router; the deployment's client Service (named after it) then leads to the router "
+        "instead of straight to the vLLM pods. Off: clients reach the pods through a plain ClusterIP Service.",
+    )
+    policy: RoutingPolicy = Field(
+        default=RoutingPolicy.cache_aware,
+        description="cache_aware: send requests with a shared prompt prefix to the replica that has it cached, "
+        "unless the load is unbalanced; power_of_two: the less loaded of two random replicas; consistent_hash: the "
+        "same session (X-Session-ID header) to the same replica; round_robin; random.",
+    )
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description="Router pods. Each keeps its own prefix tree, so cache_aware routing is sharpest with one.",
+    )
+    resources: RouterResources = Field(default_factory=RouterResources, description="CPU/memory per router pod.")
+    image: str = Field(
+        default=DEFAULT_ROUTER_IMAGE,
+        min_length=1,
+        max_length=512,
+        description=f"Router image; pin a tag or digest (default {DEFAULT_ROUTER_IMAGE}, built from "
+        f"images/vllm-router/Dockerfile with vllm-router {PINNED_ROUTER_VERSION}, the version the operator "
+        "validates router flags against).",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Escape hatch: extra router flags (--flag or --flag=value), e.g. --cache-threshold=0.5. Each "
+        "must exist in the pinned router and must not be one the operator sets or cannot support.",
+    )
+
+    @field_validator("extra_args")
+    @classmethod
+    def _extra_args_shape(cls, v: list[str]) -> list[str]:
+        for i, a in enumerate(v):
+            if not a.startswith("--") or len(a) < 3:
+                # The value is not echoed: it may be a secret given as a separate argument (--api-key, sk-...).
+                raise ValueError(
+                    f"routing.extraArgs[{i}] must look like --flag or --flag=value (write a flag and its value as "
+                    "one item, --flag=value)"
+                )
+        return v
+
+
+# The pinned router cannot hold a request while no replica is Ready (docs/routing.md): a fleet that may scale to
+# zero behind it would answer the first request with a 503 and no Retry-After.
+ROUTING_MIN_REPLICAS_MESSAGE = (
+    f"autoscaling.minReplicas 0 is not allowed with routing.enabled: the pinned router (vllm-router "
+    f"{PINNED_ROUTER_VERSION}) cannot hold a request while no replica is Ready; it answers 503, without "
+    "Retry-After, within a second. Set autoscaling.minReplicas to 1 or more, or turn routing off"
+)
+
+
 class QwenDeploymentSpec(WireModel):
     """A Qwen model served by a fleet of vLLM replicas on NVIDIA GPUs."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            (
+                "!self.routing.enabled || !self.autoscaling.enabled || self.autoscaling.minReplicas >= 1",
+                ROUTING_MIN_REPLICAS_MESSAGE,
+            ),
+        )
+    )
 
     model: ModelSpec = Field(description="The checkpoint to serve.")
     quantization: Quantization = Field(
@@ -524,6 +617,7 @@ class QwenDeploymentSpec(WireModel):
     )
     compile_cache: CompileCache = Field(default_factory=CompileCache, description="Compile-cache baking.")
     autoscaling: Autoscaling = Field(default_factory=Autoscaling, description="Queue-depth autoscaling.")
+    routing: Routing = Field(default_factory=Routing, description="vLLM's router in front of the replicas.")
 
     @model_validator(mode="after")
     def _extra_args_shape(self) -> QwenDeploymentSpec:

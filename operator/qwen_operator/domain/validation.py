@@ -13,10 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ..api.models import QwenDeploymentSpec
+from ..api.models import ROUTING_MIN_REPLICAS_MESSAGE, QwenDeploymentSpec
 from .catalog import ModelArch, resolve_arch
 from .fit import FitInput, FitResult, check_fit
 from .gpus import CPU_STANDIN_NOTE, GPUProduct, lookup_gpu
+from .router_args import check_router_extra_args
 from .speculative import check_speculative
 from .vllm_args import MANAGED_ENV, check_extra_args, render_args
 
@@ -170,6 +171,26 @@ def _env_problems(spec: QwenDeploymentSpec) -> list[Problem]:
     return problems
 
 
+def _routing_problems(spec: QwenDeploymentSpec) -> list[Problem]:
+    """spec.routing: flags the pinned router accepts, and no fleet that can reach zero behind it."""
+    problems = [Problem("InvalidRouterArgs", msg) for msg in check_router_extra_args(spec.routing.extra_args)]
+    if not spec.routing.enabled:
+        return problems
+    if spec.autoscaling.enabled and spec.autoscaling.min_replicas == 0:
+        # Also a CEL rule of the CRD; checked here for specs that did not come through the apiserver (qwenctl).
+        problems.append(Problem("RoutingCannotHold", ROUTING_MIN_REPLICAS_MESSAGE + "."))
+    elif not spec.autoscaling.enabled and spec.replicas == 0:
+        problems.append(
+            Problem(
+                "RoutingWithoutReplicas",
+                "replicas is 0 with routing on: the router answers every request with 503 (No available workers) "
+                "until a replica is Ready.",
+                fatal=False,
+            )
+        )
+    return problems
+
+
 def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     rep = ValidationReport(spec=spec)
     tp, pp = spec.parallelism.tensor, spec.parallelism.pipeline
@@ -229,6 +250,7 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     for msg in check_extra_args(spec.serving.extra_args):
         rep.problems.append(Problem("InvalidVLLMArgs", msg))
     rep.problems += _env_problems(spec)
+    rep.problems += _routing_problems(spec)
     rep.args = render_args(spec, rep.max_model_len)
     return rep
 

@@ -27,7 +27,7 @@ from ..manifests.plan import ClusterView, Plan, plan
 from ..manifests.status import ConditionSet, now_time, pod_ready, previous_conditions
 from ..manifests.workload import LABEL_CACHE_KEY, LABEL_DEPLOYMENT, VLLM_CONTAINER
 from . import metrics
-from .indexes import JOB_NAME_LABEL, MANAGED, Indexes, all_indexes, one, plain
+from .indexes import JOB_NAME_LABEL, MANAGED, ROUTER_INDEXES, Indexes, all_indexes, one, plain
 from .state import DeploymentState, OperatorState, PodEvidence, from_memo
 
 log = logging.getLogger("qwen_operator")
@@ -101,6 +101,11 @@ def cluster_view(
             one(indexes["bake_jobs"], (namespace, obj_name)),
         ),
         bake_pods_lookup=lambda job_name: list(indexes["bake_pods"].get((namespace, job_name), [])),
+        owned={
+            (kind, obj["metadata"]["name"]): obj
+            for kind, index in ROUTER_INDEXES.items()
+            for obj in indexes[index].get((namespace, name), [])
+        },
     )
 
 
@@ -144,7 +149,7 @@ def _apply(
     meta = body["metadata"]
     k = state.kube
     for obj in p.apply:
-        seen = view.statefulset if obj["kind"] == "StatefulSet" else view.services.get(obj["metadata"]["name"])
+        seen = view.observed(obj["kind"], obj["metadata"]["name"])
         write_key = (uid, obj["kind"], obj["metadata"]["name"])
         seen_rv = (seen or {}).get("metadata", {}).get("resourceVersion")
         if seen is not None and state.in_flight.pending(write_key, obj, seen_rv, time.monotonic()):
@@ -159,6 +164,11 @@ def _apply(
                 raise
             return _rejection(obj, e)
         state.in_flight.record(write_key, obj, seen_rv, time.monotonic())
+    for obj in p.delete:
+        log.info(
+            "%s/%s: deleting %s %s (%s)", meta["namespace"], meta["name"], obj["kind"], obj["metadata"]["name"], trigger
+        )
+        k.delete(obj)
     for obj in p.ensure_shared:
         k.ensure_shared(obj)
     if p.mark_baked:
@@ -360,6 +370,15 @@ def on_pod_event(namespace: str | None, labels: Mapping[str, str], memo: kopf.Me
 @kopf.on.event("v1", "services", labels=MANAGED)
 def on_service_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: Any) -> None:
     _reconcile_owners(memo, namespace, body, kw, "service-event")
+
+
+@kopf.on.event("apps", "v1", "deployments", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+@kopf.on.event("v1", "serviceaccounts", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "roles", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+@kopf.on.event("rbac.authorization.k8s.io", "v1", "rolebindings", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def on_router_object_event(namespace: str | None, body: kopf.Body, memo: kopf.Memo, **kw: Any) -> None:
+    """The router's objects (spec.routing): its Deployment's readiness is RouterReady; a lost Role is put back."""
+    _reconcile_owners(memo, namespace, body, kw, "router-event")
 
 
 @kopf.on.event("batch", "v1", "jobs", labels={LABEL_CACHE_KEY: kopf.PRESENT})

@@ -14,7 +14,27 @@ from ..manifests.workload import GPU_PRODUCT_LABEL, GPU_RESOURCE, LABEL_CACHE_KE
 MANAGED = {"app.kubernetes.io/managed-by": MANAGED_BY}
 # The Job controller labels its pods with the Job's name; a bake pod is indexed under its Job.
 JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
-INDEX_NAMES = ("deployments", "statefulsets", "services", "pods", "bake_jobs", "bake_pods", "cache_pvcs", "gpu_nodes")
+INDEX_NAMES = (
+    "deployments",
+    "statefulsets",
+    "services",
+    "pods",
+    "bake_jobs",
+    "bake_pods",
+    "cache_pvcs",
+    "gpu_nodes",
+    "router_deployments",
+    "router_accounts",
+    "router_roles",
+    "router_bindings",
+)
+# The index of each kind of the router's objects (manifests/router.py), for ClusterView.owned.
+ROUTER_INDEXES = {
+    "Deployment": "router_deployments",
+    "ServiceAccount": "router_accounts",
+    "Role": "router_roles",
+    "RoleBinding": "router_bindings",
+}
 
 Index = kopf.Index[Any, Any]
 Indexes = Mapping[str, Index]
@@ -88,3 +108,25 @@ def gpu_nodes(
     if spec.get("unschedulable"):
         gpus = 0
     return {labels[GPU_PRODUCT_LABEL]: gpus}
+
+
+# The router's objects (spec.routing), by namespace and deployment: RouterReady reads the Deployment's status, and
+# what is seen of each object spares an apply when nothing changed (manifests/drift.py).
+@kopf.index("apps", "v1", "deployments", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def router_deployments(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}
+
+
+@kopf.index("v1", "serviceaccounts", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def router_accounts(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}
+
+
+@kopf.index("rbac.authorization.k8s.io", "v1", "roles", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def router_roles(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}
+
+
+@kopf.index("rbac.authorization.k8s.io", "v1", "rolebindings", labels={LABEL_DEPLOYMENT: kopf.PRESENT, **MANAGED})
+def router_bindings(namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return {(namespace, labels[LABEL_DEPLOYMENT]): plain(body)}

@@ -5,8 +5,8 @@ it is unchanged) and the events to post. The Kopf handlers only gather the input
 indexes fed by watches) and carry the plan out, so every behaviour here is unit-tested without a cluster.
 
 The stages: validate the spec (domain/validation.py) and resolve it once (resolved.py); the compile-cache state
-machine (cache_state.py); the workload objects and their conditions (workload.py, status.py); the status merge and
-the event rules (status.py).
+machine (cache_state.py); the workload objects and their conditions (workload.py, status.py); the router's objects
+and RouterReady when spec.routing is on (router.py, status.py); the status merge and the event rules (status.py).
 """
 
 from __future__ import annotations
@@ -15,18 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..api.models import RoutingPolicy
 from ..domain.validation import ValidationReport, validate
 from .cache_state import plan_compile_cache
 from .coldstart import StartupBudget, plan_cold_start
 from .drift import needs_apply
 from .resolved import ResolvedSpec, resolve
+from .router import client_routed, router_name, router_objects, stale_router_objects
 from .status import (
     ConditionSet,
     Event,
+    compute_router_condition,
     compute_workload_conditions,
     merge_status,
     phase,
     previous_conditions,
+    require_router,
     transition_events,
 )
 from .view import ClusterView, Object
@@ -38,6 +42,7 @@ __all__ = ["ClusterView", "Event", "Plan", "plan"]
 @dataclass
 class Plan:
     apply: list[Object] = field(default_factory=list)  # server-side apply (we own them)
+    delete: list[Object] = field(default_factory=list)  # owned objects no longer wanted (the router, routing off)
     ensure_shared: list[Object] = field(default_factory=list)  # create if missing, else add our owner ref
     status: dict[str, Any] | None = None  # full new status, None when unchanged
     events: list[Event] = field(default_factory=list)
@@ -134,9 +139,16 @@ def _workload_objects(
             )
     elif not hold_rollout and needs_apply(sts, view.statefulset):
         out.apply.append(sts)
-    for svc in build_services(name, namespace, owner):
+    routing = resolved.spec.routing
+    for svc in build_services(name, namespace, owner, routed=client_routed(view, name, routing)):
         if needs_apply(svc, view.services.get(svc["metadata"]["name"])):
             out.apply.append(svc)
+    if routing.enabled:
+        for obj in router_objects(name, namespace, owner, routing):
+            if needs_apply(obj, view.observed(obj["kind"], obj["metadata"]["name"])):
+                out.apply.append(obj)
+    else:
+        out.delete += stale_router_objects(view, name, owner.uid)
     return applied
 
 
@@ -173,6 +185,11 @@ def _plan_valid(
         for c in cs.items:
             if c["type"] == "Ready" and c["status"] == "False":
                 c["reason"] = "WaitingForCompileCache"
+    routing = resolved.spec.routing
+    if routing.enabled:
+        routes_to = f"policy {RoutingPolicy(routing.policy).value}, to the Ready pods labelled {selector_string(name)}"
+        compute_router_condition(cs, view.observed("Deployment", router_name(name)), routing.replicas, routes_to)
+        require_router(cs)
     new_status.update(counts)
     new_status["desiredReplicas"] = desired
     if "autoscaling" in old_status:
@@ -193,7 +210,7 @@ def plan(body: Mapping[str, Any], view: ClusterView, now: str) -> Plan:
     if report.spec is None or not report.ok:
         # Nothing is created for an invalid spec; what already runs (from an earlier valid generation) is left
         # alone rather than torn down by a typo.
-        for ctype in ("Ready", "Progressing", "Degraded"):
+        for ctype in ("Ready", "Progressing", "Degraded", "RouterReady"):
             cs.keep(ctype)
         new_status.setdefault("replicas", old_status.get("replicas", 0))
         new_status.setdefault("readyReplicas", old_status.get("readyReplicas", 0))

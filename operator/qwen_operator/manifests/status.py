@@ -1,7 +1,7 @@
 """Status of a QwenDeployment from what is observed: pure, so every rule is unit-tested without a cluster.
 
-Conditions (standard shape): Validated, Ready, Progressing, Degraded, GPUsAvailable, plus CompileCacheReady and
-AutoscalingActive when those features are on. Every condition is built through ConditionSet, so
+Conditions (standard shape): Validated, Ready, Progressing, Degraded, GPUsAvailable, plus CompileCacheReady,
+AutoscalingActive and RouterReady when those features are on. Every condition is built through ConditionSet, so
 lastTransitionTime only moves when a condition's status changes, and an idle resync computes an identical status
 and writes nothing. The rules for which transitions post an Event, and for merging a new status into the old
 one, are here too (transition_events, merge_status).
@@ -196,6 +196,48 @@ def compute_workload_conditions(
             f"{updated}/{desired} replicas updated, {ready} ready.",
         )
     return {"replicas": current, "readyReplicas": ready}
+
+
+def _deployment_condition(status: Mapping[str, Any], ctype: str, cstatus: str) -> Mapping[str, Any] | None:
+    for c in status.get("conditions", []) or []:
+        if c.get("type") == ctype and c.get("status") == cstatus:
+            return dict(c)
+    return None
+
+
+def compute_router_condition(cs: ConditionSet, deployment: Mapping[str, Any] | None, want: int, routes_to: str) -> bool:
+    """RouterReady from the router's Deployment as observed: True once ``want`` router pods of the current template
+    are Ready. Returns whether it is True."""
+    if deployment is None:
+        cs.set("RouterReady", False, "Creating", "The router's Deployment does not exist yet.")
+        return False
+    st = deployment.get("status", {}) or {}
+    ready = int(st.get("readyReplicas", 0) or 0)
+    updated = int(st.get("updatedReplicas", 0) or 0)
+    current = st.get("observedGeneration") == deployment.get("metadata", {}).get("generation")
+    if current and ready >= want and updated >= want:
+        cs.set("RouterReady", True, "RouterReady", f"{ready}/{want} router pods ready; {routes_to}.")
+        return True
+    failure = _deployment_condition(st, "ReplicaFailure", "True")
+    progressing = _deployment_condition(st, "Progressing", "False")  # ProgressDeadlineExceeded
+    if failure is not None:
+        reason, why = "RouterReplicaFailure", f": {failure.get('message', '')}"
+    elif progressing is not None:
+        reason, why = "RouterRolloutStuck", f": {progressing.get('message', '')}"
+    else:
+        reason, why = "RouterStarting", ""
+    cs.set("RouterReady", False, reason, f"{ready}/{want} router pods ready, {updated} updated{why}.")
+    return False
+
+
+def require_router(cs: ConditionSet) -> None:
+    """With routing on, clients reach the replicas only through the router: Ready stays False until RouterReady."""
+    by = {c["type"]: c for c in cs.items}
+    ready, router = by.get("Ready"), by.get("RouterReady")
+    if ready is None or router is None or ready["status"] != "True" or router["status"] == "True":
+        return
+    cs.unset("Ready")
+    cs.set("Ready", False, "RouterNotReady", f"{ready['message']} The router is not ready: {router['message']}")
 
 
 def phase(conditions: list[dict[str, Any]]) -> str:

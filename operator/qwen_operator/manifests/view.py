@@ -35,6 +35,17 @@ class ClusterView:
     bake_pods_lookup: BakePodsLookup | None = None  # None: not watched
     # Per Ready serving pod (by uid): its cold start, phase by phase, read once by the handler.
     cold_starts: dict[str, PodColdStart] = field(default_factory=dict)
+    # The other objects the deployment owns, by (kind, name): the router's Deployment, ServiceAccount, Role and
+    # RoleBinding (manifests/router.py).
+    owned: dict[tuple[str, str], Object] = field(default_factory=dict)
+
+    def observed(self, kind: str, name: str) -> Object | None:
+        """The object of this kind and name as last seen (None: not seen), whichever field holds it."""
+        if kind == "StatefulSet":
+            return self.statefulset
+        if kind == "Service":
+            return self.services.get(name)
+        return self.owned.get((kind, name))
 
     def cache_objects(self, object_name: str) -> tuple[Object | None, Object | None]:
         return self.cache_lookup(object_name) if self.cache_lookup else (None, None)

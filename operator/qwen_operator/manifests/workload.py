@@ -2,6 +2,8 @@
 
 `build_*` return plain dicts ready for server-side apply. Names:
   StatefulSet <name>, headless Service <name>-pods (stable pod DNS), client Service <name> (OpenAI API on :8000).
+With spec.routing on, the client Service keeps its name and port but selects the router's pods (router.py builds
+the router's objects, named <name>-router); the vLLM pods stay reachable through <name>-pods.
 A Service is never named `vllm`: Kubernetes would inject VLLM_PORT=tcp://... into pods of the namespace, which
 vLLM rejects; pods also run with enableServiceLinks: false, because every injected *_SERVICE_* variable whose
 name starts with VLLM_ would change vLLM's compile-cache hash.
@@ -68,6 +70,11 @@ class CacheMount:
 
 def selector_labels(name: str) -> dict[str, str]:
     return {"app.kubernetes.io/name": "qwen-vllm", "app.kubernetes.io/instance": name}
+
+
+def router_selector_labels(name: str) -> dict[str, str]:
+    """The router's pods: another app name, so neither the vLLM selector nor the PodMonitor of vLLM pods picks them."""
+    return {"app.kubernetes.io/name": "qwen-router", "app.kubernetes.io/instance": name}
 
 
 def common_labels(name: str) -> dict[str, str]:
@@ -284,8 +291,11 @@ def build_statefulset(
     }
 
 
-def build_services(name: str, namespace: str, owner: Owner) -> list[dict[str, Any]]:
+def build_services(name: str, namespace: str, owner: Owner, routed: bool = False) -> list[dict[str, Any]]:
+    """The headless Service of the vLLM pods, and the client Service: to the vLLM pods, or to the router when
+    ``routed`` (same name, port and port name, so clients change nothing when routing is turned on or off)."""
     labels = common_labels(name)
+    client_selector = router_selector_labels(name) if routed else selector_labels(name)
     port = {"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}
     return [
         {
@@ -303,6 +313,6 @@ def build_services(name: str, namespace: str, owner: Owner) -> list[dict[str, An
             "apiVersion": "v1",
             "kind": "Service",
             "metadata": _meta(client_service_name(name), namespace, owner, labels),
-            "spec": {"type": "ClusterIP", "selector": selector_labels(name), "ports": [port]},
+            "spec": {"type": "ClusterIP", "selector": client_selector, "ports": [port]},
         },
     ]
