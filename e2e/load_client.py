@@ -31,8 +31,10 @@ def _alias_dir(workdir: Path) -> Path:
 
 @dataclass
 class BenchServe:
-    """One `vllm bench serve` run with the random dataset (fixed lengths, --ignore-eos: every request does the same
-    work), started in the background; `result()` waits for it and returns vLLM's own result JSON."""
+    """One `vllm bench serve` run, started in the background; `result()` waits for it and returns vLLM's own result
+    JSON. Dataset `random`: fixed lengths, --ignore-eos (every request does the same work). Dataset
+    `prefix_repetition`: `num_prefixes` shared prompt prefixes of `prefix_len` tokens, each request one of them plus
+    `input_len` tokens of its own (what a prefix cache and a cache-aware router are for)."""
 
     base_url: str
     model: str
@@ -43,6 +45,9 @@ class BenchServe:
     input_len: int = 64
     output_len: int = 64
     max_concurrency: int | None = None
+    dataset: str = "random"
+    prefix_len: int = 256
+    num_prefixes: int = 4
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -69,11 +74,8 @@ class BenchServe:
             "--tokenizer",
             str(self.tokenizer),
             "--dataset-name",
-            "random",
-            "--random-input-len",
-            str(self.input_len),
-            "--random-output-len",
-            str(self.output_len),
+            self.dataset,
+            *self._dataset_args(),
             "--ignore-eos",
             "--num-prompts",
             str(self.num_prompts),
@@ -94,6 +96,22 @@ class BenchServe:
         if self.max_concurrency:
             argv += ["--max-concurrency", str(self.max_concurrency)]
         return argv
+
+    def _dataset_args(self) -> list[str]:
+        if self.dataset == "random":
+            return ["--random-input-len", str(self.input_len), "--random-output-len", str(self.output_len)]
+        if self.dataset == "prefix_repetition":
+            return [
+                "--prefix-repetition-prefix-len",
+                str(self.prefix_len),
+                "--prefix-repetition-suffix-len",
+                str(self.input_len),
+                "--prefix-repetition-num-prefixes",
+                str(self.num_prefixes),
+                "--prefix-repetition-output-len",
+                str(self.output_len),
+            ]
+        raise ValueError(f"dataset {self.dataset!r}: random or prefix_repetition")
 
     def start(self) -> BenchServe:
         self.workdir.mkdir(parents=True, exist_ok=True)
