@@ -486,6 +486,9 @@ def test_router_in_front_of_the_replicas(served: dict[str, Any], real: dict[str,
         "enabled": True,
         "image": real["images"]["vllm-router"].ref,
         "resources": {"cpu": "200m", "memory": "256Mi"},
+        # on the real node: a KWOK node would take the router pod and only pretend to run it
+        "nodeSelector": {"qwen.local/real-node": "true"},
+        "tolerations": [rn.GPU_TOLERATION],
     }
     assert apply_qd(ns, name, spec).returncode == 0
     wait_for("RouterReady", cond_is(ns, name, "RouterReady", "True"), timeout=300, interval=2)

@@ -378,6 +378,27 @@ def test_a_stuck_router_rollout_says_why():
     assert router["message"].endswith('ReplicaSet "demo-router-5d" has timed out progressing..')
 
 
+def test_router_pods_go_where_routing_places_them():
+    ps = _by_kind(_plan())[("Deployment", "demo-router")]["spec"]["template"]["spec"]
+    assert "nodeSelector" not in ps and "tolerations" not in ps  # anywhere a small CPU pod fits
+    placed = {
+        **ROUTED,
+        "routing": {
+            **ROUTED["routing"],
+            "nodeSelector": {"node-role/router": "true"},
+            "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "router", "effect": "NoSchedule"}],
+        },
+    }
+    ps = _by_kind(_plan(placed))[("Deployment", "demo-router")]["spec"]["template"]["spec"]
+    assert ps["nodeSelector"] == {"node-role/router": "true"}
+    assert ps["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "router", "effect": "NoSchedule"}]
+    from qwen_operator.domain.validation import validate
+
+    bad = {**placed, "routing": {**placed["routing"], "nodeSelector": {"bad key!": "x"}}}
+    report = validate(bad)
+    assert not report.ok and "routing.nodeSelector" in str(report.errors), report
+
+
 def test_the_router_deployment_runs_the_pinned_router_with_service_discovery_of_its_namespace():
     d = _by_kind(_plan())[("Deployment", "demo-router")]
     assert d["spec"]["replicas"] == 2

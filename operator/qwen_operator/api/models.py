@@ -540,6 +540,25 @@ class Routing(WireModel):
         f"images/vllm-router/Dockerfile with vllm-router {PINNED_ROUTER_VERSION}, the version the operator "
         "validates router flags against).",
     )
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels the router pods require (they need no GPU: by default they go wherever the "
+        "scheduler puts a small CPU pod).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, max_length=16, description="Tolerations of the router pods."
+    )
+
+    @field_validator("node_selector")
+    @classmethod
+    def _router_labels_ok(cls, v: dict[str, str]) -> dict[str, str]:
+        for k, val in v.items():
+            if len(k) > 317 or not re.match(LABEL_KEY, k):
+                raise ValueError(f"routing.nodeSelector key {k!r} is not a valid label key")
+            if not re.match(LABEL_VALUE, val):
+                raise ValueError(f"routing.nodeSelector value for {k} is not a valid label value")
+        return v
+
     extra_args: list[str] = Field(
         default_factory=list,
         max_length=32,

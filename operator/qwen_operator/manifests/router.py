@@ -112,6 +112,10 @@ def build_router_deployment(name: str, namespace: str, owner: Owner, routing: Ro
         "containers": [_container(name, namespace, routing)],
         "volumes": [{"name": "tmp", "emptyDir": {}}],
     }
+    if routing.node_selector:
+        pod_spec["nodeSelector"] = dict(routing.node_selector)
+    if routing.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in routing.tolerations]
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
