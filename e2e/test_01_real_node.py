@@ -478,6 +478,22 @@ def test_router_in_front_of_the_replicas(served: dict[str, Any], real: dict[str,
     ns, name = served["namespace"], served["name"]
     spec = {**served["spec"], "autoscaling": {**LOOP_AUTOSCALING, "minReplicas": 2}}
     assert apply_qd(ns, name, spec).returncode == 0
+    try:
+        _router_checks(served, real, spec)
+    finally:
+        # Back to one replica and no router: the node's two cores and four stand-in GPUs are needed by the next
+        # test's pods.
+        assert apply_qd(ns, name, served["spec"]).returncode == 0
+        wait_for("one replica, no router", lambda: _back_to_one(ns, name), timeout=300, interval=2)
+
+
+def _back_to_one(ns: str, name: str) -> bool:
+    pods = kubectl_json("-n", ns, "get", "pods")["items"]
+    return [p["metadata"]["name"] for p in pods if not p["metadata"]["name"].startswith("qwen-cc-")] == [f"{name}-0"]
+
+
+def _router_checks(served: dict[str, Any], real: dict[str, Any], spec: dict[str, Any]) -> None:
+    ns, name = served["namespace"], served["name"]
     wait_for("two Ready replicas", lambda: _ready_pod(ns, f"{name}-1") and _ready_pod(ns, f"{name}-0"), timeout=600)
     url = rn.service_url(ns, name)
     report: dict[str, Any] = {"load": PREFIX_LOAD, "plain": _prefix_run(url, real, ns, name, "plain")}

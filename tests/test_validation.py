@@ -110,6 +110,7 @@ def test_cpu_standin_pods_get_one_unpinned_thread_per_standin_gpu(base_spec):
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == "nobind"
     assert env["OMP_NUM_THREADS"] == "2"
     assert env["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    assert int(env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > 60  # longer than the clients' idle keep-alive
     # a real GPU gets none of the CPU build's settings
     h100 = render_env(QwenDeploymentSpec.model_validate({**base_spec, "gpu": {"product": "NVIDIA-H100-80GB-HBM3"}}))
     assert not {e["name"] for e in h100} & {"VLLM_CPU_OMP_THREADS_BIND", "OMP_NUM_THREADS", "VLLM_CPU_KVCACHE_SPACE"}

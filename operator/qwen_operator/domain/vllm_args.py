@@ -207,6 +207,11 @@ def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dic
         {"name": "HOME", "value": "/root"},
         {"name": "HF_HOME", "value": HF_HOME},
         {"name": "VLLM_CACHE_ROOT", "value": VLLM_CACHE_ROOT},
+        # The server must hold an idle keep-alive connection longer than its clients and load balancers do (60 s
+        # is common: aiohttp in `vllm bench serve`, cloud load balancers), or a client that reuses a connection at
+        # the moment the server closes it gets "Server disconnected" (uvicorn's default is 5 s; seen in
+        # e2e/test_01_real_node.py). vLLM hands this to uvicorn; it is not a compile-cache factor.
+        {"name": "VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "value": "75"},
     ]
     if spec.model.source.type == "pvc":
         env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
