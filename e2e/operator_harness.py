@@ -1,7 +1,8 @@
-"""Run the real operator (and the local volume provisioner) against the e2e cluster, as local processes.
+"""Run the operator (and the local volume provisioner) against the e2e cluster: a pod installed by Helm, or a process.
 
-Kopf operators are tested this way upstream too (kopf.testing.KopfRunner runs the operator against the current
-kubeconfig); we use a subprocess so a test can SIGKILL and restart it. The `operator` fixture is registered once, in
+On the local cluster the session's operator is a pod (real_node.PodOperator); OperatorProcess runs it as a local
+process, as Kopf's own kopf.testing.KopfRunner does, for tests of specific identities (test_00_helm_rbac) and for
+foreign clusters. Either can be SIGKILLed and started again. The `operator` fixture is registered once, in
 e2e/conftest.py; test modules import only the helpers (importing a session fixture into several modules makes
 pytest run one instance per module, and cluster-wide operators would then fight over the same objects):
     from operator_harness import wait_for, get_qd, condition
@@ -26,6 +27,8 @@ CRD = ROOT / "crds" / "qwendeployments.yaml"
 LOG_DIR = Path(os.environ.get("QWEN_E2E_LOGS", "/tmp/qwen-e2e-logs"))
 # The session operator reads vLLM metrics from here; the autoscaling test starts a real Prometheus on it.
 PROMETHEUS_PORT = int(os.environ.get("QWEN_E2E_PROMETHEUS_PORT", "19090"))
+# The local-process operator's identity (a client certificate), so the audit log can attribute its calls.
+OPERATOR_USER = "qwen-operator-e2e"
 
 
 def die_with_parent() -> None:
@@ -57,6 +60,8 @@ class OperatorProcess:
         self.metrics_port = _free_port()
 
     def start(self) -> None:
+        if self.alive():
+            return
         env = {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
@@ -91,21 +96,34 @@ class OperatorProcess:
                 self.proc.wait()
         self.proc = None
 
+    # Who the operator is in the audit log: a client certificate of its own (see the `operator` fixture).
+    audit_user = OPERATOR_USER
+    # Where a Prometheus the operator reads must listen (QWEN_PROMETHEUS_URL above).
+    prometheus_host = "127.0.0.1"
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a counter/gauge from the operator's own /metrics (0 when absent)."""
         import urllib.request
 
         text = urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5).read().decode()
-        total = 0.0
-        for line in text.splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            if all(f'{k}="{v}"' in line for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-        return total
+        return sum_metric(text, name, labels)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+def sum_metric(text: str, name: str, labels: dict[str, str]) -> float:
+    """Sum of the samples of ``name`` in a Prometheus text exposition whose labels include ``labels``."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name + "{") and not line.startswith(name + " "):
+            continue
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
 
 
 def kubectl_json(*args: str, check: bool = True) -> Any:
@@ -163,17 +181,19 @@ def cond_is(
     return check
 
 
-OPERATOR_USER = "qwen-operator-e2e"
 WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
-def operator_writes(local_cluster: Any, since: int, namespace: str | None = None) -> list[dict[str, Any]]:
+def operator_writes(
+    operator: Any, local_cluster: Any, since: int, namespace: str | None = None
+) -> list[dict[str, Any]]:
     """The operator's completed write calls in the apiserver's audit log after byte offset ``since`` (in
     ``namespace`` when given)."""
+    user = operator.audit_user
     return [
         e
         for e in local_cluster.audit_events(since)
-        if e.get("user", {}).get("username") == OPERATOR_USER
+        if e.get("user", {}).get("username") == user
         and e.get("stage") == "ResponseComplete"
         and e.get("verb") in WRITE_VERBS
         and (namespace is None or e.get("objectRef", {}).get("namespace") == namespace)
@@ -181,7 +201,7 @@ def operator_writes(local_cluster: Any, since: int, namespace: str | None = None
 
 
 def wait_operator_quiet(
-    local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0, timeout: float = 60
+    operator: Any, local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0, timeout: float = 60
 ) -> int:
     """Wait until the operator made no write (in ``namespace``) for ``quiet_s`` seconds, and return the audit
     offset from then on. A condition seen True is written before that transition's Event, so a test that measures
@@ -192,7 +212,7 @@ def wait_operator_quiet(
     while time.monotonic() < deadline:
         time.sleep(0.5)
         now_offset = local_cluster.audit_offset()
-        if operator_writes(local_cluster, offset, namespace):
+        if operator_writes(operator, local_cluster, offset, namespace):
             quiet_since = time.monotonic()
         offset = now_offset
         if time.monotonic() - quiet_since >= quiet_s:
@@ -201,9 +221,14 @@ def wait_operator_quiet(
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
-    """CRD installed, local provisioner and the operator running, for the whole session. The operator has its
-    own identity (a client certificate for OPERATOR_USER) so the audit log can attribute its calls."""
+def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[Any]:
+    """CRD installed, local provisioner and the operator running, for the whole session.
+
+    On the local cluster the operator is the product as a user runs it: a pod from its own image, installed by
+    `helm install charts/qwen-operator` on the real node, under the chart's ServiceAccount and RBAC
+    (real_node.PodOperator). On a foreign cluster (no real node to import the image into) it is a local process with
+    a client certificate of its own. Both offer the same interface: start, stop (SIGKILL included), alive, metric,
+    log_text, audit_user, prometheus_host."""
     kubectl_run("apply", "--server-side", "--force-conflicts", "-f", str(CRD))
     kubectl_run("wait", "--for=condition=Established", "crd/qwendeployments.qwenops.dev", "--timeout=60s")
     prov_log = open(LOG_DIR / "provisioner.log", "ab") if LOG_DIR.mkdir(parents=True, exist_ok=True) is None else None
@@ -214,17 +239,32 @@ def operator(kubeconfig: Path, local_cluster: Any) -> Iterator[OperatorProcess]:
         stderr=subprocess.STDOUT,
         preexec_fn=die_with_parent,
     )
-    op_kubeconfig = kubeconfig
-    if getattr(local_cluster, "audit_log", None) is not None:
-        op_kubeconfig = local_cluster.user_kubeconfig(OPERATOR_USER)
-    op = OperatorProcess(op_kubeconfig)
-    op.start()
+    op = _session_operator(kubeconfig, local_cluster)
     try:
+        op.start()
         yield op
     finally:
+        if hasattr(op, "release"):
+            (LOG_DIR / "operator-session-pod.log").write_text(op.log_text())
         op.stop()
         prov.terminate()
         prov.wait(timeout=10)
+
+
+def _session_operator(kubeconfig: Path, local_cluster: Any) -> Any:
+    if not local_cluster.is_local:
+        return OperatorProcess(kubeconfig)
+    import real_node
+
+    image = real_node.build_and_load("operator")["operator"]
+    namespace, release = real_node.SESSION_RELEASE
+    return real_node.PodOperator(
+        image,
+        namespace=namespace,
+        release=release,
+        prometheus_url=f"http://{real_node.NODE_IP}:{PROMETHEUS_PORT}",
+        autoscale_tick_seconds=1,
+    )
 
 
 def apply_qd(namespace: str, name: str, spec: dict[str, Any]) -> subprocess.CompletedProcess[str]:

@@ -33,8 +33,9 @@ def scrape_config(namespace: str, name: str, port: int, replicas: int) -> str:
 def kubernetes_sd_config(
     api_server: str, ca_file: Path, token_file: Path, namespace: str | None, interval: str = "2s"
 ) -> str:
-    """Prometheus config that discovers the vLLM pods (of ``namespace``, or all) through the API server (role pod,
-    no static targets), as a cluster's Prometheus does, and labels each series with its namespace and pod."""
+    """Prometheus config that discovers the vLLM pods and the routers (of ``namespace``, or all) through the API
+    server (role pod, no static targets), as a cluster's Prometheus does, and labels each series with its namespace
+    and pod."""
     meta = "__meta_kubernetes_"
     relabel = [
         {"source_labels": [f"{meta}pod_label_app_kubernetes_io_name"], "regex": "qwen-vllm", "action": "keep"},
@@ -50,6 +51,12 @@ def kubernetes_sd_config(
     }
     if namespace:
         sd["namespaces"] = {"names": [namespace]}
+    # The routers the operator runs (spec.routing): their in-flight count per replica, on their metrics port.
+    router_relabel = [
+        {"source_labels": [f"{meta}pod_label_app_kubernetes_io_name"], "regex": "qwen-router", "action": "keep"},
+        {"source_labels": [f"{meta}pod_container_port_name"], "regex": "metrics", "action": "keep"},
+        *relabel[2:],
+    ]
     cfg = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
         "scrape_configs": [
@@ -58,7 +65,13 @@ def kubernetes_sd_config(
                 "metrics_path": "/metrics",
                 "kubernetes_sd_configs": [sd],
                 "relabel_configs": relabel,
-            }
+            },
+            {
+                "job_name": "router-pods",
+                "metrics_path": "/metrics",
+                "kubernetes_sd_configs": [sd],
+                "relabel_configs": router_relabel,
+            },
         ],
     }
     return json.dumps(cfg)

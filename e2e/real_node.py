@@ -8,7 +8,9 @@ what its "GPUs" are: a CPU standing in for one, running the vLLM CPU image.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -19,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from operator_harness import kubectl_json, kubectl_run, wait_for
+from operator_harness import kubectl_json, kubectl_run, sum_metric, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES_SH = ROOT / "images" / "build.sh"
@@ -158,10 +160,24 @@ class PodOperator:
     real node under the chart's ServiceAccount, RBAC, securityContext and probes."""
 
     def __init__(
-        self, image: Image, namespace: str = "qwen-real-op", release: str = "qwen-real", prometheus_url: str = ""
+        self,
+        image: Image,
+        namespace: str = "qwen-real-op",
+        release: str = "qwen-real",
+        prometheus_url: str = "",
+        autoscale_tick_seconds: float = 5,
     ) -> None:
         self.image, self.namespace, self.release = image, namespace, release
         self.prometheus_url = prometheus_url
+        self.autoscale_tick_seconds = autoscale_tick_seconds
+        self.prometheus_host = NODE_IP  # a Prometheus the operator pod can reach listens on the node's bridge
+        # (pod log directory's first sighting, restart number) -> the longest text seen in that file (log_text)
+        self._log_parts: dict[tuple[int, int], str] = {}
+        self._pod_dirs_seen: dict[str, int] = {}
+        self._restarts_at_start = 0
+        self._container_id = ""  # the operator container's, as of the last start()
+        self._installed = False
+        self._killed_at: int | None = None
 
     def values(self) -> dict[str, Any]:
         return {
@@ -169,7 +185,7 @@ class PodOperator:
             "nodeSelector": {"qwen.local/real-node": "true"},
             "tolerations": [GPU_TOLERATION],
             "resyncSeconds": 5,
-            "autoscaleTickSeconds": 5,
+            "autoscaleTickSeconds": self.autoscale_tick_seconds,
             "prometheusUrl": self.prometheus_url,
             "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "1", "memory": "512Mi"}},
         }
@@ -203,16 +219,7 @@ class PodOperator:
             raise AssertionError(f"helm install failed:\n{res.stderr}\n{self.describe()}")
 
     def uninstall(self) -> None:
-        """Uninstall, and return only once the operator pod is gone: a terminating operator pod would still
-        reconcile beside whatever operator the next tests start."""
-        subprocess.run(
-            ["helm", "uninstall", self.release, "-n", self.namespace, "--wait", "--timeout=120s"],
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        wait_pods_gone(self.namespace, "app.kubernetes.io/name=qwen-operator", timeout=120)
-        kubectl_run("delete", "namespace", self.namespace, "--ignore-not-found", "--wait=false", check=False)
+        remove_release(self.namespace, self.release)
 
     def pods(self) -> list[dict[str, Any]]:
         return kubectl_json("-n", self.namespace, "get", "pods", "-l", "app.kubernetes.io/name=qwen-operator")["items"]
@@ -234,6 +241,125 @@ class PodOperator:
 
     def describe(self) -> str:
         return kubectl_run("-n", self.namespace, "describe", "pods", check=False).stdout[-4000:]
+
+    # ---- the interface the e2e suite drives (operator_harness.operator), the same as OperatorProcess's ----------
+
+    def start(self) -> None:
+        """Installed and Ready; after stop(SIGKILL), once the kubelet has restarted the container and it is Ready."""
+        if not self._installed:  # helm upgrade --install: also takes over a release left by an aborted run
+            self.install()
+            self._installed = True
+        if self._killed_at is not None:
+            killed_at = self._killed_at
+            wait_for("the operator container restarted by the kubelet", lambda: self._restarts() > killed_at)
+            self._killed_at = None
+        pod = self.running_pod()
+        self._restarts_at_start = self._restarts(pod)
+        self._container_id = pod["status"]["containerStatuses"][0]["containerID"].split("://", 1)[1]
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """SIGKILL: every process of the operator's container is killed from the node, as by the kernel; no shutdown
+        handler runs and the kubelet restarts the container (start() waits for that). Otherwise: uninstall."""
+        if sig != signal.SIGKILL:
+            self.uninstall()
+            self._installed = False
+            return
+        killed = _kill_cgroup_processes(self._container_id)  # the id start() saw: no API call before the kill
+        assert killed, f"no process of container {self._container_id[:12]} found on this host"
+        self._killed_at = self._restarts_at_start
+
+    def alive(self) -> bool:
+        """Running and Ready, and not restarted since start(): the operator did not die."""
+        pods = [p for p in self.pods() if not p["metadata"].get("deletionTimestamp")]
+        if len(pods) != 1:
+            return False
+        status = (pods[0].get("status") or {}).get("containerStatuses") or [{}]
+        return bool(status[0].get("ready")) and self._restarts(pods[0]) == self._restarts_at_start
+
+    @property
+    def audit_user(self) -> str:
+        """Who the operator is in the API server's audit log: the chart's ServiceAccount."""
+        pod = self.running_pod()
+        return f"system:serviceaccount:{self.namespace}:{pod['spec']['serviceAccountName']}"
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a counter/gauge from the operator pod's /metrics (the bridge reaches pod addresses)."""
+        pod = self.running_pod()
+        port = next(p["containerPort"] for p in pod["spec"]["containers"][0]["ports"] if p["name"] == "metrics")
+        with urllib.request.urlopen(f"http://{pod['status']['podIP']}:{port}/metrics", timeout=5) as r:
+            return sum_metric(r.read().decode(), name, labels)
+
+    def log_text(self) -> str:
+        """Everything the operator's containers printed, in order, across kubelet restarts and pods: read from the
+        kubelet's log files (the CRI format: time, stream, tag, text). The kubelet deletes a dead container's log
+        when it collects the container, so each file's text is kept here once seen, and an offset into this text
+        stays valid for the session."""
+        for pod_dir in sorted(POD_LOGS.glob(f"{self.namespace}_*")):
+            pod_order = self._pod_dirs_seen.setdefault(pod_dir.name, len(self._pod_dirs_seen))
+            for f in (pod_dir / "operator").glob("*.log"):
+                text = _cri_log_text(f.read_text(errors="replace"))
+                key = (pod_order, int(f.stem))
+                seen = self._log_parts.get(key, "")
+                # The kubelet rotates a container log at 10 MiB (containerLogMaxSize); a session writes < 1 MiB.
+                assert text.startswith(seen), f"{f} was rotated or rewritten: offsets into log_text() would lie"
+                self._log_parts[key] = text
+        return "".join(self._log_parts[k] for k in sorted(self._log_parts))
+
+    def _restarts(self, pod: dict[str, Any] | None = None) -> int:
+        pod = pod or self.running_pod()
+        return int(pod["status"]["containerStatuses"][0]["restartCount"])
+
+
+# The kubelet's default podLogsDir: /var/log/pods/<namespace>_<pod>_<uid>/<container>/<restart>.log
+POD_LOGS = Path("/var/log/pods")
+
+
+def _cri_log_text(raw: str) -> str:
+    """The text of a CRI container log: each line is `<time> <stream> <P|F> <text>`; P marks a partial line."""
+    out: list[str] = []
+    complete = raw[: raw.rfind("\n") + 1]  # a line still being written is read next time, whole
+    for line in complete.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 3:
+            continue
+        text = parts[3] if len(parts) == 4 else ""
+        out.append(text if parts[2] == "P" else text + "\n")
+    return "".join(out)
+
+
+def _kill_cgroup_processes(container_id: str) -> list[int]:
+    """SIGKILL every process on this host whose cgroup path names the container (cgroupfs driver, cgroup v1)."""
+    killed = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if container_id in (proc / "cgroup").read_text():
+                os.kill(int(proc.name), signal.SIGKILL)
+                killed.append(int(proc.name))
+        except (OSError, ProcessLookupError):
+            continue
+    return killed
+
+
+# The e2e suite's operator releases, (namespace, release): e2e/test_01_real_node.py's own, and the session's
+# operator (operator_harness.operator).
+MODULE_RELEASE = ("qwen-real-op", "qwen-real")
+SESSION_RELEASE = ("qwen-e2e-op", "qwen-e2e")
+SUITE_RELEASES = (MODULE_RELEASE, SESSION_RELEASE)
+
+
+def remove_release(namespace: str, release: str) -> None:
+    """Uninstall, and return only once the operator pod is gone: a terminating operator pod would still reconcile
+    beside whatever operator the next tests start. A release that is not there is not an error."""
+    subprocess.run(
+        ["helm", "uninstall", release, "-n", namespace, "--wait", "--timeout=120s"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    wait_pods_gone(namespace, "app.kubernetes.io/name=qwen-operator", timeout=120)
+    kubectl_run("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
 
 
 def service_url(namespace: str, service: str, port: int = 8000) -> str:

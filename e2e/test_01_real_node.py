@@ -6,8 +6,8 @@ the node's CPU stand-in runs the vLLM CPU image: the bake Job runs vLLM in a pod
 volume from the local provisioner, the StatefulSet's pod seeds from it, the operator reads hit or miss from that
 pod's log through the API server and the kubelet, and a chat completion is answered through the Service.
 
-This module runs before the session's local-process operator starts (operator_harness.operator is not used here,
-and the pod operator is uninstalled at the end), so that exactly one operator reconciles.
+This module runs before the session's operator starts (operator_harness.operator, a pod of another Helm release, is
+not used here, and this module's operator is uninstalled at the end), so that exactly one operator reconciles.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -63,7 +64,7 @@ def real(local_cluster: Any, kubeconfig: Path, tmp_path_factory: pytest.TempPath
     op = rn.PodOperator(images["operator"], prometheus_url=f"http://{prom.host}:{prom.port}")
     model_dir = vllm_local.ensure_tiny_model()
     try:
-        op.install()
+        op.start()  # helm install, then a Ready pod
         yield {
             "images": images,
             "operator": op,
@@ -269,12 +270,12 @@ def test_closed_autoscaling_loop_on_real_pods(served: dict[str, Any], real: dict
     try:
         decision = wait_for("the operator's scale-up decision", lambda: _decision(op, ns, name), timeout=300)
         t_decided = time.time()
-        restarts = _kill_operator_process(op)
+        op.stop(signal.SIGKILL)  # every process of its container, from the node: no shutdown handler runs
         report["decision"] = decision.group(0)
         assert get_qd(ns, name)["status"]["autoscaling"]["desiredReplicas"] == 2, "decision lost with the operator"
         ready2 = wait_for("the second replica Ready", lambda: _ready_pod(ns, f"{name}-1"), timeout=600, interval=2)
         t_ready2 = time.time()
-        wait_for("the operator container restarted", lambda: _restarted(op, restarts), timeout=120, interval=2)
+        op.start()  # returns once the kubelet has restarted the container and it is Ready
         report["queue_peak"] = _peak(prom, _waiting(ns, name), t_decided - 120, t_ready2)
         report["queue_by_pod_at_second_ready"] = _by_pod(prom, "vllm:num_requests_waiting", ns, name)
         served_before = _by_pod(prom, "vllm:request_success_total", ns, name)
@@ -340,23 +341,6 @@ def _sts_replicas(ns: str, name: str) -> int:
 
 def _decision(op: rn.PodOperator, ns: str, name: str) -> re.Match[str] | None:
     return next((m for m in DECISION.finditer(op.logs()) if m.group(1, 2, 3, 4) == (ns, name, "1", "2")), None)
-
-
-def _kill_operator_process(op: rn.PodOperator) -> int:
-    """SIGKILL the operator's process from the node (uid 10001 is the chart's runAsUser; no other process on this
-    host runs as it): no shutdown handler runs, as when a node or the kernel kills it. Returns the restart count
-    before the kill."""
-    pod = op.running_pod()
-    before = int(pod["status"]["containerStatuses"][0]["restartCount"])
-    res = subprocess.run(["pkill", "-KILL", "-u", "10001"], capture_output=True, text=True)
-    assert res.returncode == 0, f"no process of uid 10001 to kill: {res.stderr}"
-    return before
-
-
-def _restarted(op: rn.PodOperator, before: int) -> bool:
-    pod = op.running_pod()
-    status = pod["status"]["containerStatuses"][0]
-    return int(status["restartCount"]) > before and bool(status["ready"])
 
 
 def _ready_pod(ns: str, pod: str) -> dict[str, Any] | None:
@@ -511,6 +495,10 @@ def _router_checks(served: dict[str, Any], real: dict[str, Any], spec: dict[str,
     wait_for("the client Service selects the router", lambda: _service_selects_router(ns, name), timeout=60)
     assert rn.service_url(ns, name) == url, "the client Service changed its address"
     report["router"] = _prefix_run(url, real, ns, name, "router")
+    # The autoscaler read the router's in-flight count per replica (Prometheus -> operator pod) while the load ran,
+    # and reads it back to 0 once the load is over (no request left counted: the signal cannot leak upward).
+    assert report["router"]["operator_router_in_flight_max"] > 0, report["router"]
+    wait_for("the operator reads 0 in flight", lambda: _operator_router_in_flight(real["operator"], ns, name) == 0)
 
     # A replica deleted under load, through the router (retries on): the client counts the errors.
     run = BenchServe(url, "tiny-qwen3", real["model_dir"], LOG_DIR / "real-node-load" / "router-delete", **PREFIX_LOAD)
@@ -542,7 +530,11 @@ def _prefix_run(url: str, real: dict[str, Any], ns: str, name: str, label: str) 
     time.sleep(6)  # one scrape interval and a little: the counters before the run are the ones Prometheus has
     before = {m: _by_pod(prom, m, ns, name) for m in PREFIX_METRICS}
     run = BenchServe(url, "tiny-qwen3", real["model_dir"], LOG_DIR / "real-node-load" / label, **PREFIX_LOAD).start()
+    seen_by_operator: list[float] = []  # the operator's view of the router's in-flight count, during the load
     try:
+        while run.running():
+            seen_by_operator.append(_operator_router_in_flight(real["operator"], ns, name))
+            time.sleep(1)
         result = run.result(timeout=600)
     finally:
         run.stop()
@@ -554,7 +546,17 @@ def _prefix_run(url: str, real: dict[str, Any], ns: str, name: str, label: str) 
         "result": _summary(result),
         "prefix_cache_hit_rate": round(hits / queries, 3) if queries else None,
         "served_by_pod": delta[PREFIX_METRICS[2]],
+        "operator_router_in_flight_max": max(seen_by_operator, default=0.0),
     }
+
+
+def _operator_router_in_flight(op: rn.PodOperator, ns: str, name: str) -> float:
+    """What the operator's last autoscaling pass read of the router (the gauge qwen_operator_router_in_flight; 0
+    before it read anything), or -1 when its metrics endpoint did not answer."""
+    try:
+        return op.metric("qwen_operator_router_in_flight", namespace=ns, deployment=name)
+    except OSError:
+        return -1.0
 
 
 PREFIX_METRICS = ("vllm:prefix_cache_hits_total", "vllm:prefix_cache_queries_total", "vllm:request_success_total")

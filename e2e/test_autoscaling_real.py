@@ -80,7 +80,12 @@ def vllm_server(tmp_path):
 
 
 def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, namespace, vllm_server, tmp_path):
-    prom = Prometheus(scrape_config(namespace, NAME, vllm_server, replicas=4), PROMETHEUS_PORT, tmp_path)
+    prom = Prometheus(
+        scrape_config(namespace, NAME, vllm_server, replicas=4),
+        PROMETHEUS_PORT,
+        tmp_path,
+        host=operator.prometheus_host,
+    )
     prom.start()
     try:
         apply_qd(
@@ -133,7 +138,7 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
             assert qd["status"]["autoscaling"]["desiredReplicas"] >= 2
             assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
             # The throughput signal: vLLM's completion counter, read through Prometheus by the operator's adapter.
-            url = f"http://127.0.0.1:{PROMETHEUS_PORT}"
+            url = f"http://{operator.prometheus_host}:{PROMETHEUS_PORT}"
             rates = wait_for(
                 "a completion rate from vllm:request_success_total",
                 lambda: [

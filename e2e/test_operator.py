@@ -237,11 +237,11 @@ def test_idle_resyncs_make_no_write_calls(operator, namespace, local_cluster):
         apply_qd(namespace, n, {"model": {"name": "Qwen/Qwen3-8B"}, "gpu": {"product": H100}})
     for n in ("idle-a", "idle-b"):
         wait_for(f"{n} Ready", cond_is(namespace, n, "Ready", "True"), timeout=120)
-    start = wait_operator_quiet(local_cluster, quiet_s=6)  # let the last transitions land
+    start = wait_operator_quiet(operator, local_cluster, quiet_s=6)  # let the last transitions land
     resyncs_before = operator.metric("qwen_operator_reconciles_total", trigger="resync")
     time.sleep(16)  # three resync periods
     resyncs = operator.metric("qwen_operator_reconciles_total", trigger="resync") - resyncs_before
-    events = operator_writes(local_cluster, start)
+    events = operator_writes(operator, local_cluster, start)
     assert events == [], [(e["verb"], e.get("objectRef")) for e in events]
     # The operator did resync both deployments during that window: it is not silent because it is idle-dead.
     assert resyncs >= 4, resyncs

@@ -688,13 +688,13 @@ def test_terminating_namespace_is_left_alone(operator, namespace, local_cluster)
             timeout=60,
         )
         # Quiet for 12 s (more than two 5 s resyncs) while the deployment is still there.
-        wait_operator_quiet(local_cluster, namespace, quiet_s=12, timeout=60)
+        wait_operator_quiet(operator, local_cluster, namespace, quiet_s=12, timeout=60)
         assert get_qd(namespace, "doomed")["metadata"].get("deletionTimestamp") is None
         phase = kubectl_json("get", "namespace", namespace)["status"]["phase"]
         assert phase == "Terminating", phase
         refused = [
             e
-            for e in operator_writes(local_cluster, start, namespace)
+            for e in operator_writes(operator, local_cluster, start, namespace)
             if e.get("responseStatus", {}).get("code") == 403
         ]
         # The first try after the Services went is refused (that is how the operator learns); a handful at most.
@@ -774,7 +774,7 @@ def test_operator_rides_out_an_etcd_freeze_and_a_control_plane_restart(operator,
     # Kopf re-lists after its watch broke; the resync loop (5 s here) is the backstop.
     wait_for("the edit after the restart", lambda: converged("steady", 32), timeout=120)
     wait_for("a deployment created after the restart", lambda: converged("newcomer", 8), timeout=120)
-    assert operator.proc is not None and operator.proc.poll() is None, "the operator process died"
+    assert operator.alive(), "the operator died (or was restarted) across the freeze and the restart"
     for kind, per in (("statefulsets", 1), ("services", 2)):
         names = Counter(o["metadata"]["labels"].get("qwenops.dev/deployment") for o in _items(namespace, kind, MANAGED))
         assert names == {"steady": per, "newcomer": per}, (kind, names)
@@ -820,7 +820,12 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
 
     name = "midscale"
     metrics = ScriptedVllmMetrics()
-    prom = Prometheus(scrape_config(namespace, name, metrics.port, replicas=4), PROMETHEUS_PORT, tmp_path)
+    prom = Prometheus(
+        scrape_config(namespace, name, metrics.port, replicas=4),
+        PROMETHEUS_PORT,
+        tmp_path,
+        host=operator.prometheus_host,
+    )
     prom.start()
     try:
         start_fast_autoscaling(namespace, name, max_replicas=4, down_window_s=10)
@@ -833,8 +838,7 @@ def test_operator_sigkilled_mid_scale_applies_each_decision_once(operator, names
             )
             operator.stop(signal.SIGKILL)
         finally:
-            if operator.proc is None:
-                operator.start()
+            operator.start()
         target = int(m.group(2))
         sts_at_kill = kubectl_json("-n", namespace, "get", "statefulset", name)["spec"]["replicas"]
         print(f"killed after deciding 1 -> {target}; StatefulSet at {sts_at_kill} replicas")
@@ -895,7 +899,12 @@ def test_stale_metrics_hold_the_size_and_say_why(operator, namespace, tmp_path):
 
     name = "stale"
     metrics = ScriptedVllmMetrics()
-    prom = Prometheus(scrape_config(namespace, name, metrics.port, replicas=3), PROMETHEUS_PORT, tmp_path)
+    prom = Prometheus(
+        scrape_config(namespace, name, metrics.port, replicas=3),
+        PROMETHEUS_PORT,
+        tmp_path,
+        host=operator.prometheus_host,
+    )
     prom.start()
 
     def replicas() -> int:

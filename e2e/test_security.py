@@ -229,7 +229,7 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     start = local_cluster.audit_offset()
     apply_qd(namespace, "same", spec)
     wait_for("A Ready", cond_is(namespace, "same", "Ready", "True"), timeout=120)
-    writes = operator_writes(local_cluster, start)
+    writes = operator_writes(operator, local_cluster, start)
     mine = [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace]
     assert mine, "the operator's writes are visible in the audit log"
     assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
@@ -240,10 +240,10 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     kubectl_run("-n", other_namespace, "delete", "service", "same")
 
     sts_a = kubectl_json("-n", namespace, "get", "statefulset", "same")
-    start = wait_operator_quiet(local_cluster, namespace)  # A's Ready event lands after its Ready status
+    start = wait_operator_quiet(operator, local_cluster, namespace)  # A's Ready event lands after its Ready status
     apply_qd(other_namespace, "same", spec)
     wait_for("B Ready", cond_is(other_namespace, "same", "Ready", "True"), timeout=120)
-    writes = operator_writes(local_cluster, start)
+    writes = operator_writes(operator, local_cluster, start)
     assert [e for e in writes if e.get("objectRef", {}).get("namespace") == other_namespace]
     assert not [e for e in writes if e.get("objectRef", {}).get("namespace") == namespace], (
         "B's rollout wrote to namespace A"

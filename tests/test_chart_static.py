@@ -402,10 +402,21 @@ def test_monitors_render_only_with_the_prometheus_operator_api():
     on = ["--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true"]
     assert not {"PodMonitor", "ServiceMonitor"} & {d["kind"] for d in render(*on)}
     docs = render(*on, "--api-versions", "monitoring.coreos.com/v1")
-    (pm,) = [d for d in docs if d["kind"] == "PodMonitor"]
-    assert pm["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "qwen-vllm"}
-    (ep,) = pm["spec"]["podMetricsEndpoints"]
+    pms = {d["metadata"]["name"].rsplit("-", 1)[1]: d for d in docs if d["kind"] == "PodMonitor"}
+    assert set(pms) == {"vllm", "router"}
+    assert pms["vllm"]["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "qwen-vllm"}
+    (ep,) = pms["vllm"]["spec"]["podMetricsEndpoints"]
     assert ep["port"] == "http" and ep["path"] == "/metrics"
+    # The router pods the operator renders, on the port it names: what the autoscaler reads of the router.
+    from qwen_operator.api.models import QwenDeploymentSpec
+    from qwen_operator.manifests.router import build_router_deployment
+    from qwen_operator.manifests.workload import Owner
+
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "routing": {"enabled": True}})
+    pod = build_router_deployment("m", "ns", Owner("m", "uid-1"), spec.routing)["spec"]["template"]
+    (router_ep,) = pms["router"]["spec"]["podMetricsEndpoints"]
+    assert pms["router"]["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert router_ep["port"] in {p["name"] for p in pod["spec"]["containers"][0]["ports"]}
     (sm,) = [d for d in docs if d["kind"] == "ServiceMonitor"]
     assert sm["spec"]["endpoints"][0]["port"] == "metrics"
     assert not {"PodMonitor", "ServiceMonitor"} & {

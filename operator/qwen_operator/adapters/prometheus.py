@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from prometheus_api_client import PrometheusConnect
 
@@ -36,6 +37,7 @@ class PodSample:
     age_s: float = math.inf
     request_rate: float | None = None  # completions/s over the last minute; None until the counter has 2 points
     token_rate: float | None = None  # tokens of the requests completed per s over the last minute (see queries)
+    router_in_flight: float | None = None  # set by the caller from read_router_in_flight (it knows the pod's address)
 
     def replica_sample(self) -> ReplicaSample:
         """What the policy reads of it (it judges NaN and stale values itself)."""
@@ -46,6 +48,7 @@ class PodSample:
             name=self.pod,
             request_rate=self.request_rate,
             token_rate=self.token_rate,
+            router_in_flight=self.router_in_flight,
         )
 
 
@@ -85,11 +88,65 @@ def _per_pod_rate(counter: str, sel: str) -> str:
     return f"sum by ({POD_LABEL}) (rate({counter}{sel}[1m]))"
 
 
-def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> MetricsRead:
+def _connect(url: str, timeout_s: float) -> PrometheusConnect:
     try:
-        prom = PrometheusConnect(url=url, disable_ssl=True, retry=None, timeout=timeout_s)
+        return PrometheusConnect(url=url, disable_ssl=True, retry=None, timeout=timeout_s)
     except TypeError:  # older client without timeout/retry arguments
-        prom = PrometheusConnect(url=url, disable_ssl=True)
+        return PrometheusConnect(url=url, disable_ssl=True)
+
+
+# The router's view of each replica (docs/routing.md, "Metrics"): requests it has forwarded to the worker and not
+# seen answered, one gauge per router pod and worker; the worker label is the replica's URL (http://<pod IP>:8000).
+ROUTER_IN_FLIGHT = "vllm_router_running_requests"
+# A router series older than this is not used: the router pod went away, or its scrape stopped.
+ROUTER_MAX_AGE_S = 30
+
+
+def router_selector(namespace: str, name: str) -> str:
+    """The router pods of a deployment: the Deployment `<name>-router`'s pods, `<name>-router-<hash>-<suffix>`."""
+    pod_re = name.replace(".", "\\\\.")
+    return f'{{{NAMESPACE_LABEL}="{namespace}",{POD_LABEL}=~"{pod_re}-router-[a-z0-9]+-[a-z0-9]+"}}'
+
+
+def router_query(namespace: str, name: str) -> str:
+    """In flight per worker, summed over the router pods (each keeps its own count), fresh series only."""
+    sel = router_selector(namespace, name)
+    fresh = f"{ROUTER_IN_FLIGHT}{sel} and (time() - timestamp({ROUTER_IN_FLIGHT}{sel}) < {ROUTER_MAX_AGE_S})"
+    return f"sum by (worker) ({fresh})"
+
+
+@dataclass
+class RouterRead:
+    in_flight: dict[str, float] = field(default_factory=dict)  # worker host (the pod's IP) -> requests in flight
+    error: str | None = None
+
+
+def read_router_in_flight(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> RouterRead:
+    """The router's in-flight requests per replica, keyed by the replica's address. An optional signal: a failure
+    or a bad value is returned as a reason or left out, never raised, and never holds the fleet."""
+    out = RouterRead()
+    try:
+        series_list = _connect(url, timeout_s).custom_query(router_query(namespace, name))
+    except Exception as e:  # the same failures as read_replicas
+        return RouterRead(error=f"router metrics could not be read: {type(e).__name__}: {str(e)[:200]}")
+    for series in series_list:
+        host = _worker_host(str(series.get("metric", {}).get("worker", "")))
+        try:
+            value = float(series["value"][1])
+        except (KeyError, IndexError, TypeError, ValueError):
+            continue
+        if host and math.isfinite(value) and value >= 0:
+            out.in_flight[host] = out.in_flight.get(host, 0.0) + value
+    return out
+
+
+def _worker_host(worker: str) -> str | None:
+    """The replica's address in a router's worker label: a URL (http://10.244.0.7:8000), or host:port."""
+    return urlsplit(worker if "://" in worker else f"http://{worker}").hostname if worker else None
+
+
+def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> MetricsRead:
+    prom = _connect(url, timeout_s)
     out = MetricsRead()
     try:
         for key, q in queries(namespace, name).items():

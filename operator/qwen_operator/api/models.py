@@ -707,6 +707,11 @@ class AutoscalingStatus(WireModel):
         description="Pod creation to Ready, as measured on this deployment's pods (the slowest "
         "Ready one); the policy looks this far ahead. Absent until a pod was seen starting.",
     )
+    router_in_flight: float | None = Field(
+        default=None,
+        description="Requests vLLM's router had in flight on the Ready replicas at the last written decision "
+        "(spec.routing on; vllm_router_running_requests). Beyond what vLLM runs, they count as waiting.",
+    )
     policy_state: dict[str, Any] | None = None
 
 

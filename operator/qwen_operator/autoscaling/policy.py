@@ -254,6 +254,17 @@ class ReplicaSample:
     # vllm:request_prefill_kv_computed_tokens and vllm:request_generation_tokens; optional.  With it, service rates
     # are learned in tokens/s (see the module docstring)
     token_rate: float | None = None
+    # requests vLLM's router (spec.routing) has sent to this replica and not seen answered, summed over the router
+    # pods: vllm_router_running_requests{worker}; None without a router or its series.  See queued().
+    router_in_flight: float | None = None
+
+    def queued(self) -> float:
+        """Requests waiting for this replica.  vLLM's own queue; with a router in front, the requests the router has
+        in flight on the replica beyond those vLLM runs, when that is more: requests on the wire, or accepted by
+        vLLM's HTTP server and not yet in its scheduler, wait as surely as those in its queue."""
+        if self.router_in_flight is None:
+            return self.waiting
+        return max(self.waiting, self.router_in_flight - self.running)
 
 
 @dataclass(frozen=True)
@@ -515,6 +526,8 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
             return HOLD_METRICS_INVALID, f"garbage request rate {s.request_rate!r} from {s.name or '?'}"
         if s.token_rate is not None and not _finite_nonneg(s.token_rate):
             return HOLD_METRICS_INVALID, f"garbage token rate {s.token_rate!r} from {s.name or '?'}"
+        if s.router_in_flight is not None and not _finite_nonneg(s.router_in_flight):
+            return HOLD_METRICS_INVALID, f"garbage router in-flight count {s.router_in_flight!r} for {s.name or '?'}"
         if s.kv_cache_usage > 1.0 + 1e-6:
             return HOLD_METRICS_INVALID, f"kv_cache_usage {s.kv_cache_usage} > 1 from {s.name or '?'}"
     if not obs.samples or len(obs.samples) < config.min_sample_fraction * obs.ready_replicas:
@@ -793,7 +806,7 @@ def _update_windows(obs: Observation, state: PolicyState, config: AutoscalingCon
     """Stage 2: observed totals, appended to the windows.  A Ready replica without a sample is, almost always, one
     that became Ready after the last scrape: it counts as capacity and carries no load yet."""
     ready = obs.ready_replicas
-    waiting = sum(s.waiting for s in obs.samples)
+    waiting = sum(s.queued() for s in obs.samples)
     running = sum(s.running for s in obs.samples)
     kv = sum(s.kv_cache_usage for s in obs.samples)
     with_rate = [s.request_rate for s in obs.samples if s.request_rate is not None]
@@ -834,7 +847,7 @@ def _update_windows(obs: Observation, state: PolicyState, config: AutoscalingCon
         saturated_since={
             s.name: prev_since.get(s.name, obs.time)
             for s in obs.samples
-            if s.name and s.waiting >= config.saturation_queue
+            if s.name and s.queued() >= config.saturation_queue
         },
     )
 

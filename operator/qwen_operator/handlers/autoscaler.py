@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..adapters.prometheus import PodSample, read_replicas
+from ..adapters.prometheus import PodSample, read_replicas, read_router_in_flight
 from ..api.models import QwenDeploymentSpec
 from ..autoscaling import policy
 from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
@@ -127,11 +127,31 @@ def status_write_needed(
     return mark is not None and mark != policy.season_mark(policy.PolicyState.from_dict(auto.get("policyState")), cfg)
 
 
-def _read_metrics(namespace: str, name: str) -> tuple[Mapping[str, PodSample], str | None]:
+def _read_metrics(
+    namespace: str, name: str, routed: bool, pods: list[Mapping[str, Any]]
+) -> tuple[Mapping[str, PodSample], str | None]:
     if not CONFIG.prometheus_url:
         return {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
     read = read_replicas(CONFIG.prometheus_url, namespace, name)
+    if routed and read.error is None:
+        router = read_router_in_flight(CONFIG.prometheus_url, namespace, name)
+        if router.error is not None:
+            log.debug("%s/%s: %s", namespace, name, router.error)
+        attach_router_in_flight(read.samples, router.in_flight, pods)
     return read.samples, read.error
+
+
+def attach_router_in_flight(
+    samples: Mapping[str, PodSample], in_flight: Mapping[str, float], pods: list[Mapping[str, Any]]
+) -> None:
+    """Give each replica's sample the router's in-flight count for it: the router names a replica by its address
+    (worker http://<pod IP>:8000), the pods index maps the address to the pod. A pod the router does not list yet
+    (it discovers pods by watching them) keeps None: vLLM's own queue alone then counts."""
+    for p in pods:
+        ip = (p.get("status") or {}).get("podIP")
+        sample = samples.get(p.get("metadata", {}).get("name", ""))
+        if ip and sample is not None and ip in in_flight:
+            sample.router_in_flight = in_flight[ip]
 
 
 def _due(ds: DeploymentState, body: Mapping[str, Any]) -> QwenDeploymentSpec | None:
@@ -164,7 +184,8 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
     cfg = policy_config(spec, cold_start)
     current = int(auto.get("desiredReplicas") or policy.floor_replicas(cfg))
-    samples, error = _read_metrics(namespace, name)
+    samples, error = _read_metrics(namespace, name, spec.routing.enabled, pods)
+    router_in_flight = [s.router_in_flight for s in samples.values() if s.router_in_flight is not None]
     d = policy.decide(
         observe(pods, samples, current, time.time(), error),
         ds.policy_state or policy.PolicyState.from_dict(auto.get("policyState")),
@@ -175,6 +196,8 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     if math.isfinite(d.observed_queue):
         metrics.OBSERVED_QUEUE.labels(namespace, name).set(d.observed_queue)
     metrics.DESIRED_REPLICAS.labels(namespace, name).set(d.desired_replicas)
+    if router_in_flight:
+        metrics.ROUTER_IN_FLIGHT.labels(namespace, name).set(sum(router_in_flight))
     metrics.WARM_REPLICAS.labels(namespace, name).set(cfg.warm_pool)
     message = d.message if error is None else f"{error}; {d.message}"
     if not status_write_needed(d, auto, cfg, current):
@@ -188,6 +211,8 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     }
     if cold_start is not None:
         new_auto["coldStartSeconds"] = round(cold_start, 1)
+    if router_in_flight:
+        new_auto["routerInFlight"] = round(sum(router_in_flight), 3)
     cs = ConditionSet(
         previous=previous_conditions(status), now=now_iso, generation=int(body["metadata"].get("generation", 1))
     )

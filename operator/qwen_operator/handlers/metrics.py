@@ -16,6 +16,11 @@ SCALING_DECISIONS = Counter(
 OBSERVED_QUEUE = Gauge(
     "qwen_operator_observed_queue", "Waiting requests the autoscaler saw", ["namespace", "deployment"]
 )
+ROUTER_IN_FLIGHT = Gauge(
+    "qwen_operator_router_in_flight",
+    "Requests vLLM's router had in flight on the Ready replicas at the last autoscaling pass (spec.routing)",
+    ["namespace", "deployment"],
+)
 DESIRED_REPLICAS = Gauge("qwen_operator_desired_replicas", "Replicas the autoscaler wants", ["namespace", "deployment"])
 WARM_REPLICAS = Gauge(
     "qwen_operator_warm_replicas", "Warm-pool replicas kept above demand", ["namespace", "deployment"]
