@@ -66,4 +66,5 @@ cat <<EOF
   kubectl -n demo-real scale qwen tiny --replicas=2       # a second real vLLM pod, seeded from the baked cache
   kubectl -n qwen-system logs deploy/qwen-operator -f     # the operator's log
   make cluster-down                                       # stop everything
+  (make test on this cluster removes the demo's operator and namespaces first)
 EOF

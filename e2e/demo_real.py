@@ -22,7 +22,8 @@ from operator_harness import apply_qd, cond_is, kubectl_run, wait_for
 
 def install_operator() -> None:
     images = rn.build_and_load("operator", "vllm-cpu")
-    rn.PodOperator(images["operator"], namespace="qwen-system", release="qwen-operator").install()
+    namespace, release = rn.DEMO_RELEASE
+    rn.PodOperator(images["operator"], namespace=namespace, release=release).install()
     print(f"operator: {images['operator'].ref} installed by Helm in qwen-system; vLLM image {images['vllm-cpu'].ref}")
 
 

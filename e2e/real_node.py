@@ -346,13 +346,19 @@ def _kill_cgroup_processes(container_id: str) -> list[int]:
 # operator (operator_harness.operator).
 MODULE_RELEASE = ("qwen-real-op", "qwen-real")
 SESSION_RELEASE = ("qwen-e2e-op", "qwen-e2e")
-SUITE_RELEASES = (MODULE_RELEASE, SESSION_RELEASE)
+# `make demo` leaves its operator running (e2e/demo_real.py); a cluster-wide operator beside the suite's would
+# reconcile the tests' namespaces too, so the suite removes it first (and says so).
+DEMO_RELEASE = ("qwen-system", "qwen-operator")
+# ... and its deployments, whose vLLM pod would hold the real node's CPU that the suite's pods need.
+DEMO_NAMESPACES = ("demo", "demo-real")
+SUITE_RELEASES = (MODULE_RELEASE, SESSION_RELEASE, DEMO_RELEASE)
 
 
-def remove_release(namespace: str, release: str) -> None:
+def remove_release(namespace: str, release: str) -> bool:
     """Uninstall, and return only once the operator pod is gone: a terminating operator pod would still reconcile
-    beside whatever operator the next tests start. A release that is not there is not an error."""
-    subprocess.run(
+    beside whatever operator the next tests start. A release that is not there is not an error. True when there
+    was one."""
+    res = subprocess.run(
         ["helm", "uninstall", release, "-n", namespace, "--wait", "--timeout=120s"],
         capture_output=True,
         text=True,
@@ -360,6 +366,7 @@ def remove_release(namespace: str, release: str) -> None:
     )
     wait_pods_gone(namespace, "app.kubernetes.io/name=qwen-operator", timeout=120)
     kubectl_run("delete", "namespace", namespace, "--ignore-not-found", "--wait=false", check=False)
+    return res.returncode == 0
 
 
 def service_url(namespace: str, service: str, port: int = 8000) -> str:

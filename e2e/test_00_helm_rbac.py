@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_harness import OperatorProcess
+from operator_harness import OperatorProcess, kubectl_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "charts" / "qwen-operator"
@@ -65,11 +65,15 @@ def other_operator_pids() -> list[tuple[int, int, str]]:
 @pytest.fixture(scope="module", autouse=True)
 def no_other_operator(local_cluster: Any) -> None:
     if local_cluster.is_local:
-        # Operator pods this suite installs, left by a run that was killed before its teardown.
+        # Operator pods this suite installs, left by a run that was killed before its teardown, and the one
+        # `make demo` leaves running: the tests need the cluster's only operator to be the one they start.
         import real_node
 
         for namespace, release in real_node.SUITE_RELEASES:
-            real_node.remove_release(namespace, release)
+            if real_node.remove_release(namespace, release):
+                print(f"removed the operator release {namespace}/{release} left on the local cluster")
+        for namespace in real_node.DEMO_NAMESPACES:
+            kubectl_run("delete", "namespace", namespace, "--ignore-not-found", "--timeout=300s", check=False)
     others = other_operator_pids()
     mine = [o for o in others if o[1] == os.getpid()]
     if mine:
