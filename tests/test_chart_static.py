@@ -454,3 +454,27 @@ def test_schema_rejects_bad_values(bad):
     assert "schema" in res.stderr.lower() or "values don't meet" in res.stderr.lower(), res.stderr
     lint = helm("lint", str(CHART), *bad)
     assert lint.returncode != 0
+
+
+@needs_helm
+def test_pod_annotations_are_strings_even_when_the_config_digest_looks_like_a_number():
+    """The config checksum is 16 hex digits; these values give 88691883763323e5, which the API server's YAML reader
+    takes for a number and refuses ("cannot unmarshal number into ... annotations of type string"; PyYAML, a YAML
+    1.1 reader, keeps it a string, so the rendered text is checked). Found by the e2e suite's operator pod."""
+    values = ["--set", "prometheusUrl=http://10.244.0.1:19090", "--set", "resyncSeconds=5"]
+    for tick in ("1", "5", "30"):
+        res = helm(
+            "template",
+            "rel",
+            str(CHART),
+            "--namespace",
+            "qwen-system",
+            *values,
+            "--set",
+            f"autoscaleTickSeconds={tick}",
+        )
+        assert res.returncode == 0, res.stderr
+        (line,) = [x.strip() for x in res.stdout.splitlines() if x.strip().startswith("checksum/config:")]
+        assert re.fullmatch(r'checksum/config: "[0-9a-f]{16}"', line), line
+        if tick == "1":
+            assert line.endswith('"88691883763323e5"'), line
