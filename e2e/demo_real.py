@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import real_node as rn
 import vllm_local
-from operator_harness import apply_qd, cond_is, kubectl_run, wait_for
+from operator_harness import apply_qd, cond_is, get_qd, kubectl_run, wait_for
 
 
 def install_operator() -> None:
@@ -54,6 +54,12 @@ def serve(namespace: str) -> None:
     print("waiting for Ready: the bake Job runs vLLM in a pod, then the StatefulSet's pod seeds from its cache ...")
     wait_for("tiny Ready", cond_is(namespace, "tiny", "Ready", "True"), timeout=1200, interval=5)
     subprocess.run(["kubectl", "-n", namespace, "get", "qwen,statefulsets,pods,jobs,pvc,services", "-o", "wide"])
+    status = get_qd(namespace, "tiny").get("status") or {}
+    for pod in (status.get("compileCache") or {}).get("pods") or []:
+        print(f"\ncompile cache, read by the operator from {pod['pod']}'s log: hit={pod['hit']}: {pod['evidence']}")
+    latest = (status.get("coldStart") or {}).get("latest") or {}
+    phases = {k.removesuffix("Seconds"): v for k, v in latest.items() if k.endswith("Seconds")}
+    print(f"cold start of {latest.get('pod')}, by phase (s, status.coldStart.latest): {phases}")
     url = rn.service_url(namespace, "tiny")
     question = "What is Kubernetes?"
     body = rn.chat(url, "tiny-qwen3", question, max_tokens=24)
