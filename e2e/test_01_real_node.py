@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import hf_mirror as hm
 import pytest
 import real_node as rn
 import vllm_local
@@ -635,3 +636,109 @@ def _degraded_with(ns: str, name: str, reasons: tuple[str, ...]) -> dict[str, An
 def _leftovers(ns: str) -> list[str]:
     out = kubectl_run("-n", ns, "get", "statefulsets,services,pods,jobs,configmaps", "-o", "name").stdout.split()
     return [o for o in out if not o.endswith("/kube-root-ca.crt")]
+
+
+# ---- the model-weight cache (issue 19): hydrate once from a real HF-compatible server, mount read-only ------------
+
+HF_REPO = "qwen-e2e/tiny-qwen3"
+HF_MIRROR_PORT = 19095
+
+
+@pytest.fixture(scope="module")
+def hf_server(real: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[hm.HFMirror, str]]:
+    """olah (PyPI), offline, serving the tiny Qwen3 from a local git repository on the node's bridge address: pods
+    reach it through HF_ENDPOINT, and its access log shows every request they make."""
+    hm.install()
+    mirror = hm.HFMirror(tmp_path_factory.mktemp("hf-mirror"), host=rn.NODE_IP, port=HF_MIRROR_PORT)
+    commit = mirror.add_model(HF_REPO, real["model_dir"])
+    with mirror:
+        yield mirror, commit
+
+
+def _weights_spec(real: dict[str, Any], endpoint: str, **model: Any) -> dict[str, Any]:
+    spec = rn.standin_spec(real["images"]["vllm-cpu"].ref, real["model_dir"], "unused", compileCache={"enabled": False})
+    cache = {"enabled": True, "storage": {"size": "64Mi", "accessMode": "ReadWriteOnce"}}
+    spec["model"] = {
+        "name": HF_REPO,
+        "revision": "main",
+        "source": {"type": "hf", "endpoint": endpoint, "cache": cache},
+        "overrides": rn.tiny_overrides(real["model_dir"]),
+        **model,
+    }
+    return spec
+
+
+def test_weight_cache_hydrates_once_and_pods_download_nothing(
+    real: dict[str, Any], hf_server: tuple[hm.HFMirror, str]
+) -> None:
+    mirror, commit = hf_server
+    ns = f"e2e-weights-{os.getpid()}"
+    kubectl_run("create", "namespace", ns)
+    try:
+        # Two deployments of the same checkpoint: one volume, one hydration; the second one runs no pod.
+        assert apply_qd(ns, "serve", _weights_spec(real, mirror.endpoint)).returncode == 0
+        assert apply_qd(ns, "peer", {**_weights_spec(real, mirror.endpoint), "replicas": 0}).returncode == 0
+        qd = wait_for("WeightsReady", cond_is(ns, "serve", "WeightsReady", "True"), timeout=300, interval=2)
+        hydrated_at = mirror.log_offset()
+        wc = qd["status"]["weightCache"]
+        files = sorted(p.name for p in real["model_dir"].iterdir() if p.is_file())
+        assert (wc["commit"], wc["files"]) == (commit, len(files)), wc
+        assert wc["sizeBytes"] == sum((real["model_dir"] / f).stat().st_size for f in files)
+        assert sorted(mirror.file_downloads(HF_REPO)) == files  # each file fetched once, by the Job
+        jobs = kubectl_json("-n", ns, "get", "jobs", "-l", "app.kubernetes.io/name=qwen-weight-cache")["items"]
+        assert [j["metadata"]["name"] for j in jobs] == [wc["volume"]]
+        wait_for("both users", lambda: get_qd(ns, "peer")["status"].get("weightCache", {}).get("users"), timeout=60)
+        qd = wait_for("Ready", cond_is(ns, "serve", "Ready", "True"), timeout=900, interval=3)
+        assert sorted(get_qd(ns, "peer")["status"]["weightCache"]["users"]) == ["peer", "serve"]
+        rn.chat(rn.service_url(ns, "serve"), HF_REPO, max_tokens=4)
+        # The serving pod read the volume read-only and asked the server for nothing.
+        assert mirror.requests(since=hydrated_at) == [], mirror.requests(since=hydrated_at)
+        pod = kubectl_json("-n", ns, "get", "pod", "serve-0")
+        mount = next(m for m in pod["spec"]["containers"][0]["volumeMounts"] if m["name"] == "model")
+        assert mount["readOnly"] and mount["subPath"] == "model", mount
+        write = kubectl_run("-n", ns, "exec", "serve-0", "--", "touch", mount["mountPath"] + "/x", check=False)
+        assert write.returncode != 0 and "Read-only file system" in write.stderr, write.stderr
+        # The cold start by phase is in status for this pod too.
+        latest = wait_for("coldStart", lambda: get_qd(ns, "serve")["status"].get("coldStart", {}).get("latest"))
+        assert latest["pod"] == "serve-0" and latest.get("totalSeconds", 0) > 0, latest
+    finally:
+        kubectl_run("-n", ns, "get", "all,pvc,events", "-o", "wide", check=False)
+        kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+WEIGHT_FAULTS = {
+    # name: (model fields, size, the reason WeightsReady gives)
+    "badrev": ({"revision": "no-such-branch"}, "64Mi", "RevisionNotFound"),
+    "absent": ({"name": "qwen-e2e/absent"}, "64Mi", "ModelNotFound"),
+    # The catalog cannot know an unknown model's size, so only the Job finds that 200 KiB cannot hold 0.7 MB.
+    "small": ({}, "200Ki", "InsufficientSpace"),
+}
+
+
+def test_weight_cache_failures_say_why_and_mount_nothing(
+    real: dict[str, Any], hf_server: tuple[hm.HFMirror, str]
+) -> None:
+    mirror, _ = hf_server
+    ns = f"e2e-weights-faults-{os.getpid()}"
+    kubectl_run("create", "namespace", ns)
+    try:
+        before = mirror.log_offset()
+        for name, (model, size, _) in WEIGHT_FAULTS.items():
+            spec = _weights_spec(real, mirror.endpoint, **model)
+            spec["model"]["source"]["cache"]["storage"]["size"] = size
+            spec["model"]["overrides"]["totalParamsB"] = 0.00001
+            assert apply_qd(ns, name, spec).returncode == 0
+        for name, (_, _, reason) in WEIGHT_FAULTS.items():
+            qd = wait_for(f"{name}: {reason}", cond_is(ns, name, "WeightsReady", "False", reason), timeout=300)
+            msg = condition(qd, "WeightsReady")["message"]
+            assert "kubectl delete job" in msg and qd["status"]["weightCache"]["state"] == "Failed", msg
+            assert condition(qd, "Ready")["reason"] == "WaitingForWeights"
+        # Nothing was downloaded, no serving pod exists, and no volume holds a checkpoint a pod could mount.
+        assert mirror.file_downloads(HF_REPO, since=before) == []
+        assert kubectl_json("-n", ns, "get", "statefulsets")["items"] == []
+        for pvc in kubectl_json("-n", ns, "get", "pvc")["items"]:
+            pv = kubectl_json("get", "pv", pvc["spec"]["volumeName"])
+            assert not (Path(pv["spec"]["hostPath"]["path"]) / "model").exists(), pvc["metadata"]["name"]
+    finally:
+        kubectl_run("-n", ns, "get", "all,pvc,events", "-o", "wide", check=False)
+        kubectl_run("delete", "namespace", ns, "--wait=false", check=False)

@@ -96,6 +96,7 @@ def value_tables() -> dict:
     import vllm.envs as envs
     from vllm.config import CompilationConfig, SpeculativeConfig
     from vllm.config import speculative as spec_mod
+    from vllm.model_executor import model_loader
     from vllm.model_executor.layers.quantization import (
         DEPRECATED_QUANTIZATION_METHODS,
         QUANTIZATION_METHODS,
@@ -106,6 +107,8 @@ def value_tables() -> dict:
     return {
         "quantization_methods": sorted(QUANTIZATION_METHODS),
         "deprecated_quantization_methods": sorted(DEPRECATED_QUANTIZATION_METHODS),
+        # --load-format has no argparse choices: the loader registry decides at engine start
+        "load_formats": sorted(model_loader._LOAD_FORMAT_TO_MODEL_LOADER),
         "speculative_config_keys": sorted(f.name for f in dataclasses.fields(SpeculativeConfig)),
         "speculative_methods": sorted(set(literal_values(spec_mod.SpeculativeMethod))),
         "compilation_config_keys": sorted(f.name for f in dataclasses.fields(CompilationConfig)),

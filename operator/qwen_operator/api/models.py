@@ -82,12 +82,49 @@ class ModelSourceType(str, Enum):
     pvc = "pvc"
 
 
+class WeightCacheStorage(WireModel):
+    size: str = Field(
+        default="50Gi",
+        pattern=POSITIVE_QUANTITY,
+        description="Size of the weight-cache volume; hydration fails (InsufficientSpace) before downloading "
+        "anything when the checkpoint does not fit.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=DNS_SUBDOMAIN,
+        description="StorageClass of the weight-cache PVC (cluster default when unset). Needs ReadWriteMany or "
+        "ReadOnlyMany for pods on several nodes.",
+    )
+    access_mode: Literal["ReadWriteMany", "ReadOnlyMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany", description="Access mode of the weight-cache PVC."
+    )
+
+
+class WeightCache(WireModel):
+    """A volume per (endpoint, model, revision) in the namespace, filled once by a hydration Job and mounted
+    read-only by every serving pod of every deployment that serves that checkpoint (docs/weight-cache.md)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Hydrate the weights into a shared volume once; pods mount it read-only and download nothing.",
+    )
+    storage: WeightCacheStorage = Field(default_factory=WeightCacheStorage, description="The weight-cache volume.")
+    hydrate_timeout_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="A hydration Job running longer fails."
+    )
+
+
 class ModelSource(WireModel):
     """Where the weights come from. The token is only ever passed to pods as a secretKeyRef."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
             ("self.type != 'pvc' || has(self.pvcName)", "source.pvcName is required when source.type is pvc"),
+            (
+                "self.type != 'pvc' || !has(self.cache) || !self.cache.enabled",
+                "source.cache is for type hf: a pvc source is already a local copy",
+            ),
         )
     )
 
@@ -113,6 +150,23 @@ class ModelSource(WireModel):
         max_length=1024,
         description="Path of the model directory inside the PVC (type pvc). Defaults to the model name.",
     )
+    endpoint: str | None = Field(
+        default=None,
+        max_length=512,
+        pattern=r"^https?://[A-Za-z0-9.\-\[\]:]+(/[A-Za-z0-9._~/-]*)?$",
+        description="Hugging Face-compatible endpoint (HF_ENDPOINT), e.g. an in-cluster mirror; the public Hub "
+        "when unset.",
+    )
+    cache: WeightCache = Field(
+        default_factory=WeightCache, description="The shared weight cache (type hf): hydrate once, mount read-only."
+    )
+
+    @model_validator(mode="after")
+    def _cache_needs_hf(self) -> ModelSource:
+        # Also a CEL rule of the CRD; checked here for specs that do not come through the apiserver (qwenctl).
+        if self.type == "pvc" and self.cache.enabled:
+            raise ValueError("source.cache is for type hf: a pvc source is already a local copy")
+        return self
 
 
 class ModelArchitectureOverrides(WireModel):
@@ -251,6 +305,16 @@ class EnvVar(WireModel):
         return v
 
 
+class LoadFormat(str, Enum):
+    """How vLLM reads the weights (--load-format); each is a loader registered in the pinned vLLM
+    (vllm/model_executor/model_loader/__init__.py, recorded in domain/vllm_flags_0_32.json)."""
+
+    auto = "auto"
+    safetensors = "safetensors"
+    runai_streamer = "runai_streamer"
+    fastsafetensors = "fastsafetensors"
+
+
 class Serving(WireModel):
     """vLLM engine settings. Each maps to one vLLM flag; the operator checks them against the pinned vLLM."""
 
@@ -269,6 +333,12 @@ class Serving(WireModel):
     kv_cache_dtype: KVCacheDType = Field(
         default=KVCacheDType.auto,
         description="KV cache element type. fp8 halves KV memory (more concurrent sequences, longer contexts).",
+    )
+    load_format: LoadFormat = Field(
+        default=LoadFormat.auto,
+        description="How weights are read: auto (safetensors when present), safetensors, runai_streamer "
+        "(Run:ai Model Streamer: concurrent reads into CPU memory, streamed to the GPU; the image needs the "
+        "runai-model-streamer package), fastsafetensors (GPUDirect Storage; GPUs only).",
     )
     enable_prefix_caching: bool = Field(default=True, description="Reuse KV blocks of shared prompt prefixes.")
     enable_chunked_prefill: bool = Field(
@@ -694,6 +764,23 @@ class CompileCacheStatus(WireModel):
     pods: list[CachePodStatus] = Field(default_factory=list)
 
 
+class WeightCacheStatus(WireModel):
+    """What the shared weight cache holds (manifests/weights.py); the PVC's annotations are its record."""
+
+    key: str | None = Field(default=None, description="Digest of (endpoint, model, revision as written).")
+    volume: str | None = Field(default=None, description="The PVC, shared by every deployment of this checkpoint.")
+    hydrate_job: str | None = Field(default=None, description="The Job that fills it (its only writer).")
+    state: str | None = Field(default=None, description="Hydrating, Ready or Failed.")
+    commit: str | None = Field(default=None, description="The commit the revision resolved to at hydration.")
+    size_bytes: int | None = Field(default=None, description="Bytes of the checkpoint's files.")
+    files: int | None = Field(default=None, description="Files in the checkpoint.")
+    hydration_seconds: float | None = Field(default=None, description="How long the download and check took.")
+    hydrated_at: str | None = Field(default=None, description="When the hydration finished.")
+    users: list[str] = Field(default_factory=list, description="The QwenDeployments that use this volume.")
+    reason: str | None = Field(default=None, description="Why hydration failed (state Failed).")
+    message: str | None = Field(default=None, description="The hydration's failure, in plain words.")
+
+
 class AutoscalingStatus(WireModel):
     active: bool | None = None
     desired_replicas: int | None = None
@@ -792,6 +879,7 @@ class QwenDeploymentStatus(WireModel):
     fit: FitStatus | None = None
     vllm_command: str | None = Field(default=None, description="The exact vLLM command line being run.")
     compile_cache: CompileCacheStatus | None = None
+    weight_cache: WeightCacheStatus | None = Field(default=None, description="The shared model-weight cache.")
     autoscaling: AutoscalingStatus | None = None
     cold_start: ColdStartStatus | None = Field(
         default=None, description="Where the serving pods' cold starts go, phase by phase."

@@ -19,7 +19,8 @@ from .fit import FitInput, FitResult, check_fit
 from .gpus import CPU_STANDIN_NOTE, GPUProduct, lookup_gpu
 from .router_args import check_router_extra_args
 from .speculative import check_speculative
-from .vllm_args import MANAGED_ENV, check_extra_args, render_args
+from .vllm_args import MANAGED_ENV, check_extra_args, flag_table, render_args
+from .weight_cache import quantity_bytes, weight_cache_enabled
 
 _SECRETISH = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_KEY|APIKEY|CREDENTIAL)", re.I)
 _DTYPE_BYTES = {"auto": 2.0, "bfloat16": 2.0, "float16": 2.0}
@@ -191,6 +192,46 @@ def _routing_problems(spec: QwenDeploymentSpec) -> list[Problem]:
     return problems
 
 
+def _weights_problems(spec: QwenDeploymentSpec, arch: ModelArch | None, gpu: GPUProduct | None) -> list[Problem]:
+    """How the weights are read: a loader the pinned vLLM has, one the hardware can run, a cache that can hold them."""
+    problems: list[Problem] = []
+    fmt, table = spec.serving.load_format, flag_table()
+    if fmt != "auto" and fmt not in table.load_formats:
+        problems.append(
+            Problem("InvalidLoadFormat", f"serving.loadFormat {fmt} is not a loader of vLLM {table.version}.")
+        )
+    if fmt == "fastsafetensors" and gpu is not None and gpu.cpu_standin:
+        problems.append(
+            Problem(
+                "InvalidLoadFormat",
+                f"serving.loadFormat fastsafetensors reads through GPUDirect Storage; {gpu.product} has no GPU. "
+                "Use auto, safetensors or runai_streamer.",
+            )
+        )
+    if weight_cache_enabled(spec) and arch is not None:
+        need = arch.total_params_b * 1e9 * _checkpoint_bytes_per_param(spec, arch)
+        have = quantity_bytes(spec.model.source.cache.storage.size)
+        if need > have:
+            problems.append(
+                Problem(
+                    "WeightCacheTooSmall",
+                    f"{spec.model.name} has about {need / 2**30:.1f} GiB of weights; "
+                    f"model.source.cache.storage.size {spec.model.source.cache.storage.size} cannot hold them.",
+                )
+            )
+    return problems
+
+
+def _checkpoint_bytes_per_param(spec: QwenDeploymentSpec, arch: ModelArch) -> float:
+    """Bytes a parameter takes in the checkpoint on disk (not after on-the-fly quantization at load)."""
+    ckpt = arch.checkpoint_quantization
+    if ckpt in ("awq", "gptq", "awq_marlin", "gptq_marlin"):
+        return 0.5
+    if ckpt is not None and "fp8" in ckpt:
+        return 1.0
+    return 2.0
+
+
 def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     rep = ValidationReport(spec=spec)
     tp, pp = spec.parallelism.tensor, spec.parallelism.pipeline
@@ -251,6 +292,7 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
         rep.problems.append(Problem("InvalidVLLMArgs", msg))
     rep.problems += _env_problems(spec)
     rep.problems += _routing_problems(spec)
+    rep.problems += _weights_problems(spec, arch, gpu)
     rep.args = render_args(spec, rep.max_model_len)
     return rep
 

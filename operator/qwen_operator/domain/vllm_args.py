@@ -55,6 +55,7 @@ MANAGED_FLAGS = frozenset(
         "-O",
         "--tokenizer-revision",
         "--download-dir",
+        "--load-format",
     }
 )
 # Flags that would put a secret on the command line (visible in `ps`, pod specs and our status).
@@ -70,6 +71,8 @@ MANAGED_ENV = frozenset(
         "VLLM_HOST_IP",
         "QWEN_CACHE_KEY",
         "QWEN_CACHE_FACTORS",
+        "HF_ENDPOINT",
+        "HF_HUB_OFFLINE",
     }
 )
 
@@ -80,6 +83,7 @@ class FlagTable:
     flags: frozenset[str]
     takes_value: frozenset[str]
     removed: dict[str, str] = field(default_factory=dict)
+    load_formats: frozenset[str] = frozenset()  # the loader registry (--load-format has no argparse choices)
 
 
 # Flags old guides still use, and what replaced them (vLLM release notes:
@@ -106,7 +110,13 @@ def flag_table() -> FlagTable:
             if opt.get("takes_value", opt.get("nargs") != 0):
                 valued.add(f)
     version = raw.get("vllm_version", "?") if isinstance(raw, dict) else "?"
-    return FlagTable(version=version, flags=frozenset(names), takes_value=frozenset(valued), removed=REMOVED_FLAGS)
+    return FlagTable(
+        version=version,
+        flags=frozenset(names),
+        takes_value=frozenset(valued),
+        removed=REMOVED_FLAGS,
+        load_formats=frozenset(raw.get("load_formats", ()) if isinstance(raw, dict) else ()),
+    )
 
 
 def flag_name(arg: str) -> str:
@@ -146,7 +156,16 @@ def model_path(spec: QwenDeploymentSpec) -> str:
     src = spec.model.source
     if src.type == "pvc":
         return f"{MODEL_MOUNT}/{(src.pvc_path or spec.model.name).strip('/')}"
+    if src.cache.enabled:
+        # The weight cache's verified checkpoint, mounted read-only here (manifests/workload.py); the model's name
+        # stays in the path so the compile-cache key (which hashes this path) tells checkpoints apart.
+        return f"{MODEL_MOUNT}/{spec.model.name}"
     return spec.model.name
+
+
+def reads_local_copy(spec: QwenDeploymentSpec) -> bool:
+    """The weights are on a mounted volume (a pvc source or the weight cache): nothing is downloaded at start."""
+    return spec.model.source.type == "pvc" or spec.model.source.cache.enabled
 
 
 def compilation_config_json(spec: QwenDeploymentSpec) -> str | None:
@@ -168,7 +187,7 @@ def render_args(spec: QwenDeploymentSpec, max_model_len: int | None) -> list[str
         "--served-model-name",
         spec.model.served_model_name or spec.model.name,
     ]
-    if spec.model.revision:
+    if spec.model.revision and not reads_local_copy(spec):
         args += ["--revision", spec.model.revision]
     args += [
         "--tensor-parallel-size",
@@ -188,6 +207,8 @@ def render_args(spec: QwenDeploymentSpec, max_model_len: int | None) -> list[str
     if s.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", s.kv_cache_dtype]
     args += ["--gpu-memory-utilization", f"{s.gpu_memory_utilization:g}"]
+    if s.load_format != "auto":
+        args += ["--load-format", s.load_format]
     args.append("--enable-prefix-caching" if s.enable_prefix_caching else "--no-enable-prefix-caching")
     args.append("--enable-chunked-prefill" if s.enable_chunked_prefill else "--no-enable-chunked-prefill")
     if s.block_size:
@@ -213,8 +234,12 @@ def render_env(spec: QwenDeploymentSpec, strict_cache: bool = False) -> list[dic
         # e2e/test_01_real_node.py). vLLM hands this to uvicorn; it is not a compile-cache factor.
         {"name": "VLLM_HTTP_TIMEOUT_KEEP_ALIVE", "value": "75"},
     ]
-    if spec.model.source.type == "pvc":
+    if reads_local_copy(spec):
+        # A pod that reads a mounted copy must never fall back to the network (the weight cache promises zero
+        # downloads at start; an access log proves it in e2e/test_01_real_node.py).
         env.append({"name": "HF_HUB_OFFLINE", "value": "1"})
+    elif spec.model.source.endpoint:
+        env.append({"name": "HF_ENDPOINT", "value": spec.model.source.endpoint})
     tok = spec.model.source.token_secret_ref
     if tok is not None:
         env.append({"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": tok.name, "key": tok.key}}})

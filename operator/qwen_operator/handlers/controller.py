@@ -177,6 +177,9 @@ def _apply(
         if secs is not None:
             ann[ANNOTATION_BAKE_SECONDS] = f"{secs:g}"
         k.annotate("v1", "PersistentVolumeClaim", meta["namespace"], pvc_name, ann)
+    if p.mark_hydrated:
+        pvc_name, record = p.mark_hydrated
+        k.annotate("v1", "PersistentVolumeClaim", meta["namespace"], pvc_name, record)
     hits = [hit for hit, _ in view.cache_evidence.values()]
     for hit in set(hits):
         metrics.COMPILE_CACHE_PODS.labels(meta["namespace"], meta["name"], str(hit).lower()).set(hits.count(hit))

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..api.models import RoutingPolicy
 from ..domain.validation import ValidationReport, validate
+from ..domain.weight_cache import weight_cache_enabled
 from .cache_state import plan_compile_cache
 from .coldstart import StartupBudget, plan_cold_start
 from .drift import needs_apply
@@ -34,6 +35,7 @@ from .status import (
     transition_events,
 )
 from .view import ClusterView, Object
+from .weights import plan_weight_cache
 from .workload import CacheMount, Owner, build_services, build_statefulset, selector_string
 
 __all__ = ["ClusterView", "Event", "Plan", "plan"]
@@ -49,6 +51,7 @@ class Plan:
     report: ValidationReport | None = None
     cache_key: str | None = None
     mark_baked: tuple[str, float | None] | None = None  # (PVC name, bake seconds) after a bake
+    mark_hydrated: tuple[str, dict[str, str]] | None = None  # (PVC name, annotations) after a weight hydration
 
 
 def desired_replicas(resolved: ResolvedSpec, status: Mapping[str, Any]) -> int:
@@ -166,8 +169,18 @@ def _plan_valid(
     owner = Owner(name=name, uid=meta.get("uid", ""))
     desired = desired_replicas(resolved, old_status)
     new_status["vllmCommand"] = resolved.command_line
-    mount, hold_rollout = None, False
-    if resolved.cache is not None:
+    mount, hold_rollout, weights_ready = None, False, True
+    if weight_cache_enabled(resolved.spec):
+        wc = plan_weight_cache(resolved.spec, view, namespace, owner, cs)
+        out.ensure_shared += wc.ensure_shared
+        out.mark_hydrated, weights_ready = wc.mark_hydrated, wc.ready
+        new_status["weightCache"] = wc.status
+        hold_rollout = not weights_ready  # nothing mounts a cache that is not verified
+    if resolved.cache is not None and not weights_ready:
+        # The bake loads the weights too: it starts once they are in the volume.
+        cs.set("CompileCacheReady", False, "WaitingForWeights", "The bake starts once the weight cache is ready.")
+        new_status["compileCache"] = {"key": resolved.cache.key, "bakeJob": resolved.cache.object_name}
+    elif resolved.cache is not None:
         cc = plan_compile_cache(
             resolved, resolved.cache, view, namespace, owner, old_status.get("compileCache") or {}, cs
         )
@@ -184,7 +197,7 @@ def _plan_valid(
         # Replace the generic "Creating" with why nothing runs yet.
         for c in cs.items:
             if c["type"] == "Ready" and c["status"] == "False":
-                c["reason"] = "WaitingForCompileCache"
+                c["reason"] = "WaitingForCompileCache" if weights_ready else "WaitingForWeights"
     routing = resolved.spec.routing
     if routing.enabled:
         routes_to = f"policy {RoutingPolicy(routing.policy).value}, to the Ready pods labelled {selector_string(name)}"

@@ -275,6 +275,8 @@ def transition_events(conditions: list[dict[str, Any]], previous: Mapping[str, M
                 and c["status"] != "Unknown"
             ):
                 out.append(Event("Warning", c["reason"], c["message"][:1000]))
+            elif c["type"] == "WeightsReady" and c["status"] == "False" and c["reason"] != "Hydrating":
+                out.append(Event("Warning", c["reason"], c["message"][:1000]))
             elif c["type"] == "Ready" and c["status"] == "True":
                 out.append(Event("Normal", c["reason"], c["message"]))
             elif c["type"] == "Validated" and c["status"] == "True" and old is not None:

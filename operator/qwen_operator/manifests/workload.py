@@ -19,7 +19,8 @@ from typing import Any
 from ..api.models import GROUP, KIND, VERSION, QwenDeploymentSpec
 from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
 from ..domain.gpus import canonical_product, lookup_gpu
-from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT
+from ..domain.vllm_args import HF_HOME, MODEL_MOUNT, VLLM_CACHE_ROOT, VLLM_PORT, model_path
+from ..domain.weight_cache import MODEL_DIR, weight_cache_enabled, weight_key, weight_object_name
 from .resolved import ResolvedSpec
 
 MANAGED_BY = "qwen-operator"
@@ -130,6 +131,9 @@ def vllm_container(spec: QwenDeploymentSpec, args: Sequence[str], env: Sequence[
     ]
     if spec.model.source.type == "pvc":
         mounts.append({"name": "model", "mountPath": MODEL_MOUNT, "readOnly": True})
+    elif weight_cache_enabled(spec):
+        # Only the verified checkpoint directory, read-only, where model_path() points vLLM (manifests/weights.py).
+        mounts.append({"name": "model", "mountPath": model_path(spec), "subPath": MODEL_DIR, "readOnly": True})
     return {
         "name": VLLM_CONTAINER,
         "image": spec.image,
@@ -162,6 +166,9 @@ def pod_volumes(spec: QwenDeploymentSpec) -> list[dict[str, Any]]:
         vols.append(
             {"name": "model", "persistentVolumeClaim": {"claimName": spec.model.source.pvc_name, "readOnly": True}}
         )
+    elif weight_cache_enabled(spec):
+        claim = weight_object_name(weight_key(spec))
+        vols.append({"name": "model", "persistentVolumeClaim": {"claimName": claim, "readOnly": True}})
     return vols
 
 

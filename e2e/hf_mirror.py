@@ -1,0 +1,302 @@
+"""A real Hugging Face-compatible server for the e2e tests: olah, offline, serving local git repos.
+
+Pods on the test node reach it through ``HF_ENDPOINT=http://<host>:<port>`` and download with the
+real huggingface_hub; the test reads olah's access log to see what they fetched.
+
+    from e2e import hf_mirror            # or: import hf_mirror, with e2e/ on sys.path
+    hf_mirror.install()                  # e2e/hf/install-olah.sh (idempotent, ~15 s the first time)
+    with hf_mirror.HFMirror(tmp_path / "hf", host="10.244.0.1", port=18090) as m:
+        sha = m.add_model("qwen-e2e/tiny-qwen3", model_dir)     # a git repo, reproducible commit
+        since = m.log_offset()
+        ...                                                     # pods download from m.endpoint
+        assert m.file_downloads("qwen-e2e/tiny-qwen3", since) == ["config.json", ...]
+
+Olah serves ``<mirrors>/models/<org>/<name>`` (a plain, non-bare git repo, no LFS needed: a file is
+taken for an LFS pointer only if it is 121-149 bytes and reads like one). It reads the repo on every
+request, so add_model()/add_commit() also work while it runs. Absent repos and unknown revisions
+answer 401 (huggingface_hub: RepositoryNotFoundError); so does /api/models/<repo> without a
+revision, offline. Version: olah 0.5.4 in ``$QWEN_OLAH_VENV`` or
+``~/.cache/qwen-operator/olah-0.5.4/``. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+OLAH_VERSION = "0.5.4"
+HERE = Path(__file__).resolve().parent
+INSTALL_SCRIPT = HERE / "hf" / "install-olah.sh"
+START_TIMEOUT = 60.0
+
+# Fixed identity and dates: the same files give the same commit sha on every run and machine.
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "qwen-operator e2e",
+    "GIT_AUTHOR_EMAIL": "e2e@qwen-operator.invalid",
+    "GIT_AUTHOR_DATE": "2024-01-01T00:00:00+0000",
+    "GIT_COMMITTER_NAME": "qwen-operator e2e",
+    "GIT_COMMITTER_EMAIL": "e2e@qwen-operator.invalid",
+    "GIT_COMMITTER_DATE": "2024-01-01T00:00:00+0000",
+    # no user/system config: signing, hooks paths, autocrlf... would change or break the commit
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+# uvicorn's access line, which olah's stdout logger prefixes with "<date> <time> | INFO | stdout | ":
+#   INFO:     127.0.0.1:55408 - "GET /org/name/resolve/<sha>/f HTTP/1.1" 200 OK
+_ACCESS = re.compile(r'\bINFO:\s+(?P<client>\S+) - "(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[0-9.]+" (?P<status>\d{3})')
+
+
+class OlahNotInstalled(RuntimeError):
+    """The olah virtualenv is missing; run e2e/hf/install-olah.sh (or install())."""
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str  # as sent: URL-quoted, with any query string
+    status: int
+    client: str = ""  # ip:port, tells pods apart
+
+
+def venv_dir() -> Path:
+    return Path(os.environ.get("QWEN_OLAH_VENV") or Path.home() / ".cache" / "qwen-operator" / f"olah-{OLAH_VERSION}")
+
+
+def olah_cli() -> Path:
+    """The venv's olah-cli; raises OlahNotInstalled (with the fix) when it is not there."""
+    cli = venv_dir() / "bin" / "olah-cli"
+    if not cli.exists():
+        raise OlahNotInstalled(f"olah {OLAH_VERSION} is not installed in {venv_dir()}. Run: {INSTALL_SCRIPT}")
+    return cli
+
+
+def install(timeout: float = 900) -> Path:
+    """Run e2e/hf/install-olah.sh (a no-op when installed); return the venv."""
+    r = subprocess.run([str(INSTALL_SCRIPT)], capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise OlahNotInstalled(f"{INSTALL_SCRIPT} failed ({r.returncode}):\n{r.stdout}\n{r.stderr[-4000:]}")
+    olah_cli()  # the script said yes; check the venv it left
+    return venv_dir()
+
+
+def git(repo: Path, *args: str) -> str:
+    r = subprocess.run(
+        ["git", "-C", str(repo), *args], env={**os.environ, **GIT_ENV}, capture_output=True, text=True, timeout=120
+    )
+    if r.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} in {repo} failed ({r.returncode}): {r.stderr.strip()}")
+    return r.stdout.strip()
+
+
+class HFMirror:
+    """olah on host:port serving the repos added here, with its files under workdir."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", port: int = 18090) -> None:
+        self.workdir = Path(workdir).resolve()
+        self.host, self.port = host, port
+        self.mirrors = self.workdir / "mirrors"
+        self.log_path = self.workdir / "olah.log"
+        self.repo_ids: list[str] = []
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def repo_dir(self, repo_id: str) -> Path:
+        org, name = repo_id.split("/")  # olah's local mirrors are <type>/<org>/<name>
+        return self.mirrors / "models" / org / name
+
+    # ---- content
+
+    def add_model(self, repo_id: str, src_dir: Path) -> str:
+        """Copy src_dir into the mirror as a one-commit git repo on main; return the commit sha.
+
+        Replaces a repo of that id. Built beside its place and renamed in, so a running olah never
+        sees it half-made.
+        """
+        dest = self.repo_dir(repo_id)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".tmp-", dir=dest.parent))
+        try:
+            shutil.copytree(src_dir, tmp, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+            git(tmp, "init", "-q", "-b", "main")
+            git(tmp, "add", "-A")
+            git(tmp, "commit", "-q", "-m", f"add {repo_id}")
+            if dest.exists():
+                shutil.rmtree(dest)
+            os.replace(tmp, dest)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if repo_id not in self.repo_ids:
+            self.repo_ids.append(repo_id)
+        return git(dest, "rev-parse", "HEAD")
+
+    def add_commit(self, repo_id: str, files: Mapping[str, bytes | None], branch: str = "main") -> str:
+        """Commit files (path -> content; None deletes) on branch, made from main if new; return the sha."""
+        repo = self.repo_dir(repo_id)
+        exists = subprocess.run(
+            ["git", "-C", str(repo), "rev-parse", "-q", "--verify", f"refs/heads/{branch}"], capture_output=True
+        )
+        git(repo, "switch", "-q", *([branch] if exists.returncode == 0 else ["-c", branch, "main"]))
+        try:
+            for rel, data in files.items():
+                path = repo / rel
+                if data is None:
+                    git(repo, "rm", "-q", "--", rel)
+                    continue
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                git(repo, "add", "--", rel)
+            git(repo, "commit", "-q", "--allow-empty", "-m", f"update {', '.join(files)}")
+            return git(repo, "rev-parse", "HEAD")
+        finally:
+            git(repo, "switch", "-q", "main")  # keep the work tree at main, like a fresh add_model
+
+    # ---- process
+
+    def config(self) -> str:
+        """olah's TOML. mirror-netloc only feeds olah's index page: clients get relative URLs."""
+        s = json.dumps  # TOML basic strings take JSON's escapes
+        return "\n".join(
+            [
+                "[basic]",
+                f"host = {s(self.host)}",
+                f"port = {self.port}",
+                f"repos-path = {s(str(self.workdir / 'repos'))}",
+                f"mirrors-path = [{s(str(self.mirrors))}]",
+                f"mirror-netloc = {s(f'{self.host}:{self.port}')}",
+                "[accessibility]",
+                "offline = true",  # never ask huggingface.co: unknown repos are 401, not fetched
+                "",
+            ]
+        )
+
+    def start(self, timeout: float = START_TIMEOUT) -> HFMirror:
+        """Start olah and wait until it serves the first added repo's main (or answers at all)."""
+        if self.proc is not None and self.proc.poll() is None:
+            return self
+        cli = olah_cli()
+        self.mirrors.mkdir(parents=True, exist_ok=True)
+        cfg = self.workdir / "olah.toml"
+        cfg.write_text(self.config())
+        env = {k: v for k, v in os.environ.items() if not k.upper().startswith(("HF_", "HTTP_PROXY", "HTTPS_PROXY"))}
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(cli), "-c", str(cfg)],
+                cwd=self.workdir,  # olah writes ./logs there
+                env={**env, "PYTHONUNBUFFERED": "1"},  # access lines reach the log as they happen
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        # offline, GET /api/models/<repo> without a revision answers 401: ask for main. With no
+        # repo, any answer will do (olah's index page is a 500 from the pip package).
+        path = f"/api/models/{self.repo_ids[0]}/revision/main" if self.repo_ids else "/"
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"olah exited with {self.proc.returncode} before it was up{self.log_tail()}")
+            status = self.http_get(path)[0]
+            if status == 200 or (status and not self.repo_ids):
+                return
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"olah on {self.endpoint} did not answer {path} in {timeout:.0f} s{self.log_tail()}")
+            time.sleep(0.3)
+
+    def http_get(self, path: str, timeout: float = 5) -> tuple[int, bytes]:
+        """GET endpoint+path; (0, b"") when nothing answers. No proxies: the server is local."""
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            with opener.open(self.endpoint + path, timeout=timeout) as r:
+                return r.status, r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read()
+        except (urllib.error.URLError, OSError):
+            return 0, b""
+
+    def stop(self, timeout: float = 10) -> int | None:
+        """SIGTERM olah's process group, SIGKILL after timeout; return its exit code."""
+        if self.proc is None:
+            return None
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            if self.proc.poll() is not None:
+                break
+            try:
+                os.killpg(self.proc.pid, sig)  # start_new_session: group id == pid
+            except ProcessLookupError:
+                break
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                continue
+        return self.proc.poll()
+
+    def __enter__(self) -> HFMirror:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    # ---- access log
+
+    def log_offset(self) -> int:
+        """Where the log ends now: pass it as `since` to see only what comes after."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
+
+    def requests(self, since: int = 0) -> list[Request]:
+        """The HTTP requests olah logged after byte offset `since` (complete lines only)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(since)
+                text = f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in text.splitlines(keepends=True):
+            m = _ACCESS.search(line)
+            if m and line.endswith("\n"):  # a line still being written is left for the next call
+                out.append(Request(m["method"], m["path"], int(m["status"]), m["client"]))
+        return out
+
+    def file_downloads(self, repo_id: str, since: int = 0) -> list[str]:
+        """Files of repo_id downloaded (GET .../resolve/<rev>/<file>, 2xx) after `since`, in order."""
+        prefix = f"/{repo_id}/resolve/"
+        out = []
+        for r in self.requests(since):
+            path = r.path.split("?", 1)[0]
+            if r.method == "GET" and 200 <= r.status < 300 and path.startswith(prefix):
+                _rev, _, file = path[len(prefix) :].partition("/")
+                out.append(urllib.parse.unquote(file))
+        return out
+
+    def log_tail(self, n: int = 40) -> str:
+        try:
+            lines = self.log_path.read_text(errors="replace").splitlines()[-n:]
+        except OSError:
+            return ""
+        return f"\n--- last {len(lines)} lines of {self.log_path} ---\n" + "\n".join(lines)
