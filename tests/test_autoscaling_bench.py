@@ -468,3 +468,20 @@ def test_seasonal_seed_variants_redraw_the_diurnals_and_get_their_own_table():
         [row],
     )
     assert f"| {v[0][0].name} | - | - | **99.10% / 1.20x** |" in md
+
+
+def test_each_cold_start_lever_shortens_the_start_by_its_own_phase():
+    from bench.autoscaling import coldstart as C
+    from bench.autoscaling.service import LEVERS, QWEN3_8B, cold_start_for
+
+    starts = [cold_start_for(QWEN3_8B, k) for k in LEVERS]
+    totals = [c.total_s for c in starts]
+    assert totals == sorted(totals, reverse=True) and len(set(totals)) == len(totals)
+    none, compiled, cached, streamed = starts
+    assert none.weights_s == compiled.weights_s and compiled.engine_init_s == none.engine_init_s - 15.7
+    gib = QWEN3_8B.weight_bytes / 2**30
+    assert cached.weights_s == pytest.approx(130.0 / 61.0 * gib)  # the local read stays; the download goes
+    assert streamed.weights_s < cached.weights_s
+    # the weight-cached, compile-cached start is the main benchmark's baked cold start
+    assert cached.total_s == pytest.approx(cold_start_for(QWEN3_8B, "baked").total_s)
+    assert list(C.lever_labels().values()) == list(LEVERS.values())

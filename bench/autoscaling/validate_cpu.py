@@ -1,0 +1,443 @@
+"""Validate the simulator's replica model against a real vLLM engine on this machine (issue 17 item 2).
+
+    PYTHONPATH=operator:. .venv/bin/python -m bench.autoscaling.validate_cpu --out bench/results/
+
+1. Starts the vLLM CPU build (e2e/vllm_local.py: its own virtualenv, the tiny random Qwen3) with a small token budget
+   (--max-num-batched-tokens 128) so that prompts of 129-384 tokens are prefilled in chunks.
+2. Fit: `vllm bench serve` (vLLM's own load client, e2e/load_client.py) with the random dataset at fixed lengths:
+   prompts alone on an idle engine (TTFT against prompt length), decode at 1/2/4/8 concurrent requests (TPOT against
+   batch size; one run with long contexts), and Poisson request rates plus `inf`.  The FittedServiceModel's
+   coefficients come from these runs only (validate_cpu_fit.py: non-negative least squares on step features).
+3. Validation on held-out load: an excerpt of ../shared/traces/AzureLLMInferenceTrace_conv.csv (lengths shrunk to
+   the 512-token context, time axis compressed) replayed with `vllm bench serve --dataset-name timed_trace` (per-request
+   timestamps) and through sim.run_sim (one replica, FixedSchedule) at the same send times; TTFT p50/p95 and
+   throughput compared within +-20 %.
+4. Writes sim_vs_vllm_cpu.md and .json to --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import math
+import os
+import platform
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import validate_cpu_fit as F
+from .traces import load_azure_csv
+
+ROOT = Path(__file__).resolve().parents[2]
+AZURE = ROOT.parent / "shared" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+MAX_NUM_SEQS = 8
+BUDGET = 128  # max-num-batched-tokens: a 384-token prompt takes 3 chunks
+MAX_MODEL_LEN = 512
+SERVE_ARGS = [
+    "--served-model-name",
+    "tiny",
+    "--max-model-len",
+    str(MAX_MODEL_LEN),
+    "--max-num-seqs",
+    str(MAX_NUM_SEQS),
+    "--max-num-batched-tokens",
+    str(BUDGET),
+    # no torch.compile (CPU default: inductor, minutes on 2 cores); no prefix cache (random prompts share none
+    # anyway, and the simulator's cache would then have nothing to match)
+    "--enforce-eager",
+    "--no-enable-prefix-caching",
+]
+SERVE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1"}
+
+
+def _e2e() -> tuple[Any, Any]:
+    """e2e/vllm_local.py and e2e/load_client.py (the latter imports the former as a top-level module)."""
+    sys.path.insert(0, str(ROOT / "e2e"))
+    return importlib.import_module("vllm_local"), importlib.import_module("load_client")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One `vllm bench serve` run of the fit."""
+
+    name: str
+    kind: str  # idle (TTFT row), decode / rate (TPOT row), warmup (discarded)
+    input_len: int
+    output_len: int
+    num_prompts: int
+    rate: float = math.inf
+    max_concurrency: int | None = None
+
+
+def fit_specs(smoke: bool) -> list[Spec]:
+    if smoke:  # the plumbing only: fewer, smaller runs
+        return [
+            Spec("warmup", "warmup", 128, 32, 4, max_concurrency=4),
+            *[Spec(f"idle-p{p}", "idle", p, 2, 4, max_concurrency=1) for p in (32, 384)],
+            *[Spec(f"decode-c{c}", "decode", 32, 64, 2 * c, max_concurrency=c) for c in (1, 8)],
+            Spec("decode-c8-ctx320", "decode", 320, 64, 16, max_concurrency=8),
+        ]
+    specs = [Spec("warmup", "warmup", 128, 32, 16, max_concurrency=4)]
+    specs += [Spec(f"idle-p{p}", "idle", p, 2, 24, max_concurrency=1) for p in (32, 128, 256, 384)]
+    specs += [Spec(f"decode-c{c}", "decode", 32, 128, 6 * c + 6, max_concurrency=c) for c in (1, 2, 4, 8)]
+    specs.append(Spec("decode-c8-ctx320", "decode", 320, 128, 54, max_concurrency=8))
+    return specs
+
+
+def rate_specs(cap: float, smoke: bool) -> list[Spec]:
+    """Poisson at 30/60/90 % of the preliminary fit's capacity for 256 / 64-token requests, and everything at once."""
+    out = []
+    for f in (0.6,) if smoke else (0.3, 0.6, 0.9):
+        r = round(f * cap, 1)
+        out.append(Spec(f"rate-{r:g}", "rate", 256, 64, 10 if smoke else max(40, min(400, round(r * 20)))))
+    out.append(Spec("rate-inf", "rate", 256, 64, 16 if smoke else 160))
+    return out
+
+
+class TimedTrace:
+    """load_client.BenchServe for `--dataset-name timed_trace`: per-request send times from a JSONL file."""
+
+    def __new__(cls, lc: Any, path: Path, n: int, **kw: Any) -> Any:
+        class _T(lc.BenchServe):  # type: ignore[misc, name-defined]
+            def _dataset_args(self) -> list[str]:
+                return ["--dataset-path", str(path), "--timed-trace-chunk-hash-size", "16"]
+
+        return _T(dataset="timed_trace", num_prompts=n, request_rate=math.inf, **kw)
+
+
+class Runner:
+    def __init__(self, work: Path, port: int) -> None:
+        self.vl, self.lc = _e2e()
+        self.work = work
+        self.port = port
+        self.model = self.vl.ensure_tiny_model()
+        self.commands: list[str] = []
+        self.proc: Any = None
+
+    def start(self) -> float:
+        log = self.work / "vllm-server.log"
+        argv = ["vllm", "serve", str(self.model), *SERVE_ARGS]
+        env = " ".join(f"{k}={v}" for k, v in SERVE_ENV.items())
+        self.commands.append(f"{env} {shlex.join(argv)} --port {self.port}")
+        self.proc = self.vl.start_server(argv, env=SERVE_ENV, port=self.port, log_path=log)
+        return self.vl.wait_healthy(self.port, timeout=600, proc=self.proc, log_path=log)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.vl.stop_server(self.proc)
+
+    def kv_capacity(self) -> int:
+        m = re.search(r"KV cache size: ([\d,]+) tokens", (self.work / "vllm-server.log").read_text(errors="replace"))
+        return int(m.group(1).replace(",", "")) if m else 2**21
+
+    def _bench(self, name: str, timeout: float, **kw: Any) -> dict:
+        base = dict(base_url=f"http://127.0.0.1:{self.port}", model="tiny", tokenizer=self.model)
+        wd = self.work / name
+        b = (
+            kw.pop("factory")(workdir=wd, **base, **kw)
+            if "factory" in kw
+            else self.lc.BenchServe(workdir=wd, **base, **kw)
+        )
+        self.commands.append("vllm " + shlex.join(b.argv()[3:]))
+        return b.start().result(timeout)
+
+    def bench(self, s: Spec) -> dict:
+        return self._bench(
+            s.name,
+            600,
+            num_prompts=s.num_prompts,
+            request_rate=s.rate,
+            input_len=s.input_len,
+            output_len=s.output_len,
+            max_concurrency=s.max_concurrency,
+        )
+
+    def trace(self, path: Path, n: int) -> dict:
+        fac = lambda **kw: TimedTrace(self.lc, path, n, **kw)  # noqa: E731
+        return self._bench("validation", 900, factory=fac)
+
+
+AGG = ("duration", "completed", "failed", "request_throughput", "output_throughput", "median_ttft_ms", "p95_ttft_ms")
+AGG2 = ("mean_tpot_ms", "median_tpot_ms", "mean_e2el_ms")
+
+
+def summary(s: Spec | None, res: dict) -> dict:
+    reqs = F.requests_of(res)
+    out: dict[str, Any] = {"spec": asdict(s) if s else None, "vllm": {k: res.get(k) for k in AGG + AGG2}}
+    out["mean_input_len"] = sum(m.prompt for m in reqs) / max(1, len(reqs))
+    out["mean_output_len"] = sum(m.output for m in reqs) / max(1, len(reqs))
+    return out
+
+
+def rows_of(results: dict[str, tuple[Spec, dict]]) -> list[F.Row]:
+    rows = []
+    for name, (s, res) in results.items():
+        reqs = F.requests_of(res)
+        if s.kind == "idle":
+            rows.append(
+                F.idle_ttft_row(name, sum(m.prompt for m in reqs) / len(reqs), res["median_ttft_ms"] / 1e3, BUDGET)
+            )
+        elif s.kind in ("decode", "rate"):
+            rows.append(F.tpot_row(name, reqs, BUDGET))
+    return rows
+
+
+def machine(vpy: Path) -> dict:
+    cpu = next(
+        (
+            ln.split(":", 1)[1].strip()
+            for ln in Path("/proc/cpuinfo").read_text().splitlines()
+            if ln.startswith("model name")
+        ),
+        "?",
+    )
+    mem = next(ln.split()[1] for ln in Path("/proc/meminfo").read_text().splitlines() if ln.startswith("MemTotal"))
+    code = "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in ('vllm-cpu', 'torch')}))"
+    vers = json.loads(subprocess.run([str(vpy), "-c", code], capture_output=True, text=True, check=True).stdout)
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "mem_gib": round(int(mem) / 2**20, 1),
+        "kernel": platform.release(),
+        **vers,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/validate_cpu"))
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--duration", type=float, default=180.0, help="validation trace length (s)")
+    ap.add_argument("--load", type=float, default=0.6, help="validation mean rate / estimated capacity")
+    ap.add_argument("--smoke", action="store_true", help="a few prompts per run, to check the plumbing")
+    a = ap.parse_args(argv)
+    t_start = time.monotonic()
+    a.work.mkdir(parents=True, exist_ok=True)
+    r = Runner(a.work, a.port or _free_port())
+    report: dict[str, Any] = {"machine": machine(r.vl.vllm_python()), "serve_args": SERVE_ARGS, "serve_env": SERVE_ENV}
+    try:
+        report["server_start_s"] = round(r.start(), 1)
+        kv_cap = r.kv_capacity()
+        results: dict[str, tuple[Spec, dict]] = {}
+        for s in fit_specs(a.smoke):
+            results[s.name] = (s, r.bench(s))
+            _log(t_start, s.name, results[s.name][1])
+        pre = F.fit(rows_of(results))
+        sm_pre = F.service_model(pre, max_num_seqs=MAX_NUM_SEQS, budget=BUDGET, kv_capacity=kv_cap)
+        cap_fit = F.capacity([(0.0, 256, 64)] * 200, sm_pre)
+        for s in rate_specs(cap_fit, a.smoke):
+            results[s.name] = (s, r.bench(s))
+            _log(t_start, s.name, results[s.name][1])
+        rows = rows_of(results)
+        theta = F.fit(rows)
+        sm = F.service_model(theta, max_num_seqs=MAX_NUM_SEQS, budget=BUDGET, kv_capacity=kv_cap)
+        report["fit"] = fit_report(results, rows, pre, theta, sm, cap_fit)
+        # held-out load: its rate is chosen before it runs, from the fitted model and the fit's own rate-inf run
+        trace, choice = validation_trace(results, sm, a.load, 10.0 if a.smoke else a.duration)
+        path = a.work / "validation-trace.jsonl"
+        path.write_text("\n".join(F.timed_trace_lines(trace)) + "\n")
+        res = r.trace(path, len(trace))
+        _log(t_start, "validation", res)
+        report["validation"] = validation_report(res, sm, theta, choice, trace)
+    finally:
+        r.stop()
+    report["commands"] = r.commands
+    report["wall_s"] = round(time.monotonic() - t_start, 1)
+    write(a.out, report, a.smoke)
+    return 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _log(t0: float, name: str, res: dict) -> None:
+    print(
+        f"[{time.monotonic() - t0:6.0f}s] {name}: {res.get('completed')} ok, {res.get('request_throughput', 0):.2f} req/s, "
+        f"TTFT p50 {res.get('median_ttft_ms', 0):.1f} ms, TPOT {res.get('mean_tpot_ms', 0):.2f} ms",
+        flush=True,
+    )
+
+
+def fit_report(results: dict, rows: list[F.Row], pre: dict, theta: dict, sm: Any, cap: float) -> dict:
+    check = []
+    for name, (s, res) in results.items():
+        if s.kind == "warmup":
+            continue
+        reqs = F.requests_of(res)
+        real, sim = F.real_metrics(reqs), F.sim_metrics(reqs, sm, theta["frontend_s"])
+        check.append({"run": name, "real": real, "sim": sim, "ratio": {k: sim[k] / real[k] for k in real if real[k]}})
+    return {
+        "theta": theta,
+        "preliminary_theta": pre,
+        "preliminary_capacity_256_64_req_s": cap,
+        "r_dec": F.r_dec(),
+        "rows": [
+            {"source": r.source, "x": dict(zip(F.THETA, r.x)), "y": r.y, "fitted": F.predict(r, theta)} for r in rows
+        ],
+        "runs": {n: summary(s, res) for n, (s, res) in results.items()},
+        "in_sample": check,
+        "describe": {k: v for k, v in sm.describe().items() if k not in ("isolated_ttft_s",)},
+    }
+
+
+def validation_trace(results: dict, sm: Any, load: float, duration: float) -> tuple[list, dict]:
+    rows = F.shrink(load_azure_csv(AZURE), F.TraceShape())
+    probe = rows[:400]
+    cap_sim = F.capacity(probe, sm)
+    # the real engine's capacity, from the fit's rate-inf run, scaled to the trace's output length (decode-bound)
+    inf = results["rate-inf"][1]
+    mean_out = sum(o for _, _, o in probe) / len(probe)
+    cap_real = inf["request_throughput"] * (sum(inf["output_lens"]) / len(inf["output_lens"])) / mean_out
+    rate = load * min(cap_sim, cap_real)
+    trace = F.excerpt(rows, rate, duration)
+    return trace, {"capacity_sim_req_s": cap_sim, "capacity_real_est_req_s": cap_real, "load": load, "rate": rate}
+
+
+def validation_report(res: dict, sm: Any, theta: dict, choice: dict, trace: list) -> dict:
+    reqs = F.requests_of(res)
+    real = F.real_metrics(reqs)
+    sim = F.sim_metrics(reqs, sm, theta["frontend_s"])
+    sim_engine = F.sim_metrics(reqs, sm, 0.0)
+    keys = (*F.COMPARED, "tpot_mean_ms")
+    return {
+        "choice": choice,
+        "trace": {
+            "requests": len(trace),
+            "duration_s": trace[-1][0],
+            "mean_prompt": sum(p for _, p, _ in trace) / len(trace),
+            "mean_output": sum(o for _, _, o in trace) / len(trace),
+        },
+        "vllm": summary(None, res),
+        "failed": res.get("failed"),
+        "real": real,
+        "sim": sim,
+        "sim_engine_only": sim_engine,
+        "table": F.compare(sim, real, keys),
+        "table_engine_only": F.compare(sim_engine, real, keys),
+    }
+
+
+def write(out: Path, rep: dict, smoke: bool) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / ("sim_vs_vllm_cpu_smoke" if smoke else "sim_vs_vllm_cpu")
+    stem.with_suffix(".json").write_text(json.dumps(rep, indent=1, default=str) + "\n")
+    stem.with_suffix(".md").write_text(markdown(rep))
+    print(f"wrote {stem}.md and .json")
+
+
+def _f(v: float, d: int = 2) -> str:
+    return f"{v:.{d}f}"
+
+
+def markdown(rep: dict) -> str:
+    m, fit, val = rep["machine"], rep["fit"], rep["validation"]
+    th = fit["theta"]
+    out = [
+        "# The simulator's replica model against a real vLLM (CPU build, tiny Qwen3)",
+        "",
+        "Issue 17 item 2. Produced by `PYTHONPATH=operator:. .venv/bin/python -m bench.autoscaling.validate_cpu "
+        "--out bench/results/` (bench/autoscaling/validate_cpu.py, validate_cpu_fit.py).",
+        "",
+        f"Machine: {m['nproc']} CPUs, {m['cpu']}, {m['mem_gib']} GiB, kernel {m['kernel']}; vllm-cpu {m['vllm-cpu']}, "
+        f"torch {m['torch']}. Server up in {rep['server_start_s']} s; the whole script took {rep['wall_s']} s.",
+        "",
+        "## Validation (held-out trace)",
+        "",
+        _val_intro(val),
+        "",
+        "| metric | real vLLM | simulator | sim/real | within ±20 % |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r['metric']} | {_f(r['real'])} | {_f(r['sim'])} | {_f(r['ratio'], 3)} | {'pass' if r['pass'] else 'MISS'} |"
+            for r in val["table"]
+        ],
+        "",
+        "TPOT is shown for information (not one of the issue's criteria). The simulator times the engine only; its TTFTs "
+        f"above include the fitted front-end constant ({_f(1e3 * th['frontend_s'])} ms). Without it:",
+        "",
+        "| metric | real | sim (engine only) | sim/real | within ±20 % |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r['metric']} | {_f(r['real'])} | {_f(r['sim'])} | {_f(r['ratio'], 3)} | {'pass' if r['pass'] else 'MISS'} |"
+            for r in val["table_engine_only"]
+        ],
+        "",
+        "## Fitted coefficients (FittedServiceModel, bench/autoscaling/service.py)",
+        "",
+        "Step time T = overhead + per_seq·n_seqs + per_token·(r_dec·n_decode + prompt tokens) + kv·(decoders' context) "
+        f"+ attn·(prompt tokens × prompt length); r_dec = {_f(fit['r_dec'], 4)} (a decoded token also runs the lm_head).",
+        "",
+        "| coefficient | value |",
+        "|---|---|",
+        *[f"| {k} | {v:.4g} |" for k, v in th.items()],
+        "",
+        "How: every fit run becomes one row `measured seconds = features · θ`; θ is the non-negative least-squares "
+        "solution with each row divided by its measurement (validate_cpu_fit.fit). Idle runs (max-concurrency 1, 2 output "
+        "tokens): median TTFT = front end + ceil(P/128) chunk steps of one sequence + P prompt tokens + P² attention. "
+        "Decode and rate runs: mean TPOT = one average step during each request's decode window, its batch measured "
+        "from the run (mean overlap of the other requests' decode windows, prefills that finished inside the window). "
+        "The rate runs were placed at 30/60/90 % of a preliminary fit's capacity "
+        f"({_f(fit['preliminary_capacity_256_64_req_s'], 1)} req/s for 256/64-token requests).",
+        "",
+        "| row | measured ms | fitted ms |",
+        "|---|---|---|",
+        *[f"| {r['source']} | {_f(1e3 * r['y'], 3)} | {_f(1e3 * r['fitted'], 3)} |" for r in fit["rows"]],
+        "",
+        "## Fit runs (raw `vllm bench serve` numbers) and the simulator replaying them (in-sample)",
+        "",
+        "| run | in/out | conc. | rate | n | real req/s | real TTFT p50/p95 ms | real TPOT ms | sim/real TTFT p50 | p95 | TPOT | req/s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *[_run_line(fit, c) for c in fit["in_sample"]],
+        "",
+        "Raw aggregates of every run (including the discarded warm-up) are in the JSON (`fit.runs`).",
+        "",
+        "## Commands",
+        "",
+        "```",
+        *rep["commands"],
+        "```",
+        "",
+    ]
+    return "\n".join(out)
+
+
+def _val_intro(val: dict) -> str:
+    c, t = val["choice"], val["trace"]
+    return (
+        f"The first {t['requests']} requests of ../shared/traces/AzureLLMInferenceTrace_conv.csv, lengths × 0.25 "
+        f"(prompt clipped to 8-384, output to 2-120: mean {_f(t['mean_prompt'], 0)} / {_f(t['mean_output'], 0)} tokens), "
+        f"time axis compressed to {_f(t['duration_s'], 0)} s: {_f(c['rate'])} req/s, {c['load']} of the lower of the "
+        f"fitted model's capacity ({_f(c['capacity_sim_req_s'], 1)} req/s) and the fit's rate-inf run scaled to this "
+        f"output length ({_f(c['capacity_real_est_req_s'], 1)} req/s). Sent by `vllm bench serve --dataset-name "
+        "timed_trace` at the trace's times; the simulator replays the same requests at the send times the client "
+        f"recorded. {val['failed']} failed."
+    )
+
+
+def _run_line(fit: dict, c: dict) -> str:
+    s = fit["runs"][c["run"]]["spec"]
+    re_, ra = c["real"], c["ratio"]
+    rate = "inf" if s["rate"] == math.inf else f"{s['rate']:g}"
+    return (
+        f"| {c['run']} | {s['input_len']}/{s['output_len']} | {s['max_concurrency'] or '-'} | {rate} | {s['num_prompts']} "
+        f"| {_f(re_['req_per_s'])} | {_f(re_['ttft_p50_ms'], 1)}/{_f(re_['ttft_p95_ms'], 1)} | {_f(re_['tpot_mean_ms'])} "
+        f"| {_f(ra['ttft_p50_ms'])} | {_f(ra['ttft_p95_ms'])} | {_f(ra.get('tpot_mean_ms', math.nan))} "
+        f"| {_f(ra['req_per_s'])} |"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

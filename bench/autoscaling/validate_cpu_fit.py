@@ -1,0 +1,308 @@
+"""Pure parts of bench/autoscaling/validate_cpu.py: the step-time fit, the simulator replay and the sim/real comparison.
+
+No vLLM here (tests/test_validate_cpu.py runs it without one).  The fit is linear least squares with non-negative
+coefficients over rows of *step features*: each measured quantity (an idle prompt's TTFT, a run's mean TPOT) is a sum
+of engine steps, and a step's time is linear in the coefficients (FittedServiceModel's additive step):
+
+    theta = (step_overhead_s, per_seq_s, per_token_s, kv_token_s, attn_token2_s, frontend_s)
+
+frontend_s is what the simulator does not model: HTTP, tokenisation, the API server's output path and the client's
+own latency, a constant added to every TTFT (it cancels out of TPOT).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .service import TINY_QWEN3, FittedServiceModel, ModelSpec
+from .sim import FixedSchedule, SimConfig, run_sim
+from .traces import Request
+
+THETA = ("step_overhead_s", "per_seq_s", "per_token_s", "kv_token_s", "attn_token2_s", "frontend_s")
+TOLERANCE = 0.20  # issue 17 item 2: TTFT p50/p95 and throughput within 20 %
+
+
+def r_dec(model: ModelSpec = TINY_QWEN3) -> float:
+    """A decoded token's linear-layer cost relative to a prompt token's: it also runs the lm_head."""
+    return (model.non_embedding_params + model.vocab * model.hidden) / model.non_embedding_params
+
+
+def n_chunks(prompt: float, budget: int) -> int:
+    return max(1, math.ceil(prompt / budget))
+
+
+# --- rows ---------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Row:
+    """One observation: y (seconds) = x . theta."""
+
+    source: str
+    x: tuple[float, ...]
+    y: float
+
+
+def idle_ttft_row(source: str, prompt: float, ttft_s: float, budget: int) -> Row:
+    """A prompt alone on an idle engine: ceil(P/budget) chunk steps of one sequence each, P prompt tokens in all,
+    attention P * P (the simulator charges each chunk's tokens at the whole prompt's length), plus the front end."""
+    k = n_chunks(prompt, budget)
+    return Row(source, (k, k, prompt, 0.0, prompt * prompt, 1.0), ttft_s)
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One request as `vllm bench serve --save-detailed` reports it (client clock, seconds)."""
+
+    start: float
+    prompt: int
+    output: int
+    ttft: float
+    latency: float
+
+
+def requests_of(result: dict) -> list[Measured]:
+    """The successful requests of a `vllm bench serve` result JSON (start_times, ttfts, latencies, lengths)."""
+    out: list[Measured] = []
+    for s, p, o, t, lat, err in zip(
+        result["start_times"],
+        result["input_lens"],
+        result["output_lens"],
+        result["ttfts"],
+        result["latencies"],
+        result.get("errors") or [""] * len(result["ttfts"]),
+    ):
+        if not err and o and t and lat:
+            out.append(Measured(float(s), int(p), int(o), float(t), float(lat)))
+    return out
+
+
+def tpot_row(source: str, reqs: Sequence[Measured], budget: int, model: ModelSpec = TINY_QWEN3) -> Row:
+    """A run's mean TPOT as an average engine step, features measured from the run itself.
+
+    For each request i (>= 3 output tokens) its decode window is [first token, last token] on the client clock,
+    O_i - 1 steps.  During it: mean decoders n = 1 + the overlap of every other request's decode window; the
+    prefills that finished inside it add their chunk steps' sequences, tokens and attention; the decoders' context
+    is n * (mean prompt + mean output / 2).  The front end's delay shifts every window alike, so it cancels."""
+    rd = r_dec(model)
+    dec = [(m.start + m.ttft, m.start + m.latency) for m in reqs]
+    ctx = sum(m.prompt + m.output / 2 for m in reqs) / max(1, len(reqs))
+    xs: list[tuple[float, ...]] = []
+    ys: list[float] = []
+    for i, m in enumerate(reqs):
+        a, b = dec[i]
+        if m.output < 3 or b <= a:
+            continue
+        steps = m.output - 1
+        n = 1.0 + sum(max(0.0, min(b, d1) - max(a, d0)) for j, (d0, d1) in enumerate(dec) if j != i) / (b - a)
+        pf = [r for j, r in enumerate(reqs) if j != i and a < dec[j][0] <= b]
+        seqs = n + sum(n_chunks(r.prompt, budget) for r in pf) / steps
+        toks = rd * n + sum(r.prompt for r in pf) / steps
+        attn = sum(r.prompt * r.prompt for r in pf) / steps
+        xs.append((1.0, seqs, toks, n * ctx, attn, 0.0))
+        ys.append((b - a) / steps)
+    if not xs:
+        raise ValueError(f"{source}: no request with >= 3 output tokens")
+    mean_x = tuple(sum(x[k] for x in xs) / len(xs) for k in range(len(THETA)))
+    return Row(source, mean_x, sum(ys) / len(ys))
+
+
+# --- non-negative least squares -----------------------------------------------------------------------------------
+def _solve(a: list[list[float]], b: list[float]) -> list[float] | None:
+    """Gaussian elimination with partial pivoting; None when singular."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for c in range(n):
+        p = max(range(c, n), key=lambda r: abs(m[r][c]))
+        if abs(m[p][c]) < 1e-300:
+            return None
+        m[c], m[p] = m[p], m[c]
+        for r in range(n):
+            if r != c:
+                f = m[r][c] / m[c][c]
+                for k in range(c, n + 1):
+                    m[r][k] -= f * m[c][k]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def _lstsq(x: Sequence[Sequence[float]], y: Sequence[float], cols: Sequence[int]) -> list[float] | None:
+    # column scaling keeps the normal equations well conditioned (features span 1 .. 1e5)
+    scale = [max(abs(r[c]) for r in x) or 1.0 for c in cols]
+    a = [[sum(r[ci] * r[cj] / (si * sj) for r in x) for cj, sj in zip(cols, scale)] for ci, si in zip(cols, scale)]
+    b = [sum(r[ci] * yy / si for r, yy in zip(x, y)) for ci, si in zip(cols, scale)]
+    s = _solve(a, b)
+    return None if s is None else [v / sc for v, sc in zip(s, scale)]
+
+
+def nnls(x: Sequence[Sequence[float]], y: Sequence[float]) -> list[float]:
+    """min |x theta - y|^2 with theta >= 0, exactly, by trying every support set (6 unknowns: 63 solves)."""
+    n = len(x[0])
+    best: tuple[float, list[float]] = (math.inf, [0.0] * n)
+    for k in range(1, n + 1):
+        for cols in itertools.combinations(range(n), k):
+            s = _lstsq(x, y, cols)
+            if s is None or min(s) < 0.0:
+                continue
+            theta = [0.0] * n
+            for c, v in zip(cols, s):
+                theta[c] = v
+            err = sum((sum(a * t for a, t in zip(r, theta)) - yy) ** 2 for r, yy in zip(x, y))
+            if err < best[0]:
+                best = (err, theta)
+    return best[1]
+
+
+def fit(rows: Sequence[Row]) -> dict[str, float]:
+    """Relative least squares (each row divided by its y: a 10 ms TPOT counts as much as a 50 ms TTFT)."""
+    x = [[v / r.y for v in r.x] for r in rows]
+    theta = nnls(x, [1.0] * len(rows))
+    return dict(zip(THETA, theta))
+
+
+def predict(row: Row, theta: dict[str, float]) -> float:
+    return sum(v * theta[k] for v, k in zip(row.x, THETA))
+
+
+# --- the simulator ------------------------------------------------------------------------------------------------
+def service_model(theta: dict[str, float], *, max_num_seqs: int, budget: int, kv_capacity: int) -> FittedServiceModel:
+    return FittedServiceModel(
+        model=TINY_QWEN3,
+        additive=True,
+        variant="fitted-cpu-tiny-qwen3",
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=budget,
+        step_overhead_s=theta["step_overhead_s"],
+        per_seq_s=theta["per_seq_s"],
+        per_token_s=theta["per_token_s"],
+        kv_token_s=theta["kv_token_s"],
+        attn_token2_s=theta["attn_token2_s"],
+        kv_capacity=kv_capacity,
+    )
+
+
+def simulate(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel) -> list[Request]:
+    """One replica, fixed size, no cold start (bench/autoscaling/calibration.py's _serve)."""
+    reqs = [Request(a, p, o) for a, p, o in arrivals]
+    cfg = SimConfig(cold_start_s=0.0, cold_start_jitter=0.0, min_replicas=1, max_replicas=1, horizon_tail_s=3600.0)
+    run_sim(reqs, FixedSchedule("one replica", 1e9, [1]), sm, cfg)
+    return reqs
+
+
+def percentile(xs: Sequence[float], q: float) -> float:
+    """numpy.percentile's default (linear interpolation), as `vllm bench serve` reports p50/p95."""
+    s = sorted(xs)
+    if not s:
+        return math.nan
+    k = (len(s) - 1) * q / 100.0
+    lo = math.floor(k)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def metrics(starts: Sequence[float], ttfts: Sequence[float], ends: Sequence[float], outputs: Sequence[int]) -> dict:
+    """The figures compared, computed as `vllm bench serve` does: duration from the first send to the last reply."""
+    dur = max(ends) - min(starts)
+    tpots = [(e - s - t) / (o - 1) for s, t, e, o in zip(starts, ttfts, ends, outputs) if o > 1]
+    return {
+        "ttft_p50_ms": 1e3 * percentile(ttfts, 50),
+        "ttft_p95_ms": 1e3 * percentile(ttfts, 95),
+        "tpot_mean_ms": 1e3 * sum(tpots) / max(1, len(tpots)),
+        "req_per_s": len(ttfts) / dur,
+        "output_tok_per_s": sum(outputs) / dur,
+    }
+
+
+def real_metrics(reqs: Sequence[Measured]) -> dict:
+    return metrics([m.start for m in reqs], [m.ttft for m in reqs], [m.start + m.latency for m in reqs], _outs(reqs))
+
+
+def _outs(reqs: Sequence[Measured]) -> list[int]:
+    return [m.output for m in reqs]
+
+
+def sim_metrics(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: float) -> dict:
+    """Replay the measured requests (their real send times and lengths) through the simulator; the front end's
+    constant is added to every TTFT and completion (the simulator times the engine only)."""
+    t0 = min(m.start for m in reqs)
+    done = simulate([(m.start - t0, m.prompt, m.output) for m in reqs], sm)
+    if any(r.rejected or not math.isfinite(r.done) for r in done):
+        raise ValueError("the simulator rejected or did not finish a request")
+    return metrics(
+        [r.arrival for r in done],
+        [r.ttft + frontend_s for r in done],
+        [r.done + frontend_s for r in done],
+        [r.output for r in done],
+    )
+
+
+def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel) -> float:
+    """Requests/s the model serves when every request is there at once (its saturation throughput)."""
+    done = simulate([(0.0, p, o) for _, p, o in arrivals], sm)
+    return len(done) / max(r.done for r in done)
+
+
+# --- the comparison -----------------------------------------------------------------------------------------------
+COMPARED = ("ttft_p50_ms", "ttft_p95_ms", "req_per_s", "output_tok_per_s")
+
+
+def compare(sim: dict, real: dict, keys: Sequence[str] = COMPARED, tol: float = TOLERANCE) -> list[dict]:
+    """sim/real per metric and whether it is within +-tol."""
+    out = []
+    for k in keys:
+        ratio = sim[k] / real[k] if real[k] else math.inf
+        out.append({"metric": k, "sim": sim[k], "real": real[k], "ratio": ratio, "pass": abs(ratio - 1.0) <= tol})
+    return out
+
+
+# --- the validation trace -----------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TraceShape:
+    """How an Azure excerpt is shrunk to the tiny model's 512-token context."""
+
+    length_scale: float = 0.25
+    min_prompt: int = 8
+    max_prompt: int = 384
+    min_output: int = 2
+    max_output: int = 120
+
+
+def shrink(rows: Sequence[tuple[float, int, int]], shape: TraceShape) -> list[tuple[float, int, int]]:
+    def clip(v: float, lo: int, hi: int) -> int:
+        return int(min(hi, max(lo, round(v))))
+
+    return [
+        (
+            a,
+            clip(p * shape.length_scale, shape.min_prompt, shape.max_prompt),
+            clip(o * shape.length_scale, shape.min_output, shape.max_output),
+        )
+        for a, p, o in rows
+    ]
+
+
+def excerpt(rows: Sequence[tuple[float, int, int]], rate: float, duration_s: float) -> list[tuple[float, int, int]]:
+    """The first rate * duration_s requests of the trace, its time axis compressed so that they span duration_s
+    (the trace's own burstiness, at the chosen mean rate)."""
+    n = max(2, round(rate * duration_s))
+    head = list(rows[:n])
+    t0 = head[0][0]
+    span = head[-1][0] - t0
+    k = duration_s / span if span > 0 else 1.0
+    return [((a - t0) * k, p, o) for a, p, o in head]
+
+
+def timed_trace_lines(rows: Sequence[tuple[float, int, int]], chunk: int = 16) -> list[str]:
+    """JSON lines for `vllm bench serve --dataset-name timed_trace`: it builds each prompt from hash_ids, one block
+    of `chunk` random tokens per id; ids unique across the trace so that no two prompts share a prefix."""
+    out, nxt = [], 0
+    for a, p, o in rows:
+        k = n_chunks(p, chunk)
+        out.append(
+            json.dumps(
+                {"timestamp": round(a, 6), "input_length": p, "output_length": o, "hash_ids": list(range(nxt, nxt + k))}
+            )
+        )
+        nxt += k
+    return out
