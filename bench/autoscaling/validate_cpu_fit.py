@@ -214,8 +214,18 @@ def metrics(starts: Sequence[float], ttfts: Sequence[float], ends: Sequence[floa
     }
 
 
+def occupancy(starts: Sequence[float], ttfts: Sequence[float], ends: Sequence[float]) -> dict:
+    """Time-averaged requests in flight and in decode (after their first token): where the requests wait."""
+    dur = max(ends) - min(starts)
+    return {
+        "mean_in_flight": sum(e - s for s, e in zip(starts, ends)) / dur,
+        "mean_decoding": sum(e - s - t for s, t, e in zip(starts, ttfts, ends)) / dur,
+    }
+
+
 def real_metrics(reqs: Sequence[Measured]) -> dict:
-    return metrics([m.start for m in reqs], [m.ttft for m in reqs], [m.start + m.latency for m in reqs], _outs(reqs))
+    starts, ttfts, ends = [m.start for m in reqs], [m.ttft for m in reqs], [m.start + m.latency for m in reqs]
+    return {**metrics(starts, ttfts, ends, _outs(reqs)), **occupancy(starts, ttfts, ends)}
 
 
 def _outs(reqs: Sequence[Measured]) -> list[int]:
@@ -229,12 +239,9 @@ def sim_metrics(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: fl
     done = simulate([(m.start - t0, m.prompt, m.output) for m in reqs], sm)
     if any(r.rejected or not math.isfinite(r.done) for r in done):
         raise ValueError("the simulator rejected or did not finish a request")
-    return metrics(
-        [r.arrival for r in done],
-        [r.ttft + frontend_s for r in done],
-        [r.done + frontend_s for r in done],
-        [r.output for r in done],
-    )
+    starts, ttfts = [r.arrival for r in done], [r.ttft + frontend_s for r in done]
+    ends = [r.done + frontend_s for r in done]
+    return {**metrics(starts, ttfts, ends, [r.output for r in done]), **occupancy(starts, ttfts, ends)}
 
 
 def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel) -> float:

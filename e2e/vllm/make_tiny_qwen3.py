@@ -1,6 +1,8 @@
 """Make a tiny random-weight Qwen3 checkpoint that vLLM can load offline.
 
     <vllm-venv>/bin/python e2e/vllm/make_tiny_qwen3.py OUTDIR [--seed 0] [--max-position-embeddings 40960]
+        [--hidden-size 128] [--intermediate-size 256] [--num-layers 2]
+        [--num-attention-heads 2] [--num-key-value-heads 1] [--head-dim 64]
 
 Runs inside the vLLM virtualenv (needs torch, transformers, tokenizers, safetensors). Writes
 config.json, generation_config.json, model.safetensors, tokenizer.json, tokenizer_config.json
@@ -9,6 +11,8 @@ config.json, generation_config.json, model.safetensors, tokenizer.json, tokenize
 Shape: Qwen3ForCausalLM, 2 layers, hidden 128, 2 attention heads, 1 KV head, head_dim 64
 (vLLM's CPU attention needs head_dim in {32, 64, 80, 96, 112, 128, ...}), intermediate 256; the
 vocabulary is a byte-level BPE of 512 tokens trained on generated text. Same seed, same files.
+The shape options make a bigger model of the same kind (bench/loading/ uses hidden 2048, 10 layers:
+about 1 GiB of weights); their defaults give exactly the files above, byte for byte.
 max_position_embeddings defaults to Qwen3's 40960 so that argv rendered for a real Qwen3
 (`--max-model-len 32768`, ...) also passes vLLM's length checks against this model.
 """
@@ -31,6 +35,16 @@ CHAT_TEMPLATE = (
 )
 # A stamp so callers can tell whether an existing directory was made by this script and version.
 FORMAT = "qwen-operator-tiny-qwen3/1"
+# The model's shape (argparse dest -> default). A non-default shape is recorded in qwen-operator-tiny.json; the
+# default one is not, so that the default files stay what they always were.
+SHAPE_DEFAULTS = {
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_layers": 2,
+    "num_attention_heads": 2,
+    "num_key_value_heads": 1,
+    "head_dim": 64,
+}
 
 
 def corpus(seed: int, n_lines: int = 4000) -> list[str]:
@@ -78,7 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("outdir", type=Path)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--max-position-embeddings", type=int, default=40960)
+    for flag, default in SHAPE_DEFAULTS.items():
+        ap.add_argument("--" + flag.replace("_", "-"), dest=flag, type=int, default=default)
     args = ap.parse_args(argv)
+    shape = {k: getattr(args, k) for k in SHAPE_DEFAULTS}
 
     import torch
     from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForCausalLM
@@ -111,12 +128,12 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     config = Qwen3Config(
         vocab_size=vocab,
-        hidden_size=128,
-        intermediate_size=256,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        head_dim=64,
+        hidden_size=shape["hidden_size"],
+        intermediate_size=shape["intermediate_size"],
+        num_hidden_layers=shape["num_layers"],
+        num_attention_heads=shape["num_attention_heads"],
+        num_key_value_heads=shape["num_key_value_heads"],
+        head_dim=shape["head_dim"],
         max_position_embeddings=args.max_position_embeddings,
         rope_theta=1000000.0,
         rms_norm_eps=1e-6,
@@ -136,10 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         "do_sample": False,
     }
     (out / "generation_config.json").write_text(json.dumps(gen, indent=2) + "\n")
-    (out / "qwen-operator-tiny.json").write_text(
-        json.dumps({"format": FORMAT, "seed": args.seed, "max_position_embeddings": args.max_position_embeddings})
-        + "\n"
-    )
+    meta: dict[str, object] = {
+        "format": FORMAT,
+        "seed": args.seed,
+        "max_position_embeddings": args.max_position_embeddings,
+    }
+    if shape != SHAPE_DEFAULTS:
+        meta["shape"] = shape
+    (out / "qwen-operator-tiny.json").write_text(json.dumps(meta) + "\n")
     n_params = sum(p.numel() for p in model.parameters())
     print(f"tiny Qwen3 in {out}: vocab {vocab}, {n_params} parameters")
     return 0

@@ -16,7 +16,8 @@ from functools import lru_cache
 from importlib import resources
 
 from ..api.models import Routing, RoutingPolicy
-from .vllm_args import VLLM_PORT, flag_name
+from .extra_args import FlagRules, check_flags
+from .vllm_args import VLLM_PORT
 
 ROUTER_PORT = 8000  # the router's client port: the client Service keeps port 8000 whether routing is on or off
 ROUTER_METRICS_PORT = 29000  # the router's own default (--prometheus-port)
@@ -88,26 +89,13 @@ def router_flag_table() -> RouterFlagTable:
 def check_router_extra_args(extra: list[str]) -> list[str]:
     """Plain-words problems with routing.extraArgs (empty when fine)."""
     table = router_flag_table()
-    problems: list[str] = []
-    seen: set[str] = set()
-    for i, arg in enumerate(extra):
-        name = flag_name(arg)
-        if any(c.isspace() for c in arg.split("=", 1)[0]):
-            problems.append(f"routing.extraArgs[{i}] ({name} ...) contains a space: write --flag=value as one item")
-        elif name in MANAGED_ROUTER_FLAGS:
-            problems.append(f"routing.extraArgs {name} is set by the operator; set the routing fields instead")
-        elif name in UNSUPPORTED_ROUTER_FLAGS:
-            problems.append(f"routing.extraArgs {name} is not supported: {UNSUPPORTED_ROUTER_FLAGS[name]}")
-        elif name not in table.flags:
-            problems.append(f"routing.extraArgs {name} is not a flag of vllm-router {table.version}")
-        elif name in seen:
-            problems.append(f"routing.extraArgs {name} is given twice")
-        elif name in table.takes_value and "=" not in arg:
-            problems.append(f"routing.extraArgs {name} takes a value: write it as {name}=VALUE")
-        elif name not in table.takes_value and "=" in arg:
-            problems.append(f"routing.extraArgs {name} is a switch and takes no value: write {name} alone")
-        seen.add(name)
-    return problems
+    refused = {f: "is set by the operator; set the routing fields instead" for f in MANAGED_ROUTER_FLAGS}
+    refused.update({f: f"is not supported: {why}" for f, why in UNSUPPORTED_ROUTER_FLAGS.items()})
+    program = f"vllm-router {table.version}"
+    rules = FlagRules(
+        "routing.extraArgs", program, table.flags, table.takes_value, refused, switches_take_no_value=True
+    )
+    return check_flags(extra, rules)
 
 
 def render_router_args(routing: Routing, selector: Mapping[str, str], namespace: str) -> list[str]:

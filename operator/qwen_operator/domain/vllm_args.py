@@ -9,13 +9,13 @@ time rather than in a crash-looping pod.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 from ..api.models import QwenDeploymentSpec
+from .extra_args import FlagRules, check_flags
 from .gpus import lookup_gpu
 from .speculative import speculative_config_json
 
@@ -119,37 +119,20 @@ def flag_table() -> FlagTable:
     )
 
 
-def flag_name(arg: str) -> str:
-    """The flag part of `--flag=value` (or of `--flag value`, which is rejected, without echoing the value)."""
-    return re.split(r"[=\s]", arg, maxsplit=1)[0]
-
-
 def check_extra_args(extra: list[str]) -> list[str]:
     """Plain-words problems with extraArgs (empty when fine)."""
     table = flag_table()
-    problems: list[str] = []
-    seen: set[str] = set()
-    for i, arg in enumerate(extra):
-        name = flag_name(arg)
-        if any(c.isspace() for c in arg.split("=", 1)[0]):
-            problems.append(f"extraArgs[{i}] ({name} ...) contains a space: write --flag=value as one item")
-        elif name in SECRET_FLAGS:
-            problems.append(
-                f"extraArgs {name} would put a secret on the command line; pass secrets through a "
-                "Secret (model.source.tokenSecretRef), never as arguments"
-            )
-        elif name in REMOVED_FLAGS:
-            problems.append(f"extraArgs {name} does not exist in vLLM {table.version}: {REMOVED_FLAGS[name]}")
-        elif name in MANAGED_FLAGS:
-            problems.append(f"extraArgs {name} is set by the operator from a typed field; set that field instead")
-        elif name not in table.flags:
-            problems.append(f"extraArgs {name} is not a flag of vLLM {table.version}")
-        elif name in seen:
-            problems.append(f"extraArgs {name} is given twice")
-        elif name in table.takes_value and "=" not in arg:
-            problems.append(f"extraArgs {name} takes a value: write it as {name}=VALUE")
-        seen.add(name)
-    return problems
+    refused = {f: "is set by the operator from a typed field; set that field instead" for f in MANAGED_FLAGS}
+    refused.update({f: f"does not exist in vLLM {table.version}: {why}" for f, why in REMOVED_FLAGS.items()})
+    refused.update(
+        {
+            f: "would put a secret on the command line; pass secrets through a Secret (model.source.tokenSecretRef), "
+            "never as arguments"
+            for f in SECRET_FLAGS
+        }
+    )
+    rules = FlagRules("extraArgs", f"vLLM {table.version}", table.flags, table.takes_value, refused)
+    return check_flags(extra, rules)
 
 
 def model_path(spec: QwenDeploymentSpec) -> str:

@@ -1,0 +1,136 @@
+"""The pure parts of bench/autoscaling/validate_cpu.py (issue 17 item 2): the step-time fit recovers known
+coefficients, the simulator replay and the sim/real comparison.  No vLLM needed."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from bench.autoscaling import validate_cpu_fit as F
+
+TRUE = {
+    "step_overhead_s": 0.0030,
+    "per_seq_s": 0.00020,
+    "per_token_s": 0.000012,
+    "kv_token_s": 0.0000004,
+    "attn_token2_s": 0.000000004,
+    "frontend_s": 0.009,
+}
+
+
+def _sm(theta: dict[str, float]) -> F.FittedServiceModel:
+    return F.service_model(theta, max_num_seqs=8, budget=128, kv_capacity=2**21)
+
+
+def _measured(arrivals: list[tuple[float, int, int]], theta: dict[str, float]) -> list[F.Measured]:
+    """What a client would see if the engine were exactly the simulator with ``theta``."""
+    fe = theta["frontend_s"]
+    return [
+        F.Measured(r.arrival, r.prompt, r.output, r.ttft + fe, r.done - r.arrival + fe)
+        for r in F.simulate(arrivals, _sm(theta))
+    ]
+
+
+def test_nnls_recovers_exact_coefficients_from_synthetic_rows():
+    rows = [F.idle_ttft_row(f"p{p}", p, 0.0, 128) for p in (32, 128, 256, 384)]
+    rows += [
+        F.Row(f"c{c}", (1.0, c + 0.2, F.r_dec() * c + 40, c * 90.0 * (1 + c % 3), 900.0, 0.0), 0.0)
+        for c in (1, 2, 4, 8)
+    ]
+    rows = [F.Row(r.source, r.x, F.predict(r, TRUE)) for r in rows]
+    got = F.fit(rows)
+    for k, v in TRUE.items():
+        assert got[k] == pytest.approx(v, rel=1e-6), k
+
+
+def test_nnls_keeps_coefficients_non_negative():
+    # y = 2*x0 - 1*x1 has no non-negative exact solution; NNLS must clamp x1's coefficient at 0
+    x = [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0], [1.0, 3.0]]
+    y = [2.0, 1.0, 0.0, -1.0]
+    theta = F.nnls(x, y)
+    assert min(theta) >= 0.0
+    assert theta[1] == 0.0
+
+
+def test_fit_on_simulated_runs_recovers_the_step_time():
+    """Runs made by the simulator with known coefficients, measured the way validate_cpu measures vLLM: the fit
+    recovers the overhead and the per-sequence cost, and the fitted model reproduces the runs' TPOT and TTFT."""
+    rows = []
+    for p in (32, 128, 256, 384):  # one prompt at a time on an idle engine
+        m = _measured([(0.0, p, 2)], TRUE)[0]
+        rows.append(F.idle_ttft_row(f"idle{p}", p, m.ttft, 128))
+    rng = random.Random(3)
+    runs = {}
+    for name, rate, prompt, n in (("r5", 5.0, 256, 80), ("r15", 15.0, 64, 150), ("r25", 25.0, 320, 200)):
+        t, arr = 0.0, []
+        for _ in range(n):
+            t += rng.expovariate(rate)
+            arr.append((t, prompt, 64))
+        runs[name] = _measured(arr, TRUE)
+        rows.append(F.tpot_row(name, runs[name], 128))
+    got = F.fit(rows)
+    assert got["step_overhead_s"] == pytest.approx(TRUE["step_overhead_s"], rel=0.15)
+    assert got["per_seq_s"] + F.r_dec() * got["per_token_s"] == pytest.approx(
+        TRUE["per_seq_s"] + F.r_dec() * TRUE["per_token_s"], rel=0.25
+    )
+    assert got["frontend_s"] == pytest.approx(TRUE["frontend_s"], rel=0.15)
+    sm = _sm(got)
+    for reqs in runs.values():
+        ratio = F.sim_metrics(reqs, sm, got["frontend_s"])["tpot_mean_ms"] / F.real_metrics(reqs)["tpot_mean_ms"]
+        assert ratio == pytest.approx(1.0, abs=0.05)
+
+
+def test_sim_metrics_of_the_true_model_match_its_own_measurements():
+    arr = [(0.05 * i, 100 + 7 * (i % 40), 30 + i % 50) for i in range(200)]
+    reqs = _measured(arr, TRUE)
+    sim, real = F.sim_metrics(reqs, _sm(TRUE), TRUE["frontend_s"]), F.real_metrics(reqs)
+    assert all(r["pass"] and r["ratio"] == pytest.approx(1.0, abs=1e-6) for r in F.compare(sim, real))
+
+
+def test_a_slower_engine_is_caught_by_the_comparison():
+    arr = [(0.03 * i, 300, 60) for i in range(300)]
+    reqs = _measured(arr, TRUE)
+    slow = dict(TRUE, step_overhead_s=3 * TRUE["step_overhead_s"])
+    table = F.compare(F.sim_metrics(reqs, _sm(slow), TRUE["frontend_s"]), F.real_metrics(reqs))
+    assert not all(r["pass"] for r in table)
+
+
+def test_compare_bounds():
+    real = {k: 100.0 for k in F.COMPARED}
+    for v, ok in ((119.9, True), (80.1, True), (120.1, False), (79.9, False)):
+        table = F.compare({k: v for k in F.COMPARED}, real)
+        assert [r["pass"] for r in table] == [ok] * len(F.COMPARED), v
+        assert table[0]["ratio"] == pytest.approx(v / 100.0)
+
+
+def test_percentile_is_numpys_linear_interpolation():
+    assert F.percentile([4, 1, 3, 2], 50) == pytest.approx(2.5)
+    assert F.percentile([1, 2, 3, 4], 95) == pytest.approx(3.85)
+    assert math.isnan(F.percentile([], 50))
+
+
+def test_metrics_as_vllm_bench_serve_computes_them():
+    m = F.metrics([0.0, 1.0], [0.1, 0.3], [2.0, 4.0], [11, 21])
+    assert m["req_per_s"] == pytest.approx(0.5)
+    assert m["output_tok_per_s"] == pytest.approx(8.0)
+    assert m["tpot_mean_ms"] == pytest.approx(1e3 * (0.19 + 2.7 / 20) / 2)
+
+
+def test_timed_trace_lines_give_every_prompt_blocks_of_its_own():
+    lines = [json.loads(s) for s in F.timed_trace_lines([(0.0, 33, 5), (0.5, 16, 7), (1.25, 1, 2)])]
+    assert [len(o["hash_ids"]) for o in lines] == [3, 1, 1]
+    ids = [h for o in lines for h in o["hash_ids"]]
+    assert len(ids) == len(set(ids))
+    assert [o["timestamp"] for o in lines] == [0.0, 0.5, 1.25]
+    assert [(o["input_length"], o["output_length"]) for o in lines] == [(33, 5), (16, 7), (1, 2)]
+
+
+def test_excerpt_and_shrink():
+    rows = [(10.0 + 2 * i, 1000 + i, 4000) for i in range(100)]
+    ex = F.excerpt(F.shrink(rows, F.TraceShape()), rate=2.0, duration_s=20.0)
+    assert len(ex) == 40
+    assert ex[0][0] == 0.0 and ex[-1][0] == pytest.approx(20.0)
+    assert all(p == min(384, round((1000 + i) / 4)) and o == 120 for i, (_, p, o) in enumerate(ex))
