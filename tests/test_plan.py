@@ -205,6 +205,20 @@ def test_successful_bake_rolls_out_with_cache():
     assert p.status["compileCache"]["bakeSeconds"] == 150.0
 
 
+def test_bake_time_is_recorded_when_success_is_marked_before_completion_time():
+    """Kubernetes >= 1.31: SuccessCriteriaMet comes one update before completionTime; the bake is recorded then."""
+    first = plan(body(spec(cache=True)), view(), NOW)
+    objs = _objs(first)
+    pvc, job = copy.deepcopy(objs["PersistentVolumeClaim"]), copy.deepcopy(objs["Job"])
+    job["status"] = {
+        "startTime": "2026-11-23T20:00:00Z",
+        "conditions": [{"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": "2026-11-23T20:07:40Z"}],
+    }
+    p = plan(body(spec(cache=True), status=first.status), view(cache_lookup=lambda n: (pvc, job)), NOW)
+    assert p.mark_baked == (pvc["metadata"]["name"], 460.0)
+    assert p.status["compileCache"]["bakeSeconds"] == 460.0
+
+
 def test_failed_bake_serve_cold_rolls_out_without_cache():
     first = plan(body(spec(cache=True)), view(), NOW)
     objs = _objs(first)

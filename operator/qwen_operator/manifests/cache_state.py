@@ -49,8 +49,19 @@ def _lacks_owner(obj: Object | None, uid: str) -> bool:
 
 
 def _job_seconds(job: Object | None) -> float | None:
+    """How long the Job ran.  Since Kubernetes 1.31 the Job controller marks success (SuccessCriteriaMet) one update
+    before it writes completionTime and Complete, and the bake is recorded at the first: take that condition's time
+    when completionTime is not there yet."""
     st = (job or {}).get("status", {}) or {}
-    t0, t1 = parse_time(st.get("startTime")), parse_time(st.get("completionTime"))
+    end = st.get("completionTime") or next(
+        (
+            c.get("lastTransitionTime")
+            for c in st.get("conditions") or []
+            if c.get("type") in ("SuccessCriteriaMet", "Complete") and c.get("status") == "True"
+        ),
+        None,
+    )
+    t0, t1 = parse_time(st.get("startTime")), parse_time(end)
     return (t1 - t0).total_seconds() if t0 is not None and t1 is not None else None
 
 
