@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from ..api.models import QwenDeploymentSpec
 from ..domain.vllm_args import VLLM_PORT
 from .resolved import CacheIdentity, ResolvedSpec
 from .status import pod_issue
@@ -120,19 +121,25 @@ def build_bake_job(resolved: ResolvedSpec, cache: CacheIdentity, namespace: str,
             "activeDeadlineSeconds": spec.compile_cache.bake_timeout_seconds,
             "template": {
                 "metadata": {"labels": cache_labels(key)},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "enableServiceLinks": False,
-                    "automountServiceAccountToken": False,
-                    # The GPU product is part of the key (inductor keys by device name): bake where serving runs.
-                    "nodeSelector": node_selector(spec),
-                    "tolerations": gpu_tolerations(spec),
-                    "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-                    "containers": [container],
-                    "volumes": volumes,
-                },
+                # The GPU product is part of the key (inductor keys by device name): bake where serving runs.
+                "spec": job_pod_spec(spec, container, volumes),
             },
         },
+    }
+
+
+def job_pod_spec(spec: QwenDeploymentSpec, container: dict[str, Any], volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod of a cache Job (bake, hydration): runs once, no API token, on the nodes serving runs on (the GPU
+    product is part of the compile-cache key; a ReadWriteOnce volume binds on a node the serving pods can use)."""
+    return {
+        "restartPolicy": "Never",
+        "enableServiceLinks": False,
+        "automountServiceAccountToken": False,
+        "nodeSelector": node_selector(spec),
+        "tolerations": gpu_tolerations(spec),
+        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [container],
+        "volumes": volumes,
     }
 
 

@@ -26,10 +26,10 @@ from ..domain.weight_cache import (
     weight_key,
     weight_object_name,
 )
-from .cache import bake_progress, job_state
+from .cache import bake_progress, job_pod_spec, job_state
 from .status import ConditionSet
 from .view import ClusterView, Object
-from .workload import LABEL_CACHE_KEY, MANAGED_BY, Owner, gpu_tolerations, node_selector
+from .workload import LABEL_CACHE_KEY, MANAGED_BY, Owner
 
 ANNOTATION_COMMIT = "qwenops.dev/weights-commit"
 ANNOTATION_BYTES = "qwenops.dev/weights-bytes"
@@ -106,17 +106,7 @@ def build_hydrate_job(spec: QwenDeploymentSpec, namespace: str, owner: Owner) ->
         "volumeMounts": [{"name": "weights", "mountPath": VOLUME_MOUNT}],
         "securityContext": {"allowPrivilegeEscalation": False, "privileged": False, "capabilities": {"drop": ["ALL"]}},
     }
-    pod_spec = {
-        "restartPolicy": "Never",
-        "enableServiceLinks": False,
-        "automountServiceAccountToken": False,
-        # Where serving runs, so a ReadWriteOnce volume is bound on a node its pods can use.
-        "nodeSelector": node_selector(spec),
-        "tolerations": gpu_tolerations(spec),
-        "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-        "containers": [container],
-        "volumes": [{"name": "weights", "persistentVolumeClaim": {"claimName": name}}],
-    }
+    pod_spec = job_pod_spec(spec, container, [{"name": "weights", "persistentVolumeClaim": {"claimName": name}}])
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
