@@ -17,10 +17,19 @@ request, so add_model()/add_commit() also work while it runs. Absent repos and u
 answer 401 (huggingface_hub: RepositoryNotFoundError); so does /api/models/<repo> without a
 revision, offline. Version: olah 0.5.4 in ``$QWEN_OLAH_VENV`` or
 ``~/.cache/qwen-operator/olah-0.5.4/``. Standard library only.
+
+olah has no gated repositories (its only access control is allow/deny rules, answered as a missing repo), and no
+offline HF-compatible server on PyPI has them, so ``HubGate`` puts the Hub's gating in front of it: downloads of a
+gated repo answer 401 (no token) or 403 (a token without access) with ``X-Error-Code: GatedRepo``, the answer
+huggingface_hub maps to GatedRepoError (src/huggingface_hub/utils/_http.py, ``hf_raise_for_status``:
+https://github.com/huggingface/huggingface_hub). Metadata and file lists stay public, as on the Hub since
+2024-10 (https://github.com/huggingface/huggingface.js/issues/945); https://huggingface.co/docs/hub/models-gated.
 """
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
 import re
@@ -28,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -300,3 +310,126 @@ class HFMirror:
         except OSError:
             return ""
         return f"\n--- last {len(lines)} lines of {self.log_path} ---\n" + "\n".join(lines)
+
+
+# ---- gating in front of olah
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    method: str
+    path: str
+    status: int  # what the gate answered: 401/403 refused, else the upstream's status
+    authorized: bool  # whether the request carried a token (never the token itself)
+
+
+class HubGate:
+    """A reverse proxy on host:port in front of ``upstream`` (an HFMirror) that gates the downloads of some repos.
+
+    ``gated`` maps a repo id to the tokens granted access. A download (``/<repo>/resolve/...``) of a gated repo
+    without ``Authorization: Bearer <token>`` answers 401, with a token not granted 403, both with the Hub's
+    ``X-Error-Code: GatedRepo``; everything else is forwarded as it is. ``decisions`` records what was answered.
+    """
+
+    def __init__(self, upstream: HFMirror, gated: Mapping[str, set[str]], host: str, port: int) -> None:
+        self.upstream, self.gated = upstream, {k: set(v) for k, v in gated.items()}
+        self.host, self.port = host, port
+        self.decisions: list[GateDecision] = []
+        self._lock = threading.Lock()
+        self._server: http.server.ThreadingHTTPServer | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def refusal(self, method: str, path: str, authorization: str | None) -> tuple[int, str] | None:
+        """(status, message) when the Hub would refuse this request, else None."""
+        for repo, tokens in self.gated.items():
+            if method in ("GET", "HEAD") and path.split("?", 1)[0].startswith(f"/{repo}/resolve/"):
+                if not authorization:
+                    return (
+                        401,
+                        f"Access to model {repo} is restricted. You must have access to it and be authenticated.",
+                    )
+                if authorization.removeprefix("Bearer ").strip() not in tokens:
+                    return 403, f"Access to model {repo} is restricted and you are not in the authorized list."
+        return None
+
+    def _record(self, d: GateDecision) -> None:
+        with self._lock:
+            self.decisions.append(d)
+
+    def start(self) -> HubGate:
+        gate = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                self._serve()
+
+            def do_HEAD(self) -> None:
+                self._serve()
+
+            def _serve(self) -> None:
+                auth = self.headers.get("Authorization")
+                refused = gate.refusal(self.command, self.path, auth)
+                if refused is not None:
+                    status, message = refused
+                    body = json.dumps({"error": message}).encode()
+                    self.send_response(status)
+                    for k, v in (("X-Error-Code", "GatedRepo"), ("X-Error-Message", message)):
+                        self.send_header(k, v)
+                    self._send_body(body, "application/json")
+                else:
+                    status = self._forward()
+                gate._record(GateDecision(self.command, self.path, status, auth is not None))
+
+            def _forward(self) -> int:
+                conn = http.client.HTTPConnection(gate.upstream.host, gate.upstream.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                conn.request(self.command, self.path, headers=headers)
+                r = conn.getresponse()
+                body = r.read()  # the e2e files are small: whole bodies, sent with a length
+                self.send_response(r.status)
+                for k, v in r.getheaders():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length", "server", "date"):
+                        self.send_header(k, v)
+                if self.command == "HEAD":
+                    self.send_header("Content-Length", r.getheader("Content-Length") or "0")
+                    self.end_headers()
+                else:
+                    self._send_body(body, None)
+                conn.close()
+                return r.status
+
+            def _send_body(self, body: bytes, content_type: str | None) -> None:
+                if content_type:
+                    self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:  # decisions are recorded instead
+                pass
+
+        self._server = http.server.ThreadingHTTPServer((self.host, self.port), Handler)
+        threading.Thread(target=self._server.serve_forever, name="hub-gate", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> HubGate:
+        return self.start()
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def refused(self, repo_id: str) -> list[GateDecision]:
+        with self._lock:
+            return [d for d in self.decisions if d.status in (401, 403) and f"/{repo_id}/" in d.path]

@@ -742,3 +742,74 @@ def test_weight_cache_failures_say_why_and_mount_nothing(
     finally:
         kubectl_run("-n", ns, "get", "all,pvc,events", "-o", "wide", check=False)
         kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+GATED_REPO = "qwen-e2e/gated-qwen3"
+HF_GATE_PORT = 19096
+GRANTED_TOKEN = "hf_e2e_granted_0123456789"  # a test value: only the gate below knows it
+
+
+def test_weight_cache_gated_model_needs_a_granted_token(
+    real: dict[str, Any], hf_server: tuple[hm.HFMirror, str]
+) -> None:
+    """A gated model (the Hub's gating, hf_mirror.HubGate, in front of olah): without a token and with a token
+    that has no access the hydration fails as GatedModel and mounts nothing; the user's fix (point
+    tokenSecretRef at a granted token, delete the Job, as the condition says) hydrates it. The token never shows
+    in the Job, the resource, the events or the operator's log."""
+    mirror, _ = hf_server
+    commit = mirror.add_model(GATED_REPO, real["model_dir"])
+    ns = f"e2e-weights-gated-{os.getpid()}"
+    kubectl_run("create", "namespace", ns)
+    gate = hm.HubGate(mirror, {GATED_REPO: {GRANTED_TOKEN}}, host=rn.NODE_IP, port=HF_GATE_PORT)
+    try:
+        with gate:
+            for secret, token in (("hf-denied", "hf_e2e_not_granted"), ("hf-granted", GRANTED_TOKEN)):
+                kubectl_run("-n", ns, "create", "secret", "generic", secret, f"--from-literal=token={token}")
+            spec = {**_weights_spec(real, gate.endpoint, name=GATED_REPO), "replicas": 0}
+            assert apply_qd(ns, "gated", spec).returncode == 0
+            volume = _gated_attempt(ns, gate, 401, "set model.source.tokenSecretRef")
+            spec["model"]["source"]["tokenSecretRef"] = {"name": "hf-denied"}
+            assert apply_qd(ns, "gated", spec).returncode == 0
+            kubectl_run("-n", ns, "delete", "job", volume)
+            _gated_attempt(ns, gate, 403, "has no access")
+            assert mirror.file_downloads(GATED_REPO) == []  # every download was refused before olah saw it
+            spec["model"]["source"]["tokenSecretRef"] = {"name": "hf-granted"}
+            assert apply_qd(ns, "gated", spec).returncode == 0
+            kubectl_run("-n", ns, "delete", "job", volume)
+            qd = wait_for("Hydrated", cond_is(ns, "gated", "WeightsReady", "True", "Hydrated"), timeout=300)
+            assert qd["status"]["weightCache"]["commit"] == commit
+            assert sorted(mirror.file_downloads(GATED_REPO)) == sorted(
+                p.name for p in real["model_dir"].iterdir() if p.is_file()
+            )
+            seen = "\n".join(
+                [
+                    kubectl_run("-n", ns, "get", "qwendeployments,jobs,pods,events", "-o", "yaml").stdout,
+                    real["operator"].log_text(),
+                ]
+            )
+            assert GRANTED_TOKEN not in seen and "hf_e2e_not_granted" not in seen
+    finally:
+        kubectl_run("-n", ns, "get", "all,pvc,events", "-o", "wide", check=False)
+        kubectl_run("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _gated_attempt(ns: str, gate: hm.HubGate, status: int, words: str) -> str:
+    """Wait for the GatedModel failure the gate's `status` answer gives; check nothing is mountable; the volume."""
+    qd = wait_for(
+        f"GatedModel after {status}",
+        lambda: (
+            (q := get_qd(ns, "gated"))
+            and (c := condition(q, "WeightsReady") or {}).get("reason") == "GatedModel"
+            and words in c.get("message", "")
+            and q
+        ),
+        timeout=300,
+    )
+    assert any(d.status == status for d in gate.refused(GATED_REPO)), gate.decisions
+    assert kubectl_json("-n", ns, "get", "statefulsets")["items"] == []  # the rollout waits for verified weights
+    volume = qd["status"]["weightCache"]["volume"]
+    pv = kubectl_json("get", "pv", kubectl_json("-n", ns, "get", "pvc", volume)["spec"]["volumeName"])
+    assert sorted(p.name for p in Path(pv["spec"]["hostPath"]["path"]).iterdir()) == [".lock"]
+    events = kubectl_json("-n", ns, "get", "events", "--field-selector", "involvedObject.name=gated")["items"]
+    assert any(e["type"] == "Warning" and e["reason"] == "GatedModel" for e in events), events
+    return str(volume)

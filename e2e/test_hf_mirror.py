@@ -235,3 +235,29 @@ def test_hydration_failures_say_why_and_leave_no_checkpoint(
     assert (got, out["ok"], out["reason"]) == (code, False, reason), out
     assert sorted(p.name for p in vol.iterdir()) == [".lock"]  # nothing a pod could mount
     assert m.file_downloads(env["QWEN_MODEL"], since=before) == []  # refused before downloading
+
+
+GATED = "qwen-e2e/gated-qwen3"
+GRANTED_TOKEN = "hf_e2e_granted_0123456789"  # a test value: the gate below grants this one string
+
+
+@needs_vllm
+def test_gated_model_needs_a_granted_token(mirror: tuple[hm.HFMirror, str], model_dir: Path, tmp_path: Path) -> None:
+    """The Hub's gating (hf_mirror.HubGate, in front of olah): no token and a token without access each fail as
+    GatedModel, say which, and leave the volume empty; the granted token hydrates."""
+    m, _ = mirror
+    sha = m.add_model(GATED, model_dir)
+    with hm.HubGate(m, {GATED: {GRANTED_TOKEN}}, host="127.0.0.1", port=vl.free_port()) as gate:
+        cases = [({}, 401, "set model.source.tokenSecretRef"), ({"HF_TOKEN": "hf_not_granted"}, 403, "has no access")]
+        for i, (token_env, status, words) in enumerate(cases):
+            vol = tmp_path / f"vol{i}"
+            code, out = hydrate(m, vol, QWEN_MODEL=GATED, HF_ENDPOINT=gate.endpoint, **token_env)
+            assert (code, out["reason"]) == (4, "GatedModel") and words in out["message"], out
+            assert sorted(p.name for p in vol.iterdir()) == [".lock"]  # no staging, no model directory
+            assert {d.status for d in gate.refused(GATED)} >= {status}
+        assert m.file_downloads(GATED) == []  # the gate refused every download before olah saw it
+        vol = tmp_path / "granted"
+        code, out = hydrate(m, vol, QWEN_MODEL=GATED, HF_ENDPOINT=gate.endpoint, HF_TOKEN=GRANTED_TOKEN)
+        assert code == 0 and out["ok"] and out["commit"] == sha, out
+        assert files_of(vol / "model") == files_of(model_dir)
+        assert GRANTED_TOKEN not in json.dumps(out) + (vol / "hydration.json").read_text()

@@ -176,8 +176,8 @@ def existing_record(volume: Path) -> dict[str, Any] | None:
 
 def hydrate(job: Job) -> dict[str, Any]:
     """Steps 3-5 of the module docstring; the record written (or found)."""
-    from huggingface_hub import HfApi, snapshot_download
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError
 
     found = existing_record(job.volume)
     if found is not None:
@@ -199,19 +199,10 @@ def hydrate(job: Job) -> dict[str, Any]:
     staging = job.volume / f"{STAGING_PREFIX}{os.getpid()}"
     t0 = time.monotonic()
     try:
-        snapshot_download(job.model, revision=commit, local_dir=staging, endpoint=job.endpoint, token=job.token)
-    except GatedRepoError as e:
-        raise HydrationError("GatedModel", _gated(job.model, job.token is not None)) from e
-    except OSError as e:
-        if e.errno == errno.ENOSPC:
-            raise HydrationError("InsufficientSpace", f"the volume filled up while downloading: {e}") from e
-        raise HydrationError("DownloadFailed", f"download of {job.model}@{commit[:12]} failed: {e}") from e
-    except HfHubHTTPError as e:
-        raise HydrationError("DownloadFailed", f"download of {job.model}@{commit[:12]} failed: {e}") from e
-    shutil.rmtree(staging / ".cache", ignore_errors=True)  # the client's own bookkeeping, not the checkpoint
-    problems = verify(staging, files)
-    if problems:
-        raise HydrationError("VerifyFailed", "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
+        download_verified(job, commit, files, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a failed run leaves the volume as it found it
+        raise
     record = {
         "model": job.model,
         "revision": job.revision,
@@ -224,6 +215,27 @@ def hydrate(job: Job) -> dict[str, Any]:
     os.rename(staging, job.volume / MODEL_DIR)
     _write_atomically(job.volume / RECORD_FILE, json.dumps(record, sort_keys=True))
     return {**record, "reused": False}
+
+
+def download_verified(job: Job, commit: str, files: list[RemoteFile], staging: Path) -> None:
+    """Download the commit into staging and check it against the hub's metadata; a HydrationError names what failed."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError
+
+    try:
+        snapshot_download(job.model, revision=commit, local_dir=staging, endpoint=job.endpoint, token=job.token)
+    except GatedRepoError as e:  # the Hub lists a gated repo's files to anyone and refuses only the download
+        raise HydrationError("GatedModel", _gated(job.model, job.token is not None)) from e
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            raise HydrationError("InsufficientSpace", f"the volume filled up while downloading: {e}") from e
+        raise HydrationError("DownloadFailed", f"download of {job.model}@{commit[:12]} failed: {e}") from e
+    except HfHubHTTPError as e:
+        raise HydrationError("DownloadFailed", f"download of {job.model}@{commit[:12]} failed: {e}") from e
+    shutil.rmtree(staging / ".cache", ignore_errors=True)  # the client's own bookkeeping, not the checkpoint
+    problems = verify(staging, files)
+    if problems:
+        raise HydrationError("VerifyFailed", "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
 
 
 def _clear_leftovers(volume: Path) -> None:
