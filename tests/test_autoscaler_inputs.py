@@ -91,6 +91,29 @@ def test_the_benchmark_runs_the_operators_default_policy():
     assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
 
 
+def test_burst_headroom_reaches_the_policy_as_the_benchmark_runs_it():
+    from dataclasses import asdict
+
+    from bench.autoscaling.run import POLICIES
+
+    on = {"enabled": True, "burstHeadroom": {"enabled": True}}
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": on})
+    factory = POLICIES["ours-burst"][0]
+    assert factory is not None
+    bench = asdict(factory().config)
+    operator = asdict(policy_config(spec, bench["cold_start_s"]))
+    differ = {k for k in bench if bench[k] != operator[k]}
+    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
+    assert operator["burst_headroom_quantile"] == 0.9 and operator["burst_window_s"] == 3600.0
+    off = policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}}))
+    assert off.burst_headroom_quantile is None  # opt-in (docs/autoscaling.md: what it costs)
+    for bad in ({"quantile": 0}, {"quantile": 1.5}, {"windowSeconds": 60}):
+        with pytest.raises(ValueError):
+            QwenDeploymentSpec.model_validate(
+                {"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"burstHeadroom": bad}}
+            )
+
+
 def test_service_rate_and_seasonal_period_reach_the_policy():
     spec = QwenDeploymentSpec.model_validate(
         {
@@ -130,3 +153,6 @@ def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
     assert plain[0] and not any(plain[1:])  # the first decision, then nothing for an hour
     seasonal = steady(AutoscalingConfig(**{**base.__dict__, "seasonal_period_s": 9600.0}), 3600.0)
     assert sum(seasonal) == 1 + 3600 // 100  # 96 buckets of 100 s: one write each, and no more
+    # burst headroom writes when the replicas it holds change, not per recorded minute: steady load, no write
+    bursty = steady(AutoscalingConfig(**{**base.__dict__, "burst_headroom_quantile": 0.9}), 3600.0)
+    assert bursty[0] and not any(bursty[1:])

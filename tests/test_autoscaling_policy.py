@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -803,3 +804,89 @@ def test_a_decision_carries_its_mode_and_numbers_as_fields():
     assert c.mode == MODE_CONCURRENCY and ce.rate_unit is None and ce.service_rate is None
     assert ce.capacity == pytest.approx(256.0) and ce.concurrency_target == pytest.approx(0.5 * 256.0)
     assert ce.load == pytest.approx(80 / 128.0)
+
+
+# --- burst headroom ------------------------------------------------------------------------------
+
+BURSTY = AutoscalingConfig(
+    min_replicas=1, max_replicas=40, warm_pool=1, prior_service_rate=10.0, cold_start_s=160.0,
+    burst_headroom_quantile=0.9,
+)  # fmt: skip
+
+
+def _bursts(t: float) -> float:
+    """Fleet arrivals (req/s): 10, and 50 for 90 s every 420 s (bursts shorter than the 160 s cold start)."""
+    return 50.0 if t % 420.0 < 90.0 and t >= 420.0 else 10.0
+
+
+def _ramp(t: float) -> float:
+    return 10.0 + 30.0 * min(t, 3600.0) / 3600.0  # 10 -> 40 req/s over an hour: what the trend covers
+
+
+def _drive(cfg: AutoscalingConfig, rate, until: float) -> dict[float, Decision]:
+    """Four replicas answering `rate` without a queue (residence 3 s), 15 s apart, the state through JSON."""
+    state, out, t = PolicyState(), {}, 0.0
+    while t <= until:
+        r = rate(t) / 4
+        d = decide(obs(t, [rs(0, 3 * r, 0.1, r, n) for n in "abcd"], desired=4), state, cfg)
+        state = PolicyState.from_dict(json.loads(json.dumps(d.state.to_dict())))  # as the status keeps it
+        out[t] = d
+        t += 15.0
+    return out
+
+
+def test_burst_headroom_holds_recurring_bursts_warm():
+    plain = _drive(replace(BURSTY, burst_headroom_quantile=None), _bursts, 3000.0)
+    bursty = _drive(BURSTY, _bursts, 3000.0)
+    quiet = 2520.0 + 300.0  # between two bursts, after five of them
+    assert _bursts(quiet) == 10.0
+    # without it: the constant warm pool; with it, the burst's height over the quiet load, held between bursts
+    assert plain[quiet].warm_pool == 1 and _estimate(plain[quiet]).burst_headroom == 0.0
+    d = bursty[quiet]
+    e = _estimate(d)
+    assert e.per_replica_target is not None
+    # the burst's load, in replicas at the learned rate, beyond what the quiet load + warm pool carry at 100 %
+    shortfall = 50.0 / e.per_replica_target - (10.0 / e.per_replica_target + 1) / 0.85
+    assert 0.8 * shortfall <= e.burst_headroom <= 1.25 * shortfall, d.message
+    assert d.warm_pool == 1 + math.ceil(e.burst_headroom - 1e-9)
+    assert d.recommendation == plain[quiet].recommendation - 1 + d.warm_pool
+    assert "burst headroom" in d.message and "quantile of" in d.message
+    # before the first burst's cold start has passed there is no evidence, and nothing is added
+    assert bursty[300.0].warm_pool == 1 and "no cold start has passed yet" in bursty[105.0].message
+
+
+def test_burst_headroom_adds_nothing_on_a_ramp_the_trend_covers():
+    d = _drive(BURSTY, _ramp, 3600.0)
+    plain = _drive(replace(BURSTY, burst_headroom_quantile=None), _ramp, 3600.0)
+    assert all(x.warm_pool == 1 for x in d.values())
+    assert [x.recommendation for x in d.values()] == [x.recommendation for x in plain.values()]
+    assert _estimate(d[3600.0]).burst_headroom < 0.5
+
+
+def test_burst_headroom_ignores_a_step_that_stays():
+    """A step is a new level: still there one cold start after the peak, it is what reacting catches up with, and
+    holding more warm replicas after it would not have met it earlier."""
+    d = _drive(BURSTY, lambda t: 50.0 if t >= 600.0 else 10.0, 2400.0)
+    assert all(x.warm_pool == 1 for x in d.values())
+    assert max(v for _, v in d[2400.0].state.burst_shortfalls) < 0.5
+
+
+def test_burst_headroom_forgets_bursts_older_than_its_window():
+    cfg = replace(BURSTY, burst_window_s=900.0)
+    d = _drive(cfg, lambda t: 50.0 if 600.0 <= t < 690.0 else 10.0, 2400.0)  # one burst, never again
+    assert d[1005.0].warm_pool >= 3  # the burst's shortfalls, recorded one cold start after each estimate
+    assert d[2400.0].warm_pool == 1 and all(t > 2400.0 - 900.0 for t, _ in d[2400.0].state.burst_shortfalls)
+
+
+def test_burst_state_round_trips_and_tolerates_garbage():
+    d = _drive(BURSTY, _bursts, 900.0)[900.0]
+    st = d.state
+    assert st.burst_pending and st.burst_shortfalls
+    assert all(900.0 - 2 * 160.0 < p.time <= 900.0 for p in st.burst_pending)  # only those not judged yet
+    again = PolicyState.from_dict(json.loads(json.dumps(st.to_dict())))
+    assert again.burst_shortfalls == tuple((round(t, 1), round(v, 4)) for t, v in st.burst_shortfalls)
+    bad = PolicyState.from_dict({"burstPending": [[1, "x", 2], [3.0, 1.0]], "burstShortfalls": [[5.0, -1.0], "x"]})
+    assert bad.burst_pending == () and bad.burst_shortfalls == ()
+    for kw in ({"burst_headroom_quantile": 0.0}, {"burst_headroom_quantile": 1.5}, {"burst_window_s": 0.0}):
+        with pytest.raises(ValueError):
+            AutoscalingConfig(**kw)

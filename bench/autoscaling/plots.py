@@ -38,14 +38,17 @@ def _num(x: Any) -> float:
     return float(x)
 
 
-def plot_trace(name: str, tr: dict[str, Any], params: dict[str, Any], path: Path) -> None:
+def plot_trace(
+    name: str, tr: dict[str, Any], params: dict[str, Any], path: Path, compare: tuple[str, str] | None = None
+) -> None:
+    """The run's ours and its best anchor against the oracle; ``compare``: two other policies in their place."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     res = tr["results"]
-    anchor = best_anchor(res)
+    first, anchor = compare or ("ours", best_anchor(res))
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(10, 6.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     demand = tr["demand_rps"]
     ax1b = ax1.twinx()
@@ -54,7 +57,7 @@ def plot_trace(name: str, tr: dict[str, Any], params: dict[str, Any], path: Path
     ax1.set_zorder(ax1b.get_zorder() + 1)
     ax1.patch.set_visible(False)
     lines = [("oracle", res["oracle"]["counts"], "k", "oracle (zero cold start)")]
-    for pname, color in (("ours", "tab:blue"), (anchor, "tab:orange")):
+    for pname, color in ((first, "tab:blue"), (anchor, "tab:orange")):
         if pname and pname in res and "series" in res[pname]:
             r = res[pname]
             label = f"{pname}: {100 * r['within_slo']:.1f}% in SLO, {r['vs_oracle']:.2f}x oracle GPU-h"
@@ -68,7 +71,7 @@ def plot_trace(name: str, tr: dict[str, Any], params: dict[str, Any], path: Path
         f"{params.get('slo_mode')} SLO ({params.get('suite')} suite)",
         fontsize=10,
     )
-    for pname, color in (("oracle-replay", "k"), ("ours", "tab:blue"), (anchor, "tab:orange")):
+    for pname, color in (("oracle-replay", "k"), (first, "tab:blue"), (anchor, "tab:orange")):
         if pname and pname in res and "series" in res[pname]:
             ys = [_num(y) for y in res[pname]["series"]["ttft_p99_s"]]
             ys = [min(y, 1e3) for y in ys]  # a minute whose requests never got a first token is drawn at 1000 s

@@ -362,6 +362,8 @@ def ours_config(**over: Any) -> AutoscalingConfig:
 POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     "ours": (lambda: Ours(ours_config()), "baked"),
     "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
+    # the warm pool sized by the recent shortfalls of cold starts (policy.py: burst headroom)
+    "ours-burst": (lambda: Ours(ours_config(burst_headroom_quantile=0.9), name="ours-burst"), "baked"),
     "ours-unbaked": (
         lambda: Ours(ours_config(cold_start_s=round(cold_start_for(QWEN3_8B, "unbaked").total_s)), name="ours-unbaked"),
         "unbaked",

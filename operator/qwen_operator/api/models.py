@@ -497,6 +497,26 @@ class CompileCache(WireModel):
     )
 
 
+class BurstHeadroom(WireModel):
+    """A warm pool sized by evidence: the capacity that recent cold starts lacked (autoscaling/policy.py)."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Add the burst headroom to the warm pool. Each demand estimate, one cold start later, gives the "
+        "load that came within that cold start beyond what the replicas asked for then carry at full utilization; "
+        "the quantile below of those shortfalls (the largest per minute) over the window is held warm, so bursts "
+        "shorter than a cold start that recur find their replicas Ready. A ramp the trend covers adds nothing.",
+    )
+    quantile: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Which shortfall to hold for: 0.9 holds bursts that recur in at least a tenth of the window's "
+        "minutes (minutes not observed yet count as none).",
+    )
+    window_seconds: int = Field(default=3600, ge=600, le=86400, description="How long a shortfall counts as evidence.")
+
+
 class Autoscaling(WireModel):
     """Queue-depth autoscaling on vLLM's own metrics, with a warm pool."""
 
@@ -527,6 +547,10 @@ class Autoscaling(WireModel):
         ge=0,
         le=100,
         description="Ready replicas kept above current demand so a burst does not wait for a cold start.",
+    )
+    burst_headroom: BurstHeadroom = Field(
+        default_factory=BurstHeadroom,
+        description="Replicas held above the warm pool for bursts that recent cold starts were too slow for.",
     )
     scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600, description="Window before scaling up.")
     scale_down_stabilization_seconds: int = Field(
@@ -784,7 +808,10 @@ class WeightCacheStatus(WireModel):
 class AutoscalingStatus(WireModel):
     active: bool | None = None
     desired_replicas: int | None = None
-    warm_replicas: int | None = None
+    warm_replicas: int | None = Field(
+        default=None,
+        description="Replicas held above demand at the last decision: warmPool, plus the burst headroom when on.",
+    )
     last_reason: str | None = None
     last_message: str | None = None
     last_queue: float | None = None

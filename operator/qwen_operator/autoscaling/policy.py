@@ -95,6 +95,7 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "AutoscalingConfig",
+    "BurstPoint",
     "Decision",
     "DemandEstimate",
     "Observation",
@@ -179,6 +180,14 @@ class AutoscalingConfig:
     seasonal_period_s: float | None = None
     seasonal_buckets: int = 96
     seasonal_max_growth: float = 3.0  # a forecast never asks for more than this times the current load
+    # burst headroom (None: off): the warm pool is sized by evidence instead of the constant alone.  Each demand
+    # estimate, once a cold start has passed after it, gives the shortfall that cold start brought: the peak load
+    # within it beyond what the replicas asked for then (load + trend + warm pool) carry at full utilization and
+    # beyond the load still there one cold start later (a new level is what reacting catches up with).  This quantile of
+    # the shortfalls recorded over ``burst_window_s`` (the largest per minute) is added to the warm pool, so bursts
+    # that recur within the window find their capacity warm (_burst_headroom)
+    burst_headroom_quantile: float | None = None
+    burst_window_s: float = 3600.0
 
     def __post_init__(self) -> None:
         if self.min_replicas < 0:
@@ -224,6 +233,10 @@ class AutoscalingConfig:
             raise ValueError("seasonal_period_s must be a finite number > 0")
         if self.seasonal_buckets < 4 or self.seasonal_max_growth < 1.0:
             raise ValueError("seasonal_buckets must be >= 4 and seasonal_max_growth >= 1")
+        if self.burst_headroom_quantile is not None and not 0.0 < self.burst_headroom_quantile <= 1.0:
+            raise ValueError("burst_headroom_quantile must be in (0, 1]")
+        if not self.burst_window_s > 0:
+            raise ValueError("burst_window_s must be > 0")
 
     def queue_target(self) -> float:
         """Waiting requests per replica to aim for, derived from the TTFT SLO when possible."""
@@ -300,6 +313,15 @@ class WindowRow(NamedTuple):
         return self.tokens if unit == RATE_TOKENS else self.completions
 
 
+class BurstPoint(NamedTuple):
+    """A demand estimate waiting for its cold start to pass (burst headroom): when, the load in replicas, and the
+    load that what was asked for then (load + the trend's look-ahead + the warm pool) carries at full utilization."""
+
+    time: float
+    load: float
+    carries: float
+
+
 class SeasonEntry(NamedTuple):
     """One bucket of the seasonal cycle: when it was last written (-1: never), the completion rate this cycle, and
     the rate one cycle earlier (-1: not recorded)."""
@@ -352,6 +374,8 @@ class PolicyState:
     carried_rate: float | None = None
     season: tuple[SeasonEntry, ...] = ()
     rate_unit: str = RATE_REQUESTS
+    burst_pending: tuple[BurstPoint, ...] = ()
+    burst_shortfalls: tuple[tuple[float, float], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -369,6 +393,8 @@ class PolicyState:
             "carriedRate": self.carried_rate,
             "rateUnit": self.rate_unit,
             "season": [[round(t, 1), round(v, 4), round(p, 4)] for t, v, p in self.season],
+            "burstPending": [[round(t, 1), round(a, 4), round(b, 4)] for t, a, b in self.burst_pending],
+            "burstShortfalls": [[round(t, 1), round(v, 4)] for t, v in self.burst_shortfalls],
         }
 
     @classmethod
@@ -433,7 +459,20 @@ class PolicyState:
             season=tuple(season),
             # a state written before the unit was recorded learned in requests/s
             rate_unit=RATE_TOKENS if d.get("rateUnit") == RATE_TOKENS else RATE_REQUESTS,
+            burst_pending=tuple(sorted(BurstPoint(*x) for x in _number_rows(d.get("burstPending"), 3))),
+            burst_shortfalls=tuple(sorted((t, v) for t, v in _number_rows(d.get("burstShortfalls"), 2) if v >= 0)),
         )
+
+
+def _number_rows(items: Any, width: int) -> list[tuple[float, ...]]:
+    """The rows of ``width`` finite numbers in a status list; anything else is dropped."""
+    out: list[tuple[float, ...]] = []
+    for item in items or ():
+        if isinstance(item, (list, tuple)) and len(item) == width:
+            row = tuple(_num(x) for x in item)
+            if all(v is not None for v in row):
+                out.append(tuple(float(v) for v in row if v is not None))
+    return out
 
 
 @dataclass(frozen=True)
@@ -461,6 +500,8 @@ class DemandEstimate:
     capped_by_carried_rate: bool = False  # concurrency mode: the load was capped by the carried rate
     trend_per_min: float = 0.0
     seasonal_growth: float | None = None  # the seasonal forecast's growth over one cold start (None: none)
+    # burst headroom: replicas held warm for the shortfalls recent cold starts brought (0 when off or none seen)
+    burst_headroom: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -481,6 +522,8 @@ class Decision:
     capacity: float = 0.0
     mode: str = ""
     estimate: DemandEstimate | None = None
+    # replicas held above the demand: the warm pool plus the burst headroom (None: held without deciding)
+    warm_pool: int | None = None
 
 
 def floor_replicas(config: AutoscalingConfig) -> int:
@@ -760,9 +803,21 @@ class _Demand:
 
 
 @dataclass(frozen=True)
+class _Burst:
+    """Stage 4b: the burst headroom (replicas), the estimates still waiting for their cold start to pass, the
+    per-minute shortfalls within the window, and the words for the decision's message."""
+
+    headroom: float
+    pending: tuple[BurstPoint, ...]
+    shortfalls: tuple[tuple[float, float], ...]
+    text: str
+
+
+@dataclass(frozen=True)
 class _Target:
     """Stage 5: the recommendation, the size to keep, and the next state."""
 
+    pool: int  # replicas above the demand: the warm pool plus the burst headroom
     need: int
     wanted: int
     recommendation: int
@@ -1154,6 +1209,56 @@ def _estimate_demand(
     return _seasonal(obs, state, w, r, demand, config)
 
 
+_BURST_BUCKET_S = 60.0  # shortfalls are kept as the largest per minute: a sample per minute of the window
+
+
+def _burst_headroom(obs: Observation, state: PolicyState, demand: _Demand, config: AutoscalingConfig) -> _Burst:
+    """Stage 4b: the shortfalls of the cold starts that have passed, and the headroom they ask for now.
+
+    A demand estimate made at t asked for load(t) + ahead(t) + the warm pool, which carry that sum over
+    ``target_throughput_utilization`` at full utilization. Two cold starts later the loads estimated within
+    (t, t + cold_start_s] are known, and the load one cold start after that: the peak beyond both what was carried
+    and that later load is a burst that no replica asked for at t or after could have met, and that was gone before
+    reacting helped. Over the last ``burst_window_s`` those shortfalls (the largest per minute) are the evidence;
+    their ``burst_headroom_quantile`` is held warm on top of the warm pool. Causal: a shortfall is known two cold
+    starts late, so the first burst of a kind is always missed."""
+    q = config.burst_headroom_quantile
+    if q is None:
+        return _Burst(0.0, (), (), "")
+    est = demand.estimate
+    pending = tuple(p for p in state.burst_pending if p.time < obs.time)
+    # the margin the utilization target keeps (0.85 of the service rate) absorbs noise: it is not a shortfall
+    carries = (est.load + est.ahead + config.warm_pool) / config.target_throughput_utilization
+    pending += (BurstPoint(obs.time, est.load, carries),)
+    worst = dict(state.burst_shortfalls)
+    waiting: list[BurstPoint] = []
+    c = config.cold_start_s
+    for p in pending:
+        if p.time > obs.time - 2 * c:
+            waiting.append(p)
+            continue
+        within = [x.load for x in pending if p.time < x.time <= p.time + c]
+        after = [x.load for x in pending if p.time + c < x.time <= p.time + 2 * c]
+        if within:
+            # a load still there one more cold start later is a level the reactive path catches up with (a ramp, a
+            # step): only the part of the peak that is gone by then is a burst that nothing asked for later can meet
+            level = after[-1] if after else within[-1]
+            bucket = math.floor(p.time / _BURST_BUCKET_S) * _BURST_BUCKET_S
+            worst[bucket] = max(worst.get(bucket, 0.0), max(0.0, max(within) - max(p.carries, level)))
+    kept = tuple(sorted((t, v) for t, v in worst.items() if t > obs.time - config.burst_window_s))
+    if not kept:
+        return _Burst(0.0, tuple(waiting), kept, "; burst headroom: no cold start has passed yet")
+    # minutes of the window not observed yet count as none: one event in the first minutes is not yet a pattern
+    unseen = max(0, math.ceil(config.burst_window_s / _BURST_BUCKET_S) - len(kept))
+    values = [0.0] * unseen + sorted(v for _, v in kept)
+    headroom = values[max(0, math.ceil(q * len(values)) - 1)]  # nearest-rank quantile
+    text = (
+        f"; burst headroom {headroom:.2f} replicas (the {q:.0%} quantile of {len(values)} per-minute shortfalls "
+        f"beyond what the fleet carried, the largest {values[-1]:.2f})"
+    )
+    return _Burst(headroom, tuple(waiting), kept, text)
+
+
 def _stabilise(
     obs: Observation,
     state: PolicyState,
@@ -1161,14 +1266,17 @@ def _stabilise(
     r: _Rates,
     demand: _Demand,
     season: tuple[SeasonEntry, ...],
+    burst: _Burst,
     config: AutoscalingConfig,
 ) -> _Target:
     """Stage 5: the recommendation (demand + warm pool, clamped), the size to keep (what the demand asks at the
-    scale-down target, recorded for the stabilization window), the trust region, and the next state."""
+    scale-down target, recorded for the stabilization window), the trust region, and the next state.  The warm
+    pool is the configured one plus the burst headroom."""
     total = demand.total
+    pool = config.warm_pool + math.ceil(burst.headroom - 1e-9)
     need = math.ceil(total - 1e-9) if total > 0 else 0
-    wanted = need + config.warm_pool
-    keep_n = _clamp((math.ceil(total / demand.hysteresis - 1e-9) if total > 0 else 0) + config.warm_pool, config)
+    wanted = need + pool
+    keep_n = _clamp((math.ceil(total / demand.hysteresis - 1e-9) if total > 0 else 0) + pool, config)
     keep = max(config.scale_down_stabilization_s, config.scale_up_stabilization_s)
     recs = tuple((t, n) for t, n in state.recommendations if obs.time - keep <= t < obs.time) + ((obs.time, keep_n),)
     safe = state.safe_load
@@ -1189,8 +1297,11 @@ def _stabilise(
         saturated_since=tuple(sorted(w.saturated_since.items())),
         carried_rate=r.carried,
         season=season,
+        burst_pending=burst.pending,
+        burst_shortfalls=burst.shortfalls,
     )
     return _Target(
+        pool=pool,
         need=need,
         wanted=wanted,
         recommendation=_clamp(wanted, config),
@@ -1303,12 +1414,13 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
     w = _update_windows(obs, state, config)
     rates = _learn_rates(obs, state, config, w)
     demand, season = _estimate_demand(obs, state, w, rates, config)
-    target = _stabilise(obs, state, w, rates, demand, season, config)
+    burst = _burst_headroom(obs, state, demand, config)
+    target = _stabilise(obs, state, w, rates, demand, season, burst, config)
     n, reason, what, next_state = _choose(obs, state, w, target, current, config)
     numbers = (
         f"waiting {w.waiting:.0f}, running {w.running:.0f} (window mean {w.run_pr:.1f}/replica) on "
-        f"{w.ready} Ready + {obs.starting_replicas} starting; {demand.text}; demand {demand.total:.2f} "
-        f"replicas + warm pool {config.warm_pool}"
+        f"{w.ready} Ready + {obs.starting_replicas} starting; {demand.text}{burst.text}; demand "
+        f"{demand.total:.2f} replicas + warm pool {target.pool}"
     )
     return Decision(
         n,
@@ -1321,5 +1433,6 @@ def decide(obs: Observation, state: PolicyState, config: AutoscalingConfig) -> D
         demand.total,
         rates.capacity,
         mode=demand.estimate.mode,
-        estimate=demand.estimate,
+        estimate=replace(demand.estimate, burst_headroom=burst.headroom),
+        warm_pool=target.pool,
     )

@@ -67,6 +67,8 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
         prior_service_rate=a.service_rate_per_replica,
         seasonal_period_s=float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None,
+        burst_headroom_quantile=a.burst_headroom.quantile if a.burst_headroom.enabled else None,
+        burst_window_s=float(a.burst_headroom.window_seconds),
     )
 
 
@@ -114,13 +116,15 @@ def _status_fields(d: policy.Decision, now_iso: str) -> dict[str, Any]:
 def status_write_needed(
     d: policy.Decision, auto: Mapping[str, Any], cfg: policy.AutoscalingConfig, current: int
 ) -> bool:
-    """Write status when the decision changes (size, reason, active), or when a seasonal forecast recorded a new
-    bucket of its cycle: a steady fleet otherwise writes nothing for hours, and a restarted operator would lose
-    that stretch of the recorded cycle (a bucket is 15 min of a day: one small write per bucket)."""
+    """Write status when the decision changes (size, reason, active, the warm replicas the burst headroom holds),
+    or when a seasonal forecast recorded a new bucket of its cycle: a steady fleet otherwise writes nothing for
+    hours, and a restarted operator would lose that stretch of the recorded cycle (a bucket is 15 min of a day: one
+    small write per bucket)."""
     if (
         d.desired_replicas != current
         or d.reason != auto.get("lastReason")
         or bool(d.active) != bool(auto.get("active", True))
+        or (d.warm_pool is not None and d.warm_pool != auto.get("warmReplicas", cfg.warm_pool))
     ):
         return True
     mark = policy.season_mark(d.state, cfg)
@@ -198,7 +202,8 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     metrics.DESIRED_REPLICAS.labels(namespace, name).set(d.desired_replicas)
     if router_in_flight:
         metrics.ROUTER_IN_FLIGHT.labels(namespace, name).set(sum(router_in_flight))
-    metrics.WARM_REPLICAS.labels(namespace, name).set(cfg.warm_pool)
+    warm = d.warm_pool if d.warm_pool is not None else cfg.warm_pool  # with burst headroom, above the constant
+    metrics.WARM_REPLICAS.labels(namespace, name).set(warm)
     message = d.message if error is None else f"{error}; {d.message}"
     if not status_write_needed(d, auto, cfg, current):
         return
@@ -207,7 +212,7 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
         **_status_fields(d, now_iso),
         "lastMessage": message[:500],
         "active": bool(d.active),
-        "warmReplicas": cfg.warm_pool,
+        "warmReplicas": warm,
     }
     if cold_start is not None:
         new_auto["coldStartSeconds"] = round(cold_start, 1)
