@@ -126,6 +126,7 @@ def test_the_autoscaler_hands_its_status_to_the_pass_it_triggers():
     assert len(writes) == 1  # one pass, one write: the autoscaling section and its condition with the rest
     st = writes[0]
     assert st["autoscaling"]["lastReason"] and "policyState" in st["autoscaling"]
+    assert st["autoscaling"]["warmReplicas"] == 1  # held (no metrics): the configured pool, no burst headroom
     active = next(c for c in st["conditions"] if c["type"] == "AutoscalingActive")
     assert active["status"] == "False" and active["observedGeneration"] == 1  # no Prometheus: held
     assert {c["type"] for c in st["conditions"]} >= {"Validated", "Ready", "AutoscalingActive"}

@@ -49,6 +49,37 @@ def rows(run: dict[str, Any], full: dict[str, Any] | None) -> list[str]:
     return out
 
 
+def verdicts(paths: list[Path]) -> list[str]:
+    """Per suite, router and trace: under which service-model variants ours and ours-burst meet the SLO. "Meets" is
+    claimed only where every variant run agrees (bench/autoscaling/README.md)."""
+    meets: dict[tuple[str, str, str], dict[str, dict[str, bool]]] = {}
+    variants: set[str] = set()
+    for path in paths:
+        run = json.loads(path.read_text())
+        p = run["params"]
+        variants.add(p["variant"])
+        for trace, t in run["traces"].items():
+            cell = meets.setdefault((p["suite"], p["router"], trace), {})
+            cell[p["variant"]] = {pol: bool(t["results"][pol]["meets_slo"]) for pol in ("ours", "ours-burst")}
+
+    def word(cell: dict[str, dict[str, bool]], pol: str) -> str:
+        yes = sorted(v for v, m in cell.items() if m[pol])
+        if len(yes) == len(variants) == len(cell):
+            return "**meets (all)**"
+        return "misses (all)" if not yes else f"only {', '.join(yes)}"
+
+    out = [
+        "",
+        f"## Verdicts across the service-model variants ({', '.join(sorted(variants))})",
+        "",
+        "| suite | router | trace | ours | ours-burst |",
+        "|---|---|---|---|---|",
+    ]
+    for (suite, router, trace), cell in sorted(meets.items()):
+        out.append(f"| {suite} | {router} | {trace} | {word(cell, 'ours')} | {word(cell, 'ours-burst')} |")
+    return out
+
+
 def plot_bursts(run: dict[str, Any], out: Path) -> list[str]:
     """ours and ours-burst over the oracle, on the short-burst traces; markdown links to the PNGs."""
     from .plots import plot_trace
@@ -95,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "|---|---:|---|---|---:|---|",
             *rows(run, full),
         ]
+    lines += verdicts(sorted(Path(args.runs).glob("autoscaling_*.json")))
     lines += ["", "## Plots (calibrated-v1: ours in blue, ours-burst in orange)", ""]
     for path in sorted(Path(args.runs).glob("autoscaling_*_calibrated-v1_*.json")):
         lines += [f"- {link}" for link in plot_bursts(json.loads(path.read_text()), out)]
