@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-ANCHORS = ("hpa-gpu-util", "keda-prodstack", "aibrix-kpa", "kubeai")
+from .run import ANCHORS
 
 
 def _cell(r: dict[str, Any]) -> str:
