@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e"))
 sys.path.insert(0, str(ROOT / "operator"))
 
+from audit_log import all_lines  # noqa: E402
 from kubernetes import client, config, watch  # noqa: E402
 
 CLUSTER = ROOT / "e2e" / "cluster" / "cluster.sh"
@@ -49,18 +50,15 @@ def rss_mib(pid: int) -> float:
 
 
 def audit_events(audit_log: Path, user: str, since: float, until: float) -> Iterator[dict]:
-    """Completed requests ``user`` made in [since, until] (unix seconds), from the apiserver's audit log."""
-    with open(audit_log) as f:
-        for line in f:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if ev.get("stage") != "ResponseComplete" or ev.get("user", {}).get("username") != user:
-                continue
-            ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
-            if since <= ts <= until:
-                yield ev
+    """Completed requests ``user`` made in [since, until] (unix seconds), from the apiserver's audit log and the
+    files it rotated to (a run can straddle a rotation)."""
+    for line in all_lines(audit_log):
+        ev = json.loads(line)
+        if ev.get("stage") != "ResponseComplete" or ev.get("user", {}).get("username") != user:
+            continue
+        ts = datetime.fromisoformat(ev["requestReceivedTimestamp"].replace("Z", "+00:00")).timestamp()
+        if since <= ts <= until:
+            yield ev
 
 
 def audit_requests(audit_log: Path, user: str, since: float, until: float) -> int:

@@ -18,7 +18,6 @@ Every test under e2e/ gets the ``e2e`` marker.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_log import AuditMark, events_since, mark
 
 E2E_DIR = Path(__file__).resolve().parent
 CLUSTER_DIR = E2E_DIR / "cluster"
@@ -118,24 +118,17 @@ class LocalCluster:
             self._user_kubeconfigs[key] = Path(self._sh("user-kubeconfig", user, *groups))
         return self._user_kubeconfigs[key]
 
-    def audit_events(self, since_bytes: int = 0) -> list[dict[str, Any]]:
-        """Audit events (dicts) written after byte offset ``since_bytes`` of the audit log."""
+    def audit_events(self, since: AuditMark | None = None) -> list[dict[str, Any]]:
+        """Audit events (dicts) written after ``since`` (from audit_mark()), across a rotation of the log."""
         if self.audit_log is None:
             raise RuntimeError("no audit log for a foreign cluster")
-        events = []
-        with open(self.audit_log, "rb") as f:
-            f.seek(since_bytes)
-            for line in f:
-                line = line.strip()
-                if line:
-                    events.append(json.loads(line))
-        return events
+        return events_since(self.audit_log, since or AuditMark(0, 0))
 
-    def audit_offset(self) -> int:
-        """Current size of the audit log: pass it to audit_events() to see only later events."""
+    def audit_mark(self) -> AuditMark:
+        """Where the audit log ends now: pass it to audit_events() to see only later events."""
         if self.audit_log is None:
             raise RuntimeError("no audit log for a foreign cluster")
-        return self.audit_log.stat().st_size if self.audit_log.exists() else 0
+        return mark(self.audit_log)
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from audit_log import AuditMark
 
 ROOT = Path(__file__).resolve().parents[1]
 CRD = ROOT / "crds" / "qwendeployments.yaml"
@@ -185,9 +186,9 @@ WRITE_VERBS = ("create", "update", "patch", "delete", "deletecollection")
 
 
 def operator_writes(
-    operator: Any, local_cluster: Any, since: int, namespace: str | None = None
+    operator: Any, local_cluster: Any, since: AuditMark, namespace: str | None = None
 ) -> list[dict[str, Any]]:
-    """The operator's completed write calls in the apiserver's audit log after byte offset ``since`` (in
+    """The operator's completed write calls in the apiserver's audit log after the mark ``since`` (in
     ``namespace`` when given)."""
     user = operator.audit_user
     return [
@@ -202,21 +203,21 @@ def operator_writes(
 
 def wait_operator_quiet(
     operator: Any, local_cluster: Any, namespace: str | None = None, quiet_s: float = 3.0, timeout: float = 60
-) -> int:
+) -> AuditMark:
     """Wait until the operator made no write (in ``namespace``) for ``quiet_s`` seconds, and return the audit
-    offset from then on. A condition seen True is written before that transition's Event, so a test that measures
+    mark from then on. A condition seen True is written before that transition's Event, so a test that measures
     "what comes next" must first let the tail of the last reconcile land."""
     deadline = time.monotonic() + timeout
-    offset = local_cluster.audit_offset()
+    since = local_cluster.audit_mark()
     quiet_since = time.monotonic()
     while time.monotonic() < deadline:
         time.sleep(0.5)
-        now_offset = local_cluster.audit_offset()
-        if operator_writes(operator, local_cluster, offset, namespace):
+        now = local_cluster.audit_mark()
+        if operator_writes(operator, local_cluster, since, namespace):
             quiet_since = time.monotonic()
-        offset = now_offset
+        since = now
         if time.monotonic() - quiet_since >= quiet_s:
-            return offset
+            return since
     raise AssertionError(f"the operator kept writing{f' in {namespace}' if namespace else ''} for {timeout}s")
 
 

@@ -354,7 +354,7 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         ).stdout
     )
     assert who["status"]["userInfo"]["username"] == sa_user
-    audit_from = local_cluster.audit_offset() if local_cluster.is_local else 0
+    audit_from = local_cluster.audit_mark() if local_cluster.is_local else None
     op = OperatorProcess(
         kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"}, name=f"helm-rbac-{ns}"
     )

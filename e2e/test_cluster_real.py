@@ -291,7 +291,7 @@ def test_audit_log_records_write_calls(local_cluster, kube, namespace, wait_unti
     if not local_cluster.is_local:
         pytest.skip("the audit log path is only known for the local cluster")
     core = client.CoreV1Api(kube)
-    offset = local_cluster.audit_offset()
+    offset = local_cluster.audit_mark()
     core.create_namespaced_config_map(namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="audited")))
     core.read_namespaced_config_map("audited", namespace)
 

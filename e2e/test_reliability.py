@@ -680,7 +680,7 @@ def test_terminating_namespace_is_left_alone(operator, namespace, local_cluster)
             ),
             timeout=30,
         )
-        start = local_cluster.audit_offset()
+        start = local_cluster.audit_mark()
         kubectl_run("delete", "namespace", namespace, "--wait=false")
         wait_for(
             "the Services to be deleted",

@@ -226,7 +226,7 @@ def test_deployments_stay_in_their_namespace(operator, namespace, other_namespac
     kubectl_run("-n", other_namespace, "create", "service", "clusterip", "same", "--tcp=8000:8000")
     bystander = kubectl_json("-n", other_namespace, "get", "service", "same")
 
-    start = local_cluster.audit_offset()
+    start = local_cluster.audit_mark()
     apply_qd(namespace, "same", spec)
     wait_for("A Ready", cond_is(namespace, "same", "Ready", "True"), timeout=120)
     writes = operator_writes(operator, local_cluster, start)
