@@ -134,3 +134,43 @@ def test_excerpt_and_shrink():
     assert len(ex) == 40
     assert ex[0][0] == 0.0 and ex[-1][0] == pytest.approx(20.0)
     assert all(p == min(384, round((1000 + i) / 4)) and o == 120 for i, (_, p, o) in enumerate(ex))
+
+
+# --- the front end as a queue (validate_cpu_fit.FrontEnd) -----------------------------------------------------------
+def _queued(arrivals: list[tuple[float, int, int]], fe: F.FrontEnd) -> list[F.Measured]:
+    """What a client would see if the engine were the simulator with TRUE and the front end exactly ``fe``."""
+    starts, first, last, _ = F.replay_with_front_end(arrivals, _sm(TRUE), fe)
+    return [F.Measured(s, p, o, f - s, e - s) for s, f, e, (_, p, o) in zip(starts, first, last, arrivals)]
+
+
+def test_front_end_is_one_fifo_server():
+    """Two requests sent together: the second reaches the engine one request's work later, and every token waits
+    for the server to be free; the delay occupies nothing."""
+    engine = F.simulate([(0.0, 16, 1), (0.0, 16, 1)], _sm(TRUE))
+    fe = F.FrontEnd(per_request_s=1.0, per_token_s=0.5, delay_s=0.25)
+    entry, first, last = F._serve_front_end([0.0, 0.0], engine, fe)
+    assert entry == [1.0, 2.0]
+    # both tokens come out of the engine well before 2 s, so they queue behind the second request's work
+    assert first == pytest.approx([2.75, 3.25]) and last == first
+
+
+def test_a_free_front_end_changes_nothing():
+    arrivals = [(0.05 * i, 64 + 8 * (i % 5), 4 + i % 7) for i in range(60)]
+    _, first, last, moved = F.replay_with_front_end(arrivals, _sm(TRUE), F.FrontEnd(0.0, 0.0, 0.0))
+    plain = F.simulate(arrivals, _sm(TRUE))
+    assert moved < 1e-4
+    assert first == pytest.approx([r.arrival + r.ttft for r in plain])
+    assert last == pytest.approx([r.done for r in plain])
+
+
+def test_ceiling_fit_recovers_the_per_token_work_of_a_saturating_run():
+    """A saturating run made by a known front end: the bisection finds its split of the idle constant again, and
+    a slower front end shows as a lower throughput ceiling."""
+    # 4 ms + 64 x 1.2 ms of front-end work a request: about 12 req/s, below the engine's own 20
+    truth = F.FrontEnd(per_request_s=0.004, per_token_s=0.0012, delay_s=0.0)
+    arrivals = [(0.0, 256, 64)] * 120
+    reqs = _queued(arrivals, truth)
+    got = F.fit_front_end_to_ceiling(reqs, _sm(TRUE), truth.per_request_s + truth.per_token_s)
+    assert got.per_token_s == pytest.approx(truth.per_token_s, rel=0.05)
+    free = F.real_metrics(_queued(arrivals, F.FrontEnd(0.0, 0.0, 0.0)))["req_per_s"]
+    assert F.real_metrics(reqs)["req_per_s"] < 0.8 * free

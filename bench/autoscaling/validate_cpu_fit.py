@@ -244,6 +244,132 @@ def sim_metrics(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: fl
     return {**metrics(starts, ttfts, ends, [r.output for r in done]), **occupancy(starts, ttfts, ends)}
 
 
+@dataclass(frozen=True)
+class FrontEnd:
+    """vLLM's front end on this machine as one FIFO server plus a fixed delay. The API server, the engine core's
+    input and output loop and the load client share the one core the CPU backend leaves free (validate_cpu.py
+    prints the affinity). A request costs ``per_request_s`` of that server before the engine sees it (HTTP,
+    tokenising, handing it over) and every output token ``per_token_s`` before the client sees it (detokenising,
+    the SSE chunk, the client's parse); ``delay_s`` is latency that occupies nothing (the hops between processes).
+    At idle a first token pays all three: their sum is the fit's constant frontend_s."""
+
+    per_request_s: float
+    per_token_s: float
+    delay_s: float
+
+
+def _token_times(r: Request) -> list[float]:
+    """When the engine produced each of the request's tokens: the first at its TTFT, the rest evenly to the end."""
+    first = r.arrival + r.ttft
+    if r.output <= 1:
+        return [first]
+    gap = (r.done - first) / (r.output - 1)
+    return [first + k * gap for k in range(r.output)]
+
+
+def _serve_front_end(
+    arrivals: Sequence[float], engine: Sequence[Request], fe: FrontEnd
+) -> tuple[list[float], list[float], list[float]]:
+    """One pass of the FIFO server over the requests' arrivals and the engine's tokens in time order: when each
+    request reaches the engine, and when the client sees its first and its last token."""
+    jobs: list[tuple[float, int, int, float]] = [(a, 0, i, fe.per_request_s) for i, a in enumerate(arrivals)]
+    for i, r in enumerate(engine):
+        times = _token_times(r)
+        jobs.append((times[0], 1, i, fe.per_token_s))
+        jobs.extend((t, 2, i, fe.per_token_s) for t in times[1:])
+    jobs.sort()
+    n = len(arrivals)
+    entry, first, last = [0.0] * n, [0.0] * n, [0.0] * n
+    free = -math.inf
+    for t, kind, i, cost in jobs:
+        free = max(t, free) + cost
+        if kind == 0:
+            entry[i] = free
+            continue
+        if kind == 1:
+            first[i] = free + fe.delay_s
+        last[i] = free + fe.delay_s
+    return entry, first, last
+
+
+def replay_with_front_end(
+    arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel, fe: FrontEnd, rounds: int = 30
+) -> tuple[list[float], list[float], list[float], float]:
+    """(arrival, first token seen, last token seen) per request, and the last round's largest change (s).
+
+    The engine's token times depend on when requests reach it, which depends on the front end's queue of those
+    tokens: solved by fixed-point rounds (simulate the engine from the entry times, serve the front end, repeat
+    until the entry times stop moving by more than 0.1 ms)."""
+    send = [a for a, _, _ in arrivals]
+    entry, moved = list(send), math.inf
+    first = last = send
+    for _ in range(rounds):
+        engine = simulate([(e, p, o) for e, (_, p, o) in zip(entry, arrivals)], sm)
+        if any(r.rejected or not math.isfinite(r.done) for r in engine):
+            raise ValueError("the simulator rejected or did not finish a request")
+        new_entry, first, last = _serve_front_end(send, engine, fe)
+        moved = max(abs(x - y) for x, y in zip(new_entry, entry))
+        entry = new_entry
+        if moved < 1e-4:
+            break
+    return send, first, last, moved
+
+
+def sim_metrics_queued(reqs: Sequence[Measured], sm: FittedServiceModel, fe: FrontEnd) -> dict:
+    """sim_metrics with the front end as a queue instead of a constant."""
+    t0 = min(m.start for m in reqs)
+    arrivals = [(m.start - t0, m.prompt, m.output) for m in reqs]
+    starts, first, last, moved = replay_with_front_end(arrivals, sm, fe)
+    ttfts = [f - s for f, s in zip(first, starts)]
+    out = {**metrics(starts, ttfts, last, [o for _, _, o in arrivals]), **occupancy(starts, ttfts, last)}
+    return {**out, "fixed_point_residual_ms": 1e3 * moved}
+
+
+def fit_front_end_to_ceiling(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: float) -> FrontEnd:
+    """The front end that caps the fit's saturating run (``reqs``: every request sent at once) at its real
+    throughput, with no delay: the idle constant frontend_s split into per-request and per-token work by bisection
+    on the per-token part (more of it, less throughput)."""
+    real = real_metrics(reqs)["req_per_s"]
+    lo, hi = 0.0, frontend_s
+    for _ in range(24):
+        mid = (lo + hi) / 2
+        got = sim_metrics_queued(reqs, sm, FrontEnd(frontend_s - mid, mid, 0.0))["req_per_s"]
+        lo, hi = (mid, hi) if got > real else (lo, mid)
+    tok = (lo + hi) / 2
+    return FrontEnd(frontend_s - tok, tok, 0.0)
+
+
+FRONT_END_FIT_KEYS = ("ttft_p50_ms", "req_per_s")
+
+
+def front_end_error(runs: Sequence[Sequence[Measured]], sm: FittedServiceModel, fe: FrontEnd) -> float:
+    """Sum over the runs of squared log(sim/real) of TTFT p50 and throughput."""
+    err = 0.0
+    for reqs in runs:
+        real, sim = real_metrics(reqs), sim_metrics_queued(reqs, sm, fe)
+        err += sum(math.log(sim[k] / real[k]) ** 2 for k in FRONT_END_FIT_KEYS)
+    return err
+
+
+def fit_front_end(
+    runs: Sequence[Sequence[Measured]], sm: FittedServiceModel, frontend_s: float, steps: int = 8
+) -> FrontEnd:
+    """The front end that best replays the fit's own runs (front_end_error), its three parts summing to the idle
+    constant frontend_s: a grid over the per-request and per-token shares (each 0 .. frontend_s, the per-token
+    share on a finer scale: a request has tens of tokens), the delay the rest."""
+    best: tuple[float, FrontEnd] = (math.inf, FrontEnd(0.0, 0.0, frontend_s))
+    for i in range(steps + 1):
+        for j in range(steps + 1):
+            req, tok = frontend_s * i / steps, frontend_s * j / steps / 8
+            if req + tok > frontend_s:
+                continue
+            fe = FrontEnd(req, tok, frontend_s - req - tok)
+            err = front_end_error(runs, sm, fe)
+            if err < best[0]:
+                best = (err, fe)
+    return best[1]
+
+
 def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel) -> float:
     """Requests/s the model serves when every request is there at once (its saturation throughput)."""
     done = simulate([(0.0, p, o) for _, p, o in arrivals], sm)
