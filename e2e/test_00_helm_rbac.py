@@ -239,11 +239,9 @@ def test_schema_rejects_bad_values_at_install(helm, namespace):
     assert helm("list", "-n", namespace, "-q").stdout.strip() == ""
 
 
-def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, release, local_cluster, tmp_path):
-    ns = release
-    sa_user = f"system:serviceaccount:{ns}:{SA}"
-
-    # -- install ---------------------------------------------------------------------------------------------------
+def _install(helm, kubectl, ns: str, sa_user: str) -> tuple[dict[str, Any], str]:
+    """helm install; the CRD, the hardened Deployment, and RBAC split into a namespaced Role and a node-reading
+    ClusterRole. Returns the RoleBinding and the ClusterRole's name."""
     helm(
         "install",
         RELEASE,
@@ -280,9 +278,12 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
     assert cr is not None and cr_name not in ("cluster-admin", "admin", "edit", "view")
     # Only nodes: Kopf's cluster scanning is off, so no CRD or namespace access.
     assert {r for rule in cr["rules"] for r in rule["resources"]} == {"nodes"}
+    return rb, cr_name
 
-    # -- what the account can and cannot do ------------------------------------------------------------------------
-    cannot = [
+
+def _forbidden(ns: str) -> list[tuple[str, ...]]:
+    """What the operator's account must not be able to do (`kubectl auth can-i` arguments)."""
+    return [
         ("get", "secrets", "-A"),
         ("list", "secrets", "-A"),
         ("watch", "secrets", "-A"),
@@ -321,9 +322,11 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         ("*", "*"),
         ("*", "*", "-n", ns),
     ]
-    allowed = [o for o in cannot if can_i(kubectl, sa_user, *o)]
-    assert allowed == [], f"{sa_user} may: {allowed}"
-    can = [
+
+
+def _needed(ns: str) -> list[tuple[str, ...]]:
+    """What the operator's account must be able to do."""
+    return [
         ("patch", "statefulsets", "-n", ns),
         ("create", "statefulsets", "-n", ns),
         ("create", "events", "-n", ns),
@@ -340,21 +343,11 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         ("delete", "roles", "-n", ns),
         ("delete", "serviceaccounts", "-n", ns),
     ]
-    denied = [o for o in can if not can_i(kubectl, sa_user, *o)]
-    assert denied == [], f"{sa_user} may not: {denied}"
 
-    # -- the real operator as the ServiceAccount -------------------------------------------------------------------
-    kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
-    who = json.loads(
-        subprocess.run(
-            ["kubectl", "--kubeconfig", str(kc), "auth", "whoami", "-o", "json"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
-    assert who["status"]["userInfo"]["username"] == sa_user
-    audit_from = local_cluster.audit_mark() if local_cluster.is_local else None
+
+def _run_operator_as(kubectl, ns: str, sa_user: str, kc: Path) -> str:
+    """The real operator with the account's token until its QwenDeployment is Ready and a few resyncs (5 s) have
+    run; returns the operator's log of this run."""
     op = OperatorProcess(
         kc, extra_env={"QWEN_WATCH_NAMESPACES": ns, "QWEN_RESYNC_SECONDS": "5"}, name=f"helm-rbac-{ns}"
     )
@@ -376,50 +369,47 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
         assert not qd["metadata"].get("finalizers"), qd["metadata"]
         sts = get_json(kubectl, "-n", ns, "get", "statefulset", "q8")
         assert sts is not None and sts["status"].get("readyReplicas") == 1
-        # A few resyncs (5 s) and watch events with this identity, then look at the log.
         time.sleep(12)
         assert op.proc.poll() is None, "operator exited"
     finally:
         op.stop()
-    log = op.log_text()[log_start:]
-    assert "applying StatefulSet q8" in log, log[-3000:]
-    bad = [ln for ln in log.splitlines() if FORBIDDEN.search(ln)]
-    assert bad == [], "the operator hit RBAC denials:\n" + "\n".join(bad[:20])
-    assert "Traceback" not in log, log[-3000:]
+    return op.log_text()[log_start:]
 
-    if local_cluster.is_local:
-        events = [
-            e for e in local_cluster.audit_events(audit_from) if (e.get("objectRef") or {}).get("namespace") == ns
-        ]
-        mine = [e for e in events if e["user"]["username"] == sa_user]
-        status_patches = [
-            e
-            for e in mine
-            if e["objectRef"].get("resource") == "qwendeployments"
-            and e["objectRef"].get("subresource") == "status"
-            and e["verb"] == "patch"
-        ]
-        assert status_patches and all(e["responseStatus"]["code"] < 300 for e in status_patches)
-        assert any(e["objectRef"].get("resource") == "statefulsets" and e["verb"] == "patch" for e in mine)
-        assert [e for e in mine if e["responseStatus"]["code"] == 403] == []
-        # The QwenDeployment itself was only read, never written (no finalizer, no annotations).
-        qd_writes = [
-            (e["verb"], e["responseStatus"]["code"])
-            for e in mine
-            if e["objectRef"].get("resource") == "qwendeployments"
-            and not e["objectRef"].get("subresource")
-            and e["verb"] not in ("get", "list", "watch")
-        ]
-        assert qd_writes == [], qd_writes
-        # Nobody else reconciled this namespace: the QwenDeployment's status was written only by the account.
-        others = {
-            e["user"]["username"]
-            for e in events
-            if e["objectRef"].get("resource") == "qwendeployments" and e["objectRef"].get("subresource") == "status"
-        } - {sa_user}
-        assert others == set(), f"status also written by {others}"
 
-    # -- upgrade with a changed value ------------------------------------------------------------------------------
+def _check_audit(events: list[dict[str, Any]], sa_user: str) -> None:
+    """In the namespace's audit events: the account patched status and StatefulSets, was never refused, never
+    wrote the QwenDeployment itself, and nobody else wrote its status."""
+    mine = [e for e in events if e["user"]["username"] == sa_user]
+    status_patches = [
+        e
+        for e in mine
+        if e["objectRef"].get("resource") == "qwendeployments"
+        and e["objectRef"].get("subresource") == "status"
+        and e["verb"] == "patch"
+    ]
+    assert status_patches and all(e["responseStatus"]["code"] < 300 for e in status_patches)
+    assert any(e["objectRef"].get("resource") == "statefulsets" and e["verb"] == "patch" for e in mine)
+    assert [e for e in mine if e["responseStatus"]["code"] == 403] == []
+    # The QwenDeployment itself was only read, never written (no finalizer, no annotations).
+    qd_writes = [
+        (e["verb"], e["responseStatus"]["code"])
+        for e in mine
+        if e["objectRef"].get("resource") == "qwendeployments"
+        and not e["objectRef"].get("subresource")
+        and e["verb"] not in ("get", "list", "watch")
+    ]
+    assert qd_writes == [], qd_writes
+    # Nobody else reconciled this namespace: the QwenDeployment's status was written only by the account.
+    others = {
+        e["user"]["username"]
+        for e in events
+        if e["objectRef"].get("resource") == "qwendeployments" and e["objectRef"].get("subresource") == "status"
+    } - {sa_user}
+    assert others == set(), f"status also written by {others}"
+
+
+def _upgrade(helm, kubectl, ns: str) -> None:
+    """helm upgrade with changed values reaches the Deployment's env; the release is at version 2."""
     helm(
         "upgrade",
         RELEASE,
@@ -442,6 +432,40 @@ def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, r
     assert env["QWEN_WATCH_NAMESPACES"] == ns  # reused
     status = json.loads(helm("status", RELEASE, "-n", ns, "-o", "json").stdout)
     assert status["version"] == 2 and status["info"]["status"] == "deployed"
+
+
+def test_install_sa_operator_reaches_ready_with_least_privilege(helm, kubectl, release, local_cluster, tmp_path):
+    ns = release
+    sa_user = f"system:serviceaccount:{ns}:{SA}"
+    rb, cr_name = _install(helm, kubectl, ns, sa_user)
+
+    allowed = [o for o in _forbidden(ns) if can_i(kubectl, sa_user, *o)]
+    assert allowed == [], f"{sa_user} may: {allowed}"
+    denied = [o for o in _needed(ns) if not can_i(kubectl, sa_user, *o)]
+    assert denied == [], f"{sa_user} may not: {denied}"
+
+    # -- the real operator as the ServiceAccount -------------------------------------------------------------------
+    kc = sa_kubeconfig(kubectl, ns, SA, tmp_path / "sa.kubeconfig")
+    who = json.loads(
+        subprocess.run(
+            ["kubectl", "--kubeconfig", str(kc), "auth", "whoami", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    assert who["status"]["userInfo"]["username"] == sa_user
+    audit_from = local_cluster.audit_mark() if local_cluster.is_local else None
+    log = _run_operator_as(kubectl, ns, sa_user, kc)
+    assert "applying StatefulSet q8" in log, log[-3000:]
+    bad = [ln for ln in log.splitlines() if FORBIDDEN.search(ln)]
+    assert bad == [], "the operator hit RBAC denials:\n" + "\n".join(bad[:20])
+    assert "Traceback" not in log, log[-3000:]
+    if local_cluster.is_local:
+        events = local_cluster.audit_events(audit_from)
+        _check_audit([e for e in events if (e.get("objectRef") or {}).get("namespace") == ns], sa_user)
+
+    _upgrade(helm, kubectl, ns)
 
     # -- uninstall: the CRD and the user's resources stay ----------------------------------------------------------
     helm("uninstall", RELEASE, "-n", ns, "--wait", "--timeout", "120s")

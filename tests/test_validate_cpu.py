@@ -174,3 +174,47 @@ def test_ceiling_fit_recovers_the_per_token_work_of_a_saturating_run():
     assert got.per_token_s == pytest.approx(truth.per_token_s, rel=0.05)
     free = F.real_metrics(_queued(arrivals, F.FrontEnd(0.0, 0.0, 0.0)))["req_per_s"]
     assert F.real_metrics(reqs)["req_per_s"] < 0.8 * free
+
+
+# --- vLLM's own histograms ---------------------------------------------------------------------------------------------
+EXPOSITION = """# HELP vllm:time_to_first_token_seconds Histogram of time to first token in seconds.
+# TYPE vllm:time_to_first_token_seconds histogram
+vllm:time_to_first_token_seconds_bucket{engine="0",le="0.001",model_name="tiny"} 0.0
+vllm:time_to_first_token_seconds_sum{engine="0",model_name="tiny"} %(ttft)s
+vllm:time_to_first_token_seconds_count{engine="0",model_name="tiny"} %(n)s
+vllm:time_to_first_token_seconds_created{engine="0",model_name="tiny"} 1.7e9
+vllm:request_queue_time_seconds_sum{engine="0",model_name="tiny"} %(queue)s
+vllm:request_queue_time_seconds_count{engine="0",model_name="tiny"} %(n)s
+vllm:request_prefill_time_seconds_sum{engine="0",model_name="tiny"} %(prefill)s
+vllm:request_prefill_time_seconds_count{engine="0",model_name="tiny"} %(n)s
+vllm:e2e_request_latency_seconds_sum{engine="1",model_name="tiny"} 2.0
+vllm:e2e_request_latency_seconds_sum{engine="0",model_name="tiny"} 3.0
+vllm:e2e_request_latency_seconds_count{engine="0",model_name="tiny"} %(n)s
+vllm:request_queue_time_seconds_created{engine="0",model_name="tiny"} 1.7e9
+"""
+
+
+def test_server_histograms_split_a_run_mean_ttft():
+    """Two scrapes around a run of 10 requests: their deltas give per-request means, and the client's mean TTFT
+    splits into client + HTTP, API server, engine queue and prefill, which add back up to it."""
+    before = F.histogram_totals(EXPOSITION % {"ttft": 1.0, "n": 5, "queue": 0.5, "prefill": 0.1})
+    after = F.histogram_totals(EXPOSITION % {"ttft": 3.0, "n": 15, "queue": 1.7, "prefill": 0.3})
+    assert before["vllm:e2e_request_latency_seconds"] == (5.0, 5.0), (
+        "label sets (engines) add up; _created is not a sum"
+    )
+    m = F.server_means(before, after)
+    assert m["requests"] == 10
+    assert m["time_to_first_token_mean_ms"] == pytest.approx(200.0)
+    assert m["request_queue_time_mean_ms"] == pytest.approx(120.0)
+    assert m["request_prefill_time_mean_ms"] == pytest.approx(20.0)
+    assert math.isnan(m["request_decode_time_mean_ms"]), "a histogram the server did not expose has no mean"
+    b = F.ttft_breakdown(250.0, m)
+    assert b["client_and_http_ms"] == pytest.approx(50.0) and b["api_server_ms"] == pytest.approx(60.0)
+    parts = ("client_and_http_ms", "api_server_ms", "engine_queue_ms", "engine_prefill_ms")
+    assert sum(b[k] for k in parts) == pytest.approx(b["client_ttft_mean_ms"])
+
+
+def test_ceiling_fit_charges_no_token_work_when_the_engine_is_the_ceiling():
+    arrivals = [(0.0, 256, 64)] * 120
+    reqs = _queued(arrivals, F.FrontEnd(0.0, 0.0, 0.0))
+    assert F.fit_front_end_to_ceiling(reqs, _sm(TRUE), 0.005) == F.FrontEnd(0.005, 0.0, 0.0)

@@ -16,7 +16,7 @@ import platform
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -739,7 +739,37 @@ def render_md(doc: dict[str, Any]) -> str:
     return "\n".join(L) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
+# The anchors' settings as the benchmark runs them (policies.py), recorded beside the results.
+ANCHOR_PARAMS: dict[str, dict[str, Any]] = {
+    "hpa-gpu-util": {"target_util": 0.70, "tolerance": 0.1, "down_stabilization_s": 300, "up": "max(+4,+100%)/15s"},
+    "keda-prodstack": {
+        "metric": "sum(vllm:num_requests_waiting)",
+        "threshold": 5,
+        "polling_s": 15,
+        "cooldown_s": 360,
+        "tolerance": 0.1,
+        "down_stabilization_s": 300,
+    },
+    "aibrix-kpa": {
+        "metric": "vllm:num_requests_waiting",
+        "target_per_replica": 5,
+        "stable_s": 180,
+        "panic_s": 60,
+        "panic_threshold": 2.0,
+        "resync_s": 10,
+        "scale_down_delay_s": 300,
+    },
+    "kubeai": {
+        "metric": "in-flight requests (proxy)",
+        "target_requests": 100,
+        "window_s": 600,
+        "interval_s": 10,
+        "scale_down_delay_s": 30,
+    },
+}
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench/results/", help="output directory")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
@@ -759,19 +789,13 @@ def main(argv: list[str] | None = None) -> int:
         help="leave out the two searched bounds (margin bound, causal step bound), the slowest jobs",
     )
     add_context_args(ap)
-    args = ap.parse_args(argv)
-    apply_context(args)
-    t_start = time.time()
-    specs = SUITES[args.suite](args.quick)
-    if args.traces:
-        keep = set(args.traces.split(","))
-        specs = [s for s in specs if s.name in keep]
-    pnames = list(POLICIES)
-    if args.policies:
-        pnames = [p for p in args.policies.split(",") if p in POLICIES]
-    sm = service_model()
-    pool = mp.get_context("fork").Pool(args.jobs) if args.jobs > 1 else None
-    mapper = pool.imap_unordered if pool else map
+    return ap.parse_args(argv)
+
+
+Mapper = Callable[[Callable[[tuple[Any, ...]], Any], list[tuple[Any, ...]]], Iterable[Any]]
+
+
+def _run_oracles(specs: list[TraceSpec], mapper: Mapper, t_start: float) -> dict[str, dict[str, Any]]:
     oracle: dict[str, dict[str, Any]] = {}
     for name, _, res in mapper(_run_job, [("oracle", s) for s in specs]):
         oracle[name] = res
@@ -780,17 +804,31 @@ def main(argv: list[str] | None = None) -> int:
             f"{100 * res['within_slo']:.2f}% within SLO, {res['trials']} trials, {res['wall_s']} s",
             flush=True,
         )
-    jobs = []
+    return oracle
+
+
+def _policy_jobs(
+    specs: list[TraceSpec], pnames: list[str], oracle: dict[str, dict[str, Any]], skip_bounds: bool
+) -> list[tuple[Any, ...]]:
+    """Every policy, the oracle's replay and the reference schedules on every trace; the searched bounds unless
+    skipped (the slowest job first)."""
+    jobs: list[tuple[Any, ...]] = []
     for s in specs:
         counts = oracle[s.name]["counts"]
         n0 = initial_replicas(counts)
         for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES]:
             jobs.append(("policy", s, pn, n0, counts))
-        if args.skip_bounds:
+        if skip_bounds:
             continue
-        jobs.insert(0, ("reactive-bound", s, counts, n0))  # the slowest job first
+        jobs.insert(0, ("reactive-bound", s, counts, n0))
         if s.kind == "step":
             jobs.append(("step-bound", s, counts))
+    return jobs
+
+
+def _run_policies(
+    specs: list[TraceSpec], jobs: list[tuple[Any, ...]], mapper: Mapper, t_start: float
+) -> dict[str, dict[str, dict[str, Any]]]:
     results: dict[str, dict[str, dict[str, Any]]] = {s.name: {} for s in specs}
     for name, pn, res in mapper(_run_job, jobs):
         results[name][pn] = res
@@ -800,6 +838,108 @@ def main(argv: list[str] | None = None) -> int:
             f"({res['wall_s']} s)",
             flush=True,
         )
+    return results
+
+
+def _params_doc(args: argparse.Namespace, sm: Any) -> dict[str, Any]:
+    """The run's settings: suite, context, SLO, fleet limits, the replica model, cold starts, every policy's."""
+    return {
+        "jobs": args.jobs,
+        "quick": args.quick,
+        "suite": args.suite,
+        "variant": CTX.variant,
+        "router": CTX.router,
+        "slo_mode": CTX.slo,
+        "slo": {
+            "ttft_delay_s": SLO_DELAY_S,
+            "definition": "ttft <= delay + isolated prefill time",
+            "goal": SLO_GOAL,
+            "tpot_s": TPOT_SLO_S,
+            "joint": "ttft SLO and the request's mean time per output token <= tpot_s",
+        },
+        "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
+        "scrape_interval_s": 15.0,
+        "service_model": sm.describe(),
+        "cold_start_s": {
+            k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")
+        },
+        "ours_config": asdict(ours_config()),
+        "anchor_params": ANCHOR_PARAMS,
+    }
+
+
+def _verdict(rows: dict[str, Any], duration_s: float, oracle_gpu_hours: float) -> dict[str, Any]:
+    """Does ours meet the SLO, at what multiple of the oracle, and against the anchors that meet it too."""
+    ours = rows.get("ours")
+    if not ours:
+        return {}
+    og = oracle_gpu_hours
+    anchors_ok = [a for a in ANCHORS if a in rows and rows[a]["meets_slo"]]
+    return {
+        "ours_meets_slo": ours["meets_slo"],
+        "ours_vs_oracle": ours["vs_oracle"],
+        "ours_within_1_25x_oracle": bool(ours["vs_oracle"] <= 1.25),
+        "anchors_meeting_slo": anchors_ok,
+        "ours_beats_anchors_meeting_slo": bool(all(ours["gpu_hours"] < rows[a]["gpu_hours"] for a in anchors_ok)),
+        # The warm pool is paid over the whole trace by definition (Ready replicas kept above demand): on a
+        # small fleet it alone is a large share of the oracle's GPU-hours.
+        "warm_pool_share_of_oracle": (
+            ours_config().warm_pool * (duration_s + sim_config(cold_start_s=0.0).horizon_tail_s) / 3600.0 / og
+            if og > 0
+            else float("nan")
+        ),
+    }
+
+
+def _trace_doc(
+    s: TraceSpec, orc: dict[str, Any], results: dict[str, dict[str, Any]], pnames: list[str]
+) -> dict[str, Any]:
+    """One trace's section of the results: its description and stats, every row against the oracle, the verdict."""
+    tr = build_trace(s)
+    og = orc["gpu_hours"]
+    rows: dict[str, Any] = {"oracle": orc}
+    for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES, REACTIVE_BOUND, STEP_BOUND]:
+        if pn in results:
+            rows[pn] = results[pn]
+    for r in rows.values():
+        r["meets_slo"] = bool(r["within_slo"] >= SLO_GOAL)
+        r["vs_oracle"] = r["gpu_hours"] / og if og > 0 else float("nan")
+    return {
+        "description": s.description,
+        "source": tr.source,
+        "params": s.params,
+        "stats": tr.stats(),
+        "demand_rps": demand_per_minute(tr),
+        "results": rows,
+        "verdict": _verdict(rows, tr.stats()["duration_s"], og),
+    }
+
+
+def _json_safe(o: Any) -> Any:
+    """NaN as null and infinities as strings: strict JSON."""
+    if isinstance(o, float) and (math.isinf(o) or math.isnan(o)):
+        return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
+    if isinstance(o, dict):
+        return {k: _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    return o
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    apply_context(args)
+    t_start = time.time()
+    specs = SUITES[args.suite](args.quick)
+    if args.traces:
+        keep = set(args.traces.split(","))
+        specs = [s for s in specs if s.name in keep]
+    pnames = [p for p in args.policies.split(",") if p in POLICIES] if args.policies else list(POLICIES)
+    sm = service_model()
+    pool = mp.get_context("fork").Pool(args.jobs) if args.jobs > 1 else None
+    mapper: Mapper = pool.imap_unordered if pool else map
+    oracle = _run_oracles(specs, mapper, t_start)
+    results = _run_policies(specs, _policy_jobs(specs, pnames, oracle, args.skip_bounds), mapper, t_start)
     if pool:
         pool.close()
         pool.join()
@@ -813,124 +953,14 @@ def main(argv: list[str] | None = None) -> int:
             "processor": platform.processor() or platform.machine(),
         },
         "git_commit": git_commit(Path(__file__).resolve().parents[2]),
-        "params": {
-            "jobs": args.jobs,
-            "quick": args.quick,
-            "suite": args.suite,
-            "variant": CTX.variant,
-            "router": CTX.router,
-            "slo_mode": CTX.slo,
-            "slo": {
-                "ttft_delay_s": SLO_DELAY_S,
-                "definition": "ttft <= delay + isolated prefill time",
-                "goal": SLO_GOAL,
-                "tpot_s": TPOT_SLO_S,
-                "joint": "ttft SLO and the request's mean time per output token <= tpot_s",
-            },
-            "replicas": {"min": MIN_REPLICAS, "max": MAX_REPLICAS},
-            "scrape_interval_s": 15.0,
-            "service_model": sm.describe(),
-            "cold_start_s": {
-                k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")
-            },
-            "ours_config": asdict(ours_config()),
-            "anchor_params": {
-                "hpa-gpu-util": {
-                    "target_util": 0.70,
-                    "tolerance": 0.1,
-                    "down_stabilization_s": 300,
-                    "up": "max(+4,+100%)/15s",
-                },
-                "keda-prodstack": {
-                    "metric": "sum(vllm:num_requests_waiting)",
-                    "threshold": 5,
-                    "polling_s": 15,
-                    "cooldown_s": 360,
-                    "tolerance": 0.1,
-                    "down_stabilization_s": 300,
-                },
-                "aibrix-kpa": {
-                    "metric": "vllm:num_requests_waiting",
-                    "target_per_replica": 5,
-                    "stable_s": 180,
-                    "panic_s": 60,
-                    "panic_threshold": 2.0,
-                    "resync_s": 10,
-                    "scale_down_delay_s": 300,
-                },
-                "kubeai": {
-                    "metric": "in-flight requests (proxy)",
-                    "target_requests": 100,
-                    "window_s": 600,
-                    "interval_s": 10,
-                    "scale_down_delay_s": 30,
-                },
-            },
-        },
-        "traces": {},
+        "params": _params_doc(args, sm),
+        "traces": {s.name: _trace_doc(s, oracle[s.name], results[s.name], pnames) for s in specs},
     }
-    for s in specs:
-        tr = build_trace(s)
-        orc = oracle[s.name]
-        og = orc["gpu_hours"]
-        rows: dict[str, Any] = {"oracle": orc}
-        rows.update(
-            {
-                pn: results[s.name][pn]
-                for pn in pnames + ["oracle-replay", *REFERENCE_SCHEDULES, REACTIVE_BOUND, STEP_BOUND]
-                if pn in results[s.name]
-            }
-        )
-        for r in rows.values():
-            r["meets_slo"] = bool(r["within_slo"] >= SLO_GOAL)
-            r["vs_oracle"] = r["gpu_hours"] / og if og > 0 else float("nan")
-        anchors_ok = [a for a in ANCHORS if a in rows and rows[a]["meets_slo"]]
-        ours = rows.get("ours")
-        verdict = {}
-        if ours:
-            verdict = {
-                "ours_meets_slo": ours["meets_slo"],
-                "ours_vs_oracle": ours["vs_oracle"],
-                "ours_within_1_25x_oracle": bool(ours["vs_oracle"] <= 1.25),
-                "anchors_meeting_slo": anchors_ok,
-                "ours_beats_anchors_meeting_slo": bool(
-                    all(ours["gpu_hours"] < rows[a]["gpu_hours"] for a in anchors_ok)
-                ),
-                # The warm pool is paid over the whole trace by definition (Ready replicas kept above demand): on a
-                # small fleet it alone is a large share of the oracle's GPU-hours.
-                "warm_pool_share_of_oracle": (
-                    ours_config().warm_pool
-                    * (tr.stats()["duration_s"] + sim_config(cold_start_s=0.0).horizon_tail_s)
-                    / 3600.0
-                    / og
-                    if og > 0
-                    else float("nan")
-                ),
-            }
-        doc["traces"][s.name] = {
-            "description": s.description,
-            "source": tr.source,
-            "params": s.params,
-            "stats": tr.stats(),
-            "demand_rps": demand_per_minute(tr),
-            "results": rows,
-            "verdict": verdict,
-        }
     doc["wall_s"] = time.time() - t_start
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-
-    def clean(o: Any) -> Any:
-        if isinstance(o, float) and (math.isinf(o) or math.isnan(o)):
-            return None if math.isnan(o) else ("inf" if o > 0 else "-inf")
-        if isinstance(o, dict):
-            return {k: clean(v) for k, v in o.items()}
-        if isinstance(o, (list, tuple)):
-            return [clean(v) for v in o]
-        return o
-
     stem = results_stem(args.suite)
-    (out / f"{stem}.json").write_text(json.dumps(clean(doc), indent=1) + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(_json_safe(doc), indent=1) + "\n")
     (out / f"{stem}.md").write_text(render_md(doc))
     print(f"wrote {out / (stem + '.json')} and {out / (stem + '.md')} in {doc['wall_s']:.0f} s")
     return 0

@@ -28,6 +28,7 @@ import shlex
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,16 @@ class Runner:
             else self.lc.BenchServe(workdir=wd, **base, **kw)
         )
         self.commands.append("vllm " + shlex.join(b.argv()[3:]))
-        return b.start().result(timeout)
+        before = self._scrape()
+        res = b.start().result(timeout)
+        # vLLM's own request-phase histograms over this run: where its TTFT was spent (F.ttft_breakdown)
+        res["server"] = F.server_means(before, self._scrape())
+        (wd / "server-metrics.json").write_text(json.dumps(res["server"]))
+        return dict(res)
+
+    def _scrape(self) -> dict[str, tuple[float, float]]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
+            return F.histogram_totals(r.read().decode())
 
     def bench(self, s: Spec) -> dict:
         return self._bench(
@@ -196,10 +206,17 @@ class Replay(Runner):
         return float(self.saved["server_start_s"])
 
     def bench(self, s: Spec) -> dict:
-        return json.loads((self.work / s.name / "bench-serve.json").read_text())
+        return self._saved(s.name)
 
     def trace(self, path: Path, n: int) -> dict:
-        return json.loads((self.work / "validation" / "bench-serve.json").read_text())
+        return self._saved("validation")
+
+    def _saved(self, name: str) -> dict:
+        res: dict = json.loads((self.work / name / "bench-serve.json").read_text())
+        server = self.work / name / "server-metrics.json"
+        if server.exists():  # runs saved before the server's histograms were scraped have none
+            res["server"] = json.loads(server.read_text())
+        return res
 
 
 AGG = ("duration", "completed", "failed", "request_throughput", "output_throughput", "median_ttft_ms", "p95_ttft_ms")
@@ -330,7 +347,15 @@ def fit_report(results: dict, rows: list[F.Row], pre: dict, theta: dict, sm: Any
             continue
         reqs = F.requests_of(res)
         real, sim = F.real_metrics(reqs), F.sim_metrics(reqs, sm, theta["frontend_s"])
-        check.append({"run": name, "real": real, "sim": sim, "ratio": {k: sim[k] / real[k] for k in real if real[k]}})
+        check.append(
+            {
+                "run": name,
+                "real": real,
+                "sim": sim,
+                "ratio": {k: sim[k] / real[k] for k in real if real[k]},
+                **breakdown(res, real, F.sim_metrics(reqs, sm, 0.0)),
+            }
+        )
     return {
         "theta": theta,
         "preliminary_theta": pre,
@@ -379,6 +404,19 @@ def validation_report(res: dict, sm: Any, theta: dict, choice: dict, trace: list
         "sim_engine_only": sim_engine,
         "table": F.compare(sim, real, keys),
         "table_engine_only": F.compare(sim_engine, real, keys),
+        **breakdown(res, real, sim_engine),
+    }
+
+
+def breakdown(res: dict, real: dict, sim_engine: dict) -> dict:
+    """The run's mean TTFT split by vLLM's own histograms, beside the simulator's engine-only mean TTFT (its queue
+    and prefill: the parts it models)."""
+    if "server" not in res:
+        return {}
+    return {
+        "server": res["server"],
+        "ttft_breakdown": F.ttft_breakdown(real["ttft_mean_ms"], res["server"]),
+        "sim_engine_ttft_mean_ms": sim_engine["ttft_mean_ms"],
     }
 
 
@@ -459,6 +497,7 @@ def markdown(rep: dict) -> str:
         ],
         "",
         *_notes(rep),
+        *_breakdown_section(rep),
         *_front_end_section(rep),
         "## Fitted coefficients (FittedServiceModel, bench/autoscaling/service.py)",
         "",
@@ -506,39 +545,31 @@ def _notes(rep: dict) -> list[str]:
     miss = [r["metric"] for r in val["table"] if not r["pass"] and r["metric"] in F.COMPARED]
     b1, b8 = 1e3 * (th["step_overhead_s"] + th["per_seq_s"]), 1e3 * (th["step_overhead_s"] + 8 * th["per_seq_s"])
     inf = next((c for c in rep["fit"]["in_sample"] if c["run"] == "rate-inf"), None)
-    vr, vs = val["real"], val["sim"]
+    tpot = next(r for r in val["table"] if r["metric"] == "tpot_mean_ms")
+    zero = [k for k in ("per_token_s", "kv_token_s", "attn_token2_s") if th[k] == 0.0]
     out = [
         "### Reading",
         "",
         f"- Criteria missed: {', '.join(miss) if miss else 'none'}. Throughput agrees by construction at this load (an "
-        "open-loop replay below capacity serves what arrives); TPOT, which does depend on the step model, agrees too.",
+        "open-loop replay below capacity serves what arrives). TPOT, which does depend on the step model, is at "
+        f"{_f(tpot['ratio'], 3)} of real ({'within' if tpot['pass'] else 'outside'} ±20 %).",
         f"- The engine step is per-step and per-sequence CPU cost: {_f(b1)} ms at one sequence, {_f(b8)} ms at eight, "
-        f"plus {th['per_token_s'] * 1e6:.3g} µs per token (a 128-token chunk adds {_f(128e3 * th['per_token_s'])} ms); "
-        "the KV-read and prefill-attention coefficients came out 0 (below the noise at <= 512 tokens of a 0.7 MB "
-        "model). This run tests the scheduler's structure (chunking, admission, batching, queueing), not the compute "
+        f"plus {th['per_token_s'] * 1e6:.3g} µs per token (a 128-token chunk adds {_f(128e3 * th['per_token_s'])} ms)"
+        + (f"; {', '.join(zero)} came out 0 (below the noise at <= 512 tokens of a 0.7 MB model)" if zero else "")
+        + ". This run tests the scheduler's structure (chunking, admission, batching, queueing), not the compute "
         "coefficients of the H100 variants.",
     ]
     if inf:
-        r, s_ = inf["real"], inf["sim"]
-        out.append(
-            f"- Where the time goes under load: in the fit's rate-inf run the real server held {_f(r['mean_in_flight'], 0)} "
-            f"requests in flight but only {_f(r['mean_decoding'], 1)} of them decoding on average (max-num-seqs is 8; the "
-            f"simulator: {_f(s_['mean_decoding'], 1)}), and served {_f(r['req_per_s'], 1)} req/s where the simulator "
-            f"serves {_f(s_['req_per_s'], 1)}. The engine had free slots while requests waited before reaching its "
-            "scheduler (in the client, the API server or the engine core's input path): a queue the simulator's replica "
-            "does not have (its only queue is the engine's waiting queue)."
-        )
+        out.append(_saturation_note(inf))
     out += [
-        f"- On the validation trace the same: real TTFT p50 {_f(vr['ttft_p50_ms'], 1)} ms vs {_f(vs['ttft_p50_ms'], 1)} "
-        f"ms simulated, with {_f(vr['mean_decoding'], 2)} vs {_f(vs['mean_decoding'], 2)} requests decoding and "
-        f"{_f(vr['mean_in_flight'], 2)} vs {_f(vs['mean_in_flight'], 2)} in flight: the extra real TTFT is waiting before "
-        "the first token, not slower steps.",
-        f"- Why: vLLM's CPU backend binds the model worker's OpenMP thread to core 0 and reserves core 1 "
-        "(`reserved_cpus=[1]` in the server log; affinities above), where the API server (HTTP, tokenisation, "
-        "detokenisation, SSE), the engine core's scheduler loop and, here, `vllm bench serve` itself all run. At a "
-        "15-25 requests per second that core, not the model, is the bottleneck; on a GPU node the same processes have "
-        f"many cores. At idle the front end costs a constant {_f(1e3 * th['frontend_s'])} ms per TTFT (fitted, added to "
-        "the simulator's TTFTs above); under load it queues, and a constant cannot follow that.",
+        *_where_note(val),
+        "- The CPU backend binds the model worker's OpenMP thread to core 0 and reserves core 1 "
+        "(`reserved_cpus=[1]` in the server log; affinities above) for the API server (HTTP, tokenisation, "
+        "detokenisation, SSE) and the engine core's scheduler loop; `vllm bench serve` runs there too. On a GPU node "
+        "these processes have many cores; here they share one, and the load client's own queue is part of every "
+        "client-side TTFT. The numbers are sensitive to anything else running on the machine: run it alone. At idle "
+        f"the front end costs a constant {_f(1e3 * th['frontend_s'])} ms per TTFT (fitted, added to the simulator's "
+        "TTFTs above).",
         f"- {val['failed']} validation requests failed with aiohttp `ServerDisconnected` in bursts of simultaneous "
         "sends (cause not investigated); they are left out of both sides of the comparison.",
         f"- KV capacity is {sm['kv_capacity_tokens']:,} tokens (VLLM_CPU_KVCACHE_SPACE=1): admission is limited by "
@@ -546,6 +577,73 @@ def _notes(rep: dict) -> list[str]:
         "",
     ]
     return out
+
+
+def _saturation_note(inf: dict) -> str:
+    r, s_ = inf["real"], inf["sim"]
+    near = r["mean_decoding"] >= 0.8 * MAX_NUM_SEQS
+    return (
+        f"- Saturated (the fit's rate-inf run, everything sent at once): the real server served {_f(r['req_per_s'], 1)} "
+        f"req/s with {_f(r['mean_decoding'], 1)} requests decoding on average (max-num-seqs {MAX_NUM_SEQS}), the "
+        f"simulator {_f(s_['req_per_s'], 1)} req/s with {_f(s_['mean_decoding'], 1)}. "
+        + (
+            "The engine ran near its batch limit in both: the model's capacity holds."
+            if near
+            else "The real engine had free slots while requests waited: a queue before its scheduler that the "
+            "simulator does not have."
+        )
+    )
+
+
+def _where_note(val: dict) -> list[str]:
+    """The held-out run's mean TTFT by where it was spent, from vLLM's own histograms, when they were scraped."""
+    if "ttft_breakdown" not in val:
+        return []
+    b = val["ttft_breakdown"]
+    total, engine = b["client_ttft_mean_ms"], b["engine_queue_ms"] + b["engine_prefill_ms"]
+    sim = val["sim_engine_ttft_mean_ms"]
+    return [
+        f"- Where the held-out run's TTFT went (mean {_f(total, 1)} ms, vLLM's own histograms, table below): "
+        f"{_f(b['client_and_http_ms'], 1)} ms ({_f(100 * b['client_and_http_ms'] / total, 0)} %) in the load client "
+        f"and HTTP before vLLM's API server had the request, {_f(b['api_server_ms'], 1)} ms in the API server, "
+        f"{_f(b['engine_queue_ms'], 1)} ms in the engine's waiting queue and {_f(b['engine_prefill_ms'], 1)} ms in "
+        f"prefill. The simulator models the engine's part only: {_f(sim, 1)} ms against the real {_f(engine, 1)} ms "
+        f"(sim/real {_f(sim / engine if engine else math.nan)}). The client-side part is a queue the simulator does "
+        "not have; the engine part is a miss of the simulator's own."
+    ]
+
+
+def _breakdown_section(rep: dict) -> list[str]:
+    """Where each run's mean TTFT went, from vLLM's own histograms (F.ttft_breakdown)."""
+    rows = [c for c in rep["fit"]["in_sample"] if "ttft_breakdown" in c]
+    val = rep["validation"]
+    if "ttft_breakdown" in val:
+        rows.append({"run": "validation (held out)", **val})
+    if not rows:
+        return []
+    out = [
+        "## Where the TTFT goes (vLLM's own histograms)",
+        "",
+        "Mean milliseconds per request. vLLM times TTFT in its API server from the request's arrival there, and the "
+        "waiting-queue and prefill phases in the engine core (scraped from `/metrics` before and after each run). "
+        "Client and HTTP = the client's TTFT less the server's; API server = the server's TTFT less queue and "
+        "prefill (tokenising, the hand-offs to and from the engine core, detokenising). The simulator models the "
+        "engine's queue and prefill only; its mean TTFT is beside their sum.",
+        "",
+        "| run | client TTFT | client + HTTP | API server | engine queue | engine prefill | engine (queue + prefill) "
+        "| simulator | sim / real engine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in rows:
+        b = c["ttft_breakdown"]
+        engine = b["engine_queue_ms"] + b["engine_prefill_ms"]
+        sim = c["sim_engine_ttft_mean_ms"]
+        out.append(
+            f"| {c['run']} | {_f(b['client_ttft_mean_ms'], 1)} | {_f(b['client_and_http_ms'], 1)} "
+            f"| {_f(b['api_server_ms'], 1)} | {_f(b['engine_queue_ms'], 1)} | {_f(b['engine_prefill_ms'], 1)} "
+            f"| {_f(engine, 1)} | {_f(sim, 1)} | {_f(sim / engine if engine else math.nan)} |"
+        )
+    return [*out, ""]
 
 
 def _front_end_section(rep: dict) -> list[str]:
@@ -556,8 +654,8 @@ def _front_end_section(rep: dict) -> list[str]:
     out = [
         "## Tried: the front end as one queue",
         "",
-        "The reading above puts the missing TTFT in a queue before the engine. validate_cpu_fit.FrontEnd models it as "
-        "one FIFO server on the shared core: each request costs it some work before the engine sees the request, "
+        "Before vLLM's histograms were scraped, the missing TTFT was put down to a queue before the engine. "
+        "validate_cpu_fit.FrontEnd models such a queue as one FIFO server on the shared core: each request costs it some work before the engine sees the request, "
         "each output token some work before the client sees it, and a fixed delay that occupies nothing makes up "
         "the rest of the idle constant. The simulator's engine and this server are solved together by fixed-point "
         "rounds. Two fits, both on the fit runs only (the validation trace stays held out):",
@@ -596,12 +694,11 @@ def _front_end_reading(fq: dict) -> str:
     met = [n for n, f in fq.items() if passes(f)]
     if met:
         return f"Reading: the {' and '.join(met)} fit meets every criterion on the held-out trace."
+    tok = 1e3 * fq["ceiling"]["front_end"]["per_token_s"]
+    why = " (the engine alone already serves the saturating run as fast as the real server did)" if tok == 0 else ""
     return (
-        "Reading: neither fit meets the TTFT criteria on the held-out trace. Where a fit reproduces the saturating "
-        "run's throughput ceiling it charges each streamed token enough work to slow the closed-loop decode runs "
-        "(the worst in-sample column); where it keeps those runs right, the ceiling is left unexplained. One FIFO "
-        "server with costs per request and per token is not the structure of this queue, and the validation stays "
-        "a miss."
+        f"Reading: neither fit meets the TTFT criteria on the held-out trace. The ceiling fit charges {_f(tok, 3)} ms "
+        f"a token{why}. A single server with costs per request and per token does not reproduce the real TTFTs."
     )
 
 

@@ -208,6 +208,7 @@ def metrics(starts: Sequence[float], ttfts: Sequence[float], ends: Sequence[floa
     return {
         "ttft_p50_ms": 1e3 * percentile(ttfts, 50),
         "ttft_p95_ms": 1e3 * percentile(ttfts, 95),
+        "ttft_mean_ms": 1e3 * sum(ttfts) / max(1, len(ttfts)),
         "tpot_mean_ms": 1e3 * sum(tpots) / max(1, len(tpots)),
         "req_per_s": len(ttfts) / dur,
         "output_tok_per_s": sum(outputs) / dur,
@@ -330,6 +331,8 @@ def fit_front_end_to_ceiling(reqs: Sequence[Measured], sm: FittedServiceModel, f
     throughput, with no delay: the idle constant frontend_s split into per-request and per-token work by bisection
     on the per-token part (more of it, less throughput)."""
     real = real_metrics(reqs)["req_per_s"]
+    if sim_metrics_queued(reqs, sm, FrontEnd(frontend_s, 0.0, 0.0))["req_per_s"] <= real:
+        return FrontEnd(frontend_s, 0.0, 0.0)  # the engine alone is no faster than the real server: nothing to cap
     lo, hi = 0.0, frontend_s
     for _ in range(24):
         mid = (lo + hi) / 2
@@ -374,6 +377,59 @@ def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel)
     """Requests/s the model serves when every request is there at once (its saturation throughput)."""
     done = simulate([(0.0, p, o) for _, p, o in arrivals], sm)
     return len(done) / max(r.done for r in done)
+
+
+# --- where the time goes, from vLLM's own histograms ----------------------------------------------------------------
+# vLLM's request-phase histograms (docs.vllm.ai/en/latest/design/metrics.html): TTFT is timed in the API server from
+# the request's arrival there; queue time (WAITING) and prefill time in the engine core, from when it queued the
+# request to its first scheduling and on to its first token.
+SERVER_HISTOGRAMS = (
+    "vllm:time_to_first_token_seconds",
+    "vllm:request_queue_time_seconds",
+    "vllm:request_prefill_time_seconds",
+    "vllm:request_decode_time_seconds",
+    "vllm:e2e_request_latency_seconds",
+)
+
+
+def histogram_totals(exposition: str) -> dict[str, tuple[float, float]]:
+    """(sum, count) of each SERVER_HISTOGRAMS series in a Prometheus text exposition, over its label sets."""
+    out = {h: (0.0, 0.0) for h in SERVER_HISTOGRAMS}
+    for line in exposition.splitlines():
+        name, _, rest = line.partition("{")
+        if not rest:
+            name, _, rest = line.partition(" ")
+        for h in SERVER_HISTOGRAMS:
+            if name in (f"{h}_sum", f"{h}_count"):
+                value = float(line.rsplit(" ", 1)[1])
+                s, c = out[h]
+                out[h] = (s + value, c) if name.endswith("_sum") else (s, c + value)
+    return out
+
+
+def server_means(before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]]) -> dict[str, float]:
+    """Mean milliseconds per request of each histogram over what happened between two scrapes, and the count."""
+    out: dict[str, float] = {}
+    for h in SERVER_HISTOGRAMS:
+        ds, dc = after[h][0] - before[h][0], after[h][1] - before[h][1]
+        out[h.split(":", 1)[1].removesuffix("_seconds") + "_mean_ms"] = 1e3 * ds / dc if dc else math.nan
+    out["requests"] = after[SERVER_HISTOGRAMS[0]][1] - before[SERVER_HISTOGRAMS[0]][1]
+    return out
+
+
+def ttft_breakdown(client_ttft_mean_ms: float, server: dict[str, float]) -> dict[str, float]:
+    """A mean TTFT split into where it was spent: the client and HTTP (client TTFT less the API server's), the API
+    server and its hand-offs to and from the engine core (server TTFT less queue and prefill), the engine's waiting
+    queue, and the engine's prefill up to the first token."""
+    queue, prefill = server["request_queue_time_mean_ms"], server["request_prefill_time_mean_ms"]
+    srv = server["time_to_first_token_mean_ms"]
+    return {
+        "client_ttft_mean_ms": client_ttft_mean_ms,
+        "client_and_http_ms": client_ttft_mean_ms - srv,
+        "api_server_ms": srv - queue - prefill,
+        "engine_queue_ms": queue,
+        "engine_prefill_ms": prefill,
+    }
 
 
 # --- the comparison -----------------------------------------------------------------------------------------------
