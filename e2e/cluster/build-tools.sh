@@ -44,7 +44,7 @@ die() { printf '[build-tools] ERROR: %s\n' "$*" >&2; exit 1; }
 
 command -v go >/dev/null || die "go is not on PATH (need Go >= $GO_MIN_VERSION)"
 GOV="$(go env GOVERSION)"; GOV="${GOV#go}"
-if [ "$(printf '%s\n%s\n' "$GO_MIN_VERSION" "${GOV%%[-+ ]*}" | sort -V | head -n1)" != "$GO_MIN_VERSION" ]; then
+if [ "$(printf '%s\n%s\n' "$GO_MIN_VERSION" "${GOV%%[-+ ]*}" | sort -V | sed -n 1p)" != "$GO_MIN_VERSION" ]; then
   die "Go $GOV is too old: these modules need Go >= $GO_MIN_VERSION"
 fi
 
@@ -74,7 +74,7 @@ is_done() {
 # Release time of module@version from the proxy, used as the reproducible build date.
 module_time() {
   local t
-  t="$(go mod download -json "$1@$2" 2>/dev/null | sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' | head -n1)"
+  t="$(go mod download -json "$1@$2" 2>/dev/null | sed -n 's/.*"Time": *"\([^"]*\)".*/\1/p' | sed -n 1p)"
   echo "${t:-1970-01-01T00:00:00Z}"
 }
 
@@ -208,7 +208,7 @@ build_helm() {
   local gomod cg minor
   gomod="$(go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/.*"GoMod": *"\([^"]*\)".*/\1/p')"
   # Helm stamps the Kubernetes minor of its client-go into its default capabilities (as its Makefile does).
-  cg="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | head -n1)"
+  cg="$(sed -n 's#^[[:space:]]*k8s.io/client-go v0\.\([0-9]*\)\..*#\1#p' "$gomod" | sed -n 1p)"
   minor="${cg:-20}"
   rm -rf "$HELM_DIR.tmp"; mkdir -p "$HELM_DIR.tmp"
   GOBIN="$HELM_DIR.tmp" go install \

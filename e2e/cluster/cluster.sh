@@ -344,7 +344,7 @@ cluster_pids() {
     [ -e "$f" ] || continue
     pid="$(cat "$f" 2>/dev/null || true)"
     [[ "$pid" =~ ^[0-9]+$ ]] || continue
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$WORKDIR"; then echo "$pid"; fi
+    if tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -F "$WORKDIR" >/dev/null; then echo "$pid"; fi
   done
 }
 
@@ -366,7 +366,7 @@ real_node_on() { [ "${QWEN_REAL_NODE_OFF:-0}" != 1 ]; }
 real_node_up() {
   real_node_on || return 0
   "$REAL_NODE_SH" status >/dev/null 2>&1 && return 0
-  "$REAL_NODE_SH" down 9>&-
+  "$REAL_NODE_SH" down 9>&- || log "stopping what was left of the real node failed: starting it anyway"
   "$REAL_NODE_SH" up 9>&- || die "the real node did not start (e2e/cluster/real-node.sh; logs in $CLUSTER_DIR/node/logs)"
 }
 
@@ -423,7 +423,7 @@ cmd_pause_etcd() {
   local secs="${1:?usage: $0 pause-etcd SECONDS}" pid
   [[ "$secs" =~ ^[0-9]+$ ]] || die "pause-etcd: SECONDS must be a whole number"
   pid="$(cat "$WORKDIR/pids/etcd.pid" 2>/dev/null || true)"
-  [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "$WORKDIR" \
+  [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline" | grep -F "$WORKDIR" >/dev/null \
     || die "no running etcd of cluster $NAME"
   # SIGCONT even if this script is interrupted: a frozen etcd would take every later test down with it.
   trap 'kill -CONT "$pid" 2>/dev/null || true' EXIT

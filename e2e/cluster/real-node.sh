@@ -69,7 +69,9 @@ network_up() {
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
   fi
-  ip addr show dev "$BRIDGE" | grep -q "inet $NODE_IP/" || ip addr add "$NODE_IP/24" dev "$BRIDGE"
+  local addrs
+  addrs="$(ip addr show dev "$BRIDGE")"
+  grep -qF "inet $NODE_IP/" <<<"$addrs" || ip addr add "$NODE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   # kube-proxy's Service rules must see bridged pod-to-pod traffic; forwarding only on the bridge.
   sysctl -qw net.bridge.bridge-nf-call-iptables=1
@@ -149,15 +151,23 @@ image_line() { "$ROOT/images/build.sh" "$1" | tail -n 1; }
 image_ref() { image_line "$1" | cut -d' ' -f2; }
 image_archive() { image_line "$1" | cut -d' ' -f3; }
 
+# The listing is read whole before grep sees it: `ctr ... | grep -q` under pipefail fails whenever grep
+# exits on its match before ctr has written its last line (ctr then dies of SIGPIPE, status 141).
+has_image() {
+  local all
+  all="$(ctr_ images ls -q)" || return 1
+  grep -qxF "$1" <<<"$all"
+}
+
 load_archives() {  # import OCI archives into containerd's k8s.io namespace, unless already there
   local a r
   for a in "$@"; do
     r="$(tar -xOf "$a" index.json | python3 -c 'import json,sys; print(json.load(sys.stdin)["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"])')"
-    if ctr_ images ls -q | grep -qxF "$r"; then continue; fi
+    if has_image "$r"; then continue; fi
     log "importing $r"
     # The archive's ref.name annotation is the full reference: ctr names the image by it, and unpacks it.
     ctr_ images import "$a" >/dev/null
-    ctr_ images ls -q | grep -qxF "$r" || die "importing $a did not give image $r (got: $(ctr_ images ls -q | tr '\n' ' '))"
+    has_image "$r" || die "importing $a did not give image $r (got: $(ctr_ images ls -q | tr '\n' ' '))"
   done
 }
 
@@ -168,7 +178,7 @@ node_kubeconfig() {  # node_kubeconfig USER GROUP: a client-certificate kubeconf
 kubelet_up() {
   local kcfg ca
   kcfg="$(node_kubeconfig "system:node:$NODE" system:nodes)"
-  ca="$(ls "$CLUSTER_DIR"/kwok/clusters/*/pki/ca.crt | head -n1)"
+  ca="$(ls "$CLUSTER_DIR"/kwok/clusters/*/pki/ca.crt | sed -n 1p)"
   mkdir -p "$NODE_DIR/kubelet"
   : >"$NODE_DIR/resolv.conf"
   cat >"$NODE_DIR/kubelet/config.yaml" <<EOF
@@ -264,7 +274,8 @@ cmd_down() {
   stop containerd
   pkill -f "containerd-shim-runc-v2 -namespace k8s.io -id .* -address $SOCK" 2>/dev/null || true
   # Mounts left by sandboxes and the overlay snapshotter.
-  grep -F "$NODE_DIR" /proc/mounts | cut -d' ' -f2 | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+  # awk, not grep: no mount left is the usual case, and grep's status 1 would fail the pipeline.
+  awk -v d="$NODE_DIR" 'index($2, d) == 1 { print $2 }' /proc/mounts | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
   nft delete table inet qwen-node 2>/dev/null || true
   kc delete node "$NODE" --ignore-not-found --wait=false >/dev/null 2>&1 || true
   rm -rf "$NODE_DIR"
