@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "e2e"))
@@ -75,6 +76,68 @@ def audit_writes(audit_log: Path, user: str, since: float, until: float) -> dict
     return counts
 
 
+def deployment_body(i: int) -> dict:
+    """The i-th QwenDeployment of a run: the first 20 with one replica (pods to bind), the rest scaled to zero."""
+    return {
+        "apiVersion": "qwenops.dev/v1alpha1",
+        "kind": "QwenDeployment",
+        "metadata": {"name": f"qd-{i}"},
+        "spec": {
+            "model": {"name": "Qwen/Qwen3-8B"},
+            "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+            "compileCache": {"enabled": False},
+            "replicas": 1 if i < 20 else 0,
+        },
+    }
+
+
+def watch_statefulsets(ns: str, count: int, stop: threading.Event) -> tuple[threading.Thread, dict[str, float]]:
+    """A thread that records when each StatefulSet of the namespace first appears (monotonic clock)."""
+    seen: dict[str, float] = {}
+
+    def watch_sts() -> None:
+        apps = client.AppsV1Api()
+        for ev in watch.Watch().stream(apps.list_namespaced_stateful_set, ns, timeout_seconds=600):
+            seen.setdefault(ev["object"].metadata.name, time.monotonic())
+            if len(seen) >= count or stop.is_set():
+                return
+
+    t = threading.Thread(target=watch_sts, daemon=True)
+    t.start()
+    return t, seen
+
+
+def sample_peak_rss(op: Any, stop: threading.Event) -> list[float]:
+    """Samples the operator process' RSS every 0.5 s in a thread; the one-element list holds the peak (MiB)."""
+    peak = [0.0]
+
+    def sample() -> None:
+        while not stop.is_set() and op.proc and op.proc.poll() is None:
+            peak[0] = max(peak[0], rss_mib(op.proc.pid))
+            time.sleep(0.5)
+
+    threading.Thread(target=sample, daemon=True).start()
+    return peak
+
+
+def wait_all_ready(crd_api: Any, ns: str, count: int, timeout: float) -> bool:
+    def all_ready() -> bool:
+        items = crd_api.list_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments")["items"]
+        return sum(1 for it in items if (it.get("status") or {}).get("phase") == "Ready") == count
+
+    deadline = time.monotonic() + timeout
+    while True:
+        ok = all_ready()
+        if ok or time.monotonic() >= deadline:
+            return ok
+        time.sleep(1)
+
+
+def latency_summary(lat: list[float]) -> dict:
+    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [lat[0]] * 19 if lat else [float("nan")] * 19
+    return {"p50": statistics.median(lat) if lat else None, "p95": q[18], "max": max(lat) if lat else None}
+
+
 def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> dict:
     from operator_harness import OperatorProcess
 
@@ -90,61 +153,21 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
         name=f"bench-operator-{count}",
     )
     op.start()
-    peak = [0.0]
     stop = threading.Event()
-
-    def sample_rss() -> None:
-        while not stop.is_set() and op.proc and op.proc.poll() is None:
-            peak[0] = max(peak[0], rss_mib(op.proc.pid))
-            time.sleep(0.5)
-
-    threading.Thread(target=sample_rss, daemon=True).start()
+    peak = sample_peak_rss(op, stop)
     time.sleep(5)  # operator start-up (indexes filled)
-
-    seen: dict[str, float] = {}
-
-    def watch_sts() -> None:
-        apps = client.AppsV1Api()
-        for ev in watch.Watch().stream(apps.list_namespaced_stateful_set, ns, timeout_seconds=600):
-            name = ev["object"].metadata.name
-            seen.setdefault(name, time.monotonic())
-            if len(seen) >= count or stop.is_set():
-                return
-
-    wt = threading.Thread(target=watch_sts, daemon=True)
-    wt.start()
+    wt, seen = watch_statefulsets(ns, count, stop)
     time.sleep(1)
     created: dict[str, float] = {}
-    t_start = time.monotonic()
-    wall_start = time.time()
+    t_start, wall_start = time.monotonic(), time.time()
     for i in range(count):
-        name = f"qd-{i}"
-        body = {
-            "apiVersion": "qwenops.dev/v1alpha1",
-            "kind": "QwenDeployment",
-            "metadata": {"name": name},
-            "spec": {
-                "model": {"name": "Qwen/Qwen3-8B"},
-                "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                "compileCache": {"enabled": False},
-                "replicas": 1 if i < 20 else 0,
-            },
-        }
+        body = deployment_body(i)
         crd_api.create_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments", body)
-        created[name] = time.monotonic()
+        created[body["metadata"]["name"]] = time.monotonic()
     wt.join(timeout=600)
     lat = sorted(seen[n] - created[n] for n in created if n in seen)
-
-    def all_ready() -> bool:
-        items = crd_api.list_namespaced_custom_object("qwenops.dev", "v1alpha1", ns, "qwendeployments")["items"]
-        return sum(1 for it in items if (it.get("status") or {}).get("phase") == "Ready") == count
-
-    deadline = time.monotonic() + 900
-    while not all_ready() and time.monotonic() < deadline:
-        time.sleep(1)
-    converged_s = time.monotonic() - t_start
-    wall_converged = time.time()
-    ready_ok = all_ready()
+    ready_ok = wait_all_ready(crd_api, ns, count, timeout=900)
+    converged_s, wall_converged = time.monotonic() - t_start, time.time()
     time.sleep(resync + 2)  # let the last status writes land
     idle_from = time.time()
     time.sleep(resync * idle_resyncs)
@@ -157,15 +180,10 @@ def run(count: int, resync: float, idle_resyncs: int, admin_kubeconfig: str) -> 
     stop.set()
     op.stop()
     core.delete_namespace(ns)
-    q = statistics.quantiles(lat, n=20) if len(lat) >= 2 else [lat[0]] * 19 if lat else [float("nan")] * 19
     return {
         "deployments": count,
         "statefulsets_seen": len(lat),
-        "apply_to_statefulset_s": {
-            "p50": statistics.median(lat) if lat else None,
-            "p95": q[18],
-            "max": max(lat) if lat else None,
-        },
+        "apply_to_statefulset_s": latency_summary(lat),
         "all_ready_s": round(converged_s, 2),
         "all_ready": ready_ok,
         "idle_window_s": round(idle_to - idle_from, 1),

@@ -323,6 +323,10 @@ class GateDecision:
     authorized: bool  # whether the request carried a token (never the token itself)
 
 
+# The token the e2e tests grant on a gated repository: a test value, never a real credential.
+TEST_GRANTED_TOKEN = "hf_e2e_granted_0123456789"
+
+
 class HubGate:
     """A reverse proxy on host:port in front of ``upstream`` (an HFMirror) that gates the downloads of some repos.
 

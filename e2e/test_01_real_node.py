@@ -746,7 +746,6 @@ def test_weight_cache_failures_say_why_and_mount_nothing(
 
 GATED_REPO = "qwen-e2e/gated-qwen3"
 HF_GATE_PORT = 19096
-GRANTED_TOKEN = "hf_e2e_granted_0123456789"  # a test value: only the gate below knows it
 
 
 def test_weight_cache_gated_model_needs_a_granted_token(
@@ -760,10 +759,10 @@ def test_weight_cache_gated_model_needs_a_granted_token(
     commit = mirror.add_model(GATED_REPO, real["model_dir"])
     ns = f"e2e-weights-gated-{os.getpid()}"
     kubectl_run("create", "namespace", ns)
-    gate = hm.HubGate(mirror, {GATED_REPO: {GRANTED_TOKEN}}, host=rn.NODE_IP, port=HF_GATE_PORT)
+    gate = hm.HubGate(mirror, {GATED_REPO: {hm.TEST_GRANTED_TOKEN}}, host=rn.NODE_IP, port=HF_GATE_PORT)
     try:
         with gate:
-            for secret, token in (("hf-denied", "hf_e2e_not_granted"), ("hf-granted", GRANTED_TOKEN)):
+            for secret, token in (("hf-denied", "hf_e2e_not_granted"), ("hf-granted", hm.TEST_GRANTED_TOKEN)):
                 kubectl_run("-n", ns, "create", "secret", "generic", secret, f"--from-literal=token={token}")
             spec = {**_weights_spec(real, gate.endpoint, name=GATED_REPO), "replicas": 0}
             assert apply_qd(ns, "gated", spec).returncode == 0
@@ -787,7 +786,7 @@ def test_weight_cache_gated_model_needs_a_granted_token(
                     real["operator"].log_text(),
                 ]
             )
-            assert GRANTED_TOKEN not in seen and "hf_e2e_not_granted" not in seen
+            assert hm.TEST_GRANTED_TOKEN not in seen and "hf_e2e_not_granted" not in seen
     finally:
         kubectl_run("-n", ns, "get", "all,pvc,events", "-o", "wide", check=False)
         kubectl_run("delete", "namespace", ns, "--wait=false", check=False)

@@ -79,6 +79,109 @@ def vllm_server(tmp_path):
         vl.stop_server(proc)
 
 
+# the shortest cycle the API takes: its history must reach status through the real apiserver
+# (status.autoscaling.policyState preserves unknown fields)
+SPEC = {
+    "model": {"name": "Qwen/Qwen3-0.6B"},
+    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    "compileCache": {"enabled": False},
+    "serving": {"maxNumSeqs": 2},
+    "autoscaling": {
+        "enabled": True,
+        "minReplicas": 1,
+        "maxReplicas": 4,
+        "warmPool": 0,
+        "targetQueuePerReplica": 1,
+        "intervalSeconds": 2,
+        "scaleDownStabilizationSeconds": 20,
+        "seasonalPeriodSeconds": 600,
+    },
+}
+
+
+def _events(namespace: str) -> list[dict]:
+    return kubectl_json("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")["items"]
+
+
+def _policy_state(namespace: str) -> dict:
+    return get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"]
+
+
+def check_scale_up_recorded(namespace: str) -> None:
+    """The scale-up is an Event (status shows the latest decision, which may already be a hold)."""
+    ups = wait_for(
+        "a ScaleUp event",
+        lambda: [e for e in _events(namespace) if e["reason"].startswith("ScaleUp")],
+        timeout=30,
+    )
+    first = min(ups, key=lambda e: int(e["metadata"]["resourceVersion"]))  # the earliest created
+    assert re.match(r"1 -> [2-4] replicas: ", first["message"]), [e["message"][:40] for e in ups]
+    qd = get_qd(namespace, NAME)
+    assert qd["status"]["autoscaling"]["desiredReplicas"] >= 2
+    assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
+
+
+def check_throughput_signals(prometheus_url: str, namespace: str) -> None:
+    """vLLM's completion counter and per-request token histograms, read through Prometheus by the operator's
+    adapter: the learned service rate is in tokens/s and follows the request mix; the seasonal history persists."""
+    rates = wait_for(
+        "a completion rate from vllm:request_success_total",
+        lambda: [
+            s.request_rate
+            for s in read_replicas(prometheus_url, namespace, NAME).samples.values()
+            if s.request_rate is not None and s.request_rate > 0
+        ],
+        timeout=90,
+        interval=3,
+    )
+    assert all(0 < r < 100 for r in rates), rates
+    pairs = wait_for(
+        "token rates from vLLM's per-request token histograms",
+        lambda: [
+            (s.request_rate, s.token_rate)
+            for s in read_replicas(prometheus_url, namespace, NAME).samples.values()
+            if s.request_rate and s.token_rate
+        ],
+        timeout=90,
+        interval=3,
+    )
+    # each request: a 40-word prompt and at most 48 generated tokens
+    assert all(2 < tok / req < 1000 for req, tok in pairs), pairs
+    assert wait_for(
+        "policy state in tokens/s",
+        lambda: _policy_state(namespace).get("rateUnit") == "tokens",
+        timeout=60,
+        interval=3,
+    )
+    # The seasonal history: completion rates per bucket of the 600 s cycle.
+    season = wait_for(
+        "the seasonal history in status",
+        lambda: [e for e in _policy_state(namespace).get("season", []) if e[0] >= 0 and e[1] > 0],
+        timeout=60,
+        interval=3,
+    )
+    assert len(_policy_state(namespace)["season"]) == 96
+    assert all(0 < e[1] < 1000 for e in season), season
+
+
+def check_hold_without_metrics(namespace: str) -> None:
+    """Prometheus is gone: the size holds (no scale-down on missing data) and a condition says why."""
+    # A sample the operator refuses as garbage (vLLM's kv_cache_usage of NaN, seen once here) holds too, with its
+    # own reason, and may come first: wait for the hold that Prometheus' absence causes.
+    qd = wait_for(
+        "AutoscalingActive=False",
+        cond_is(namespace, NAME, "AutoscalingActive", "False", "HoldMetricsMissing"),
+        timeout=60,
+    )
+    assert "Prometheus" in condition(qd, "AutoscalingActive")["message"]
+    # From the moment the operator saw the metrics go missing, the size must hold (decisions taken on the last
+    # live scrapes before that may still land, so the size is read after the condition flips).
+    scaled = sts_replicas(namespace)
+    assert scaled >= 2
+    time.sleep(30)  # longer than the scale-down window
+    assert sts_replicas(namespace) == scaled, "replicas changed while metrics were missing"
+
+
 def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, namespace, vllm_server, tmp_path):
     prom = Prometheus(
         scrape_config(namespace, NAME, vllm_server, replicas=4),
@@ -88,28 +191,7 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
     )
     prom.start()
     try:
-        apply_qd(
-            namespace,
-            NAME,
-            {
-                "model": {"name": "Qwen/Qwen3-0.6B"},
-                "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-                "compileCache": {"enabled": False},
-                "serving": {"maxNumSeqs": 2},
-                "autoscaling": {
-                    "enabled": True,
-                    "minReplicas": 1,
-                    "maxReplicas": 4,
-                    "warmPool": 0,
-                    "targetQueuePerReplica": 1,
-                    "intervalSeconds": 2,
-                    "scaleDownStabilizationSeconds": 20,
-                    # the shortest cycle the API takes: its history must reach status through the
-                    # real apiserver (status.autoscaling.policyState preserves unknown fields)
-                    "seasonalPeriodSeconds": 600,
-                },
-            },
-        )
+        apply_qd(namespace, NAME, SPEC)
         wait_for(
             "autoscaling active at 1 replica",
             lambda: cond_is(namespace, NAME, "AutoscalingActive", "True")() and sts_replicas(namespace) == 1,
@@ -120,92 +202,14 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
         loader.start()
         try:
             wait_for("scale-up on queue depth", lambda: sts_replicas(namespace) >= 2, timeout=180)
-            # The scale-up is recorded as an Event (status shows the latest decision, which may already be a hold).
-            ups = wait_for(
-                "a ScaleUp event",
-                lambda: [
-                    e
-                    for e in kubectl_json(
-                        "-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}"
-                    )["items"]
-                    if e["reason"].startswith("ScaleUp")
-                ],
-                timeout=30,
-            )
-            first = min(ups, key=lambda e: int(e["metadata"]["resourceVersion"]))  # the earliest created
-            assert re.match(r"1 -> [2-4] replicas: ", first["message"]), [e["message"][:40] for e in ups]
-            qd = get_qd(namespace, NAME)
-            assert qd["status"]["autoscaling"]["desiredReplicas"] >= 2
-            assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
-            # The throughput signal: vLLM's completion counter, read through Prometheus by the operator's adapter.
-            url = f"http://{operator.prometheus_host}:{PROMETHEUS_PORT}"
-            rates = wait_for(
-                "a completion rate from vllm:request_success_total",
-                lambda: [
-                    s.request_rate
-                    for s in read_replicas(url, namespace, NAME).samples.values()
-                    if s.request_rate is not None and s.request_rate > 0
-                ],
-                timeout=90,
-                interval=3,
-            )
-            assert all(0 < r < 100 for r in rates), rates
-            # Work per request: the sums of vLLM's per-request token histograms (prompt tokens computed + generated),
-            # so the learned service rate is in tokens/s and follows the request mix.
-            pairs = wait_for(
-                "token rates from vLLM's per-request token histograms",
-                lambda: [
-                    (s.request_rate, s.token_rate)
-                    for s in read_replicas(url, namespace, NAME).samples.values()
-                    if s.request_rate and s.token_rate
-                ],
-                timeout=90,
-                interval=3,
-            )
-            # each request: a 40-word prompt and at most 48 generated tokens
-            assert all(2 < tok / req < 1000 for req, tok in pairs), pairs
-            assert wait_for(
-                "policy state in tokens/s",
-                lambda: get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("rateUnit") == "tokens",
-                timeout=60,
-                interval=3,
-            )
-            # The seasonal history (completion rates per bucket of the 600 s cycle) is recorded and persisted.
-            season = wait_for(
-                "the seasonal history in status",
-                lambda: [
-                    e
-                    for e in get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"].get("season", [])
-                    if e[0] >= 0 and e[1] > 0
-                ],
-                timeout=60,
-                interval=3,
-            )
-            assert len(get_qd(namespace, NAME)["status"]["autoscaling"]["policyState"]["season"]) == 96
-            assert all(0 < e[1] < 1000 for e in season), season
-            # Prometheus goes away while scaled up: hold the size (no scale-down on missing data), say why.
-            prom.stop()
+            check_scale_up_recorded(namespace)
+            check_throughput_signals(f"http://{operator.prometheus_host}:{PROMETHEUS_PORT}", namespace)
+            prom.stop()  # while scaled up
         finally:
             stop.set()
             loader.join(timeout=150)
-        events = kubectl_json("-n", namespace, "get", "events", "--field-selector", f"involvedObject.name={NAME}")[
-            "items"
-        ]
-        assert any(e["reason"].startswith("ScaleUp") for e in events)
-        # Wait for the hold that Prometheus' absence causes: a sample the operator refuses as garbage (vLLM's
-        # kv_cache_usage of NaN, seen once here) holds too, with its own reason, and may come first.
-        qd = wait_for(
-            "AutoscalingActive=False",
-            cond_is(namespace, NAME, "AutoscalingActive", "False", "HoldMetricsMissing"),
-            timeout=60,
-        )
-        assert "Prometheus" in condition(qd, "AutoscalingActive")["message"]
-        # From the moment the operator saw the metrics go missing, the size must hold (decisions taken on the
-        # last live scrapes before that may still land, so the size is read after the condition flips).
-        scaled = sts_replicas(namespace)
-        assert scaled >= 2
-        time.sleep(30)  # longer than the scale-down window
-        assert sts_replicas(namespace) == scaled, "replicas changed while metrics were missing"
+        assert any(e["reason"].startswith("ScaleUp") for e in _events(namespace))
+        check_hold_without_metrics(namespace)
         # Metrics back, queue empty: scale down, but only after the stabilization window.
         prom.start()
         t0 = time.monotonic()

@@ -238,7 +238,6 @@ def test_hydration_failures_say_why_and_leave_no_checkpoint(
 
 
 GATED = "qwen-e2e/gated-qwen3"
-GRANTED_TOKEN = "hf_e2e_granted_0123456789"  # a test value: the gate below grants this one string
 
 
 @needs_vllm
@@ -247,7 +246,7 @@ def test_gated_model_needs_a_granted_token(mirror: tuple[hm.HFMirror, str], mode
     GatedModel, say which, and leave the volume empty; the granted token hydrates."""
     m, _ = mirror
     sha = m.add_model(GATED, model_dir)
-    with hm.HubGate(m, {GATED: {GRANTED_TOKEN}}, host="127.0.0.1", port=vl.free_port()) as gate:
+    with hm.HubGate(m, {GATED: {hm.TEST_GRANTED_TOKEN}}, host="127.0.0.1", port=vl.free_port()) as gate:
         cases = [({}, 401, "set model.source.tokenSecretRef"), ({"HF_TOKEN": "hf_not_granted"}, 403, "has no access")]
         for i, (token_env, status, words) in enumerate(cases):
             vol = tmp_path / f"vol{i}"
@@ -257,7 +256,7 @@ def test_gated_model_needs_a_granted_token(mirror: tuple[hm.HFMirror, str], mode
             assert {d.status for d in gate.refused(GATED)} >= {status}
         assert m.file_downloads(GATED) == []  # the gate refused every download before olah saw it
         vol = tmp_path / "granted"
-        code, out = hydrate(m, vol, QWEN_MODEL=GATED, HF_ENDPOINT=gate.endpoint, HF_TOKEN=GRANTED_TOKEN)
+        code, out = hydrate(m, vol, QWEN_MODEL=GATED, HF_ENDPOINT=gate.endpoint, HF_TOKEN=hm.TEST_GRANTED_TOKEN)
         assert code == 0 and out["ok"] and out["commit"] == sha, out
         assert files_of(vol / "model") == files_of(model_dir)
-        assert GRANTED_TOKEN not in json.dumps(out) + (vol / "hydration.json").read_text()
+        assert hm.TEST_GRANTED_TOKEN not in json.dumps(out) + (vol / "hydration.json").read_text()

@@ -420,6 +420,7 @@ def test_seasonal_bench_counts_only_what_comes_after_the_first_cycle():
             "wall_s": 0,
             "date": "d",
             "cold_start_s": 163.0,
+            "slo": "joint",
             "traces": {
                 "t": {
                     "description": "x",
@@ -434,6 +435,7 @@ def test_seasonal_bench_counts_only_what_comes_after_the_first_cycle():
     )
     assert "| ours-seasonal | 99.50% | 1.00 | **1.20** |" in md  # meets 99 % at <= 1.25x: bold
     assert "| ours | 98.00% | 1.00 | 1.20 |" in md  # misses the SLO: not bold
+    assert "SLO: TTFT <= 2 s + the prompt's idle prefill and the request's mean TPOT <= 100 ms (joint)," in md
 
 
 def test_seasonal_seed_variants_redraw_the_diurnals_and_get_their_own_table():
@@ -462,12 +464,14 @@ def test_seasonal_seed_variants_redraw_the_diurnals_and_get_their_own_table():
             "wall_s": 0,
             "date": "d",
             "cold_start_s": 163.0,
+            "slo": "ttft",
             "traces": {},
             "seed_variants": [v[0][0].name],
         },
         [row],
     )
     assert f"| {v[0][0].name} | - | - | **99.10% / 1.20x** |" in md
+    assert "SLO: TTFT <= 2 s + the prompt's idle prefill, goal" in md and "TPOT" not in md
 
 
 def test_each_cold_start_lever_shortens_the_start_by_its_own_phase():

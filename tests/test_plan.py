@@ -360,30 +360,38 @@ def test_baking_condition_says_where_the_bake_stands():
     assert c["message"].endswith("the rollout starts when it is ready.")
 
 
-def test_bake_pod_disruption_in_plain_words():
-    from qwen_operator.manifests.cache import bake_pod_disruption
+GC_DISRUPTION = {
+    "type": "DisruptionTarget",
+    "status": "True",
+    "reason": "DeletionByPodGC",
+    "message": "PodGC: node no longer exists",
+}
 
-    gone = _bake_pod(
-        "bake-a",
-        "Failed",
-        "held-l40s-0",
-        conditions=[
-            {
-                "type": "DisruptionTarget",
-                "status": "True",
-                "reason": "DeletionByPodGC",
-                "message": "PodGC: node no longer exists",
-            }
-        ],
-    )
-    msg = bake_pod_disruption(gone)
-    assert msg is not None and "bake-a" in msg and "held-l40s-0" in msg and "DeletionByPodGC" in msg
-    assert "node no longer exists" in msg and "without counting a failed bake" in msg
-    assert bake_pod_disruption(_bake_pod("bake-b", "Running", "h100-0")) is None
-    assert (
-        bake_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
-    )
-    assert bake_pod_disruption({}) is None
+
+def test_bake_pod_disruption_in_plain_words():
+    from qwen_operator.manifests.cache import cache_labels, job_pod_disruption
+
+    gone = _bake_pod("bake-a", "Failed", "held-l40s-0", conditions=[GC_DISRUPTION])
+    gone["metadata"]["labels"] = cache_labels("k1")
+    d = job_pod_disruption(gone)
+    assert d is not None and d.reason == "BakePodDisrupted"
+    assert "bake pod bake-a" in d.message and "held-l40s-0" in d.message and "DeletionByPodGC" in d.message
+    assert "node no longer exists" in d.message and "without counting a failed bake" in d.message
+    assert job_pod_disruption(_bake_pod("bake-b", "Running", "h100-0")) is None
+    assert job_pod_disruption(_bake_pod("bake-c", conditions=[{"type": "DisruptionTarget", "status": "False"}])) is None
+    assert job_pod_disruption({}) is None
+
+
+def test_weight_hydration_pod_disruption_says_hydration():
+    from qwen_operator.manifests.cache import job_pod_disruption
+    from qwen_operator.manifests.weights import weight_labels
+
+    gone = _bake_pod("hydrate-a", "Failed", "h100-1", conditions=[GC_DISRUPTION])
+    gone["metadata"]["labels"] = weight_labels("w1")
+    d = job_pod_disruption(gone)
+    assert d is not None and d.reason == "HydrationPodDisrupted"
+    assert d.message.startswith("weight hydration pod hydrate-a on node h100-1 was taken away (DeletionByPodGC")
+    assert "without counting a failed hydration" in d.message and "bake" not in d.message
 
 
 def test_in_flight_write_is_skipped_only_while_the_cache_shows_the_old_version():

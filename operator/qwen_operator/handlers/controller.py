@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from ..api.models import GROUP, KIND, PLURAL, VERSION
 from ..domain.coldstart import PodColdStart, pod_cold_start, strip_timestamps
 from ..domain.gpus import canonical_product
-from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, bake_pod_disruption, detect_cache_hit
+from ..manifests.cache import ANNOTATION_BAKE_SECONDS, ANNOTATION_BAKED, detect_cache_hit, job_pod_disruption
 from ..manifests.plan import ClusterView, Plan, plan
 from ..manifests.status import ConditionSet, now_time, pod_ready, previous_conditions
 from ..manifests.workload import LABEL_CACHE_KEY, LABEL_DEPLOYMENT, VLLM_CONTAINER
@@ -400,13 +400,13 @@ def on_bake_pod_event(
     owners = _owner_names(job or {})
     # A disruption leaves no trace once the pod is replaced (the Job does not count it): one Warning Event per pod.
     uid = body.get("metadata", {}).get("uid", "")
-    why = bake_pod_disruption(plain(body))
-    if why and uid not in state.reported_disruptions:
+    disruption = job_pod_disruption(plain(body))
+    if disruption and uid not in state.reported_disruptions:
         state.reported_disruptions.add(uid)
         for owner in owners:
             owner_body = one(kw["deployments"], (ns, owner))
             if owner_body is not None:
-                state.kube.event(owner_body, "Warning", "BakePodDisrupted", why)
+                state.kube.event(owner_body, "Warning", disruption.reason, disruption.message)
     if type == "DELETED":
         state.reported_disruptions.discard(uid)
     for owner in owners:

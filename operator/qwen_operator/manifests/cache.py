@@ -9,6 +9,7 @@ a pod-local emptyDir at that same path. Deployments with the same key share the 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ..api.models import QwenDeploymentSpec
@@ -184,17 +185,37 @@ def bake_progress(job: dict[str, Any] | None, pods: list[dict[str, Any]]) -> str
     return "; ".join(parts)
 
 
-def bake_pod_disruption(pod: dict[str, Any]) -> str | None:
-    """Why a bake pod was taken away (node lost, drained, preempted: the DisruptionTarget condition that the pod
-    garbage collector, the eviction API or the scheduler sets before deleting it), in plain words; else None."""
+@dataclass(frozen=True)
+class PodDisruption:
+    """A cache Job's pod taken away, as a Warning Event: its reason and its message in plain words."""
+
+    reason: str
+    message: str
+
+
+# What a cache Job's pod does, by its app.kubernetes.io/name label (cache_labels, weights.weight_labels).
+_JOB_POD_KINDS = {
+    "qwen-compile-cache": ("BakePodDisrupted", "bake pod", "a failed bake"),
+    "qwen-weight-cache": ("HydrationPodDisrupted", "weight hydration pod", "a failed hydration"),
+}
+
+
+def job_pod_disruption(pod: dict[str, Any]) -> PodDisruption | None:
+    """Why a bake or weight hydration pod was taken away (node lost, drained, preempted: the DisruptionTarget
+    condition that the pod garbage collector, the eviction API or the scheduler sets before deleting it), in plain
+    words; else None."""
+    meta = pod.get("metadata") or {}
+    reason, what, attempt = _JOB_POD_KINDS.get(
+        (meta.get("labels") or {}).get("app.kubernetes.io/name", ""), _JOB_POD_KINDS["qwen-compile-cache"]
+    )
     for c in (pod.get("status") or {}).get("conditions", []) or []:
         if c.get("type") == "DisruptionTarget" and c.get("status") == "True":
-            name = (pod.get("metadata") or {}).get("name", "?")
             node = (pod.get("spec") or {}).get("nodeName") or "?"
             why = f"{c.get('reason') or 'Disrupted'}: {c.get('message') or 'no message'}".rstrip(". ")
-            return (
-                f"bake pod {name} on node {node} was taken away ({why}); the Job replaces it without counting "
-                "a failed bake"
+            return PodDisruption(
+                reason,
+                f"{what} {meta.get('name', '?')} on node {node} was taken away ({why}); the Job replaces it "
+                f"without counting {attempt}",
             )
     return None
 
