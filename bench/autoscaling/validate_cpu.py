@@ -66,6 +66,9 @@ SERVE_ARGS = [
 # aiohttp pool 60 s: a request sent on a connection the server is closing fails with ServerDisconnected. The server
 # must hold connections longer than its clients do.
 SERVE_ENV = {"VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE": "75"}
+# vLLM's per-request spans (otlp_receiver.py): the server's own arrival time and TTFT of every request. Exported in
+# batches every 0.5 s (the SDK's default is 5 s) so that a run's spans are in soon after it ends.
+TRACE_ENV = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf", "OTEL_BSP_SCHEDULE_DELAY": "500"}
 
 
 def _e2e() -> tuple[Any, Any]:
@@ -131,13 +134,22 @@ class Runner:
         self.model = self.vl.ensure_tiny_model()
         self.commands: list[str] = []
         self.proc: Any = None
+        self.receiver: subprocess.Popen[bytes] | None = None
+        self.spans = work / "spans.jsonl"
 
     def start(self) -> float:
         log = self.work / "vllm-server.log"
+        self.spans.unlink(missing_ok=True)
+        receiver_port = _free_port()
+        receiver = [str(self.vl.vllm_python()), str(Path(__file__).with_name("otlp_receiver.py"))]
+        receiver += ["--port", str(receiver_port), "--out", str(self.spans)]
+        self.receiver = subprocess.Popen(receiver, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         argv = ["vllm", "serve", str(self.model), *SERVE_ARGS]
-        env = " ".join(f"{k}={v}" for k, v in SERVE_ENV.items())
-        self.commands.append(f"{env} {shlex.join(argv)} --port {self.port}")
-        self.proc = self.vl.start_server(argv, env=SERVE_ENV, port=self.port, log_path=log)
+        argv += ["--otlp-traces-endpoint", f"http://127.0.0.1:{receiver_port}/v1/traces"]
+        env = {**SERVE_ENV, **TRACE_ENV}
+        self.commands.append(f"{shlex.join(receiver)}  # vLLM's spans to JSON lines")
+        self.commands.append(f"{' '.join(f'{k}={v}' for k, v in env.items())} {shlex.join(argv)} --port {self.port}")
+        self.proc = self.vl.start_server(argv, env=env, port=self.port, log_path=log)
         return self.vl.wait_healthy(self.port, timeout=600, proc=self.proc, log_path=log)
 
     def affinity(self) -> dict[str, list[int]]:
@@ -161,6 +173,9 @@ class Runner:
     def stop(self) -> None:
         if self.proc is not None:
             self.vl.stop_server(self.proc)
+        if self.receiver is not None:
+            self.receiver.terminate()
+            self.receiver.wait(timeout=10)
 
     def kv_capacity(self) -> int:
         m = re.search(r"KV cache size: ([\d,]+) tokens", (self.work / "vllm-server.log").read_text(errors="replace"))
@@ -175,12 +190,25 @@ class Runner:
             else self.lc.BenchServe(workdir=wd, **base, **kw)
         )
         self.commands.append("vllm " + shlex.join(b.argv()[3:]))
-        before = self._scrape()
+        before, t0 = self._scrape(), time.time()
         res = b.start().result(timeout)
         # vLLM's own request-phase histograms over this run: where its TTFT was spent (F.ttft_breakdown)
         res["server"] = F.server_means(before, self._scrape())
         (wd / "server-metrics.json").write_text(json.dumps(res["server"]))
-        return dict(res)
+        # and each request on the server's clock (its span): the spans that began after t0 (`vllm bench serve` sends
+        # no test request first: --ready-check-timeout-sec defaults to 0 in vLLM 0.32)
+        res["server_requests"] = self._spans_since(t0, expect=int(res.get("completed") or 0))
+        (wd / "server-requests.json").write_text(json.dumps(res["server_requests"]))
+        return res
+
+    def _spans_since(self, t0: float, expect: int, wait_s: float = 15.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + wait_s
+        while True:
+            lines = self.spans.read_text().splitlines() if self.spans.exists() else []
+            got = [r for r in map(json.loads, lines) if r["start"] >= t0]
+            if len(got) >= expect or time.monotonic() > deadline:
+                return sorted(got, key=lambda r: r["start"])
+            time.sleep(0.5)
 
     def _scrape(self) -> dict[str, tuple[float, float]]:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=30) as r:
@@ -211,6 +239,7 @@ class Replay(Runner):
         self.saved = json.loads((work / "run.json").read_text())
         self.commands = self.saved["commands"]
         self.proc = None
+        self.receiver = None
 
     def start(self) -> float:
         return float(self.saved["server_start_s"])
@@ -223,9 +252,10 @@ class Replay(Runner):
 
     def _saved(self, name: str) -> dict:
         res: dict = json.loads((self.work / name / "bench-serve.json").read_text())
-        server = self.work / name / "server-metrics.json"
-        if server.exists():  # runs saved before the server's histograms were scraped have none
-            res["server"] = json.loads(server.read_text())
+        # runs saved before the server's histograms were scraped, or its spans received, have none
+        for key, file in (("server", "server-metrics.json"), ("server_requests", "server-requests.json")):
+            if (self.work / name / file).exists():
+                res[key] = json.loads((self.work / name / file).read_text())
         return res
 
 
@@ -322,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         _log(t_start, "validation", res)
         report["validation"] = validation_report(res, sm, theta, choice, trace)
         report["front_end_queue"] = front_end_report(results, res, sm, theta)
+        report["server_clock"] = server_clock_report(results, res, kv_cap)
     finally:
         r.stop()
     report["commands"] = r.commands
@@ -430,6 +461,34 @@ def breakdown(res: dict, real: dict, sim_engine: dict) -> dict:
     }
 
 
+def server_clock_report(results: dict, res: dict, kv_cap: int) -> dict | None:
+    """The same fit and held-out replay with every request on the server's clock (vLLM's spans): arrivals when the
+    API server had them and TTFTs from there, so neither side carries the load client's and HTTP's queue on the
+    shared core. The fit is redone on the fit runs' spans (its constant is then the API server's own work); the
+    validation trace stays held out."""
+    if "server_requests" not in res or any("server_requests" not in r for _, r in results.values()):
+        return None  # a run saved before the spans were received
+    server = {n: (s, F.bench_result_of_spans(r["server_requests"])) for n, (s, r) in results.items()}
+    theta = F.fit(rows_of(server))
+    sm = F.service_model(theta, max_num_seqs=MAX_NUM_SEQS, budget=BUDGET, kv_capacity=kv_cap)
+    reqs = F.requests_of(F.bench_result_of_spans(res["server_requests"]))
+    real, sim = F.real_metrics(reqs), F.sim_metrics(reqs, sm, theta["frontend_s"])
+    in_sample = {}
+    for name, (s, r) in server.items():
+        if s.kind != "warmup":
+            rr, ss = F.real_metrics(F.requests_of(r)), F.sim_metrics(F.requests_of(r), sm, theta["frontend_s"])
+            in_sample[name] = {k: ss[k] / rr[k] for k in ("ttft_p50_ms", "ttft_p95_ms", "req_per_s") if rr[k]}
+    return {
+        "theta": theta,
+        "requests": len(reqs),
+        "client_completed": res.get("completed"),
+        "real": real,
+        "sim": sim,
+        "table": F.compare(sim, real, (*F.COMPARED, "tpot_mean_ms", "mean_in_flight", "mean_decoding")),
+        "in_sample_ratio": in_sample,
+    }
+
+
 def front_end_report(results: dict, res: dict, sm: Any, theta: dict) -> dict:
     """The front end as a FIFO server instead of a constant (validate_cpu_fit.FrontEnd), fitted two ways on the
     fit runs only (the validation trace stays held out), each replayed in-sample and on the validation trace."""
@@ -507,6 +566,7 @@ def markdown(rep: dict) -> str:
         ],
         "",
         *_notes(rep),
+        *_server_clock_section(rep),
         *_breakdown_section(rep),
         *_front_end_section(rep),
         "## Fitted coefficients (FittedServiceModel, bench/autoscaling/service.py)",
@@ -595,16 +655,24 @@ def _notes(rep: dict) -> list[str]:
 def _saturation_note(inf: dict) -> str:
     r, s_ = inf["real"], inf["sim"]
     near = r["mean_decoding"] >= 0.8 * MAX_NUM_SEQS
+    ratio = s_["req_per_s"] / r["req_per_s"]
+    if not near:
+        verdict = "The real engine had free slots while requests waited: a queue before its scheduler that the "
+        verdict += "simulator does not have."
+    elif abs(ratio - 1) <= 0.2:
+        verdict = (
+            f"The engine ran near its batch limit in both, and sim/real is {_f(ratio, 3)}: the model's capacity holds."
+        )
+    else:
+        verdict = (
+            f"The engine ran near its batch limit in both, but sim/real is {_f(ratio, 3)}: with prompts arriving all "
+            f"the time, the real steps cost more than the fit's (TPOT {_f(r['tpot_mean_ms'])} ms real against "
+            f"{_f(s_['tpot_mean_ms'])} ms): the model's capacity does not hold in this run."
+        )
     return (
         f"- Saturated (the fit's rate-inf run, everything sent at once): the real server served {_f(r['req_per_s'], 1)} "
         f"req/s with {_f(r['mean_decoding'], 1)} requests decoding on average (max-num-seqs {MAX_NUM_SEQS}), the "
-        f"simulator {_f(s_['req_per_s'], 1)} req/s with {_f(s_['mean_decoding'], 1)}. "
-        + (
-            "The engine ran near its batch limit in both: the model's capacity holds."
-            if near
-            else "The real engine had free slots while requests waited: a queue before its scheduler that the "
-            "simulator does not have."
-        )
+        f"simulator {_f(s_['req_per_s'], 1)} req/s with {_f(s_['mean_decoding'], 1)}. " + verdict
     )
 
 
@@ -658,6 +726,45 @@ def _breakdown_section(rep: dict) -> list[str]:
             f"| {_f(engine, 1)} | {_f(sim, 1)} | {_f(sim / engine if engine else math.nan)} |"
         )
     return [*out, ""]
+
+
+def _server_clock_section(rep: dict) -> list[str]:
+    sc = rep.get("server_clock")
+    if not sc:
+        return []
+    miss = [r["metric"] for r in sc["table"] if not r["pass"] and r["metric"] in F.COMPARED]
+    p50s = sorted(v["ttft_p50_ms"] for v in sc["in_sample_ratio"].values() if "ttft_p50_ms" in v)
+    worst = max(sc["in_sample_ratio"].items(), key=lambda kv: abs(math.log(kv[1].get("ttft_p50_ms") or 1.0)))
+    return [
+        "## Validation on the server's clock (vLLM's per-request spans)",
+        "",
+        "vLLM exports one OpenTelemetry span per finished request (`--otlp-traces-endpoint`; received by "
+        "bench/autoscaling/otlp_receiver.py): it starts when the API server has the request and carries the server's "
+        "TTFT, latency and token counts. Here both sides use it: the simulator replays each request at its arrival "
+        "in the API server, and is compared with the server's own TTFTs, so the load client's and HTTP's queue on "
+        "the shared core is on neither side. The model is refitted the same way on the fit runs' spans (its "
+        f"constant, {_f(1e3 * sc['theta']['frontend_s'])} ms, is then the API server's own work at idle); the "
+        f"validation trace stays held out. {sc['requests']} of the client's {sc['client_completed']} requests have a "
+        "span.",
+        "",
+        "| metric | real vLLM (server clock) | simulator | sim/real | within ±20 % |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {r['metric']} | {_f(r['real'])} | {_f(r['sim'])} | {_f(r['ratio'], 3)} | {'pass' if r['pass'] else 'MISS'} |"
+            for r in sc["table"]
+        ],
+        "",
+        f"Criteria missed on the server's clock: {', '.join(miss) if miss else 'none'}. In-sample (the fit runs "
+        f"replayed on the server's clock), the TTFT p50 sim/real ratios run from {_f(p50s[0], 3)} to {_f(p50s[-1], 3)} "
+        f"(median {_f(F.percentile(p50s, 50), 3)}; furthest from 1: {worst[0]}): "
+        + (
+            "a simulator that is short of the server's TTFT even on the runs it was fitted to, i.e. a step model "
+            "that cannot express what a request costs between its arrival and its first token at low load."
+            if F.percentile(p50s, 50) < 0.8
+            else "the fitted model reproduces the fit runs' TTFTs."
+        ),
+        "",
+    ]
 
 
 def _front_end_section(rep: dict) -> list[str]:

@@ -63,6 +63,23 @@ class Measured:
     latency: float
 
 
+def bench_result_of_spans(spans: Sequence[dict]) -> dict:
+    """A run's requests on the server's clock (otlp_receiver.span_records: arrival in vLLM's API server, the server's
+    TTFT and end-to-end latency) in the shape of a `vllm bench serve` result, so that requests_of and the fit take
+    them as they are."""
+    done = [r for r in spans if r.get("output") and r.get("ttft") and r.get("e2e")]
+    ttfts = [float(r["ttft"]) for r in done]
+    return {
+        "start_times": [float(r["start"]) for r in done],
+        "input_lens": [int(r["prompt"]) for r in done],
+        "output_lens": [int(r["output"]) for r in done],
+        "ttfts": ttfts,
+        "latencies": [float(r["e2e"]) for r in done],
+        "completed": len(done),
+        "median_ttft_ms": 1e3 * percentile(ttfts, 50) if ttfts else math.nan,
+    }
+
+
 def requests_of(result: dict) -> list[Measured]:
     """The successful requests of a `vllm bench serve` result JSON (start_times, ttfts, latencies, lengths)."""
     out: list[Measured] = []
