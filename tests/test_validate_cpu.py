@@ -222,8 +222,11 @@ def test_ceiling_fit_charges_no_token_work_when_the_engine_is_the_ceiling():
 
 def _spans(reqs: list[F.Measured], t0: float = 1.8e9) -> list[dict]:
     """The requests as otlp_receiver.span_records gives vLLM's spans (wall clock, the server's own timings)."""
+    # the engine core's part of the TTFT (queue + prefill) is the TTFT less the front end's constant
+    fe = TRUE["frontend_s"]
     return [
         {"start": t0 + m.start, "ttft": m.ttft, "e2e": m.latency, "prompt": m.prompt, "output": m.output, "id": str(i)}
+        | {"queue": 0.0, "prefill": m.ttft - fe}
         for i, m in enumerate(reqs)
     ]
 
@@ -294,11 +297,14 @@ def test_server_clock_report_refits_on_spans_and_replays_the_held_out_run():
     rep = V.server_clock_report(results, held, kv_cap=2**21)
     assert rep is not None and rep["requests"] == 400
     assert all(r["pass"] for r in rep["table"] if r["metric"] in F.COMPARED), rep["table"]
+    assert [r["metric"] for r in rep["engine_table"]] == ["engine_ttft_p50_ms", "engine_ttft_p95_ms"]
+    assert all(r["pass"] for r in rep["engine_table"]), rep["engine_table"]
     assert "Validation on the server's clock" in "\n".join(V._server_clock_section({"server_clock": rep}))
     # the fit runs from one engine, the held-out run from a three times slower one: the replay misses
     _, slow_held = runs(dict(TRUE, step_overhead_s=3 * TRUE["step_overhead_s"]))
     rep = V.server_clock_report(results, slow_held, kv_cap=2**21)
     assert rep is not None and not all(r["pass"] for r in rep["table"] if r["metric"] in F.COMPARED)
+    assert not all(r["pass"] for r in rep["engine_table"])
     # runs saved before the spans were received: no server-clock view
     del held["server_requests"]
     assert V.server_clock_report(results, held, kv_cap=2**21) is None
