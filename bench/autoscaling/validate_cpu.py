@@ -483,7 +483,8 @@ def server_clock_report(results: dict, res: dict, kv_cap: int) -> dict | None:
     in_sample = {}
     for name, (s, r) in server.items():
         if s.kind != "warmup":
-            rr, ss = F.real_metrics(F.requests_of(r)), F.sim_metrics(F.requests_of(r), sm, theta["frontend_s"])
+            run_reqs = F.requests_of(r)
+            rr, ss = F.real_metrics(run_reqs), F.sim_metrics(run_reqs, sm, theta["frontend_s"])
             in_sample[name] = {k: ss[k] / rr[k] for k in ("ttft_p50_ms", "ttft_p95_ms", "req_per_s") if rr[k]}
     return {
         "theta": theta,

@@ -259,19 +259,24 @@ def _outs(reqs: Sequence[Measured]) -> list[int]:
     return [m.output for m in reqs]
 
 
-def sim_ttfts(reqs: Sequence[Measured], sm: FittedServiceModel) -> list[float]:
-    """The simulator's engine-only TTFT of each request, replayed at the measured arrival times, in their order."""
-    t0 = min(m.start for m in reqs)
-    return [r.ttft for r in simulate([(m.start - t0, m.prompt, m.output) for m in reqs], sm)]
-
-
-def sim_metrics(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: float) -> dict:
-    """Replay the measured requests (their real send times and lengths) through the simulator; the front end's
-    constant is added to every TTFT and completion (the simulator times the engine only)."""
+def _replay(reqs: Sequence[Measured], sm: FittedServiceModel) -> list[Request]:
+    """The measured requests (their real send times and lengths) through the simulator, every one finished."""
     t0 = min(m.start for m in reqs)
     done = simulate([(m.start - t0, m.prompt, m.output) for m in reqs], sm)
     if any(r.rejected or not math.isfinite(r.done) for r in done):
         raise ValueError("the simulator rejected or did not finish a request")
+    return done
+
+
+def sim_ttfts(reqs: Sequence[Measured], sm: FittedServiceModel) -> list[float]:
+    """The simulator's engine-only TTFT of each request, replayed at the measured arrival times."""
+    return [r.ttft for r in _replay(reqs, sm)]
+
+
+def sim_metrics(reqs: Sequence[Measured], sm: FittedServiceModel, frontend_s: float) -> dict:
+    """Replay the measured requests through the simulator; the front end's constant is added to every TTFT and
+    completion (the simulator times the engine only)."""
+    done = _replay(reqs, sm)
     starts, ttfts = [r.arrival for r in done], [r.ttft + frontend_s for r in done]
     ends = [r.done + frontend_s for r in done]
     return {**metrics(starts, ttfts, ends, [r.output for r in done]), **occupancy(starts, ttfts, ends)}

@@ -17,8 +17,10 @@ from ..domain.vllm_args import VLLM_PORT
 from .resolved import CacheIdentity, ResolvedSpec
 from .status import pod_issue
 from .workload import (
+    COMPILE_CACHE_APP,
     LABEL_CACHE_KEY,
     MANAGED_BY,
+    WEIGHT_CACHE_APP,
     Owner,
     gpu_tolerations,
     node_selector,
@@ -64,7 +66,7 @@ echo "bake: cache $QWEN_CACHE_KEY ready: $n files in $((end-start)) s"
 
 def cache_labels(key: str) -> dict[str, str]:
     return {
-        "app.kubernetes.io/name": "qwen-compile-cache",
+        "app.kubernetes.io/name": COMPILE_CACHE_APP,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         LABEL_CACHE_KEY: key,
     }
@@ -195,8 +197,8 @@ class PodDisruption:
 
 # What a cache Job's pod does, by its app.kubernetes.io/name label (cache_labels, weights.weight_labels).
 _JOB_POD_KINDS = {
-    "qwen-compile-cache": ("BakePodDisrupted", "bake pod", "a failed bake"),
-    "qwen-weight-cache": ("HydrationPodDisrupted", "weight hydration pod", "a failed hydration"),
+    COMPILE_CACHE_APP: ("BakePodDisrupted", "bake pod", "a failed bake"),
+    WEIGHT_CACHE_APP: ("HydrationPodDisrupted", "weight hydration pod", "a failed hydration"),
 }
 
 
@@ -206,7 +208,7 @@ def job_pod_disruption(pod: dict[str, Any]) -> PodDisruption | None:
     words; else None."""
     meta = pod.get("metadata") or {}
     reason, what, attempt = _JOB_POD_KINDS.get(
-        (meta.get("labels") or {}).get("app.kubernetes.io/name", ""), _JOB_POD_KINDS["qwen-compile-cache"]
+        (meta.get("labels") or {}).get("app.kubernetes.io/name", ""), _JOB_POD_KINDS[COMPILE_CACHE_APP]
     )
     for c in (pod.get("status") or {}).get("conditions", []) or []:
         if c.get("type") == "DisruptionTarget" and c.get("status") == "True":

@@ -29,7 +29,7 @@ from ..domain.weight_cache import (
 from .cache import bake_progress, job_pod_spec, job_state
 from .status import ConditionSet
 from .view import ClusterView, Object
-from .workload import LABEL_CACHE_KEY, MANAGED_BY, Owner
+from .workload import LABEL_CACHE_KEY, MANAGED_BY, WEIGHT_CACHE_APP, Owner
 
 ANNOTATION_COMMIT = "qwenops.dev/weights-commit"
 ANNOTATION_BYTES = "qwenops.dev/weights-bytes"
@@ -50,7 +50,7 @@ def hydrate_script() -> str:
 def weight_labels(key: str) -> dict[str, str]:
     # LABEL_CACHE_KEY puts the PVC, the Job and its pods in the operator's cache indexes (handlers/indexes.py).
     return {
-        "app.kubernetes.io/name": "qwen-weight-cache",
+        "app.kubernetes.io/name": WEIGHT_CACHE_APP,
         "app.kubernetes.io/managed-by": MANAGED_BY,
         LABEL_CACHE_KEY: key,
     }

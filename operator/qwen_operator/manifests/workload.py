@@ -26,6 +26,9 @@ from .resolved import ResolvedSpec
 MANAGED_BY = "qwen-operator"
 LABEL_DEPLOYMENT = f"{GROUP}/deployment"
 LABEL_CACHE_KEY = f"{GROUP}/compile-cache-key"
+# app.kubernetes.io/name of the cache objects (PVC, Job, its pods): what a cache Job's pod is for
+COMPILE_CACHE_APP = "qwen-compile-cache"
+WEIGHT_CACHE_APP = "qwen-weight-cache"
 ANNOTATION_COMMAND = f"{GROUP}/vllm-command"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
