@@ -305,9 +305,49 @@ def test_server_clock_report_refits_on_spans_and_replays_the_held_out_run():
     rep = V.server_clock_report(results, slow_held, kv_cap=2**21)
     assert rep is not None and not all(r["pass"] for r in rep["table"] if r["metric"] in F.COMPARED)
     assert not all(r["pass"] for r in rep["engine_table"])
+    # a receiver that got nothing (the run's span list empty): no server-clock view, not a crash
+    assert V.server_clock_report(results, dict(held, server_requests=[]), kv_cap=2**21) is None
     # runs saved before the spans were received: no server-clock view
     del held["server_requests"]
     assert V.server_clock_report(results, held, kv_cap=2**21) is None
+
+
+def test_step_sensitivity_replays_the_held_out_run_with_a_scaled_step():
+    """Requests measured from TRUE near its capacity: at the fitted step the replay is exact (ratio 1), a slower
+    step gives longer TTFTs, and the elasticity is their log slope."""
+    from bench.autoscaling import validate_cpu as V
+
+    rng = random.Random(11)
+    t, arr = 0.0, []
+    for _ in range(300):
+        t += rng.expovariate(22.0)
+        arr.append((t, 200, 40))
+    reqs = _measured(arr, TRUE)
+    sens = F.step_sensitivity(reqs, TRUE, max_num_seqs=8, budget=128, kv_capacity=2**21)
+    assert [r["scale"] for r in sens] == list(F.STEP_SCALES)
+    at_one = next(r for r in sens if r["scale"] == 1.0)
+    assert at_one["ttft_p50_ms_ratio"] == pytest.approx(1.0, rel=1e-6)
+    p50s = [r["ttft_p50_ms"] for r in sens]
+    assert p50s == sorted(p50s) and p50s[-1] > p50s[0]
+    slower = next(r for r in sens if r["scale"] == 1.1)
+    e = F.elasticity(sens)
+    assert e == pytest.approx(math.log(slower["ttft_p50_ms"] / at_one["ttft_p50_ms"]) / math.log(1.1)) and e > 0
+    sc = {"step_sensitivity": sens, "elasticity": {"ttft_p50_ms": e, "ttft_p95_ms": F.elasticity(sens, "ttft_p95_ms")}}
+    sc["in_sample_ratio"] = {"rate-a": {"tpot_mean_ms": 0.9}, "rate-b": {"tpot_mean_ms": 1.1}, "idle-p32": {}}
+    text = "\n".join(V._sensitivity_lines(sc))
+    assert f"elasticity {e:.1f}" in text and "0.90-1.10 of real" in text
+    assert V._sensitivity_lines({}) == []
+
+
+def test_tpot_by_in_flight_groups_requests_by_first_token():
+    """Four requests, two groups: the first pair gets its first tokens while all four are in flight and decodes at
+    5 ms a token, the second pair later, with two in flight, at 3 ms."""
+    m = F.Measured
+    reqs = [m(0.0, 8, 11, 0.10, 0.15), m(0.0, 8, 11, 0.11, 0.16), m(0.0, 8, 11, 0.30, 0.33), m(0.0, 8, 11, 0.31, 0.34)]
+    groups = F.tpot_by_in_flight(reqs, groups=2)
+    assert [g["requests"] for g in groups] == [2, 2]
+    assert [g["in_flight"] for g in groups] == [4.0, 2.0]
+    assert [round(g["tpot_ms"], 6) for g in groups] == [5.0, 3.0]
 
 
 def test_saturation_note_says_whether_the_capacity_holds():

@@ -416,6 +416,55 @@ def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel)
     return len(done) / max(r.done for r in done)
 
 
+# --- how much the held-out TTFT hangs on the step time ---------------------------------------------------------------
+STEP_SCALES = (0.9, 1.0, 1.1, 1.2)
+
+
+def scaled_theta(theta: dict[str, float], factor: float) -> dict[str, float]:
+    """Every engine coefficient times ``factor`` (a uniformly slower or faster step); the front end's constant kept."""
+    return {k: v if k == "frontend_s" else v * factor for k, v in theta.items()}
+
+
+def step_sensitivity(
+    reqs: Sequence[Measured], theta: dict[str, float], *, max_num_seqs: int, budget: int, kv_capacity: int
+) -> list[dict[str, float]]:
+    """The held-out requests replayed with the step scaled by each of STEP_SCALES, beside the real TTFT p50/p95: how
+    exactly the step must be known for the TTFT criteria to be met at this load."""
+    real = real_metrics(reqs)
+    out = []
+    for f in STEP_SCALES:
+        sm = service_model(scaled_theta(theta, f), max_num_seqs=max_num_seqs, budget=budget, kv_capacity=kv_capacity)
+        sim = sim_metrics(reqs, sm, theta["frontend_s"])
+        row = {"scale": f}
+        for k in ("ttft_p50_ms", "ttft_p95_ms"):
+            row[k], row[k + "_ratio"] = sim[k], sim[k] / real[k]
+        out.append(row)
+    return out
+
+
+def elasticity(sensitivity: Sequence[dict[str, float]], key: str = "ttft_p50_ms") -> float:
+    """d ln(key) / d ln(step) between the fitted step and the next slower one in ``sensitivity``."""
+    base = next(r for r in sensitivity if r["scale"] == 1.0)
+    slower = min((r for r in sensitivity if r["scale"] > 1.0), key=lambda r: r["scale"])
+    return math.log(slower[key] / base[key]) / math.log(slower["scale"])
+
+
+def tpot_by_in_flight(reqs: Sequence[Measured], groups: int = 8) -> list[dict[str, float]]:
+    """A run's requests in ``groups`` equal groups by first-token time: each group's mean TPOT beside the mean number
+    of requests in flight in the server at its requests' first tokens.  On a machine where the API server shares the
+    engine's cores, a step that slows as requests pile up in the server shows here."""
+    spans = [(m.start, m.start + m.latency) for m in reqs]
+    order = sorted((m for m in reqs if m.output > 1), key=lambda m: m.start + m.ttft)
+    size = max(1, math.ceil(len(order) / groups))
+    out = []
+    for i in range(0, len(order), size):
+        g = order[i : i + size]
+        flight = [sum(1 for a, b in spans if a <= m.start + m.ttft < b) for m in g]
+        tpot = [(m.latency - m.ttft) / (m.output - 1) for m in g]
+        out.append({"in_flight": sum(flight) / len(g), "tpot_ms": 1e3 * sum(tpot) / len(g), "requests": len(g)})
+    return out
+
+
 # --- where the time goes, from vLLM's own histograms ----------------------------------------------------------------
 # vLLM's request-phase histograms (docs.vllm.ai/en/latest/design/metrics.html): TTFT is timed in the API server from
 # the request's arrival there; queue time (WAITING) and prefill time in the engine core, from when it queued the
