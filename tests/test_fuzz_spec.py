@@ -423,116 +423,125 @@ def _known_keys(model: type) -> set[str]:
 INVALID_KINDS = ("wrong-type", "negative", "unknown-field", "absurd-tp", "junk-extra-args", "secret-env", "secret-arg")
 
 
-@st.composite
-def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> tuple[dict[str, Any], str, set[str], list[str]]:
-    """(spec, what was broken, reasons it may be refused for, secret values it carries)."""
-    spec = draw(valid_specs())
-    kind = draw(st.sampled_from(kinds))
-    secrets: list[str] = []
-    if kind == "wrong-type":
-        path = draw(st.sampled_from(_ANY_PATHS))
-        # A list holding an object fits no field of the spec (scalars, lists of scalars, maps, objects); a
-        # non-empty map fits none but objects and maps.
-        wrong = [st.builds(lambda v: [{"junk": v}], json_values)]
-        if path not in _OBJECTS and path[-1] != "nodeSelector":
-            wrong.append(st.dictionaries(st.text(min_size=1, max_size=8), json_values, min_size=1))
-        value = draw(st.one_of(*wrong))
-        return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, secrets
-    if kind == "negative":
-        path = draw(st.sampled_from(_INT_PATHS + _FLOAT_PATHS))
-        value: Any = (
-            draw(st.integers(-(10**9), -1))
-            if path in _INT_PATHS
-            else draw(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=True))
+Broken = tuple[dict[str, Any], str, set[str], list[str]]  # (spec, what was broken, refusal reasons, secrets)
+
+
+def _wrong_type(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    path = draw(st.sampled_from(_ANY_PATHS))
+    # A list holding an object fits no field of the spec (scalars, lists of scalars, maps, objects); a
+    # non-empty map fits none but objects and maps.
+    wrong = [st.builds(lambda v: [{"junk": v}], json_values)]
+    if path not in _OBJECTS and path[-1] != "nodeSelector":
+        wrong.append(st.dictionaries(st.text(min_size=1, max_size=8), json_values, min_size=1))
+    value = draw(st.one_of(*wrong))
+    return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, []
+
+
+def _negative(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    path = draw(st.sampled_from(_INT_PATHS + _FLOAT_PATHS))
+    value: Any = (
+        draw(st.integers(-(10**9), -1))
+        if path in _INT_PATHS
+        else draw(st.floats(max_value=-1e-9, allow_nan=False, allow_infinity=True))
+    )
+    return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, []
+
+
+_LOOKALIKE_KEYS = ["namespace", "Namespace", "metadata", "kind", "tensorParallel", "maxmodellen", "hfToken"]
+
+
+def _unknown_field(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    where = draw(st.sampled_from(sorted(_OBJECTS)))
+    key = draw(
+        st.one_of(
+            st.sampled_from([*_LOOKALIKE_KEYS, "nodeName", "privileged"]),
+            st.text(min_size=1, max_size=12),
+        ).filter(lambda k: k not in _known_keys(_OBJECTS[where]))
+    )
+    out = json.loads(json.dumps(spec))
+    cur = out
+    for p in where:
+        cur = cur.setdefault(p, {})
+    cur[key] = draw(json_values)
+    return out, f"{kind} {key!r} in {'.'.join(where) or 'spec'}", {"InvalidSpec"}, []
+
+
+def _absurd_tp(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    card = next(c for c in TARGETS if c.name == spec["model"]["name"])
+    tp = draw(
+        st.one_of(
+            st.integers(-5, 0),
+            st.integers(65, 10**6),
+            st.integers(3, 64).filter(lambda t: card.num_attention_heads % t != 0),
         )
-        return set_path(spec, path, value), f"{kind} at {'.'.join(path)}", {"InvalidSpec"}, secrets
-    if kind == "unknown-field":
-        where = draw(st.sampled_from(sorted(_OBJECTS)))
-        key = draw(
-            st.one_of(
-                st.sampled_from(
-                    [
-                        "namespace",
-                        "Namespace",
-                        "metadata",
-                        "kind",
-                        "tensorParallel",
-                        "maxmodellen",
-                        "hfToken",
-                        "nodeName",
-                        "privileged",
-                    ]
-                ),
-                st.text(min_size=1, max_size=12),
-            ).filter(lambda k: k not in _known_keys(_OBJECTS[where]))
-        )
-        out = json.loads(json.dumps(spec))
-        cur = out
-        for p in where:
-            cur = cur.setdefault(p, {})
-        cur[key] = draw(json_values)
-        return out, f"{kind} {key!r} in {'.'.join(where) or 'spec'}", {"InvalidSpec"}, secrets
-    if kind == "absurd-tp":
-        card = next(c for c in TARGETS if c.name == spec["model"]["name"])
-        tp = draw(
-            st.one_of(
-                st.integers(-5, 0),
-                st.integers(65, 10**6),
-                st.integers(3, 64).filter(lambda t: card.num_attention_heads % t != 0),
-            )
-        )
-        spec = set_path(spec, ("parallelism", "tensor"), tp)
-        return spec, f"{kind} {tp}", {"InvalidSpec", "TensorParallelInvalid"}, secrets
-    if kind == "junk-extra-args":
-        valued = sorted(f for f in _TABLE.takes_value if f not in _FORBIDDEN_FLAGS)
-        junk = draw(
-            st.one_of(
-                st.text(max_size=20).filter(lambda s: not s.startswith("--") or len(s) < 3),
-                st.builds(
-                    lambda h, b: "--" + h + b,
-                    st.sampled_from(string.ascii_lowercase),
-                    st.text(_LOWER_DIGITS + "-", max_size=20),
-                ).filter(lambda f: f not in _TABLE.flags),
-                st.sampled_from(sorted(MANAGED_FLAGS | set(REMOVED_FLAGS))),
-                st.sampled_from(valued),  # a valued flag without its value
-            )
-        )
-        args = list((spec.get("serving") or {}).get("extraArgs") or [])
-        args.insert(draw(st.integers(0, len(args))), junk)
-        return (
-            set_path(spec, ("serving", "extraArgs"), args),
-            f"{kind} {junk!r}",
-            {"InvalidSpec", "InvalidVLLMArgs"},
-            secrets,
-        )
-    if kind == "secret-env":
-        word = draw(st.sampled_from(SECRET_WORDS))
-        name = draw(
+    )
+    spec = set_path(spec, ("parallelism", "tensor"), tp)
+    return spec, f"{kind} {tp}", {"InvalidSpec", "TensorParallelInvalid"}, []
+
+
+def _junk_extra_args(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    valued = sorted(f for f in _TABLE.takes_value if f not in _FORBIDDEN_FLAGS)
+    junk = draw(
+        st.one_of(
+            st.text(max_size=20).filter(lambda s: not s.startswith("--") or len(s) < 3),
             st.builds(
-                lambda a, b: a + word + b,
-                st.sampled_from(["", "MY_", "HF_", "DB_", "x"]),
-                st.sampled_from(["", "_FILE", "S", "_1"]),
-            )
+                lambda h, b: "--" + h + b,
+                st.sampled_from(string.ascii_lowercase),
+                st.text(_LOWER_DIGITS + "-", max_size=20),
+            ).filter(lambda f: f not in _TABLE.flags),
+            st.sampled_from(sorted(MANAGED_FLAGS | set(REMOVED_FLAGS))),
+            st.sampled_from(valued),  # a valued flag without its value
         )
-        name = draw(st.sampled_from([name, name.lower(), "HF_TOKEN"]))
-        val = draw(secret_value)
-        secrets.append(val)
-        env = list((spec.get("serving") or {}).get("env") or [])
-        env.insert(draw(st.integers(0, len(env))), {"name": name, "value": val})
-        return (set_path(spec, ("serving", "env"), env), f"{kind} {name}", {"SecretInSpec", "InvalidEnv"}, secrets)
-    # secret-arg: a secret put on the command line, in the ways people write it.
+    )
+    args = list((spec.get("serving") or {}).get("extraArgs") or [])
+    args.insert(draw(st.integers(0, len(args))), junk)
+    reasons = {"InvalidSpec", "InvalidVLLMArgs"}
+    return set_path(spec, ("serving", "extraArgs"), args), f"{kind} {junk!r}", reasons, []
+
+
+def _secret_env(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    word = draw(st.sampled_from(SECRET_WORDS))
+    name = draw(
+        st.builds(
+            lambda a, b: a + word + b,
+            st.sampled_from(["", "MY_", "HF_", "DB_", "x"]),
+            st.sampled_from(["", "_FILE", "S", "_1"]),
+        )
+    )
+    name = draw(st.sampled_from([name, name.lower(), "HF_TOKEN"]))
+    val = draw(secret_value)
+    env = list((spec.get("serving") or {}).get("env") or [])
+    env.insert(draw(st.integers(0, len(env))), {"name": name, "value": val})
+    return set_path(spec, ("serving", "env"), env), f"{kind} {name}", {"SecretInSpec", "InvalidEnv"}, [val]
+
+
+def _secret_arg(draw: Any, spec: dict[str, Any], kind: str) -> Broken:
+    """A secret put on the command line, in the ways people write it."""
     flag = draw(st.sampled_from(sorted(SECRET_FLAGS)))
     val = draw(secret_value)
-    secrets.append(val)
     form = draw(st.sampled_from(["eq", "split", "space"]))
     new = {"eq": [f"{flag}={val}"], "split": [flag, val], "space": [f"{flag} {val}"]}[form]
     args = list((spec.get("serving") or {}).get("extraArgs") or []) + new
-    return (
-        set_path(spec, ("serving", "extraArgs"), args),
-        f"{kind} {form}",
-        {"InvalidSpec", "InvalidVLLMArgs"},
-        secrets,
-    )
+    return set_path(spec, ("serving", "extraArgs"), args), f"{kind} {form}", {"InvalidSpec", "InvalidVLLMArgs"}, [val]
+
+
+_BREAKERS = {
+    "wrong-type": _wrong_type,
+    "negative": _negative,
+    "unknown-field": _unknown_field,
+    "absurd-tp": _absurd_tp,
+    "junk-extra-args": _junk_extra_args,
+    "secret-env": _secret_env,
+    "secret-arg": _secret_arg,
+}
+
+
+@st.composite
+def invalid_specs(draw: Any, kinds: tuple[str, ...] = INVALID_KINDS) -> Broken:
+    """(spec, what was broken, reasons it may be refused for, secret values it carries)."""
+    spec = draw(valid_specs())
+    kind = draw(st.sampled_from(kinds))
+    return _BREAKERS[kind](draw, spec, kind)
 
 
 @st.composite
