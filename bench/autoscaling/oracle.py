@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .service import ServiceModel
@@ -75,6 +75,94 @@ def _attainment(fleet: Fleet, arrivals: list[Request], t_end: float, t_limit: fl
     return ok / len(todo)
 
 
+def _start_fleet(reqs: list[Request], sm: ServiceModel, router: str, n0: int) -> Fleet:
+    fleet = Fleet(sm, 0.0, router=router)
+    fleet.pending = deque()
+    fleet.arrivals = reqs
+    for _ in range(n0):
+        fleet.add_pod(0.0, instant=True)
+    return fleet
+
+
+def _window_end(reqs: list[Request], idx: int, t1: float) -> int:
+    """Index just past the requests from ``idx`` on that arrive before ``t1``."""
+    j = idx
+    while j < len(reqs) and reqs[j].arrival < t1:
+        j += 1
+    return j
+
+
+def _probe(fleet: Fleet, window: list[Request], n: int, t0: float, t1: float, goal: float, joint: bool) -> bool:
+    """Whether ``n`` replicas from ``t0`` on serve the window's arrivals within the goal (on a copy of the fleet)."""
+    arr = [copy.copy(r) for r in window]
+    f = _clone(fleet, t0, arr)
+    f.set_desired(n, t0, instant=True)
+    f.flush_pending(t0)
+    return _attainment(f, arr, t1, t1 + 600.0, joint) >= goal
+
+
+def _search(prev: int, n_max: int, ok: Callable[[int], bool]) -> int:
+    """The smallest n with ok(n) if ok is monotone: galloping search around the previous answer, then bisection."""
+    if ok(prev):
+        hi = prev
+        lo = prev - 1
+        step = 1
+        while lo >= 1 and ok(lo):
+            hi = lo
+            step *= 2
+            lo = hi - step
+        lo = max(lo, 0)
+    else:
+        lo = prev
+        step = 1
+        hi = prev + 1
+        while hi < n_max and not ok(hi):
+            lo = hi
+            step *= 2
+            hi = min(n_max, hi + step)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if mid >= 1 and ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return max(1, hi)
+
+
+def _choose_count(
+    fleet: Fleet,
+    window: list[Request],
+    t0: float,
+    t1: float,
+    prev: int,
+    *,
+    n_max: int,
+    goal: float,
+    joint: bool,
+) -> tuple[int, int]:
+    """The interval's replica count and the number of simulations it took."""
+    if not window:
+        n = 1 if not any(r.outstanding() for r in fleet.routable) else max(1, prev - 1)
+        return max(1, min(prev, n)), 0
+    cache: dict[int, bool] = {}
+
+    def ok(n: int) -> bool:
+        if n not in cache:
+            cache[n] = _probe(fleet, window, n, t0, t1, goal, joint)
+        return cache[n]
+
+    return _search(prev, n_max, ok), len(cache)
+
+
+def _gpu_seconds(fleet: Fleet, horizon: float) -> float:
+    gpu = 0.0
+    for r in fleet.replicas:
+        end = min(r.ended, horizon)
+        if end > r.created:
+            gpu += end - r.created
+    return gpu
+
+
 def compute_oracle(
     requests: Sequence[Request],
     sm: ServiceModel,
@@ -87,11 +175,7 @@ def compute_oracle(
     joint: bool = False,
 ) -> OracleResult:
     reqs = list(requests)
-    fleet = Fleet(sm, 0.0, router=router)
-    fleet.pending = deque()
-    fleet.arrivals = reqs
-    for _ in range(n0):
-        fleet.add_pod(0.0, instant=True)
+    fleet = _start_fleet(reqs, sm, router, n0)
     horizon = (reqs[-1].arrival if reqs else 0.0) + 120.0
     n_int = max(1, math.ceil(horizon / interval_s))
     counts: list[int] = []
@@ -100,70 +184,13 @@ def compute_oracle(
     prev = n0
     for i in range(n_int):
         t0, t1 = i * interval_s, (i + 1) * interval_s
-        j = idx
-        while j < len(reqs) and reqs[j].arrival < t1:
-            j += 1
-        window = reqs[idx:j]
-
-        cache: dict[int, bool] = {}
-
-        def ok(
-            n: int,
-            cache: dict[int, bool] = cache,
-            window: list[Request] = window,
-            t0: float = t0,
-            t1: float = t1,
-        ) -> bool:
-            nonlocal trials
-            if n in cache:
-                return cache[n]
-            trials += 1
-            arr = [copy.copy(r) for r in window]
-            f = _clone(fleet, t0, arr)
-            f.set_desired(n, t0, instant=True)
-            f.flush_pending(t0)
-            res = _attainment(f, arr, t1, t1 + 600.0, joint) >= goal
-            cache[n] = res
-            return res
-
-        if not window:
-            n = 1 if not any(r.outstanding() for r in fleet.routable) else max(1, prev - 1)
-            n = max(1, min(prev, n))
-        else:
-            # galloping search around the previous answer, then bisection
-            if ok(prev):
-                hi = prev
-                lo = prev - 1
-                step = 1
-                while lo >= 1 and ok(lo):
-                    hi = lo
-                    step *= 2
-                    lo = hi - step
-                lo = max(lo, 0)
-            else:
-                lo = prev
-                step = 1
-                hi = prev + 1
-                while hi < n_max and not ok(hi):
-                    lo = hi
-                    step *= 2
-                    hi = min(n_max, hi + step)
-            while hi - lo > 1:
-                mid = (lo + hi) // 2
-                if mid >= 1 and ok(mid):
-                    hi = mid
-                else:
-                    lo = mid
-            n = max(1, hi)
+        j = _window_end(reqs, idx, t1)
+        n, tried = _choose_count(fleet, reqs[idx:j], t0, t1, prev, n_max=n_max, goal=goal, joint=joint)
+        trials += tried
         fleet.set_desired(n, t0, instant=True)
         fleet.flush_pending(t0)
         fleet.run_until(t1)
         counts.append(n)
         prev = n
         idx = j
-    gpu = 0.0
-    for r in fleet.replicas:
-        end = min(r.ended, horizon)
-        if end > r.created:
-            gpu += end - r.created
-    return OracleResult(interval_s, counts, gpu, reqs, trials)
+    return OracleResult(interval_s, counts, _gpu_seconds(fleet, horizon), reqs, trials)

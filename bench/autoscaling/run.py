@@ -246,89 +246,129 @@ SUITES = {"main": trace_specs, "heldout": lambda quick=False: heldout_specs()}
 _TRACE_CACHE: dict[str, Trace] = {}
 
 
+Rows = tuple[tuple[float, int, int], ...]
+LengthPool = list[tuple[int, int]]
+
+
+def _replayed_trace(spec: TraceSpec) -> tuple[Rows, tuple[tuple[int, ...] | None, ...] | None, str]:
+    """A recorded trace (Azure or Mooncake) rescaled in time and rate: its rows, prefix blocks (Mooncake only)
+    and source."""
+    p = spec.params
+    path = AZURE if spec.kind == "azure" else MOONCAKE
+    origin = scale_trace_with_origin(
+        load_trace(path),
+        time_scale=p.get("time_scale", 1.0),
+        rate_scale=p.get("rate_scale", 1.0),
+        seed=int(p.get("seed", 0)),
+    )
+    rows = tuple((t, pp, o) for t, pp, o, _, _ in origin)
+    blocks = copied_blocks(load_mooncake_blocks(path), origin) if spec.kind == "mooncake" else None
+    return rows, blocks, str(path)
+
+
+def _step_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    return synthetic_step(
+        pool,
+        base_rps=p["base_rps"],
+        factor=p["factor"],
+        t_before=p["t_before"],
+        t_high=p["t_high"],
+        t_after=p["t_after"],
+        seed=int(p.get("seed", 1)),
+    )
+
+
+def _fanout_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    return synthetic_fanout(
+        pool,
+        sessions_per_s=p["sessions_per_s"],
+        fanout=int(p["fanout"]),
+        duration=p["duration"],
+        wave_period=p["wave_period"],
+        wave_amp=p["wave_amp"],
+        seed=int(p.get("seed", 2)),
+    )
+
+
+def _diurnal_days_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    return synthetic_diurnal_days(
+        pool,
+        mean_rps=p["mean_rps"],
+        levels=p["levels"],
+        peak_to_trough=p["peak_to_trough"],
+        period=p["period"],
+        seed=int(p.get("seed", 20)),
+    )
+
+
+def _mix_shift_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    heavy = [(pp, o) for _, pp, o in load_trace(MOONCAKE)]
+    return synthetic_mix_shift(
+        pool,
+        heavy,
+        rps=p["rps"],
+        heavy_share=p["heavy_share"],
+        t_before=p["t_before"],
+        t_shift=p["t_shift"],
+        t_after=p["t_after"],
+        seed=int(p.get("seed", 4)),
+    )
+
+
+def _bursts_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    return synthetic_short_bursts(
+        pool,
+        base_rps=p["base_rps"],
+        duration=p["duration"],
+        gap_s=tuple(p["gap_s"]),
+        length_s=tuple(p["length_s"]),
+        factor=tuple(p["factor"]),
+        seed=int(p.get("seed", 5)),
+    )
+
+
+def _diurnal_rows(pool: LengthPool, p: dict[str, Any]) -> Rows:
+    return synthetic_diurnal(
+        pool,
+        mean_rps=p["mean_rps"],
+        peak_to_trough=p["peak_to_trough"],
+        period=p["period"],
+        duration=p["duration"],
+        seed=int(p.get("seed", 3)),
+    )
+
+
+# Synthetic trace kinds: each draws its requests' (prompt, output) lengths from the Azure conversation trace.
+_SYNTHETIC_ROWS: dict[str, Callable[[LengthPool, dict[str, Any]], Rows]] = {
+    "step": _step_rows,
+    "fanout": _fanout_rows,
+    "diurnal-days": _diurnal_days_rows,
+    "mix-shift": _mix_shift_rows,
+    "bursts": _bursts_rows,
+    "diurnal": _diurnal_rows,
+}
+
+
+def _synthetic_trace(spec: TraceSpec) -> tuple[Rows, str]:
+    """A synthetic trace's rows and source."""
+    pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
+    make_rows = _SYNTHETIC_ROWS.get(spec.kind)
+    if make_rows is None:
+        raise ValueError(spec.kind)
+    rows = make_rows(pool, spec.params)
+    if spec.kind == "mix-shift":
+        return rows, f"synthetic ({AZURE.name} and {MOONCAKE.name} length pairs)"
+    return rows, f"synthetic ({AZURE.name} length pairs)"
+
+
 def build_trace(spec: TraceSpec) -> Trace:
     if spec.name in _TRACE_CACHE:
         return _TRACE_CACHE[spec.name]
-    p = spec.params
     blocks = None
     if spec.kind in ("azure", "mooncake"):
-        path = AZURE if spec.kind == "azure" else MOONCAKE
-        origin = scale_trace_with_origin(
-            load_trace(path),
-            time_scale=p.get("time_scale", 1.0),
-            rate_scale=p.get("rate_scale", 1.0),
-            seed=int(p.get("seed", 0)),
-        )
-        rows = tuple((t, pp, o) for t, pp, o, _, _ in origin)
-        if spec.kind == "mooncake":
-            blocks = copied_blocks(load_mooncake_blocks(path), origin)
-        src = str(path)
+        rows, blocks, src = _replayed_trace(spec)
     else:
-        pool = [(pp, o) for _, pp, o in load_trace(AZURE)]
-        src = f"synthetic ({AZURE.name} length pairs)"
-        if spec.kind == "step":
-            rows = synthetic_step(
-                pool,
-                base_rps=p["base_rps"],
-                factor=p["factor"],
-                t_before=p["t_before"],
-                t_high=p["t_high"],
-                t_after=p["t_after"],
-                seed=int(p.get("seed", 1)),
-            )
-        elif spec.kind == "fanout":
-            rows = synthetic_fanout(
-                pool,
-                sessions_per_s=p["sessions_per_s"],
-                fanout=int(p["fanout"]),
-                duration=p["duration"],
-                wave_period=p["wave_period"],
-                wave_amp=p["wave_amp"],
-                seed=int(p.get("seed", 2)),
-            )
-        elif spec.kind == "diurnal-days":
-            rows = synthetic_diurnal_days(
-                pool,
-                mean_rps=p["mean_rps"],
-                levels=p["levels"],
-                peak_to_trough=p["peak_to_trough"],
-                period=p["period"],
-                seed=int(p.get("seed", 20)),
-            )
-        elif spec.kind == "mix-shift":
-            heavy = [(pp, o) for _, pp, o in load_trace(MOONCAKE)]
-            rows = synthetic_mix_shift(
-                pool,
-                heavy,
-                rps=p["rps"],
-                heavy_share=p["heavy_share"],
-                t_before=p["t_before"],
-                t_shift=p["t_shift"],
-                t_after=p["t_after"],
-                seed=int(p.get("seed", 4)),
-            )
-            src = f"synthetic ({AZURE.name} and {MOONCAKE.name} length pairs)"
-        elif spec.kind == "bursts":
-            rows = synthetic_short_bursts(
-                pool,
-                base_rps=p["base_rps"],
-                duration=p["duration"],
-                gap_s=tuple(p["gap_s"]),
-                length_s=tuple(p["length_s"]),
-                factor=tuple(p["factor"]),
-                seed=int(p.get("seed", 5)),
-            )
-        elif spec.kind == "diurnal":
-            rows = synthetic_diurnal(
-                pool,
-                mean_rps=p["mean_rps"],
-                peak_to_trough=p["peak_to_trough"],
-                period=p["period"],
-                duration=p["duration"],
-                seed=int(p.get("seed", 3)),
-            )
-        else:
-            raise ValueError(spec.kind)
+        rows, src = _synthetic_trace(spec)
     tr = Trace(spec.name, src, tuple(rows), spec.description, blocks=blocks)
     _TRACE_CACHE[spec.name] = tr
     return tr
@@ -646,38 +686,34 @@ def fmt(x: float | str, nd: int = 2) -> str:
     return f"{x:.{nd}f}"
 
 
-def render_md(doc: dict[str, Any]) -> str:
-    L: list[str] = []
+def _md_header(doc: dict[str, Any]) -> list[str]:
+    """The report's title and the run's settings: command, machine, replica model, SLO."""
     m = doc["machine"]
-    suite = doc["params"].get("suite", "main")
-    L.append("# Autoscaling benchmark results" + ("" if suite == "main" else f" ({suite} traces)") + "\n")
-    L.append(f"- command: `{doc['command']}`")
-    L.append(
-        f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}"
-    )
-    L.append(f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}")
     p = doc["params"]
-    L.append(
+    suite = p.get("suite", "main")
+    return [
+        "# Autoscaling benchmark results" + ("" if suite == "main" else f" ({suite} traces)") + "\n",
+        f"- command: `{doc['command']}`",
+        f"- machine: {m['platform']}, {m['cpu_count']} CPUs; Python {m['python']}; git commit: {doc['git_commit'] or 'none'}",
+        f"- wall time: {doc['wall_s']:.0f} s; jobs: {doc['params']['jobs']}",
         f"- service model variant: **{p.get('variant', 'roofline')}**; router: **{p.get('router', 'least-work')}**; "
-        f"SLO judged: **{p.get('slo_mode', 'ttft')}**"
-    )
-    L.append(
+        f"SLO judged: **{p.get('slo_mode', 'ttft')}**",
         f"- service model: {p['service_model']['model']} on {p['service_model']['gpu']}, "
         f"max_num_seqs {p['service_model']['max_num_seqs']}, KV {p['service_model']['kv_capacity_tokens']} tokens; "
         f"cold start baked {p['cold_start_s']['baked']:.1f} s, unbaked {p['cold_start_s']['unbaked']:.1f} s, "
-        f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s"
-    )
-    L.append(
+        f"unbaked with the A10G compile penalty {p['cold_start_s']['unbaked-a10g']:.1f} s",
         f"- SLO: TTFT <= {SLO_DELAY_S:.0f} s + the prompt's prefill time on an idle replica (TTFT-only); joint: "
         f"that and the request's mean time per output token <= {TPOT_SLO_S * 1e3:.0f} ms; goal {SLO_GOAL:.0%} "
         f"of requests; 'meets SLO' and every search (oracle, bounds) use the SLO judged; replicas in "
-        f"[{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s"
-    )
-    L.append(
+        f"[{MIN_REPLICAS}, {MAX_REPLICAS}]; Prometheus scrape 15 s",
+    ]
+
+
+def _md_legend() -> list[str]:
+    """What the 'vs oracle' and 'beats anchors' columns and the reference rows mean."""
+    return [
         "- 'vs oracle' = GPU-hours / oracle GPU-hours (oracle: fewest replicas per 60 s meeting the goal, "
-        "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO."
-    )
-    L.append(
+        "future known, zero cold start). 'beats anchors' = fewer GPU-hours than every anchor that meets the SLO.",
         "- reference rows: 'oracle-replay' replays the oracle's schedule with zero cold start (a check of the "
         "oracle); 'oracle-sizes-on-time' asks for the oracle's size of each minute at that minute and pays the "
         "baked cold start (what perfect knowledge of the current need buys any reactive policy); "
@@ -688,54 +724,80 @@ def render_md(doc: dict[str, Any]) -> str:
         f"'{REACTIVE_BOUND}' asks for each minute's exact need at that minute plus the cheapest constant margin "
         f"(+{MARGIN_ADD[0]}..{MARGIN_ADD[-1]} replicas, or x{MARGIN_MUL[0]}..{MARGIN_MUL[-1]}, chosen in hindsight) "
         "that meets the goal while paying the baked cold start: what a reactive policy with a constant margin "
-        "reaches at best when it knows the present exactly.\n"
+        "reaches at best when it knows the present exactly.\n",
+    ]
+
+
+def _md_results_table(results: dict[str, Any]) -> list[str]:
+    """One row per policy, reference schedule and bound."""
+    lines = [
+        "| policy | cold start s | TTFT p50 s | p95 s | p99 s | TPOT p99 ms | within TTFT-only SLO | within joint SLO "
+        "| meets SLO | GPU-h | vs oracle | scale events | max replicas | prefix hits |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---:|",
+    ]
+    for pname, r in results.items():
+        lines.append(
+            f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 1)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
+            f"{fmt(r['ttft_p99_s'])} | {fmt(1e3 * r.get('tpot_p99_s', float('nan')), 0)} | "
+            f"{100 * r.get('within_ttft_slo', r['within_slo']):.2f}% | {100 * r.get('within_joint_slo', float('nan')):.2f}% | "
+            f"{'yes' if r['meets_slo'] else 'no'} | {fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | "
+            f"{r.get('max_desired', max(r.get('counts', [0])))} | {100 * r.get('prefix_hit_share', 0.0):.0f}% |"
+        )
+    return lines
+
+
+def _md_bound_notes(results: dict[str, Any]) -> list[str]:
+    """What the causal step bound and the reactive margin bound say, where the trace has them."""
+    lines: list[str] = []
+    sb = results.get(STEP_BOUND)
+    if sb:
+        lines.append(
+            f"\n{STEP_BOUND}: no causal policy can meet the SLO here with fewer than {sb['fleet_before_step']} "
+            f"replicas held before the step at t={sb['step_time_s']:.0f} s (the first {sb['cold_start_assumed_s']:.0f} s "
+            f"after it are served by that fleet alone), i.e. >= {fmt(sb['gpu_hours'])} GPU-h = "
+            f"{fmt(sb['vs_oracle'])}x the oracle even with hindsight and zero cold start afterwards."
+        )
+    rb = results.get(REACTIVE_BOUND)
+    if rb and rb["meets_slo"]:
+        ((shape, mv),) = rb["margin"].items()
+        margin = (f"+{mv} replica" + ("s" if mv != 1 else "")) if shape == "add" else f"x{mv} the need"
+        lines.append(
+            f"\n{REACTIVE_BOUND}: knowing each minute's need exactly at that minute, the cheapest constant "
+            f"margin that meets the SLO with the {rb['cold_start_s']:.0f} s cold start is {margin}: "
+            f"{fmt(rb['gpu_hours'])} GPU-h = {fmt(rb['vs_oracle'])}x the oracle."
+        )
+    return lines
+
+
+def _md_verdict(v: dict[str, Any], params: dict[str, Any]) -> str:
+    """Ours against the SLO, the oracle and the anchors that meet the SLO."""
+    return (
+        f"\nours: meets SLO {v['ours_meets_slo']}, {fmt(v['ours_vs_oracle'])}x oracle GPU-h "
+        f"(goal <= 1.25x: {v['ours_within_1_25x_oracle']}), fewer GPU-h than every anchor meeting the SLO: "
+        f"{v['ours_beats_anchors_meeting_slo']} (anchors meeting SLO: {', '.join(v['anchors_meeting_slo']) or 'none'}). "
+        f"The warm pool of {params['ours_config']['warm_pool']} alone is "
+        f"{fmt(v['warm_pool_share_of_oracle'])}x the oracle's GPU-h here.\n"
     )
+
+
+def _md_trace_section(tname: str, tr: dict[str, Any], params: dict[str, Any]) -> list[str]:
+    """One trace: its description and stats, the results table, the bounds' notes and the verdict."""
+    st = tr["stats"]
+    return [
+        f"## {tname}\n",
+        f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
+        f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
+        f"scaling: {json.dumps(tr['params'])}.\n",
+        *_md_results_table(tr["results"]),
+        *_md_bound_notes(tr["results"]),
+        _md_verdict(tr["verdict"], params),
+    ]
+
+
+def render_md(doc: dict[str, Any]) -> str:
+    L: list[str] = [*_md_header(doc), *_md_legend()]
     for tname, tr in doc["traces"].items():
-        st = tr["stats"]
-        L.append(f"## {tname}\n")
-        L.append(
-            f"{tr['description']}. {st['requests']} requests over {st['duration_s']:.0f} s "
-            f"({st['mean_rate_rps']:.1f} req/s; prompt {st['mean_prompt']:.0f}, output {st['mean_output']:.0f} tokens mean); "
-            f"scaling: {json.dumps(tr['params'])}.\n"
-        )
-        L.append(
-            "| policy | cold start s | TTFT p50 s | p95 s | p99 s | TPOT p99 ms | within TTFT-only SLO | within joint SLO "
-            "| meets SLO | GPU-h | vs oracle | scale events | max replicas | prefix hits |"
-        )
-        L.append("|---|---:|---:|---:|---:|---:|---:|---:|:-:|---:|---:|---:|---:|---:|")
-        for pname, r in tr["results"].items():
-            L.append(
-                f"| {pname} | {fmt(r.get('cold_start_s', 0.0), 1)} | {fmt(r['ttft_p50_s'])} | {fmt(r['ttft_p95_s'])} | "
-                f"{fmt(r['ttft_p99_s'])} | {fmt(1e3 * r.get('tpot_p99_s', float('nan')), 0)} | "
-                f"{100 * r.get('within_ttft_slo', r['within_slo']):.2f}% | {100 * r.get('within_joint_slo', float('nan')):.2f}% | "
-                f"{'yes' if r['meets_slo'] else 'no'} | {fmt(r['gpu_hours'])} | {fmt(r['vs_oracle'])} | {r['scaling_events']} | "
-                f"{r.get('max_desired', max(r.get('counts', [0])))} | {100 * r.get('prefix_hit_share', 0.0):.0f}% |"
-            )
-        sb = tr["results"].get(STEP_BOUND)
-        if sb:
-            L.append(
-                f"\n{STEP_BOUND}: no causal policy can meet the SLO here with fewer than {sb['fleet_before_step']} "
-                f"replicas held before the step at t={sb['step_time_s']:.0f} s (the first {sb['cold_start_assumed_s']:.0f} s "
-                f"after it are served by that fleet alone), i.e. >= {fmt(sb['gpu_hours'])} GPU-h = "
-                f"{fmt(sb['vs_oracle'])}x the oracle even with hindsight and zero cold start afterwards."
-            )
-        rb = tr["results"].get(REACTIVE_BOUND)
-        if rb and rb["meets_slo"]:
-            ((shape, mv),) = rb["margin"].items()
-            margin = (f"+{mv} replica" + ("s" if mv != 1 else "")) if shape == "add" else f"x{mv} the need"
-            L.append(
-                f"\n{REACTIVE_BOUND}: knowing each minute's need exactly at that minute, the cheapest constant "
-                f"margin that meets the SLO with the {rb['cold_start_s']:.0f} s cold start is {margin}: "
-                f"{fmt(rb['gpu_hours'])} GPU-h = {fmt(rb['vs_oracle'])}x the oracle."
-            )
-        v = tr["verdict"]
-        L.append(
-            f"\nours: meets SLO {v['ours_meets_slo']}, {fmt(v['ours_vs_oracle'])}x oracle GPU-h "
-            f"(goal <= 1.25x: {v['ours_within_1_25x_oracle']}), fewer GPU-h than every anchor meeting the SLO: "
-            f"{v['ours_beats_anchors_meeting_slo']} (anchors meeting SLO: {', '.join(v['anchors_meeting_slo']) or 'none'}). "
-            f"The warm pool of {doc['params']['ours_config']['warm_pool']} alone is "
-            f"{fmt(v['warm_pool_share_of_oracle'])}x the oracle's GPU-h here.\n"
-        )
+        L.extend(_md_trace_section(tname, tr, doc["params"]))
     return "\n".join(L) + "\n"
 
 

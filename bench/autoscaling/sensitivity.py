@@ -27,47 +27,53 @@ UTILIZATIONS = (0.4, 0.5, 0.6, 0.7, 0.8)
 STABILIZATIONS = (163.0, 300.0, 600.0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
+    """The parsed arguments (setting run.CTX) and the context arguments as command-line text."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--out", default="bench/results/")
     R.add_context_args(ap)
     args = ap.parse_args(argv)
-    ctx_args = R.apply_context(args)
-    out = Path(args.out)
-    base = json.loads((out / (R.results_stem("main") + ".json")).read_text())
-    t0 = time.time()
+    return args, R.apply_context(args)
+
+
+def _run_cell(spec: R.TraceSpec, u: float, st: float, n0: int, oracle: dict[str, Any]) -> dict[str, Any]:
+    """One policy setting on one trace, as a results row."""
+    R.POLICIES["sensitivity"] = (
+        lambda u=u, st=st: Ours(R.ours_config(target_utilization=u, scale_down_stabilization_s=st), name="sensitivity"),
+        "baked",
+    )
+    r = R.job_policy(spec, "sensitivity", n0, oracle["counts"])
+    row = {
+        "trace": spec.name,
+        "target_utilization": u,
+        "scale_down_stabilization_s": st,
+        "within_slo": r["within_slo"],
+        "meets_slo": r["within_slo"] >= R.SLO_GOAL,
+        "gpu_hours": r["gpu_hours"],
+        "vs_oracle": r["gpu_hours"] / oracle["gpu_hours"],
+    }
+    print(
+        f"{spec.name:13s} u={u:.1f} stab={st:4.0f}s within {r['within_slo']:.2%} x{row['vs_oracle']:.2f}",
+        flush=True,
+    )
+    return row
+
+
+def _run_study(base: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every (target_utilization, stabilization) pair on every trace, starting from the oracle's warm fleet."""
     rows: list[dict[str, Any]] = []
     for spec in R.trace_specs():
         oracle = base["traces"][spec.name]["results"]["oracle"]
-        counts = oracle["counts"]
-        n0 = R.initial_replicas(counts)
+        n0 = R.initial_replicas(oracle["counts"])
         for u in UTILIZATIONS:
             for st in STABILIZATIONS:
-                R.POLICIES["sensitivity"] = (
-                    lambda u=u, st=st: Ours(
-                        R.ours_config(target_utilization=u, scale_down_stabilization_s=st), name="sensitivity"
-                    ),
-                    "baked",
-                )
-                r = R.job_policy(spec, "sensitivity", n0, counts)
-                rows.append(
-                    {
-                        "trace": spec.name,
-                        "target_utilization": u,
-                        "scale_down_stabilization_s": st,
-                        "within_slo": r["within_slo"],
-                        "meets_slo": r["within_slo"] >= R.SLO_GOAL,
-                        "gpu_hours": r["gpu_hours"],
-                        "vs_oracle": r["gpu_hours"] / oracle["gpu_hours"],
-                    }
-                )
-                print(
-                    f"{spec.name:13s} u={u:.1f} stab={st:4.0f}s within {r['within_slo']:.2%} "
-                    f"x{rows[-1]['vs_oracle']:.2f}",
-                    flush=True,
-                )
-    meta = {
-        "command": "python -m bench.autoscaling.sensitivity --out " + args.out + " " + ctx_args,
+                rows.append(_run_cell(spec, u, st, n0, oracle))
+    return rows
+
+
+def _meta(out_arg: str, ctx_args: str, t0: float) -> dict[str, Any]:
+    return {
+        "command": "python -m bench.autoscaling.sensitivity --out " + out_arg + " " + ctx_args,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         "git_commit": R.git_commit(Path(__file__).resolve().parents[2]),
@@ -77,8 +83,31 @@ def main(argv: list[str] | None = None) -> int:
             "scale_down_stabilization_s": R.ours_config().scale_down_stabilization_s,
         },
     }
-    stem = R.results_stem("main", kind="sensitivity")
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+
+def _md_trace_table(name: str, rows: list[dict[str, Any]]) -> list[str]:
+    L = [
+        f"## {name}",
+        "",
+        "| target_utilization | " + " | ".join(f"stab {s:.0f} s" for s in STABILIZATIONS) + " |",
+        "|---|" + "---|" * len(STABILIZATIONS),
+    ]
+    for u in UTILIZATIONS:
+        cells = []
+        for st in STABILIZATIONS:
+            r = next(
+                x
+                for x in rows
+                if x["trace"] == name and x["target_utilization"] == u and x["scale_down_stabilization_s"] == st
+            )
+            c = f"{r['within_slo']:.2%} / {r['vs_oracle']:.2f}x"
+            cells.append(f"**{c}**" if r["meets_slo"] else c)
+        L.append(f"| {u:.1f} | " + " | ".join(cells) + " |")
+    L.append("")
+    return L
+
+
+def _render_md(meta: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     L = [
         "# Autoscaling policy sensitivity",
         "",
@@ -91,28 +120,22 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     for spec in R.trace_specs():
-        L += [
-            f"## {spec.name}",
-            "",
-            "| target_utilization | " + " | ".join(f"stab {s:.0f} s" for s in STABILIZATIONS) + " |",
-            "|---|" + "---|" * len(STABILIZATIONS),
-        ]
-        for u in UTILIZATIONS:
-            cells = []
-            for st in STABILIZATIONS:
-                r = next(
-                    x
-                    for x in rows
-                    if x["trace"] == spec.name
-                    and x["target_utilization"] == u
-                    and x["scale_down_stabilization_s"] == st
-                )
-                c = f"{r['within_slo']:.2%} / {r['vs_oracle']:.2f}x"
-                cells.append(f"**{c}**" if r["meets_slo"] else c)
-            L.append(f"| {u:.1f} | " + " | ".join(cells) + " |")
-        L.append("")
-    (out / f"{stem}.md").write_text("\n".join(L))
-    print("\n".join(L))
+        L += _md_trace_table(spec.name, rows)
+    return "\n".join(L)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, ctx_args = _parse_args(argv)
+    out = Path(args.out)
+    base = json.loads((out / (R.results_stem("main") + ".json")).read_text())
+    t0 = time.time()
+    rows = _run_study(base)
+    meta = _meta(args.out, ctx_args, t0)
+    stem = R.results_stem("main", kind="sensitivity")
+    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+    md = _render_md(meta, rows)
+    (out / f"{stem}.md").write_text(md)
+    print(md)
     return 0
 
 
