@@ -165,95 +165,111 @@ def parse(top, argv: list[str]):
     return args, None
 
 
+def _parsed_and_validated(top, cmd, argv: list[str], item: dict, res: dict):
+    """Steps 1-2; the parsed args, or None with res saying why."""
+    try:
+        args, err = parse(top, argv)
+    except Exception as e:  # FlexibleArgumentParser raises ValueError for some misuse
+        args, err = None, f"{type(e).__name__}: {e}"
+    if args is None:
+        res["message"] = err
+        return None
+    res["stage"] = "validate"
+    try:
+        cmd.validate(args)
+        env_notes = check_env(item.get("env") or {})
+        check_speculative_keys(args.speculative_config)
+        check_quantization(args)
+    except Exception as e:
+        res["message"] = f"{type(e).__name__}: {e}"
+        return None
+    res["unchecked"].extend(env_notes)
+    return args
+
+
+def _swap_draft(args2, original: str, model_dir: str, unchecked: list[str]) -> None:
+    """A draft model that is another checkpoint becomes the tiny model (same vocabulary) where the method allows."""
+    spec = args2.speculative_config
+    if not isinstance(spec, dict):
+        return
+    if spec.get("model") == original:
+        args2.speculative_config = dict(spec, model=model_dir)
+        return
+    if spec.get("model") is None or os.path.isdir(str(spec.get("model"))):
+        return
+    method = spec.get("method")
+    if method in (None, "draft_model"):
+        unchecked.append(f"speculative model {spec['model']} (replaced by the tiny model: same-vocab draft)")
+        args2.speculative_config = dict(spec, model=model_dir)
+    else:
+        unchecked.append(
+            f"speculative model {spec['model']} (method {method}: needs that head's checkpoint; "
+            "keys and method were parsed, the draft config was not built)"
+        )
+        args2.speculative_config = None
+
+
+def _on_tiny_model(top, argv: list[str], item: dict, model_dir: str, res: dict):
+    """argv parsed again with the checkpoint-specific flags out and the tiny model in; None with res saying why."""
+    present = {f for f in UNCHECKABLE if any(t == f or t.startswith(f + "=") for t in argv)}
+    argv2, dropped = drop_flags(argv, present)
+    res["unchecked"] += [f"{d} ({UNCHECKABLE[d.split('=')[0].split()[0]]})" for d in dropped]
+    args2, err = parse(top, argv2)
+    if args2 is None:
+        res["message"] = err
+        return None, None
+    original = args2.model
+    args2.model = model_dir
+    if args2.tokenizer not in (None, original):
+        res["unchecked"].append(f"--tokenizer {args2.tokenizer} (replaced by the tiny model's)")
+    args2.tokenizer = None
+    _swap_draft(args2, original, model_dir, res["unchecked"])
+    overrides = dict(DEFAULT_MODEL_OVERRIDES)
+    overrides.update(item.get("model_overrides") or {})
+    hf = dict(args2.hf_overrides) if isinstance(args2.hf_overrides, dict) else {}
+    for k, v in overrides.items():
+        hf.setdefault(k, v)
+    args2.hf_overrides = hf
+    return args2, original
+
+
+def _config_summary(cfg, original: str) -> str:
+    return (
+        f"engine config ok (model {original} checked as the tiny Qwen3): "
+        f"max_model_len={cfg.model_config.max_model_len} dtype={cfg.model_config.dtype} "
+        f"tp={cfg.parallel_config.tensor_parallel_size} pp={cfg.parallel_config.pipeline_parallel_size} "
+        f"max_num_seqs={cfg.scheduler_config.max_num_seqs} "
+        f"max_num_batched_tokens={cfg.scheduler_config.max_num_batched_tokens} "
+        f"kv_cache_dtype={cfg.cache_config.cache_dtype} block_size={cfg.cache_config.block_size} "
+        f"compilation_mode={cfg.compilation_config.mode} "
+        f"speculative={cfg.speculative_config.method if cfg.speculative_config else None}"
+    )
+
+
 def check_one(top, cmd, item: dict, model_dir: str | None) -> dict:
     argv = strip_prefix(item["argv"])
     res = {"ok": False, "stage": "parse", "message": "", "unchecked": []}
     saved_env = dict(os.environ)
     os.environ.update(item.get("env") or {})
     try:
-        try:
-            args, err = parse(top, argv)
-        except Exception as e:  # FlexibleArgumentParser raises ValueError for some misuse
-            args, err = None, f"{type(e).__name__}: {e}"
-        if args is None:
-            res["message"] = err
+        if _parsed_and_validated(top, cmd, argv, item, res) is None:
             return res
-        res["stage"] = "validate"
-        try:
-            cmd.validate(args)
-            env_notes = check_env(item.get("env") or {})
-            check_speculative_keys(args.speculative_config)
-            check_quantization(args)
-        except Exception as e:
-            res["message"] = f"{type(e).__name__}: {e}"
-            return res
-        res["unchecked"].extend(env_notes)
         if not model_dir:
             res.update(ok=True, stage="done", message="parsed and validated (no engine config: no model dir)")
             return res
-
         # engine-config step on a copy of argv with the model swapped for the tiny one
         res["stage"] = "engine-config"
-        present = {f for f in UNCHECKABLE if any(t == f or t.startswith(f + "=") for t in argv)}
-        argv2, dropped = drop_flags(argv, present)
-        res["unchecked"] += [f"{d} ({UNCHECKABLE[d.split('=')[0].split()[0]]})" for d in dropped]
-        args2, err = parse(top, argv2)
+        args2, original = _on_tiny_model(top, argv, item, model_dir, res)
         if args2 is None:
-            res["message"] = err
             return res
-        original = args2.model
-        args2.model = model_dir
-        if args2.tokenizer in (None, original):
-            args2.tokenizer = None
-        else:
-            res["unchecked"].append(f"--tokenizer {args2.tokenizer} (replaced by the tiny model's)")
-            args2.tokenizer = None
-        spec = args2.speculative_config
-        if (
-            isinstance(spec, dict)
-            and spec.get("model") not in (None, original)
-            and not os.path.isdir(str(spec.get("model")))
-        ):
-            method = spec.get("method")
-            if method in (None, "draft_model"):
-                res["unchecked"].append(
-                    f"speculative model {spec['model']} (replaced by the tiny model: same-vocab draft)"
-                )
-                spec = dict(spec, model=model_dir)
-                args2.speculative_config = spec
-            else:
-                res["unchecked"].append(
-                    f"speculative model {spec['model']} (method {method}: needs that head's checkpoint; "
-                    "keys and method were parsed, the draft config was not built)"
-                )
-                args2.speculative_config = None
-        elif isinstance(spec, dict) and spec.get("model") == original:
-            args2.speculative_config = dict(spec, model=model_dir)
-        overrides = dict(DEFAULT_MODEL_OVERRIDES)
-        overrides.update(item.get("model_overrides") or {})
-        hf = dict(args2.hf_overrides) if isinstance(args2.hf_overrides, dict) else {}
-        for k, v in overrides.items():
-            hf.setdefault(k, v)
-        args2.hf_overrides = hf
         try:
             from vllm.engine.arg_utils import AsyncEngineArgs
 
-            engine_args = AsyncEngineArgs.from_cli_args(args2)
-            cfg = engine_args.create_engine_config()
+            cfg = AsyncEngineArgs.from_cli_args(args2).create_engine_config()
         except Exception as e:
             res["message"] = f"{type(e).__name__}: {e}"
             return res
-        summary = (
-            f"engine config ok (model {original} checked as the tiny Qwen3): "
-            f"max_model_len={cfg.model_config.max_model_len} dtype={cfg.model_config.dtype} "
-            f"tp={cfg.parallel_config.tensor_parallel_size} pp={cfg.parallel_config.pipeline_parallel_size} "
-            f"max_num_seqs={cfg.scheduler_config.max_num_seqs} "
-            f"max_num_batched_tokens={cfg.scheduler_config.max_num_batched_tokens} "
-            f"kv_cache_dtype={cfg.cache_config.cache_dtype} block_size={cfg.cache_config.block_size} "
-            f"compilation_mode={cfg.compilation_config.mode} "
-            f"speculative={cfg.speculative_config.method if cfg.speculative_config else None}"
-        )
-        res.update(ok=True, stage="done", message=summary)
+        res.update(ok=True, stage="done", message=_config_summary(cfg, original))
         return res
     finally:
         os.environ.clear()
