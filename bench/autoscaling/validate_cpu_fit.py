@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 from .service import TINY_QWEN3, FittedServiceModel, ModelSpec
 from .sim import FixedSchedule, SimConfig, run_sim
+from .step_replay import StepCost
+from .step_replay import replay as step_replay
 from .traces import Request
 
 THETA = ("step_overhead_s", "per_seq_s", "per_token_s", "kv_token_s", "attn_token2_s", "frontend_s")
@@ -112,6 +114,16 @@ def tpot_row(source: str, reqs: Sequence[Measured], budget: int, model: ModelSpe
     O_i - 1 steps.  During it: mean decoders n = 1 + the overlap of every other request's decode window; the
     prefills that finished inside it add their chunk steps' sequences, tokens and attention; the decoders' context
     is n * (mean prompt + mean output / 2).  The front end's delay shifts every window alike, so it cancels."""
+    mean_x, y = _decode_window_means(source, reqs, budget, model)
+    n, chunks, toks, ctx, attn = mean_x
+    return Row(source, (1.0, n + chunks, toks, ctx, attn, 0.0), y)
+
+
+def _decode_window_means(
+    source: str, reqs: Sequence[Measured], budget: int, model: ModelSpec
+) -> tuple[tuple[float, ...], float]:
+    """(mean decoders, prompt chunks, tokens, decoders' context, attention) per step over the requests' decode
+    windows, and the mean TPOT (tpot_row says how)."""
     rd = r_dec(model)
     dec = [(m.start + m.ttft, m.start + m.latency) for m in reqs]
     ctx = sum(m.prompt + m.output / 2 for m in reqs) / max(1, len(reqs))
@@ -124,15 +136,14 @@ def tpot_row(source: str, reqs: Sequence[Measured], budget: int, model: ModelSpe
         steps = m.output - 1
         n = 1.0 + sum(max(0.0, min(b, d1) - max(a, d0)) for j, (d0, d1) in enumerate(dec) if j != i) / (b - a)
         pf = [r for j, r in enumerate(reqs) if j != i and a < dec[j][0] <= b]
-        seqs = n + sum(n_chunks(r.prompt, budget) for r in pf) / steps
+        chunks = sum(n_chunks(r.prompt, budget) for r in pf) / steps
         toks = rd * n + sum(r.prompt for r in pf) / steps
         attn = sum(r.prompt * r.prompt for r in pf) / steps
-        xs.append((1.0, seqs, toks, n * ctx, attn, 0.0))
+        xs.append((n, chunks, toks, n * ctx, attn))
         ys.append((b - a) / steps)
     if not xs:
         raise ValueError(f"{source}: no request with >= 3 output tokens")
-    mean_x = tuple(sum(x[k] for x in xs) / len(xs) for k in range(len(THETA)))
-    return Row(source, mean_x, sum(ys) / len(ys))
+    return tuple(sum(x[k] for x in xs) / len(xs) for k in range(5)), sum(ys) / len(ys)
 
 
 # --- non-negative least squares -----------------------------------------------------------------------------------
@@ -414,6 +425,55 @@ def capacity(arrivals: Sequence[tuple[float, int, int]], sm: FittedServiceModel)
     """Requests/s the model serves when every request is there at once (its saturation throughput)."""
     done = simulate([(0.0, p, o) for _, p, o in arrivals], sm)
     return len(done) / max(r.done for r in done)
+
+
+# --- the discrete-step engine (step_replay) ----------------------------------------------------------------------
+# Its step: FittedServiceModel's additive step plus chunk_s per prompt chunk.  Fitted on the engine core's own clock
+# (queue + prefill from vLLM's spans), so it has no front-end constant; the API server's share is measured apart.
+STEP_THETA = ("step_overhead_s", "per_seq_s", "per_token_s", "kv_token_s", "attn_token2_s", "chunk_s")
+
+
+def engine_idle_row(source: str, prompts: Sequence[int], engine_ttfts: Sequence[float], budget: int) -> Row:
+    """An idle run on the engine core's clock: its median request's ceil(P/budget) chunk steps, one sequence each.
+    The median, not the mean, prompt: a 128-token prompt is one chunk, a 129-token one two."""
+    p = percentile([float(x) for x in prompts], 50)
+    k = n_chunks(p, budget)
+    return Row(source, (k, k, p, 0.0, p * p, k), percentile(engine_ttfts, 50))
+
+
+def step_tpot_row(source: str, reqs: Sequence[Measured], budget: int, model: ModelSpec = TINY_QWEN3) -> Row:
+    """tpot_row with the prompt chunks in the decode windows as a column of their own (chunk_s)."""
+    (n, chunks, toks, ctx, attn), y = _decode_window_means(source, reqs, budget, model)
+    return Row(source, (1.0, n + chunks, toks, ctx, attn, chunks), y)
+
+
+def fit_steps(rows: Sequence[Row]) -> dict[str, float]:
+    """fit() over STEP_THETA."""
+    x = [[v / r.y for v in r.x] for r in rows]
+    return dict(zip(STEP_THETA, nnls(x, [1.0] * len(rows))))
+
+
+def predict_steps(row: Row, theta: dict[str, float]) -> float:
+    return sum(v * theta[k] for v, k in zip(row.x, STEP_THETA))
+
+
+def step_cost(theta: dict[str, float], model: ModelSpec = TINY_QWEN3) -> StepCost:
+    return StepCost(**{k: theta[k] for k in STEP_THETA}, r_dec=r_dec(model))
+
+
+def step_replay_requests(reqs: Sequence[Measured], cost: StepCost, *, max_num_seqs: int, budget: int) -> list[Measured]:
+    """The measured requests (their arrivals and lengths) through the discrete-step engine, as Measured."""
+    t0 = min(m.start for m in reqs)
+    out = step_replay(
+        [(m.start - t0, m.prompt, m.output) for m in reqs], cost, max_num_seqs=max_num_seqs, budget=budget
+    )
+    return [Measured(m.start, m.prompt, m.output, ttft, lat) for m, (ttft, lat) in zip(reqs, out)]
+
+
+def api_server_share(idle_results: Sequence[dict]) -> float:
+    """The API server's own part of a TTFT at idle: the median over idle runs' requests of the server's TTFT less the
+    engine core's queue + prefill (bench_result_of_spans)."""
+    return percentile([t - e for r in idle_results for t, e in zip(r["ttfts"], r["engine_ttfts"])], 50)
 
 
 # --- how much the held-out TTFT hangs on the step time ---------------------------------------------------------------
