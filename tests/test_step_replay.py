@@ -70,44 +70,83 @@ def test_fit_steps_recovers_a_step_replays_coefficients():
         assert F.predict_steps(r, got) == pytest.approx(r.y, rel=0.1), r.source
 
 
+TRUE = StepCost(0.0023, 0.0, 0.000006, 0.0000003, 0.0, 0.0012, r_dec=F.r_dec())
+
+
+def _spans(cost: StepCost, arr: list[tuple[float, int, int]], api: float, per_in_flight: float = 0.0) -> dict:
+    """A run as validate_cpu receives it from vLLM's spans: the engine's queue + prefill, and on top of it the API
+    server's share, ``api`` plus ``per_in_flight`` for each request in the engine when the request arrived."""
+    reqs = _run(cost, arr)
+    shares = [api + per_in_flight * n for n in F.in_flight_at_arrival(reqs)]
+    recs = [
+        {"start": 1.8e9 + m.start, "ttft": m.ttft + a, "e2e": m.latency + a, "prompt": m.prompt}
+        | {"output": m.output, "queue": 0.0, "prefill": m.ttft, "id": str(i)}
+        for i, (m, a) in enumerate(zip(reqs, shares))
+    ]
+    return {"server_requests": recs, "completed": len(recs)}
+
+
+def _runs(cost: StepCost, api: float, per_in_flight: float = 0.0) -> tuple[dict, dict]:
+    """Fit runs (idle prompts, three Poisson rates) and a held-out trace of mixed lengths."""
+    from bench.autoscaling import validate_cpu as V
+
+    rng = random.Random(6)
+    results = {
+        f"idle-p{p}": (V.Spec(f"idle-p{p}", "idle", p, 2, 5, max_concurrency=1), _spans(cost, [(0.0, p, 2)], api))
+        for p in (32, 128, 256, 384)
+    }
+    for name, rate in (("rate-a", 6.0), ("rate-b", 14.0), ("rate-c", 22.0)):
+        t, arr = 0.0, []
+        for _ in range(150):
+            t += rng.expovariate(rate)
+            arr.append((t, 256, 64))
+        results[name] = (V.Spec(name, "rate", 256, 64, 150, rate=rate), _spans(cost, arr, api, per_in_flight))
+    held = [(0.04 * i, 100 + 13 * (i % 20), 20 + i % 40) for i in range(400)]
+    return results, _spans(cost, held, api, per_in_flight)
+
+
 def test_discrete_step_report_passes_its_own_engine_and_catches_a_slower_one():
     from bench.autoscaling import validate_cpu as V
 
-    true = StepCost(0.0023, 0.0, 0.000006, 0.0000003, 0.0, 0.0012, r_dec=F.r_dec())
-    api = 0.002
-
-    def spans(cost: StepCost, arr: list[tuple[float, int, int]]) -> dict:
-        reqs = _run(cost, arr)
-        recs = [
-            {"start": 1.8e9 + m.start, "ttft": m.ttft + api, "e2e": m.latency + api, "prompt": m.prompt}
-            | {"output": m.output, "queue": 0.0, "prefill": m.ttft, "id": str(i)}
-            for i, m in enumerate(reqs)
-        ]
-        return {"server_requests": recs, "completed": len(recs)}
-
-    def runs(cost: StepCost) -> tuple[dict, dict]:
-        rng = random.Random(6)
-        results = {
-            f"idle-p{p}": (V.Spec(f"idle-p{p}", "idle", p, 2, 5, max_concurrency=1), spans(cost, [(0.0, p, 2)]))
-            for p in (32, 128, 256, 384)
-        }
-        for name, rate in (("rate-a", 6.0), ("rate-b", 14.0), ("rate-c", 22.0)):
-            t, arr = 0.0, []
-            for _ in range(150):
-                t += rng.expovariate(rate)
-                arr.append((t, 256, 64))
-            results[name] = (V.Spec(name, "rate", 256, 64, 150, rate=rate), spans(cost, arr))
-        held = spans(cost, [(0.04 * i, 100 + 13 * (i % 20), 20 + i % 40) for i in range(400)])
-        return results, held
-
-    results, held = runs(true)
+    true, api = TRUE, 0.002
+    results, held = _runs(true, api)
     rep = V.discrete_step_report(results, held)
     assert rep is not None and rep["api_server_s"] == pytest.approx(api)
     assert all(r["pass"] for r in rep["engine_table"] + rep["server_table"]), rep
     text = "\n".join(V._discrete_step_section({"discrete_step": rep}))
     assert "Criteria missed: none" in text and "chunk_s" in text
     slow = StepCost(3 * true.step_overhead_s, 0.0, true.per_token_s, true.kv_token_s, 0.0, true.chunk_s, true.r_dec)
-    _, slow_held = runs(slow)
+    _, slow_held = _runs(slow, api)
     rep = V.discrete_step_report(results, slow_held)
     assert rep is not None and not all(r["pass"] for r in rep["engine_table"])
     assert V.discrete_step_report(results, dict(held, server_requests=[])) is None
+
+
+def test_in_flight_at_arrival_counts_the_requests_already_in_the_server():
+    # (start, latency): 0-10, 1-3, 2-7, 4-5; the one that ended at 3 is gone by 4
+    reqs = [F.Measured(s, 8, 2, 0.1, lat) for s, lat in ((0.0, 10.0), (1.0, 2.0), (2.0, 5.0), (4.0, 1.0))]
+    assert F.in_flight_at_arrival(reqs) == [0, 1, 2, 2]
+    burst = [F.Measured(0.0, 8, 2, 0.1, 1.0)] * 3  # arrivals at the same instant: none counts the others
+    assert F.in_flight_at_arrival(burst) == [0, 0, 0]
+
+
+def test_api_server_load_is_fitted_on_the_fit_runs_and_carries_the_held_out_server_clock():
+    """An API server whose share grows by 1 ms per request in the engine: the line comes back from the fit runs; the
+    held-out trace on the server's clock passes with it, and a constant idle share falls short of its p50."""
+    from bench.autoscaling import validate_cpu as V
+
+    api, per = 0.002, 0.001
+    results, held = _runs(TRUE, api, per)
+    rep = V.discrete_step_report(results, held)
+    assert rep is not None
+    assert rep["api_server_load"]["base_s"] == pytest.approx(api, abs=0.001)
+    assert rep["api_server_load"]["per_in_flight_s"] == pytest.approx(per, rel=0.2)
+    assert all(r["pass"] for r in rep["server_loaded_table"]), rep["server_loaded_table"]
+    fitted = {r["run"]: r for r in rep["api_server_load_runs"]}
+    assert fitted["held-out"]["fitted_ms"] == pytest.approx(fitted["held-out"]["measured_ms"], rel=0.2)
+    constant_p50 = next(r for r in rep["server_table"] if r["metric"] == "ttft_p50_ms")
+    loaded_p50 = next(r for r in rep["server_loaded_table"] if r["metric"] == "ttft_p50_ms")
+    assert abs(loaded_p50["ratio"] - 1) < abs(constant_p50["ratio"] - 1)
+    text = "\n".join(V._api_server_load_section({"discrete_step": rep}))
+    assert "Criteria missed: none" in text and "held-out" in text
+    assert V._api_server_load_section({"discrete_step": {k: v for k, v in rep.items() if k != "api_server_load"}}) == []

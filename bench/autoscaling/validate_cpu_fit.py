@@ -12,6 +12,7 @@ own latency, a constant added to every TTFT (it cancels out of TPOT).
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import math
@@ -474,6 +475,51 @@ def api_server_share(idle_results: Sequence[dict]) -> float:
     """The API server's own part of a TTFT at idle: the median over idle runs' requests of the server's TTFT less the
     engine core's queue + prefill (bench_result_of_spans)."""
     return percentile([t - e for r in idle_results for t, e in zip(r["ttfts"], r["engine_ttfts"])], 50)
+
+
+@dataclass(frozen=True)
+class ApiServerLoad:
+    """The API server's part of a TTFT (the server's TTFT less the engine core's queue + prefill) as a line in the
+    number of requests already in the server when the request arrives.  Why that regressor: the runs' mean shares
+    (vLLM's histograms, bench/results/sim_vs_vllm_cpu.md, runs C and D) rise with concurrency at a fixed output rate
+    (2.1, 3.5, 5.4, 7.3 ms with 1, 2, 4, 8 decoding) and reach 78-85 ms when 160 prompts arrive at once: each request
+    in the server is a stream whose outputs the API server's one event loop detokenises and writes, and each arrival is
+    a prompt it tokenises, on the same two cores as the engine."""
+
+    base_s: float
+    per_in_flight_s: float
+
+    def share(self, in_flight: int) -> float:
+        return self.base_s + self.per_in_flight_s * in_flight
+
+
+def in_flight_at_arrival(reqs: Sequence[Measured]) -> list[int]:
+    """For each request, how many others were in the server when it arrived (arrived before it, not yet finished)."""
+    starts = sorted(m.start for m in reqs)
+    ends = sorted(m.start + m.latency for m in reqs)
+    return [bisect.bisect_left(starts, m.start) - bisect.bisect_right(ends, m.start) for m in reqs]
+
+
+def fit_api_server_load(runs: Sequence[tuple[Sequence[Measured], Sequence[float]]]) -> ApiServerLoad:
+    """Least squares, non-negative, of each request's API server share on its in-flight count, over every request
+    of the given runs (each: its requests on the server's clock and their engine TTFTs, in the same order)."""
+    x: list[list[float]] = []
+    y: list[float] = []
+    for reqs, engine in runs:
+        for m, e, n in zip(reqs, engine, in_flight_at_arrival(reqs)):
+            x.append([1.0, float(n)])
+            y.append(m.ttft - e)
+    base, per = nnls(x, y)
+    return ApiServerLoad(base, per)
+
+
+def with_api_server_load(sim: Sequence[Measured], load: ApiServerLoad) -> list[Measured]:
+    """Engine-clock replayed requests on the server's clock: each TTFT and latency plus the API server's share at the
+    replay's own in-flight count (a simulator knows its own queue, not the real one's)."""
+    n = in_flight_at_arrival(sim)
+    return [
+        Measured(m.start, m.prompt, m.output, m.ttft + load.share(k), m.latency + load.share(k)) for m, k in zip(sim, n)
+    ]
 
 
 # --- how much the held-out TTFT hangs on the step time ---------------------------------------------------------------
