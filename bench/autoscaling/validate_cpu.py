@@ -948,15 +948,15 @@ def _api_server_load_section(rep: dict) -> list[str]:
     load = ds["api_server_load"]
     miss = [r["metric"] for r in ds["server_loaded_table"] if not r["pass"]]
     return [
-        "## The API server's share under load (validate_cpu_fit.ApiServerLoad)",
+        "## Tried: the API server's share as a line in the requests in flight (validate_cpu_fit.ApiServerLoad)",
         "",
         "On this machine the API server shares two cores with the engine core and the load client, and its part of a "
-        "TTFT (the server's TTFT less the engine core's queue + prefill) grows with the requests it holds: each is a "
-        "stream its event loop detokenises and writes, each arrival a prompt it tokenises. The model is a line in the "
-        "number of requests already in the server at a request's arrival, fitted (non-negative least squares) on "
-        f"every request of the fit runs: {_f(1e3 * load['base_s'], 3)} ms + {_f(1e3 * load['per_in_flight_s'], 3)} ms "
-        "per request in flight. On a GPU node the API server has cores of its own; this is the test machine's "
-        "share, modelled so that the engine's structure can be checked on the server's clock.",
+        "TTFT (the server's TTFT less the engine core's queue + prefill) is not constant. Runs C and D's histograms "
+        "suggested a line in the number of requests already in the server at a request's arrival (2 ms at idle, "
+        "7 ms with 8 decoding, 78-85 ms when 160 prompts arrive at once); the line is fitted (non-negative least "
+        f"squares) on every request of the fit runs: {_f(1e3 * load['base_s'], 3)} ms + "
+        f"{_f(1e3 * load['per_in_flight_s'], 3)} ms per request in flight. The table shows how far each run's mean "
+        "share is from the line; on a GPU node the API server has cores of its own.",
         "",
         "| run | mean in flight at arrival | measured mean share ms | fitted ms (at the real in-flight counts) |",
         "|---|---|---|---|",
