@@ -23,6 +23,7 @@ from operator_harness import (
 from prometheus_local import Prometheus, scrape_config
 
 from qwen_operator.adapters.prometheus import read_replicas
+from qwen_operator.autoscaling.policy import AutoscalingConfig
 
 NAME = "scaled"
 
@@ -121,6 +122,22 @@ def check_scale_up_recorded(namespace: str) -> None:
     assert qd["status"]["autoscaling"]["coldStartSeconds"] >= 0  # measured on this deployment's pods
 
 
+def _active_at_one_replica(namespace: str) -> bool:
+    """True once the autoscaler is active at one replica; else an AssertionError with what it says instead."""
+    active = condition(get_qd(namespace, NAME), "AutoscalingActive")
+    replicas = sts_replicas(namespace)
+    assert active and active["status"] == "True" and replicas == 1, {"condition": active, "replicas": replicas}
+    return True
+
+
+def _rate_unit_is_tokens(namespace: str) -> bool:
+    """True once the policy measures throughput in tokens/s; else an AssertionError that shows the state's last
+    rows (time, running, waiting, ready, completions/s, tokens/s; -1: unknown), which say why not."""
+    state = _policy_state(namespace)
+    assert state.get("rateUnit") == "tokens", {"rateUnit": state.get("rateUnit"), "window": state.get("window")[-8:]}
+    return True
+
+
 def check_throughput_signals(prometheus_url: str, namespace: str) -> None:
     """vLLM's completion counter and per-request token histograms, read through Prometheus by the operator's
     adapter: the learned service rate is in tokens/s and follows the request mix; the seasonal history persists."""
@@ -147,10 +164,14 @@ def check_throughput_signals(prometheus_url: str, namespace: str) -> None:
     )
     # each request: a 40-word prompt and at most 48 generated tokens
     assert all(2 < tok / req < 1000 for req, tok in pairs), pairs
-    assert wait_for(
+    # The policy counts in tokens/s once its whole demand window holds token rates. The rows from before
+    # Prometheus' second scrape hold none (-1), so the unit flips one window after the last of them (seen in a run
+    # here: 55.6 s after this wait began; a CI run missed a 60 s bound), and status shows it at the next write (a
+    # seasonal bucket: 600 s / 96 = 6.25 s). Those rows are older than this wait: the token rates were just read.
+    wait_for(
         "policy state in tokens/s",
-        lambda: _policy_state(namespace).get("rateUnit") == "tokens",
-        timeout=60,
+        lambda: _rate_unit_is_tokens(namespace),
+        timeout=AutoscalingConfig.demand_window_s + 30,
         interval=3,
     )
     # The seasonal history: completion rates per bucket of the 600 s cycle.
@@ -192,11 +213,7 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
     prom.start()
     try:
         apply_qd(namespace, NAME, SPEC)
-        wait_for(
-            "autoscaling active at 1 replica",
-            lambda: cond_is(namespace, NAME, "AutoscalingActive", "True")() and sts_replicas(namespace) == 1,
-            timeout=90,
-        )
+        wait_for("autoscaling active at 1 replica", lambda: _active_at_one_replica(namespace), timeout=90)
         stop = threading.Event()
         loader = threading.Thread(target=_load, args=(vllm_server, stop, 12), daemon=True)
         loader.start()
