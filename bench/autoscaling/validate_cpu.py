@@ -531,7 +531,7 @@ def discrete_step_report(results: dict, res: dict) -> dict | None:
         F.engine_ttft_metrics(held["engine_ttfts"]),
         ("engine_ttft_p50_ms", "engine_ttft_p95_ms"),
     )
-    with_api = [F.Measured(m.start, m.prompt, m.output, m.ttft + api, m.latency + api) for m in sim]
+    with_api = F.with_api_server_load(sim, F.ApiServerLoad(api, 0.0))  # the idle runs' constant share
     server_clock = F.compare(F.real_metrics(with_api), F.real_metrics(reqs), (*F.COMPARED, "tpot_mean_ms"))
     fit_runs = {n: (F.requests_of(r), r["engine_ttfts"]) for n, (s, r) in server.items() if s.kind != "warmup"}
     load = F.fit_api_server_load(list(fit_runs.values()))
