@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,19 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     keep = set(filter(None, args.traces.split(",")))
     t0 = time.time()
     rows = [row for suite in SUITES for row in _run_suite(suite, out, keep)]
-    meta = {
-        "command": f"python -m bench.autoscaling.prior_error --out {args.out} {ctx_args}"
-        + (f" --traces {args.traces}" if args.traces else ""),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "git_commit": R.git_commit(Path(__file__).resolve().parents[2]),
-        "wall_s": round(time.time() - t0, 1),
-    }
+    command = f"python -m bench.autoscaling.prior_error --out {args.out} {ctx_args}"
+    meta = R.study_meta(command + (f" --traces {args.traces}" if args.traces else ""), t0)
     stem = R.results_stem("all", kind="prior_error")
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    md = _render_md(meta, rows)
-    (out / f"{stem}.md").write_text(md)
-    print(md)
+    R.write_study(out, stem, {"meta": meta, "rows": rows}, _render_md(meta, rows))
     return 0
 
 

@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -674,6 +675,24 @@ def git_commit(root: Path) -> str | None:
         return out.stdout.strip() or None if out.returncode == 0 else None
     except Exception:
         return None
+
+
+def study_meta(command: str, t0: float) -> dict[str, Any]:
+    """The header of a study's results (sensitivity, prior_error): its command, date, machine, commit and wall time."""
+    return {
+        "command": command,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
+        "git_commit": git_commit(Path(__file__).resolve().parents[2]),
+        "wall_s": round(time.time() - t0, 1),
+    }
+
+
+def write_study(out: Path, stem: str, doc: dict[str, Any], md: str) -> None:
+    """A study's results as <stem>.json and <stem>.md under ``out``; the table also to stdout."""
+    (out / f"{stem}.json").write_text(json.dumps(doc, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(md)
+    print(md)
 
 
 def fmt(x: float | str, nd: int = 2) -> str:

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +69,12 @@ def _run_study(base: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _meta(out_arg: str, ctx_args: str, t0: float) -> dict[str, Any]:
+    cfg = R.ours_config()
     return {
-        "command": "python -m bench.autoscaling.sensitivity --out " + out_arg + " " + ctx_args,
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
-        "git_commit": R.git_commit(Path(__file__).resolve().parents[2]),
-        "wall_s": round(time.time() - t0, 1),
+        **R.study_meta("python -m bench.autoscaling.sensitivity --out " + out_arg + " " + ctx_args, t0),
         "defaults": {
-            "target_utilization": R.ours_config().target_utilization,
-            "scale_down_stabilization_s": R.ours_config().scale_down_stabilization_s,
+            "target_utilization": cfg.target_utilization,
+            "scale_down_stabilization_s": cfg.scale_down_stabilization_s,
         },
     }
 
@@ -131,11 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     rows = _run_study(base)
     meta = _meta(args.out, ctx_args, t0)
-    stem = R.results_stem("main", kind="sensitivity")
-    (out / f"{stem}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
-    md = _render_md(meta, rows)
-    (out / f"{stem}.md").write_text(md)
-    print(md)
+    R.write_study(out, R.results_stem("main", kind="sensitivity"), {"meta": meta, "rows": rows}, _render_md(meta, rows))
     return 0
 
 
