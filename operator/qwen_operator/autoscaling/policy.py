@@ -22,7 +22,8 @@ the fleet in one of two modes, and always adds the warm pool on top::
 
 *Throughput mode* (once a per-replica service rate ``mu`` has been learned, or from the start when
 ``prior_service_rate`` gives one in requests/s, e.g. from a load test; it is converted at the current mix until
-evidence backs it, and learning then corrects it).  Requests are conserved, so
+evidence backs it; learning lowers a prior set too high at the first saturation and raises one set too low only
+by the slow creep below: bench/results/autoscaling_prior_error_all_*.md).  Requests are conserved, so
 the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
 the demand window).  Then::
 
