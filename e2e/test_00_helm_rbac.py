@@ -195,7 +195,8 @@ def bindings_of(kubectl: KC, sa_user: str, kind: str, namespace: str | None = No
     ]
 
 
-FORBIDDEN = re.compile(r"\b403\b|Forbidden|forbidden")
+# 403 as a status, not as the milliseconds of a log line's timestamp ("10:59:19,403" failed a CI run)
+FORBIDDEN = re.compile(r"(?<![\d,.:])403\b|Forbidden|forbidden")
 
 
 @pytest.fixture
