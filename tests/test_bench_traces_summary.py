@@ -1,4 +1,5 @@
-"""Short-burst traces, Mooncake prefix blocks through rate scaling, and the cross-variant summary's verdict rule."""
+"""Short-burst traces, Mooncake prefix blocks through rate scaling, the cross-variant summary's verdict rule and
+issue 17's cost goal."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import random
 from bench.autoscaling import run as R
 from bench.autoscaling.plots import best_anchor
 from bench.autoscaling.service import QWEN3_8B, cold_start_for
-from bench.autoscaling.summary import verdict
+from bench.autoscaling.summary import cost_cell, verdict
 from bench.autoscaling.traces import (
     COPY_BLOCK_OFFSET,
     burst_windows,
@@ -68,3 +69,32 @@ def test_meets_only_where_every_variant_agrees_and_the_best_anchor():
         )
         == "kubeai"
     )
+
+
+def _row(vs_oracle: float, meets: bool = True, oracle_gpu_h: float = 10.0) -> dict:
+    return {"vs_oracle": vs_oracle, "gpu_hours": vs_oracle * oracle_gpu_h, "meets_slo": meets}
+
+
+def test_cost_goal_is_1_25x_the_oracle_unless_the_bound_row_is_above_it():
+    # no bound row (a run with --skip-bounds): the 1.25x rule alone
+    assert R.cost_goal({"ours": _row(1.24)})["met"] is True
+    assert R.cost_goal({"ours": _row(1.26)})["met"] is False
+    # a step bound at 1.38x allows 1.1 x 1.38 = 1.518x; the step bound outranks the margin row
+    rows = {"ours": _row(1.5), R.STEP_BOUND: _row(1.38), R.REACTIVE_BOUND: _row(1.2)}
+    c = R.cost_goal(rows)
+    assert c["bound_row"] == R.STEP_BOUND and c["met"] is True
+    assert abs(c["allowed_vs_oracle"] - 1.518) < 1e-9 and abs(c["vs_bound"] - 1.5 / 1.38) < 1e-9
+    assert R.cost_goal({**rows, "ours": _row(1.53)})["met"] is False
+    # a margin row below 1.25 / 1.1 leaves the 1.25x rule; one that misses the SLO is no bound at all
+    assert R.cost_goal({"ours": _row(1.3), R.REACTIVE_BOUND: _row(1.1)})["met"] is False
+    c = R.cost_goal({"ours": _row(1.3), R.REACTIVE_BOUND: _row(2.0, meets=False)})
+    assert c["bound_row"] is None and c["met"] is False
+    # a policy that misses the SLO is not judged on cost
+    assert R.cost_goal({"ours": _row(0.5, meets=False)})["met"] is None
+
+
+def test_summary_cost_cell_names_the_rule_it_judged_by():
+    assert cost_cell({"ours": _row(1.45), R.REACTIVE_BOUND: _row(1.30)}) == "missed (1.12x margin row)"
+    assert cost_cell({"ours": _row(1.5), R.STEP_BOUND: _row(1.38)}) == "met (1.09x step bound)"
+    assert cost_cell({"ours": _row(1.2)}) == "met (1.20x oracle)"
+    assert cost_cell({"ours": _row(1.2, meets=False)}) == "-"
