@@ -272,27 +272,32 @@ def test_server_spans_read_as_a_bench_serve_result():
     assert res["median_ttft_ms"] == pytest.approx(1e3 * F.percentile([m.ttft for m in reqs], 50))
 
 
+def _span_runs(theta: dict[str, float]) -> tuple[dict, dict]:
+    """Fit runs (idle and Poisson) and a held-out run whose spans are exactly the simulator with ``theta``."""
+    from bench.autoscaling import validate_cpu as V
+
+    rng = random.Random(5)
+    results = {}
+    for p in (32, 128, 256, 384):
+        reqs = [_measured([(0.0, p, 2)], theta)[0]] * 5
+        results[f"idle-p{p}"] = (V.Spec(f"idle-p{p}", "idle", p, 2, 5, max_concurrency=1), reqs)
+    for name, rate in (("rate-a", 5.0), ("rate-b", 15.0), ("rate-c", 25.0)):
+        t, arr = 0.0, []
+        for _ in range(150):
+            t += rng.expovariate(rate)
+            arr.append((t, 256, 64))
+        results[name] = (V.Spec(name, "rate", 256, 64, 150, rate=rate), _measured(arr, theta))
+    held = _measured([(0.04 * i, 100 + 13 * (i % 20), 20 + i % 40) for i in range(400)], theta)
+    as_res = lambda reqs: {"server_requests": _spans(reqs), "completed": len(reqs), "failed": 0}  # noqa: E731
+    return {n: (s, as_res(r)) for n, (s, r) in results.items()}, as_res(held)
+
+
 def test_server_clock_report_refits_on_spans_and_replays_the_held_out_run():
     """Fit runs and a held-out run whose spans are exactly the simulator with TRUE: the refit on the spans
     reproduces the held-out run (every compared figure within 20 %); a slower engine's spans are caught."""
     from bench.autoscaling import validate_cpu as V
 
-    def runs(theta: dict[str, float]) -> tuple[dict, dict]:
-        rng = random.Random(5)
-        results = {}
-        for p in (32, 128, 256, 384):
-            reqs = [_measured([(0.0, p, 2)], theta)[0]] * 5
-            results[f"idle-p{p}"] = (V.Spec(f"idle-p{p}", "idle", p, 2, 5, max_concurrency=1), reqs)
-        for name, rate in (("rate-a", 5.0), ("rate-b", 15.0), ("rate-c", 25.0)):
-            t, arr = 0.0, []
-            for _ in range(150):
-                t += rng.expovariate(rate)
-                arr.append((t, 256, 64))
-            results[name] = (V.Spec(name, "rate", 256, 64, 150, rate=rate), _measured(arr, theta))
-        held = _measured([(0.04 * i, 100 + 13 * (i % 20), 20 + i % 40) for i in range(400)], theta)
-        as_res = lambda reqs: {"server_requests": _spans(reqs), "completed": len(reqs)}  # noqa: E731
-        return {n: (s, as_res(r)) for n, (s, r) in results.items()}, as_res(held)
-
+    runs = _span_runs
     results, held = runs(TRUE)
     rep = V.server_clock_report(results, held, kv_cap=2**21)
     assert rep is not None and rep["requests"] == 400
@@ -310,6 +315,27 @@ def test_server_clock_report_refits_on_spans_and_replays_the_held_out_run():
     # runs saved before the spans were received: no server-clock view
     del held["server_requests"]
     assert V.server_clock_report(results, held, kv_cap=2**21) is None
+
+
+def test_replays_report_each_replay_against_the_first_and_the_fit():
+    """The held-out trace replayed twice, the second time by an engine with twice the step overhead: the report
+    puts the second replay's real TTFTs above the first's and reruns both models on each replay's own spans."""
+    from bench.autoscaling import validate_cpu as V
+
+    results, held = _span_runs(TRUE)
+    _, slow = _span_runs(dict(TRUE, step_overhead_s=2 * TRUE["step_overhead_s"]))
+    rows = V.replays_report(results, [held, held, slow], kv_cap=2**21)
+    assert [r["replay"] for r in rows] == [1, 2, 3] and rows[0]["requests"] == 400
+    assert rows[1]["real_vs_first"] == pytest.approx({k: 1.0 for k in rows[0]["real"]})
+    assert rows[2]["real_vs_first"]["engine_ttft_p50_ms"] > 1.2 and rows[2]["real_vs_first"]["ttft_p95_ms"] > 1.0
+    assert rows[1]["step_replay_engine"] == rows[0]["step_replay_engine"]
+    assert rows[2]["step_replay_engine"]["engine_ttft_p50_ms"] < rows[0]["step_replay_engine"]["engine_ttft_p50_ms"]
+    assert set(rows[0]["fluid_engine"]) == {"engine_ttft_p50_ms", "engine_ttft_p95_ms"}
+    text = "\n".join(V._replays_section({"replays": rows}))
+    assert "replayed 3 times" in text and "moved by up to" in text and text.count("\n| ") == 4
+    assert V._replays_section({"replays": rows[:1]}) == []  # one replay: nothing to compare
+    # a run without spans: no replays view, not a crash
+    assert V.replays_report(results, [dict(held, server_requests=[])], kv_cap=2**21) == []
 
 
 def test_step_sensitivity_replays_the_held_out_run_with_a_scaled_step():
