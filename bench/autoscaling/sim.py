@@ -149,9 +149,21 @@ class Replica:
     def process(self, t: float) -> float:
         """Bring the replica to time ``t``, apply completions and admissions; return next event time."""
         self.advance(t)
-        sm = self.sm
+        self._finish_prefills(t)
+        self._finish_decodes(t)
+        self._admit()
+        # next segment (ServiceModel.step_time, inlined)
+        if not self.pf and not self.n_dec:
+            return math.inf
+        n_dec = self.n_dec
+        ctx = self.sum_prompt_dec + n_dec * self.D - self.sum_D0
+        if self.sm.additive:
+            return self._next_additive(t, n_dec, ctx, self.sm.max_num_batched_tokens)
+        return self._next_roofline(t, n_dec, ctx, self.sm.max_num_batched_tokens)
+
+    def _finish_prefills(self, t: float) -> None:
+        """Prompts whose prefill is done (the head of the FIFO) get their first token and start decoding."""
         pf = self.pf
-        # prefill completions (head of the FIFO)
         while pf and self.head_rem <= EPS_TOK:
             r = pf.popleft()
             self.pf_backlog -= self.head_rem
@@ -172,7 +184,9 @@ class Replica:
             else:
                 self.head_rem = 0.0
                 self.pf_backlog = 0.0
-        # decode completions
+
+    def _finish_decodes(self, t: float) -> None:
+        """Sequences that decoded their last token leave the batch and free their KV."""
         dec = self.dec
         lim = self.D + EPS_D
         while dec and dec[0][0] <= lim:
@@ -187,8 +201,10 @@ class Replica:
         if self.n_dec == 0:
             self.sum_prompt_dec = 0.0
             self.sum_D0 = 0.0
-        # admissions
-        q = self.queue
+
+    def _admit(self) -> None:
+        """Waiting requests join the prefill FIFO while sequences, the token budget and the KV cache allow."""
+        sm, q, pf = self.sm, self.queue, self.pf
         budget = sm.max_num_batched_tokens
         S = sm.max_num_seqs
         cap = sm.kv_capacity_tokens
@@ -204,14 +220,11 @@ class Replica:
             self.pf_backlog += r.work
             if len(pf) == 1:
                 self.head_rem = float(r.work)
-        # next segment (ServiceModel.step_time, inlined)
-        if not pf and not self.n_dec:
-            return math.inf
-        n_dec = self.n_dec
-        ctx = self.sum_prompt_dec + n_dec * self.D - self.sum_D0
-        if sm.additive:
-            return self._next_additive(t, n_dec, ctx, budget)
-        ovh, w_bw, kv_bw, fdec_f, attn_f, inv_f, lin2, attn_half = sm._k  # type: ignore[attr-defined]
+
+    def _next_roofline(self, t: float, n_dec: int, ctx: float, budget: int) -> float:
+        """The next segment under the roofline step time (ServiceModel.step_time: overhead + max(memory, compute))."""
+        pf, dec = self.pf, self.dec
+        ovh, w_bw, kv_bw, fdec_f, attn_f, inv_f, lin2, attn_half = self.sm._k  # type: ignore[attr-defined]
         mem = w_bw + kv_bw * ctx
         comp = n_dec * fdec_f + attn_f * ctx
         if pf:
