@@ -508,3 +508,19 @@ def test_prior_error_study_runs_the_prior_times_each_factor_and_marks_the_goal()
     assert "| x0.5 | x2 | a prior from another replica model |" in md
     cells = line.split(" | ")
     assert cells[2].startswith("**") and not cells[3].startswith("**") and "from v (x2):" in cells[4]
+
+
+def test_studies_run_their_own_settings_without_registering_them():
+    """sensitivity and prior_error hand their policy to run.job_policy (``entry``); the module's table of named
+    policies stays as it was, and the settings reach the policy (a lower target utilization holds more)."""
+    from bench.autoscaling import run as R
+    from bench.autoscaling import sensitivity as S
+
+    before = dict(R.POLICIES)
+    spec, _sm, orc = _small_step_with_oracle()
+    oracle = {"counts": orc.counts, "gpu_hours": orc.gpu_seconds / 3600}
+    n0 = R.initial_replicas(orc.counts)
+    lean, roomy = (S._run_cell(spec, u, 300.0, n0, oracle) for u in (0.8, 0.3))
+    assert roomy["gpu_hours"] > lean["gpu_hours"]
+    assert (lean["target_utilization"], roomy["target_utilization"]) == (0.8, 0.3)
+    assert R.POLICIES == before and "sensitivity" not in R.POLICIES and "prior-error" not in R.POLICIES

@@ -47,11 +47,8 @@ def _priors(spec: R.TraceSpec) -> dict[str, float]:
 
 def _run_cell(spec: R.TraceSpec, label: str, prior: float, oracle: dict[str, Any]) -> dict[str, Any]:
     """The policy with this prior on this trace, from the oracle's warm start, as a results row."""
-    R.POLICIES["prior-error"] = (
-        lambda: Ours(R.ours_config(prior_service_rate=prior), name="prior-error"),
-        "baked",
-    )
-    r = R.job_policy(spec, "prior-error", R.initial_replicas(oracle["counts"]), oracle["counts"])
+    entry = (lambda: Ours(R.ours_config(prior_service_rate=prior), name="prior-error"), "baked")
+    r = R.job_policy(spec, "prior-error", R.initial_replicas(oracle["counts"]), oracle["counts"], entry)
     return {
         "trace": spec.name,
         "prior": label,

@@ -35,11 +35,11 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
 
 def _run_cell(spec: R.TraceSpec, u: float, st: float, n0: int, oracle: dict[str, Any]) -> dict[str, Any]:
     """One policy setting on one trace, as a results row."""
-    R.POLICIES["sensitivity"] = (
-        lambda u=u, st=st: Ours(R.ours_config(target_utilization=u, scale_down_stabilization_s=st), name="sensitivity"),
+    entry = (
+        lambda: Ours(R.ours_config(target_utilization=u, scale_down_stabilization_s=st), name="sensitivity"),
         "baked",
     )
-    r = R.job_policy(spec, "sensitivity", n0, oracle["counts"])
+    r = R.job_policy(spec, "sensitivity", n0, oracle["counts"], entry)
     row = {
         "trace": spec.name,
         "target_utilization": u,
