@@ -524,3 +524,23 @@ def test_studies_run_their_own_settings_without_registering_them():
     assert roomy["gpu_hours"] > lean["gpu_hours"]
     assert (lean["target_utilization"], roomy["target_utilization"]) == (0.8, 0.3)
     assert R.POLICIES == before and "sensitivity" not in R.POLICIES and "prior-error" not in R.POLICIES
+
+
+def test_sensitivity_renders_the_grid_it_ran():
+    """A study on a smaller grid (the held-out check) renders exactly its own rows and columns."""
+    from bench.autoscaling import run as R
+    from bench.autoscaling import sensitivity as S
+
+    spec = R.TraceSpec("t", "step", {})
+    grid = S.Grid([spec], (0.4, 0.5), (600.0,))
+    rows = [
+        {"trace": "t", "target_utilization": u, "scale_down_stabilization_s": 600.0, "within_slo": w, "vs_oracle": x}
+        | {"meets_slo": w >= R.SLO_GOAL}
+        for u, w, x in ((0.4, 0.995, 1.6), (0.5, 0.98, 1.4))
+    ]
+    meta = {"command": "c", "machine": {"platform": "p", "cpus": 2, "python": "3"}, "git_commit": None, "wall_s": 0}
+    md = S._render_md(
+        {**meta, "defaults": {"target_utilization": 0.5, "scale_down_stabilization_s": 300.0}}, rows, grid
+    )
+    assert "| target_utilization | stab 600 s |" in md
+    assert "| 0.4 | **99.50% / 1.60x** |" in md and "| 0.5 | 98.00% / 1.40x |" in md and "| 0.6 |" not in md
