@@ -48,6 +48,29 @@ def test_policy_config_uses_the_measured_cold_start_or_the_default():
     assert policy_config(spec, 42.0).cold_start_s == 42.0
 
 
+def test_target_utilization_and_the_scale_down_window_reach_the_policy_as_the_sensitivity_study_sets_them():
+    """The benchmark's sensitivity study (bench/autoscaling/sensitivity.py) varies the policy's target_utilization
+    and scale-down window; a spec with the same two settings gives the policy the same config."""
+    from dataclasses import asdict
+
+    from pydantic import ValidationError
+
+    from bench.autoscaling.run import ours_config
+
+    auto = {"enabled": True, "targetUtilization": 0.4, "scaleDownStabilizationSeconds": 600}
+    spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": auto})
+    bench = asdict(ours_config(target_utilization=0.4, scale_down_stabilization_s=600.0))
+    operator = asdict(policy_config(spec, bench["cold_start_s"]))
+    differ = {k for k in bench if bench[k] != operator[k]}
+    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
+    assert operator["target_utilization"] == 0.4
+    for bad in (0, -0.1, 1.2):
+        with pytest.raises(ValidationError, match="targetUtilization"):
+            QwenDeploymentSpec.model_validate(
+                {"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"targetUtilization": bad}}
+            )
+
+
 def test_rate_query_sums_finish_reasons_per_pod():
     q = queries("ns", "m")["rate"]
     assert q.startswith("sum by (pod) (rate(vllm:request_success_total{")

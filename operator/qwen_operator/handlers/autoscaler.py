@@ -61,6 +61,7 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         ttft_slo_seconds=a.ttft_slo_seconds,
         max_num_seqs=spec.serving.max_num_seqs,
         warm_pool=a.warm_pool,
+        target_utilization=a.target_utilization,
         scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
         scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
         scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
