@@ -129,7 +129,9 @@ def test_burst_headroom_reaches_the_policy_as_the_benchmark_runs_it():
     assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
     assert operator["burst_headroom_quantile"] == 0.9 and operator["burst_window_s"] == 3600.0
     off = policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}}))
-    assert off.burst_headroom_quantile is None  # opt-in (README.md and bench/results/autoscaling_burst_headroom.md: what it costs)
+    assert (
+        off.burst_headroom_quantile is None
+    )  # opt-in (README.md and bench/results/autoscaling_burst_headroom.md: what it costs)
     for bad in ({"quantile": 0}, {"quantile": 1.5}, {"windowSeconds": 60}):
         with pytest.raises(ValueError):
             QwenDeploymentSpec.model_validate(
