@@ -23,7 +23,8 @@ from qwen_operator.autoscaling.policy import (
     floor_replicas,
 )
 
-CFG = AutoscalingConfig(min_replicas=1, max_replicas=10, warm_pool=1)
+# target 0.5 of a 256-sequence replica (128) keeps the arithmetic below readable; the default is 0.4
+CFG = AutoscalingConfig(min_replicas=1, max_replicas=10, warm_pool=1, target_utilization=0.5)
 
 
 def obs(
@@ -802,8 +803,8 @@ def test_a_decision_carries_its_mode_and_numbers_as_fields():
     c = decide(obs(samples=[(0, 40, 0.2)] * 2), PolicyState(), AutoscalingConfig())
     ce = _estimate(c)
     assert c.mode == MODE_CONCURRENCY and ce.rate_unit is None and ce.service_rate is None
-    assert ce.capacity == pytest.approx(256.0) and ce.concurrency_target == pytest.approx(0.5 * 256.0)
-    assert ce.load == pytest.approx(80 / 128.0)
+    assert ce.capacity == pytest.approx(256.0) and ce.concurrency_target == pytest.approx(0.4 * 256.0)
+    assert ce.load == pytest.approx(80 / (0.4 * 256.0))
 
 
 # --- burst headroom ------------------------------------------------------------------------------

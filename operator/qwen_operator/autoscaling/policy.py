@@ -43,7 +43,7 @@ eventually noticed, and lives in the persisted state.
 KV target (``r * kv_cache_target / k``).  ``c_cap`` starts at ``prior_capacity`` (default ``max_num_seqs``)
 and moves halfway down to the running sequences per replica whenever the window's mean waiting exceeds the
 queue target ``q*`` on a settled fleet.  Running concurrency grows convexly with load (a larger batch slows
-every step, which lengthens every request), so the estimate jumps at the knee; ``target_utilization`` 0.5
+every step, which lengthens every request), so the estimate jumps at the knee; ``target_utilization`` 0.4
 and a wide scale-down hysteresis (below) keep the controller off that knee.  Near the knee the estimate is
 capped by a linear one: the arrivals over ``target_throughput_utilization`` times the *carried rate*, the
 highest completions/s per replica a settled fleet has served without a queue (lowered to the rate at which a
@@ -145,7 +145,9 @@ class AutoscalingConfig:
     ttft_slo_seconds: float | None = None
     replica_admission_rps: float | None = None  # with ttft_slo_seconds, derives the queue target
     max_num_seqs: int = 256  # vLLM --max-num-seqs: the slot bound of a replica
-    target_utilization: float = 0.5
+    # 0.4 with a 600 s scale-down window: the corner of the benchmark's sensitivity grid that met the joint SLO in
+    # 54 of 90 cells against 32 for (0.5, 300 s) (bench/autoscaling/README.md, "A corner of the sensitivity grid")
+    target_utilization: float = 0.4
     # throughput mode: fraction of the learned per-replica service rate to load a replica with
     target_throughput_utilization: float = 0.85
     drain_time_s: float = 120.0  # a backlog above the queue target is to be drained within this time
@@ -157,7 +159,8 @@ class AutoscalingConfig:
     kv_cache_target: float = 0.8  # llm-d's saturation level
     warm_pool: int = 1
     scale_up_stabilization_s: float = 0.0
-    scale_down_stabilization_s: float = 300.0  # >= a cold start: a scale-down is not regretted within one
+    # >= a cold start, so a scale-down is not regretted within one; 600 s keeps one wave's replicas for the next
+    scale_down_stabilization_s: float = 600.0
     max_scale_up_step: int = 0  # 0: max(4 replicas, +100 %) per decision (the HPA default)
     max_scale_down_step: int = 1
     scale_down_period_s: float = 60.0  # one demand window: see the effect of a step before the next
