@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -544,3 +545,21 @@ def test_sensitivity_renders_the_grid_it_ran():
     )
     assert "| target_utilization | stab 600 s |" in md
     assert "| 0.4 | **99.50% / 1.60x** |" in md and "| 0.5 | 98.00% / 1.40x |" in md and "| 0.6 |" not in md
+
+
+def test_results_name_a_modified_tree_as_such(tmp_path):
+    """A run made on an uncommitted change to the code it imports must not name a commit that lacks the change."""
+    from bench.autoscaling import run as R
+
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t", "-C", str(tmp_path)]
+    (tmp_path / "operator").mkdir()
+    (tmp_path / "operator" / "policy.py").write_text("TARGET = 0.5\n")
+    (tmp_path / "notes.md").write_text("x\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "c"]):
+        subprocess.run([*git, *args], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    assert R.git_commit(tmp_path) == head
+    (tmp_path / "notes.md").write_text("y\n")  # outside the code a run imports
+    assert R.git_commit(tmp_path) == head
+    (tmp_path / "operator" / "policy.py").write_text("TARGET = 0.4\n")
+    assert R.git_commit(tmp_path) == head + "+modified"

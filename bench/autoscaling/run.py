@@ -677,9 +677,20 @@ def demand_per_minute(tr: Trace, interval_s: float = 60.0) -> list[float]:
 
 
 def git_commit(root: Path) -> str | None:
+    """HEAD, with "+modified" when the code a run imports (operator/, bench/) differs from it: results made on an
+    uncommitted change must not name a commit that lacks it."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() or None if out.returncode == 0 else None
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        changed = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "operator", "bench/autoscaling"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        return out.stdout.strip() + ("+modified" if changed.stdout.strip() else "")
     except Exception:
         return None
 
