@@ -560,6 +560,8 @@ def test_results_name_a_modified_tree_as_such(tmp_path):
     head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     assert R.git_commit(tmp_path) == head
     (tmp_path / "notes.md").write_text("y\n")  # outside the code a run imports
+    (tmp_path / "operator" / "README.md").write_text("docs\n")
+    subprocess.run([*git, "add", "operator/README.md"], check=True)
     assert R.git_commit(tmp_path) == head
     (tmp_path / "operator" / "policy.py").write_text("TARGET = 0.4\n")
     assert R.git_commit(tmp_path) == head + "+modified"

@@ -677,14 +677,15 @@ def demand_per_minute(tr: Trace, interval_s: float = 60.0) -> list[float]:
 
 
 def git_commit(root: Path) -> str | None:
-    """HEAD, with "+modified" when the code a run imports (operator/, bench/) differs from it: results made on an
-    uncommitted change must not name a commit that lacks it."""
+    """HEAD, with "+modified" when the code a run imports (the Python files of operator/ and bench/autoscaling/)
+    differs from it: results made on an uncommitted change must not name a commit that lacks it."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
         if out.returncode != 0 or not out.stdout.strip():
             return None
         changed = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "operator", "bench/autoscaling"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(glob)operator/**/*.py"]
+            + [":(glob)bench/autoscaling/*.py"],
             cwd=root,
             capture_output=True,
             text=True,
