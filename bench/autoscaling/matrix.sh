@@ -10,6 +10,8 @@ JOBS=${JOBS:-2}
 OUT=${OUT:-bench/results/}
 POLICIES=ours,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
 export PYTHONPATH=operator:.
+# the plots at the end need the 'bench' extra: say so now, not after the hour of runs
+"$PY" -c 'import matplotlib' 2>/dev/null || { echo "matrix.sh: matplotlib missing: $PY -m pip install -e '.[bench]' (or make bench)" >&2; exit 2; }
 run() { "$PY" -m bench.autoscaling.run --out "$OUT" --jobs "$JOBS" "$@"; }
 if [ "${SKIP_HEADLINE_MAIN:-0}" != 1 ]; then run --suite main --variant calibrated-v1 --router cache-aware; fi
 run --suite main --variant calibrated-v1 --router random --policies "$POLICIES"
