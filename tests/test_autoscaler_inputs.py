@@ -71,6 +71,33 @@ def test_target_utilization_and_the_scale_down_window_reach_the_policy_as_the_se
             )
 
 
+def test_an_unset_scale_down_window_follows_the_seasonal_forecast_in_the_operator_and_the_benchmark():
+    """Unset, the window is 600 s reacting alone and 300 s with a seasonal forecast (policy.py,
+    default_scale_down_window_s); a value the user sets wins either way. The benchmark's seasonal study builds its
+    policy with bench.autoscaling.run.ours_config, which must give what the operator gives."""
+    from bench.autoscaling.run import ours_config
+
+    def spec(**auto: object) -> QwenDeploymentSpec:
+        return QwenDeploymentSpec.model_validate(
+            {"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"enabled": True, **auto}}
+        )
+
+    assert spec().autoscaling.scale_down_stabilization_seconds is None
+    assert policy_config(spec()).scale_down_stabilization_s == 600.0
+    seasonal = policy_config(spec(seasonalPeriodSeconds=86400))
+    assert seasonal.scale_down_stabilization_s == 300.0 and seasonal.seasonal_period_s == 86400.0
+    assert seasonal.scale_down_period_s == 60.0
+    assert (
+        policy_config(spec(seasonalPeriodSeconds=86400, scaleDownStabilizationSeconds=900)).scale_down_stabilization_s
+        == 900.0
+    )
+    assert policy_config(spec(scaleDownStabilizationSeconds=0)).scale_down_stabilization_s == 0.0
+    assert policy_config(spec(scaleDownStabilizationSeconds=0)).scale_down_period_s == 15.0
+    assert ours_config(seasonal_period_s=86400.0).scale_down_stabilization_s == 300.0
+    assert ours_config().scale_down_stabilization_s == 600.0
+    assert ours_config(seasonal_period_s=86400.0, scale_down_stabilization_s=450.0).scale_down_stabilization_s == 450.0
+
+
 def test_rate_query_sums_finish_reasons_per_pod():
     q = queries("ns", "m")["rate"]
     assert q.startswith("sum by (pod) (rate(vllm:request_success_total{")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from qwen_operator.autoscaling.policy import AutoscalingConfig
+from qwen_operator.autoscaling.policy import AutoscalingConfig, default_scale_down_window_s
 
 from .loadtest import replica_throughput, sample_pairs
 from .oracle import TPOT_SLO_S, compute_oracle, meets_slo
@@ -390,11 +390,14 @@ def fresh_requests(trace: Trace, sm: ServiceModel):
 
 
 def ours_config(**over: Any) -> AutoscalingConfig:
+    """The operator's default policy for the benchmark's fleet, with ``over`` on top; as the operator does
+    (handlers/autoscaler.py policy_config), the scale-down window left unset follows the seasonal forecast."""
     base: dict[str, Any] = dict(
         min_replicas=MIN_REPLICAS,
         max_replicas=MAX_REPLICAS,
         max_num_seqs=256,
         cold_start_s=round(cold_start_for(QWEN3_8B, "baked").total_s),
+        scale_down_stabilization_s=default_scale_down_window_s(over.get("seasonal_period_s")),
     )
     base.update(over)
     return AutoscalingConfig(**base)

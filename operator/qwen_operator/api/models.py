@@ -565,12 +565,13 @@ class Autoscaling(WireModel):
         "on smooth traffic.",
     )
     scale_up_stabilization_seconds: int = Field(default=0, ge=0, le=3600, description="Window before scaling up.")
-    scale_down_stabilization_seconds: int = Field(
-        default=600,
+    scale_down_stabilization_seconds: int | None = Field(
+        default=None,
         ge=0,
         le=86400,
-        description="Demand must stay lower for this long before a scale-down. 600 s keeps one wave's replicas "
-        "for the next; 300 s is leaner on smooth traffic (see targetUtilization).",
+        description="Demand must stay lower for this long before a scale-down. Unset: 600 s, which keeps one "
+        "wave's replicas for the next; or 300 s when seasonalPeriodSeconds is set, since the forecast asks for "
+        "the next wave ahead of time itself. 300 s is also leaner on smooth traffic (see targetUtilization).",
     )
     interval_seconds: int = Field(default=15, ge=1, le=600, description="How often the policy runs.")
     service_rate_per_replica: float | None = Field(

@@ -7,6 +7,7 @@ from .policy import (
     PolicyState,
     ReplicaSample,
     decide,
+    default_scale_down_window_s,
     floor_replicas,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "PolicyState",
     "ReplicaSample",
     "decide",
+    "default_scale_down_window_s",
     "floor_replicas",
 ]

@@ -105,6 +105,7 @@ __all__ = [
     "SeasonEntry",
     "WindowRow",
     "decide",
+    "default_scale_down_window_s",
     "floor_replicas",
     "season_mark",
 ]
@@ -159,7 +160,8 @@ class AutoscalingConfig:
     kv_cache_target: float = 0.8  # llm-d's saturation level
     warm_pool: int = 1
     scale_up_stabilization_s: float = 0.0
-    # >= a cold start, so a scale-down is not regretted within one; 600 s keeps one wave's replicas for the next
+    # >= a cold start, so a scale-down is not regretted within one; 600 s keeps one wave's replicas for the next.
+    # With a seasonal forecast the default is 300 s instead (default_scale_down_window_s)
     scale_down_stabilization_s: float = 600.0
     max_scale_up_step: int = 0  # 0: max(4 replicas, +100 %) per decision (the HPA default)
     max_scale_down_step: int = 1
@@ -528,6 +530,18 @@ class Decision:
     estimate: DemandEstimate | None = None
     # replicas held above the demand: the warm pool plus the burst headroom (None: held without deciding)
     warm_pool: int | None = None
+
+
+REACTIVE_SCALE_DOWN_WINDOW_S = 600.0
+SEASONAL_SCALE_DOWN_WINDOW_S = 300.0
+
+
+def default_scale_down_window_s(seasonal_period_s: float | None) -> float:
+    """The scale-down window when the user sets none. Reacting alone, 600 s: the last wave's replicas are the
+    warm capacity for the next (the sensitivity grid's corner, bench/autoscaling/README.md). With a seasonal
+    forecast, 300 s: the forecast already asks for the next ramp one cold start ahead, so holding the last one's
+    replicas for ten minutes pays for the same wave twice (bench/autoscaling/README.md, "Repeating cycles")."""
+    return SEASONAL_SCALE_DOWN_WINDOW_S if seasonal_period_s is not None else REACTIVE_SCALE_DOWN_WINDOW_S
 
 
 def floor_replicas(config: AutoscalingConfig) -> int:

@@ -53,6 +53,12 @@ def flap_cap(spec: QwenDeploymentSpec, status: Mapping[str, Any]) -> float:
 
 def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> policy.AutoscalingConfig:
     a = spec.autoscaling
+    seasonal_s = float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None
+    down_window_s = (
+        float(a.scale_down_stabilization_seconds)
+        if a.scale_down_stabilization_seconds is not None
+        else policy.default_scale_down_window_s(seasonal_s)
+    )
     return policy.AutoscalingConfig(
         cold_start_s=DEFAULT_COLD_START_S if cold_start_s is None else cold_start_s,
         min_replicas=a.min_replicas,
@@ -63,11 +69,11 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         warm_pool=a.warm_pool,
         target_utilization=a.target_utilization,
         scale_up_stabilization_s=float(a.scale_up_stabilization_seconds),
-        scale_down_stabilization_s=float(a.scale_down_stabilization_seconds),
-        scale_down_period_s=float(min(60, max(a.interval_seconds, a.scale_down_stabilization_seconds))),
+        scale_down_stabilization_s=down_window_s,
+        scale_down_period_s=float(min(60, max(a.interval_seconds, down_window_s))),
         metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
         prior_service_rate=a.service_rate_per_replica,
-        seasonal_period_s=float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None,
+        seasonal_period_s=seasonal_s,
         burst_headroom_quantile=a.burst_headroom.quantile if a.burst_headroom.enabled else None,
         burst_window_s=float(a.burst_headroom.window_seconds),
     )
