@@ -72,7 +72,7 @@ def test_target_utilization_and_the_scale_down_window_reach_the_policy_as_the_se
 
 
 def test_an_unset_scale_down_window_follows_the_seasonal_forecast_in_the_operator_and_the_benchmark():
-    """Unset, the window is 600 s reacting alone and 300 s with a seasonal forecast (policy.py,
+    """Unset, the window is 600 s reacting alone and 300 s with a seasonal forecast and a warm pool (policy.py,
     default_scale_down_window_s); a value the user sets wins either way. The benchmark's seasonal study builds its
     policy with bench.autoscaling.run.ours_config, which must give what the operator gives."""
     from bench.autoscaling.run import ours_config
@@ -93,6 +93,9 @@ def test_an_unset_scale_down_window_follows_the_seasonal_forecast_in_the_operato
     )
     assert policy_config(spec(scaleDownStabilizationSeconds=0)).scale_down_stabilization_s == 0.0
     assert policy_config(spec(scaleDownStabilizationSeconds=0)).scale_down_period_s == 15.0
+    # without a warm pool the held replicas are the only spare: the forecast does not shorten the window
+    assert policy_config(spec(seasonalPeriodSeconds=86400, warmPool=0)).scale_down_stabilization_s == 600.0
+    assert ours_config(seasonal_period_s=86400.0, warm_pool=0).scale_down_stabilization_s == 600.0
     assert ours_config(seasonal_period_s=86400.0).scale_down_stabilization_s == 300.0
     assert ours_config().scale_down_stabilization_s == 600.0
     assert ours_config(seasonal_period_s=86400.0, scale_down_stabilization_s=450.0).scale_down_stabilization_s == 450.0

@@ -391,13 +391,15 @@ def fresh_requests(trace: Trace, sm: ServiceModel):
 
 def ours_config(**over: Any) -> AutoscalingConfig:
     """The operator's default policy for the benchmark's fleet, with ``over`` on top; as the operator does
-    (handlers/autoscaler.py policy_config), the scale-down window left unset follows the seasonal forecast."""
+    (handlers/autoscaler.py policy_config), the scale-down window left unset follows the seasonal forecast and the warm pool."""
     base: dict[str, Any] = dict(
         min_replicas=MIN_REPLICAS,
         max_replicas=MAX_REPLICAS,
         max_num_seqs=256,
         cold_start_s=round(cold_start_for(QWEN3_8B, "baked").total_s),
-        scale_down_stabilization_s=default_scale_down_window_s(over.get("seasonal_period_s")),
+        scale_down_stabilization_s=default_scale_down_window_s(
+            over.get("seasonal_period_s"), over.get("warm_pool", AutoscalingConfig.warm_pool)
+        ),
     )
     base.update(over)
     return AutoscalingConfig(**base)

@@ -570,8 +570,9 @@ class Autoscaling(WireModel):
         ge=0,
         le=86400,
         description="Demand must stay lower for this long before a scale-down. Unset: 600 s, which keeps one "
-        "wave's replicas for the next; or 300 s when seasonalPeriodSeconds is set, since the forecast asks for "
-        "the next wave ahead of time itself. 300 s is also leaner on smooth traffic (see targetUtilization).",
+        "wave's replicas for the next; or 300 s when seasonalPeriodSeconds is set and warmPool is above 0, since "
+        "the forecast asks for the next wave ahead of time and the warm pool takes what it misses. 300 s is also "
+        "leaner on smooth traffic (see targetUtilization).",
     )
     interval_seconds: int = Field(default=15, ge=1, le=600, description="How often the policy runs.")
     service_rate_per_replica: float | None = Field(

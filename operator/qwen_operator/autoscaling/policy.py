@@ -161,7 +161,7 @@ class AutoscalingConfig:
     warm_pool: int = 1
     scale_up_stabilization_s: float = 0.0
     # >= a cold start, so a scale-down is not regretted within one; 600 s keeps one wave's replicas for the next.
-    # With a seasonal forecast the default is 300 s instead (default_scale_down_window_s)
+    # With a seasonal forecast and a warm pool the default is 300 s instead (default_scale_down_window_s)
     scale_down_stabilization_s: float = 600.0
     max_scale_up_step: int = 0  # 0: max(4 replicas, +100 %) per decision (the HPA default)
     max_scale_down_step: int = 1
@@ -536,12 +536,16 @@ REACTIVE_SCALE_DOWN_WINDOW_S = 600.0
 SEASONAL_SCALE_DOWN_WINDOW_S = 300.0
 
 
-def default_scale_down_window_s(seasonal_period_s: float | None) -> float:
+def default_scale_down_window_s(seasonal_period_s: float | None, warm_pool: int) -> float:
     """The scale-down window when the user sets none. Reacting alone, 600 s: the last wave's replicas are the
     warm capacity for the next (the sensitivity grid's corner, bench/autoscaling/README.md). With a seasonal
-    forecast, 300 s: the forecast already asks for the next ramp one cold start ahead, so holding the last one's
-    replicas for ten minutes pays for the same wave twice (bench/autoscaling/README.md, "Repeating cycles")."""
-    return SEASONAL_SCALE_DOWN_WINDOW_S if seasonal_period_s is not None else REACTIVE_SCALE_DOWN_WINDOW_S
+    forecast and a warm pool, 300 s: the forecast asks for the next ramp one cold start ahead and the warm pool
+    takes what it misses, so holding the last wave's replicas for ten minutes pays for the same wave twice. Without
+    a warm pool the held replicas are the only spare capacity, and 300 s lost the SLO on more seasonal draws than it
+    saved GPU-hours on (bench/autoscaling/README.md, "Repeating cycles")."""
+    if seasonal_period_s is not None and warm_pool > 0:
+        return SEASONAL_SCALE_DOWN_WINDOW_S
+    return REACTIVE_SCALE_DOWN_WINDOW_S
 
 
 def floor_replicas(config: AutoscalingConfig) -> int:

@@ -57,7 +57,7 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
     down_window_s = (
         float(a.scale_down_stabilization_seconds)
         if a.scale_down_stabilization_seconds is not None
-        else policy.default_scale_down_window_s(seasonal_s)
+        else policy.default_scale_down_window_s(seasonal_s, a.warm_pool)
     )
     return policy.AutoscalingConfig(
         cold_start_s=DEFAULT_COLD_START_S if cold_start_s is None else cold_start_s,
