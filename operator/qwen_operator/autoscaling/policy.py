@@ -135,6 +135,11 @@ MODE_THROUGHPUT = "throughput"
 MODE_CONCURRENCY = "concurrency"
 
 
+# the scale-down windows an unset spec gets (default_scale_down_window_s)
+REACTIVE_SCALE_DOWN_WINDOW_S = 600.0
+SEASONAL_SCALE_DOWN_WINDOW_S = 300.0
+
+
 @dataclass(frozen=True)
 class AutoscalingConfig:
     """Knobs of the policy.  Defaults come from first principles, not from fitting a trace."""
@@ -162,7 +167,7 @@ class AutoscalingConfig:
     scale_up_stabilization_s: float = 0.0
     # >= a cold start, so a scale-down is not regretted within one; 600 s keeps one wave's replicas for the next.
     # With a seasonal forecast and a warm pool the default is 300 s instead (default_scale_down_window_s)
-    scale_down_stabilization_s: float = 600.0
+    scale_down_stabilization_s: float = REACTIVE_SCALE_DOWN_WINDOW_S
     max_scale_up_step: int = 0  # 0: max(4 replicas, +100 %) per decision (the HPA default)
     max_scale_down_step: int = 1
     scale_down_period_s: float = 60.0  # one demand window: see the effect of a step before the next
@@ -530,10 +535,6 @@ class Decision:
     estimate: DemandEstimate | None = None
     # replicas held above the demand: the warm pool plus the burst headroom (None: held without deciding)
     warm_pool: int | None = None
-
-
-REACTIVE_SCALE_DOWN_WINDOW_S = 600.0
-SEASONAL_SCALE_DOWN_WINDOW_S = 300.0
 
 
 def default_scale_down_window_s(seasonal_period_s: float | None, warm_pool: int) -> float:
