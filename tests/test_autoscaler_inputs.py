@@ -211,3 +211,66 @@ def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
     # burst headroom writes when the replicas it holds change, not per recorded minute: steady load, no write
     bursty = steady(AutoscalingConfig(**{**base.__dict__, "burst_headroom_quantile": 0.9}), 3600.0)
     assert bursty[0] and not any(bursty[1:])
+
+
+def test_the_service_rate_estimate_reaches_the_policy_as_the_benchmark_runs_it():
+    """estimateServiceRate: the operator hands the policy the same estimate as the benchmark's "ours-estimated"
+    (bench/autoscaling/run.py BENCH_SPEC is the benchmark's replica as a spec), every other knob equal; off by
+    default; Prometheus is asked for the request mix only when the estimate needs it."""
+    from dataclasses import asdict
+
+    from bench.autoscaling.run import BENCH_SPEC, POLICIES
+
+    factory = POLICIES["ours-estimated"][0]
+    assert factory is not None
+    bench = factory().config
+    operator = policy_config(QwenDeploymentSpec.model_validate(BENCH_SPEC), bench.cold_start_s)
+    assert bench.prior_rate_model is not None and operator.prior_rate_model is not None
+    for mix in ((1155.0, 1155.0, 211.0), (15000.0, 5000.0, 300.0), (462.0, 462.0, 16.0)):
+        assert operator.prior_rate_model(*mix) == bench.prior_rate_model(*mix) > 0
+    same = {k: v for k, v in asdict(operator).items() if k != "prior_rate_model"}
+    differ = {k for k, v in same.items() if asdict(bench)[k] != v}
+    assert differ <= {"min_replicas", "max_replicas"}, differ
+    assert (
+        policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}})).prior_rate_model is None
+    )
+    asked = queries("ns", "m", mix=True)
+    assert "rate(vllm:request_prompt_tokens_sum{" in asked["prompt_tokens"]
+    assert "rate(vllm:request_generation_tokens_sum{" in asked["generated_tokens"]
+    assert "prompt_tokens" not in queries("ns", "m") and "generated_tokens" not in queries("ns", "m")
+
+
+def test_observe_passes_the_request_mix_to_the_policy():
+    from qwen_operator.adapters.prometheus import PodSample as PromSample
+    from qwen_operator.handlers.autoscaler import observe
+
+    pod = {"metadata": {"name": "m-0"}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    s = PromSample(
+        pod="m-0",
+        waiting=0.0,
+        running=3.0,
+        kv_cache_usage=0.1,
+        age_s=5.0,
+        request_rate=2.0,
+        token_rate=1800.0,
+        prompt_token_rate=2400.0,
+        generation_token_rate=400.0,
+    )
+    got = observe([pod], {"m-0": s}, 1, 100.0, None).samples[0]
+    assert got.prompt_token_rate == 2400.0 and got.generation_token_rate == 400.0
+
+
+def test_read_replicas_reads_the_request_mix_when_asked(monkeypatch: pytest.MonkeyPatch):
+    """The two halves of the mix land in the pod's sample; a negative rate (a counter reset) is dropped, not used."""
+    from qwen_operator.adapters import prometheus
+
+    values = {"prompt_tokens": "2400", "generated_tokens": "-1", "tokens": "1800", "rate": "2"}
+    by_query = {q: values.get(k, "0") for k, q in queries("ns", "m", mix=True).items()}
+
+    class FakeProm:
+        def custom_query(self, q: str) -> list[dict[str, object]]:
+            return [{"metric": {"pod": "m-0"}, "value": [0, by_query[q]]}]
+
+    monkeypatch.setattr(prometheus, "_connect", lambda url, timeout_s: FakeProm())
+    s = prometheus.read_replicas("http://prom", "ns", "m", mix=True).samples["m-0"]
+    assert s.prompt_token_rate == 2400.0 and s.generation_token_rate is None and s.token_rate == 1800.0

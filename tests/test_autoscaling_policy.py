@@ -891,3 +891,56 @@ def test_burst_state_round_trips_and_tolerates_garbage():
     for kw in ({"burst_headroom_quantile": 0.0}, {"burst_headroom_quantile": 1.5}, {"burst_window_s": 0.0}):
         with pytest.raises(ValueError):
             AutoscalingConfig(**kw)
+
+
+def mix(rate: float, prompt: float, computed: float, generated: float, name: str, w: float = 0.0) -> ReplicaSample:
+    """A sample with the request mix read: per completed request, its prompt tokens (``computed`` of them not
+    served from the prefix cache) and its generated tokens."""
+    return ReplicaSample(
+        waiting=w,
+        running=80,
+        kv_cache_usage=0.3,
+        name=name,
+        request_rate=rate,
+        token_rate=rate * (computed + generated),
+        prompt_token_rate=rate * prompt,
+        generation_token_rate=rate * generated,
+    )
+
+
+def test_a_prior_rate_model_is_asked_at_the_observed_mix_and_a_user_prior_wins_over_it():
+    """estimateServiceRate: the operator's estimate is a function of the mix; the policy asks it with the last
+    minute's prompt, computed-prompt and generated tokens per request, and uses the answer like a prior in
+    requests/s.  A rate the user set (serviceRatePerReplica) is used instead; without the mix there is no prior."""
+    asked: list[tuple[float, float, float]] = []
+
+    def model(prompt: float, computed: float, generated: float) -> float:
+        asked.append((prompt, computed, generated))
+        return 20.0 if generated < 300 else 10.0
+
+    cfg = AutoscalingConfig(prior_rate_model=model)
+    chat = [mix(17.0, 1000.0, 400.0, 200.0, n) for n in "abc"]
+    d = feed(chat, 4, cfg=cfg)
+    assert asked[-1] == pytest.approx((1000.0, 400.0, 200.0))
+    assert d.mode == MODE_THROUGHPUT and d.demand == pytest.approx(51 / (0.85 * 20.0), rel=0.02)
+    assert d.state.service_rate is None  # a prior: not stored until evidence backs it
+    long_answers = [mix(8.0, 1000.0, 400.0, 600.0, n) for n in "abc"]  # 8 req/s each: below the 10 the model says
+    assert feed(long_answers, 4, cfg=cfg).demand == pytest.approx(24 / (0.85 * 10.0), rel=0.02)
+    user = replace(cfg, prior_service_rate=17.0)
+    assert feed(chat, 4, cfg=user).demand == pytest.approx(51 / (0.85 * 17.0), rel=0.02)
+    no_mix = [ts(0, 80, 0.3, 17.0, 600.0, n) for n in "abc"]  # token rate only: vLLM without the histograms
+    assert feed(no_mix, 4, cfg=cfg).mode == MODE_CONCURRENCY
+    # a model that has no answer (0, NaN) gives no prior
+    assert feed(chat, 4, cfg=AutoscalingConfig(prior_rate_model=lambda p, c, g: math.nan)).mode == MODE_CONCURRENCY
+    # saturation still corrects it, in tokens/s
+    sat = [mix(12.0, 1000.0, 400.0, 200.0, n, w=30.0) for n in "ab"]
+    d = feed(sat, 12, cfg=cfg)
+    assert d.state.rate_unit == "tokens" and 12.0 * 600 <= d.state.service_rate < 14.0 * 600
+
+
+def test_garbage_mix_rates_hold_the_fleet():
+    bad = ReplicaSample(
+        waiting=0, running=10, kv_cache_usage=0.1, name="a", request_rate=1.0, token_rate=500.0, prompt_token_rate=-3.0
+    )
+    d = decide(obs(samples=[bad]), PolicyState(), CFG)
+    assert not d.active and "prompt token rate" in d.message

@@ -35,6 +35,8 @@ class Ours:
                 name=str(rid),
                 request_rate=s.rate,
                 token_rate=s.token_rate,
+                prompt_token_rate=s.prompt_rate,
+                generation_token_rate=s.generated_rate,
             )
             for rid, s in view.samples.items()
         )

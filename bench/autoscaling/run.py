@@ -22,7 +22,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from qwen_operator.api.models import QwenDeploymentSpec
 from qwen_operator.autoscaling.policy import AutoscalingConfig, default_scale_down_window_s
+from qwen_operator.domain.replica_rate import spec_replica_costs
+from qwen_operator.domain.validation import validate_spec
 
 from .loadtest import replica_throughput, sample_pairs
 from .oracle import TPOT_SLO_S, compute_oracle, meets_slo
@@ -405,6 +408,26 @@ def ours_config(**over: Any) -> AutoscalingConfig:
     return AutoscalingConfig(**base)
 
 
+# The benchmark's replica as a spec: what the operator validates, and estimates a service rate for when asked to
+# (domain/replica_rate.py; handlers/autoscaler.py service_rate_model does the same with the user's spec).
+BENCH_SPEC: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-8B"},
+    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    "serving": {"maxNumSeqs": 256, "maxNumBatchedTokens": 8192},
+    "autoscaling": {"enabled": True, "estimateServiceRate": True},
+}
+
+
+def estimated_rate_model() -> Callable[[float, float, float], float]:
+    """The operator's estimate of the service rate at a mix, for the benchmark's replica (autoscaling.estimateServiceRate)."""
+    report = validate_spec(QwenDeploymentSpec.model_validate(BENCH_SPEC))
+    assert report.spec is not None and not report.errors, report.errors
+    costs, why = spec_replica_costs(report.spec, report.arch, report.gpu, report.fit)
+    if costs is None:
+        raise ValueError(why)
+    return costs.saturation_rate
+
+
 POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     "ours": (lambda: Ours(ours_config()), "baked"),
     "ours-no-warm-pool": (lambda: Ours(ours_config(warm_pool=0), name="ours-no-warm-pool"), "baked"),
@@ -423,6 +446,11 @@ POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     ),
     # ours given a load-tested service rate as its prior (built per trace in job_policy)
     "ours-load-tested": (None, "baked"),
+    # ours with the operator's estimate of the service rate at the observed mix as its prior (estimateServiceRate)
+    "ours-estimated": (
+        lambda: Ours(ours_config(prior_rate_model=estimated_rate_model()), name="ours-estimated"),
+        "baked",
+    ),
     "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "keda-prodstack": (lambda: KedaQueue(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "aibrix-kpa": (lambda: AibrixKpa(MIN_REPLICAS, MAX_REPLICAS, target=5.0), "baked"),

@@ -53,12 +53,14 @@ class Replica:
         "created",
         "dec",
         "ended",
+        "generated_tokens",
         "head_rem",
         "kv_res",
         "n_dec",
         "p",
         "pf",
         "pf_backlog",
+        "prompt_tokens",
         "qtok",
         "queue",
         "ready_at",
@@ -105,7 +107,10 @@ class Replica:
         # prompt + output tokens of completed requests: the sums of vLLM's per-request token histograms
         # (vllm:request_prefill_kv_computed_tokens, vllm:request_generation_tokens; no prefix cache here)
         self.tokens = 0
-        self.scrapes: deque[tuple[float, int, int]] = deque()
+        # the mix's halves: every prompt token (vllm:request_prompt_tokens) and the generated ones
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+        self.scrapes: deque[tuple[float, int, int, int, int]] = deque()
         self.cache = PrefixCache(sm.kv_capacity_tokens // BLOCK_TOKENS)
 
     # --- gauges -------------------------------------------------------------------------------
@@ -170,8 +175,7 @@ class Replica:
             r.ttft = t - r.arrival
             if r.output <= 1:
                 r.done = t
-                self.completed += 1
-                self.tokens += r.work + r.output
+                self._complete(r)
                 self.kv_res -= r.prompt + r.output
             else:
                 self.seqno += 1
@@ -196,11 +200,16 @@ class Replica:
             self.sum_D0 -= fD - (r.output - 1)
             self.kv_res -= r.prompt + r.output
             r.done = t
-            self.completed += 1
-            self.tokens += r.work + r.output
+            self._complete(r)
         if self.n_dec == 0:
             self.sum_prompt_dec = 0.0
             self.sum_D0 = 0.0
+
+    def _complete(self, r: Request) -> None:
+        self.completed += 1
+        self.tokens += r.work + r.output
+        self.prompt_tokens += r.prompt
+        self.generated_tokens += r.output
 
     def _admit(self) -> None:
         """Waiting requests join the prefill FIFO while sequences, the token budget and the KV cache allow."""
@@ -275,6 +284,8 @@ class Sample:
     util: float
     rate: float | None = None  # rate(vllm:request_success_total[1m]); None until two scrapes exist
     token_rate: float | None = None  # tokens (prompt + output) of the requests completed per s, same minute
+    prompt_rate: float | None = None  # their prompt tokens, cached or not, per s
+    generated_rate: float | None = None  # their generated tokens per s
 
 
 @dataclass
@@ -490,15 +501,15 @@ def run_sim(requests: Sequence[Request], policy: Policy, sm: ServiceModel, cfg: 
             if r.state in (READY, DRAINING):
                 r.advance(t)
                 hist = r.scrapes
-                hist.append((t, r.completed, r.tokens))
+                hist.append((t, r.completed, r.tokens, r.prompt_tokens, r.generated_tokens))
                 while hist and hist[0][0] < t - 60.0 - 1e-6:
                     hist.popleft()
-                rate = tok_rate = None
+                rates: tuple[float | None, ...] = (None, None, None, None)
                 if len(hist) >= 2:
                     span = hist[-1][0] - hist[0][0]
-                    rate, tok_rate = (hist[-1][1] - hist[0][1]) / span, (hist[-1][2] - hist[0][2]) / span
+                    rates = tuple((hist[-1][i] - hist[0][i]) / span for i in range(1, 5))
                 samples[r.rid] = Sample(
-                    t, float(r.waiting()), float(r.running()), r.kv_usage(), r.gpu_util_since_scrape(t), rate, tok_rate
+                    t, float(r.waiting()), float(r.running()), r.kv_usage(), r.gpu_util_since_scrape(t), *rates
                 )
             else:
                 samples.pop(r.rid, None)

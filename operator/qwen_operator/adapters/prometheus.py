@@ -38,6 +38,8 @@ class PodSample:
     request_rate: float | None = None  # completions/s over the last minute; None until the counter has 2 points
     token_rate: float | None = None  # tokens of the requests completed per s over the last minute (see queries)
     router_in_flight: float | None = None  # set by the caller from read_router_in_flight (it knows the pod's address)
+    prompt_token_rate: float | None = None  # prompt tokens (cached or not) of the requests completed per s; mix only
+    generation_token_rate: float | None = None  # their generated tokens per s; mix only
 
     def replica_sample(self) -> ReplicaSample:
         """What the policy reads of it (it judges NaN and stale values itself)."""
@@ -49,6 +51,8 @@ class PodSample:
             request_rate=self.request_rate,
             token_rate=self.token_rate,
             router_in_flight=self.router_in_flight,
+            prompt_token_rate=self.prompt_token_rate,
+            generation_token_rate=self.generation_token_rate,
         )
 
 
@@ -65,7 +69,8 @@ def selector(namespace: str, name: str) -> str:
     return f'{{{NAMESPACE_LABEL}="{namespace}",{POD_LABEL}=~"{pod_re}-[0-9]+"}}'
 
 
-def queries(namespace: str, name: str) -> dict[str, str]:
+def queries(namespace: str, name: str, mix: bool = False) -> dict[str, str]:
+    """The per-pod queries; ``mix`` adds the two halves of the request mix (a service-rate estimate needs them)."""
     sel = selector(namespace, name)
     q = {key: f"max by ({POD_LABEL}) ({metric}{sel})" for key, metric in GAUGES.items()}
     q["age"] = f"max by ({POD_LABEL}) (time() - timestamp(vllm:num_requests_waiting{sel}))"
@@ -81,6 +86,9 @@ def queries(namespace: str, name: str) -> dict[str, str]:
         f"{_per_pod_rate('vllm:request_prompt_tokens_sum', sel)})"
     )
     q["tokens"] = f"{prompt} + {_per_pod_rate('vllm:request_generation_tokens_sum', sel)}"
+    if mix:
+        q["prompt_tokens"] = _per_pod_rate("vllm:request_prompt_tokens_sum", sel)
+        q["generated_tokens"] = _per_pod_rate("vllm:request_generation_tokens_sum", sel)
     return q
 
 
@@ -145,11 +153,15 @@ def _worker_host(worker: str) -> str | None:
     return urlsplit(worker if "://" in worker else f"http://{worker}").hostname if worker else None
 
 
-def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -> MetricsRead:
+def _rate_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) and value >= 0 else None
+
+
+def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0, mix: bool = False) -> MetricsRead:
     prom = _connect(url, timeout_s)
     out = MetricsRead()
     try:
-        for key, q in queries(namespace, name).items():
+        for key, q in queries(namespace, name, mix).items():
             for series in prom.custom_query(q):
                 pod = series.get("metric", {}).get(POD_LABEL)
                 if not pod:
@@ -168,7 +180,11 @@ def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0) -
                 elif key == "rate":  # optional signal: a bad value drops it rather than holding the fleet
                     s.request_rate = value if math.isfinite(value) and value >= 0 else None
                 elif key == "tokens":  # optional as well; a counter reset can make the difference dip below 0
-                    s.token_rate = value if math.isfinite(value) and value >= 0 else None
+                    s.token_rate = _rate_or_none(value)
+                elif key == "prompt_tokens":
+                    s.prompt_token_rate = _rate_or_none(value)
+                elif key == "generated_tokens":
+                    s.generation_token_rate = _rate_or_none(value)
                 else:
                     s.age_s = value
     except Exception as e:  # connection refused, timeouts, HTTP errors, malformed JSON: all mean "no data"

@@ -523,6 +523,10 @@ class Autoscaling(WireModel):
     model_config = ConfigDict(
         json_schema_extra=_cel(
             ("self.minReplicas <= self.maxReplicas", "minReplicas must not exceed maxReplicas"),
+            (
+                "!(has(self.serviceRatePerReplica) && has(self.estimateServiceRate) && self.estimateServiceRate)",
+                "set serviceRatePerReplica or estimateServiceRate, not both",
+            ),
         )
     )
 
@@ -588,6 +592,16 @@ class Autoscaling(WireModel):
         "ramps), and raises one set too low only over hours (0.5x cost about 1.8x the GPU-hours on its traces of "
         "under an hour); when unsure, give the lower figure.",
     )
+    estimate_service_rate: bool = Field(
+        default=False,
+        description="Without serviceRatePerReplica, start from the operator's estimate of what one replica "
+        "sustains at the request mix it observes (prompt, cached and generated tokens per request), from the "
+        "model's and the GPU's sizes with vLLM's step costs calibrated to published H100 measurements "
+        "(operator/qwen_operator/domain/replica_rate.py). The policy then sizes the fleet linearly in the arrival "
+        "rate from the first minute instead of waiting for a replica to saturate; learning corrects it as with "
+        "serviceRatePerReplica. Only for dense bf16 Qwen2.5/Qwen3 models on one Hopper GPU per replica: elsewhere "
+        "the spec is refused with the reason.",
+    )
     seasonal_period_seconds: int | None = Field(
         default=None,
         ge=600,
@@ -598,6 +612,13 @@ class Autoscaling(WireModel):
         "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
         "a saturation); unset: no forecast.",
     )
+
+    @model_validator(mode="after")
+    def _one_service_rate_prior(self) -> Autoscaling:
+        # Also a CEL rule of the CRD; checked here for specs that do not come through the apiserver (qwenctl).
+        if self.estimate_service_rate and self.service_rate_per_replica is not None:
+            raise ValueError("set serviceRatePerReplica or estimateServiceRate, not both")
+        return self
 
     def floor_replicas(self) -> int:
         """The size the fleet never goes below: minReplicas + warmPool, capped at maxReplicas (the rule of

@@ -21,8 +21,8 @@ the fleet in one of two modes, and always adds the warm pool on top::
     desired = ceil(demand) + warm_pool,  clamped to [min_replicas + warm_pool, max_replicas]
 
 *Throughput mode* (once a per-replica service rate ``mu`` has been learned, or from the start when
-``prior_service_rate`` gives one in requests/s, e.g. from a load test; it is converted at the current mix until
-evidence backs it; learning lowers a prior set too high at the first saturation and raises one set too low only
+``prior_service_rate`` gives one in requests/s, e.g. from a load test, or else ``prior_rate_model`` estimates one
+at the current request mix from the model and the GPU; it is converted at the current mix until evidence backs it; learning lowers a prior set too high at the first saturation and raises one set too low only
 by the slow creep below: bench/results/autoscaling_prior_error_all_*.md).  Requests are conserved, so
 the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
 the demand window).  Then::
@@ -90,7 +90,7 @@ Safety rules (each one unit-tested)
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
 
@@ -182,6 +182,10 @@ class AutoscalingConfig:
     # a-priori service rate (completions/s one replica sustains), e.g. from a load test of the model on the GPU
     # with the workload's own request mix; None: throughput mode starts only once a saturated replica is seen
     prior_service_rate: float | None = None
+    # a-priori service rate as a function of the request mix, used like prior_service_rate when that is unset: per
+    # request (prompt tokens, prompt tokens computed, generated tokens) -> completions/s of a saturated replica (the
+    # operator's estimate from the model and the GPU, domain/replica_rate.py); None: no estimate
+    prior_rate_model: Callable[[float, float, float], float] | None = None
     capacity_relax_s: float = 21600.0  # e-folding time (log space) of the learned c_cap back to the prior
     # waiting per replica at every scrape for two minutes that proves a replica runs at its service rate
     saturation_queue: float = 2.0
@@ -281,6 +285,11 @@ class ReplicaSample:
     # requests vLLM's router (spec.routing) has sent to this replica and not seen answered, summed over the router
     # pods: vllm_router_running_requests{worker}; None without a router or its series.  See queued().
     router_in_flight: float | None = None
+    # the two halves of the request mix a prior_rate_model needs (optional): the prompt tokens of the requests
+    # completed per second, cached or not (vllm:request_prompt_tokens), and their generated tokens
+    # (vllm:request_generation_tokens); token_rate minus the latter is the prompt tokens computed
+    prompt_token_rate: float | None = None
+    generation_token_rate: float | None = None
 
     def queued(self) -> float:
         """Requests waiting for this replica.  vLLM's own queue; with a router in front, the requests the router has
@@ -592,6 +601,9 @@ def _validate(obs: Observation, config: AutoscalingConfig) -> tuple[str, str] | 
             return HOLD_METRICS_INVALID, f"garbage request rate {s.request_rate!r} from {s.name or '?'}"
         if s.token_rate is not None and not _finite_nonneg(s.token_rate):
             return HOLD_METRICS_INVALID, f"garbage token rate {s.token_rate!r} from {s.name or '?'}"
+        for what, x in (("prompt", s.prompt_token_rate), ("generated", s.generation_token_rate)):
+            if x is not None and not _finite_nonneg(x):
+                return HOLD_METRICS_INVALID, f"garbage {what} token rate {x!r} from {s.name or '?'}"
         if s.router_in_flight is not None and not _finite_nonneg(s.router_in_flight):
             return HOLD_METRICS_INVALID, f"garbage router in-flight count {s.router_in_flight!r} for {s.name or '?'}"
         if s.kv_cache_usage > 1.0 + 1e-6:
@@ -957,17 +969,45 @@ def _tokens_per_request(rows: tuple[WindowRow, ...], unit: str | None) -> float 
     return sum(x.tokens for x in both) / done if done > 0 else None
 
 
+def _mix_now(obs: Observation) -> tuple[float, float, float] | None:
+    """Per request completed over the last minute, fleet-wide: (prompt tokens, prompt tokens computed, generated
+    tokens); None unless every sample with completions has all three rates."""
+    done = [s for s in obs.samples if s.request_rate]
+    if not done or any(
+        s.token_rate is None or s.prompt_token_rate is None or s.generation_token_rate is None for s in done
+    ):
+        return None
+    n = sum(s.request_rate or 0.0 for s in done)
+    generated = sum(s.generation_token_rate or 0.0 for s in done)
+    prompt = sum(s.prompt_token_rate or 0.0 for s in done)
+    computed = sum(s.token_rate or 0.0 for s in done) - generated
+    return prompt / n, max(0.0, computed) / n, generated / n
+
+
+def _prior_rate(obs: Observation, config: AutoscalingConfig) -> float | None:
+    """The prior in requests/s: the user's, else the estimate at the current mix (None when neither is known, or the
+    estimate is not a positive number)."""
+    if config.prior_service_rate is not None:
+        return config.prior_service_rate
+    mix = _mix_now(obs) if config.prior_rate_model is not None else None
+    if config.prior_rate_model is None or mix is None:
+        return None
+    rate = config.prior_rate_model(*mix)
+    return rate if math.isfinite(rate) and rate > 0 else None
+
+
 def _service_rate_now(
-    learned: PolicyState, unit: str | None, per_request: float | None, now: float, config: AutoscalingConfig
+    learned: PolicyState,
+    unit: str | None,
+    per_request: float | None,
+    prior_rate: float | None,
+    now: float,
+    config: AutoscalingConfig,
 ) -> tuple[float | None, float | None]:
     """(mu, prior_since): the learned service rate, else the prior converted at the current mix (which learning then
     corrects: down on saturation, up on more served).  The prior is converted at every decision and stored only once
     evidence backs it, so it follows the mix instead of freezing the first minute's."""
-    prior = (
-        config.prior_service_rate * per_request
-        if config.prior_service_rate is not None and per_request is not None
-        else None
-    )
+    prior = prior_rate * per_request if prior_rate is not None and per_request is not None else None
     mu = learned.service_rate if learned.service_rate is not None else prior
     prior_since = learned.service_rate_time if learned.service_rate is None else None
     if mu is not None and learned.service_rate is None and unit == RATE_TOKENS:
@@ -1088,7 +1128,7 @@ def _learn_rates(obs: Observation, state: PolicyState, config: AutoscalingConfig
             rate_unit=unit,
         )
     per_request = _tokens_per_request(w.rows, unit)
-    mu, prior_since = _service_rate_now(learned, unit, per_request, obs.time, config)
+    mu, prior_since = _service_rate_now(learned, unit, per_request, _prior_rate(obs, config), obs.time, config)
     evidence, stored, served = learned.service_rate_evidence, learned.service_rate, -1.0
     if unit is not None:
         served, mu, evidence, stored = _learn_throughput(obs, w, learned, unit, per_request, mu, config)

@@ -17,6 +17,7 @@ from ..api.models import ROUTING_MIN_REPLICAS_MESSAGE, QwenDeploymentSpec
 from .catalog import ModelArch, resolve_arch
 from .fit import FitInput, FitResult, check_fit
 from .gpus import CPU_STANDIN_NOTE, GPUProduct, lookup_gpu
+from .replica_rate import spec_replica_costs
 from .router_args import check_router_extra_args
 from .speculative import check_speculative
 from .vllm_args import MANAGED_ENV, check_extra_args, flag_table, render_args
@@ -293,6 +294,12 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     rep.problems += _env_problems(spec)
     rep.problems += _routing_problems(spec)
     rep.problems += _weights_problems(spec, arch, gpu)
+    if spec.autoscaling.estimate_service_rate and rep.errors == []:
+        costs, why = spec_replica_costs(spec, arch, gpu, rep.fit)
+        if costs is None:
+            rep.problems.append(
+                Problem("NoServiceRateEstimate", f"autoscaling.estimateServiceRate: {why}; set serviceRatePerReplica")
+            )
     rep.args = render_args(spec, rep.max_model_len)
     return rep
 

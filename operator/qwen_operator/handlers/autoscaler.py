@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..adapters.prometheus import PodSample, read_replicas, read_router_in_flight
 from ..api.models import QwenDeploymentSpec
 from ..autoscaling import policy
 from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
+from ..domain.replica_rate import spec_replica_costs
+from ..domain.validation import validate_spec
 from ..manifests.status import ConditionSet, now_time, pod_issue, pod_ready, pod_start_seconds, previous_conditions
 from . import metrics
 from .config import CONFIG
@@ -51,6 +53,16 @@ def flap_cap(spec: QwenDeploymentSpec, status: Mapping[str, Any]) -> float:
     return float(DEFAULT_STARTUP_BUDGET_S)
 
 
+def service_rate_model(spec: QwenDeploymentSpec) -> Callable[[float, float, float], float] | None:
+    """The estimate of a replica's service rate at a request mix (autoscaling.estimateServiceRate), else None.
+    Validation refuses a spec that asks for one where there is none, so None here means it was not asked for."""
+    if not spec.autoscaling.estimate_service_rate:
+        return None
+    report = validate_spec(spec)
+    costs, _ = spec_replica_costs(spec, report.arch, report.gpu, report.fit)
+    return costs.saturation_rate if costs is not None else None
+
+
 def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> policy.AutoscalingConfig:
     a = spec.autoscaling
     seasonal_s = float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None
@@ -73,6 +85,7 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         scale_down_period_s=float(min(60, max(a.interval_seconds, down_window_s))),
         metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
         prior_service_rate=a.service_rate_per_replica,
+        prior_rate_model=service_rate_model(spec),
         seasonal_period_s=seasonal_s,
         burst_headroom_quantile=a.burst_headroom.quantile if a.burst_headroom.enabled else None,
         burst_window_s=float(a.burst_headroom.window_seconds),
@@ -139,11 +152,12 @@ def status_write_needed(
 
 
 def _read_metrics(
-    namespace: str, name: str, routed: bool, pods: list[Mapping[str, Any]]
+    namespace: str, name: str, spec: QwenDeploymentSpec, pods: list[Mapping[str, Any]]
 ) -> tuple[Mapping[str, PodSample], str | None]:
     if not CONFIG.prometheus_url:
         return {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
-    read = read_replicas(CONFIG.prometheus_url, namespace, name)
+    read = read_replicas(CONFIG.prometheus_url, namespace, name, mix=spec.autoscaling.estimate_service_rate)
+    routed = spec.routing.enabled
     if routed and read.error is None:
         router = read_router_in_flight(CONFIG.prometheus_url, namespace, name)
         if router.error is not None:
@@ -195,7 +209,7 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
     cfg = policy_config(spec, cold_start)
     current = int(auto.get("desiredReplicas") or policy.floor_replicas(cfg))
-    samples, error = _read_metrics(namespace, name, spec.routing.enabled, pods)
+    samples, error = _read_metrics(namespace, name, spec, pods)
     router_in_flight = [s.router_in_flight for s in samples.values() if s.router_in_flight is not None]
     d = policy.decide(
         observe(pods, samples, current, time.time(), error),
