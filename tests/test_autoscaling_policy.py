@@ -944,3 +944,45 @@ def test_garbage_mix_rates_hold_the_fleet():
     )
     d = decide(obs(samples=[bad]), PolicyState(), CFG)
     assert not d.active and "prompt token rate" in d.message
+
+
+def test_the_mix_the_estimate_is_asked_at_is_smoothed_and_survives_a_restart():
+    """A minute's mean lengths are noisy and the estimate moves with them almost one for one: the policy asks it at
+    the mix smoothed over three minutes (persisted in status as requestMix), so one odd minute moves it a little."""
+    asked: list[tuple[float, float, float]] = []
+
+    def model(prompt: float, computed: float, generated: float) -> float:
+        asked.append((prompt, computed, generated))
+        return 20.0
+
+    cfg = AutoscalingConfig(prior_rate_model=model)
+    d = feed([mix(17.0, 1000.0, 400.0, 200.0, n) for n in "abc"], 8, cfg=cfg)
+    assert d.state.request_mix is not None and d.state.request_mix.generated == pytest.approx(200.0)
+    restored = PolicyState.from_dict(json.loads(json.dumps(d.state.to_dict())))
+    assert restored.request_mix == pytest.approx(d.state.request_mix, abs=0.01)
+    # one scrape 15 s later with twice the output: the smoothed mix moves by 1 - exp(-15/180), about 8 %
+    feed([mix(17.0, 1000.0, 400.0, 400.0, n) for n in "abc"], 1, cfg=cfg, state=restored, t0=1000.0 + 15 * 8)
+    assert asked[-1][2] == pytest.approx(200.0 + 200.0 * (1 - math.exp(-15 / 180)), rel=0.01)
+    # a mix older than 12 minutes is replaced, not averaged
+    feed([mix(17.0, 1000.0, 400.0, 400.0, n) for n in "abc"], 1, cfg=cfg, state=restored, t0=1000.0 + 15 * 8 + 800)
+    assert asked[-1][2] == pytest.approx(400.0)
+    # the default policy keeps no mix
+    assert "requestMix" not in feed([mix(17.0, 1000.0, 400.0, 200.0, n) for n in "abc"], 2).state.to_dict()
+
+
+def test_a_vanishing_completion_rate_does_not_overflow_the_demand():
+    """Found by the property test (hypothesis): a completion rate of 2.2e-309/s beside a token rate made the tokens per
+    request infinite, the arrivals infinite, and int() of the demand raised OverflowError: the tokens per request are
+    then unknown instead."""
+    samples = (
+        ReplicaSample(waiting=1.0, running=0.0, kv_cache_usage=0.0, name="r0", request_rate=2.225073858507203e-309),
+        ReplicaSample(waiting=0.0, running=0.0, kv_cache_usage=0.0, name="r1"),
+        ReplicaSample(waiting=0.0, running=0.0, kv_cache_usage=0.0, name="r2", token_rate=1.0),
+    )
+    cfg = AutoscalingConfig(
+        min_replicas=0, max_replicas=1, warm_pool=0, max_num_seqs=1, target_utilization=1.0,
+        scale_down_stabilization_s=0, scale_down_period_s=0,
+    )  # fmt: skip
+    st = PolicyState(service_rate=1.0, service_rate_time=0.0, rate_unit="tokens")
+    d = decide(obs(t=2000.0, samples=samples, desired=0, mt=2000.0), st, cfg)
+    assert 0 <= d.desired_replicas <= 1

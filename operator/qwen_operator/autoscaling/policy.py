@@ -351,6 +351,16 @@ class SeasonEntry(NamedTuple):
     previous: float
 
 
+class RequestMix(NamedTuple):
+    """Per request completed, smoothed over a few minutes (see _smooth_mix): when last updated, its prompt tokens,
+    those of them computed (not served from the prefix cache), and its generated tokens."""
+
+    time: float
+    prompt: float
+    computed: float
+    generated: float
+
+
 def _num(x: Any) -> float | None:
     try:
         v = float(x)
@@ -396,6 +406,7 @@ class PolicyState:
     rate_unit: str = RATE_REQUESTS
     burst_pending: tuple[BurstPoint, ...] = ()
     burst_shortfalls: tuple[tuple[float, float], ...] = ()
+    request_mix: RequestMix | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -415,6 +426,7 @@ class PolicyState:
             "season": [[round(t, 1), round(v, 4), round(p, 4)] for t, v, p in self.season],
             "burstPending": [[round(t, 1), round(a, 4), round(b, 4)] for t, a, b in self.burst_pending],
             "burstShortfalls": [[round(t, 1), round(v, 4)] for t, v in self.burst_shortfalls],
+            **({"requestMix": [round(x, 2) for x in self.request_mix]} if self.request_mix is not None else {}),
         }
 
     @classmethod
@@ -481,6 +493,7 @@ class PolicyState:
             rate_unit=RATE_TOKENS if d.get("rateUnit") == RATE_TOKENS else RATE_REQUESTS,
             burst_pending=tuple(sorted(BurstPoint(*x) for x in _number_rows(d.get("burstPending"), 3))),
             burst_shortfalls=tuple(sorted((t, v) for t, v in _number_rows(d.get("burstShortfalls"), 2) if v >= 0)),
+            request_mix=next((RequestMix(*m) for m in _number_rows([d.get("requestMix")], 4) if min(m[1:]) >= 0), None),
         )
 
 
@@ -966,7 +979,12 @@ def _tokens_per_request(rows: tuple[WindowRow, ...], unit: str | None) -> float 
         return None
     both = [x for x in rows if x.completions >= 0 and x.tokens >= 0]
     done = sum(x.completions for x in both)
-    return sum(x.tokens for x in both) / done if done > 0 else None
+    per_request = sum(x.tokens for x in both) / done if done > 0 else math.nan
+    # a vanishing completion rate (1e-309/s: a counter read across a reset) makes the ratio overflow: unknown
+    return per_request if math.isfinite(per_request) else None
+
+
+MIX_SMOOTHING_S = 180.0  # the time constant of the smoothed request mix: the window of the tokens per request
 
 
 def _mix_now(obs: Observation) -> tuple[float, float, float] | None:
@@ -984,15 +1002,27 @@ def _mix_now(obs: Observation) -> tuple[float, float, float] | None:
     return prompt / n, max(0.0, computed) / n, generated / n
 
 
-def _prior_rate(obs: Observation, config: AutoscalingConfig) -> float | None:
-    """The prior in requests/s: the user's, else the estimate at the current mix (None when neither is known, or the
+def _smooth_mix(previous: RequestMix | None, obs: Observation) -> RequestMix | None:
+    """The request mix, smoothed exponentially over MIX_SMOOTHING_S: a minute's mean lengths are noisy (heavy-tailed
+    outputs), and a replica's rate moves with them almost one for one.  A mix older than four time constants is
+    replaced, not averaged; without a new reading the last one is kept."""
+    now = _mix_now(obs)
+    if now is None:
+        return previous
+    if previous is None or not 0.0 <= obs.time - previous.time <= 4 * MIX_SMOOTHING_S:
+        return RequestMix(obs.time, *now)
+    a = 1.0 - math.exp(-(obs.time - previous.time) / MIX_SMOOTHING_S)
+    return RequestMix(obs.time, *(p + a * (x - p) for p, x in zip(previous[1:], now, strict=True)))
+
+
+def _prior_rate(mix: RequestMix | None, config: AutoscalingConfig) -> float | None:
+    """The prior in requests/s: the user's, else the estimate at the smoothed mix (None when neither is known, or the
     estimate is not a positive number)."""
     if config.prior_service_rate is not None:
         return config.prior_service_rate
-    mix = _mix_now(obs) if config.prior_rate_model is not None else None
     if config.prior_rate_model is None or mix is None:
         return None
-    rate = config.prior_rate_model(*mix)
+    rate = config.prior_rate_model(mix.prompt, mix.computed, mix.generated)
     return rate if math.isfinite(rate) and rate > 0 else None
 
 
@@ -1128,7 +1158,11 @@ def _learn_rates(obs: Observation, state: PolicyState, config: AutoscalingConfig
             rate_unit=unit,
         )
     per_request = _tokens_per_request(w.rows, unit)
-    mu, prior_since = _service_rate_now(learned, unit, per_request, _prior_rate(obs, config), obs.time, config)
+    if config.prior_rate_model is not None:
+        learned = replace(learned, request_mix=_smooth_mix(learned.request_mix, obs))
+    mu, prior_since = _service_rate_now(
+        learned, unit, per_request, _prior_rate(learned.request_mix, config), obs.time, config
+    )
     evidence, stored, served = learned.service_rate_evidence, learned.service_rate, -1.0
     if unit is not None:
         served, mu, evidence, stored = _learn_throughput(obs, w, learned, unit, per_request, mu, config)
@@ -1335,7 +1369,8 @@ def _stabilise(
     """Stage 5: the recommendation (demand + warm pool, clamped), the size to keep (what the demand asks at the
     scale-down target, recorded for the stabilization window), the trust region, and the next state.  The warm
     pool is the configured one plus the burst headroom."""
-    total = demand.total
+    # an estimate that overflowed (a rate near zero in a denominator) asks for everything, not for a crash
+    total = demand.total if math.isfinite(demand.total) else float(config.max_replicas)
     pool = config.warm_pool + math.ceil(burst.headroom - 1e-9)
     need = math.ceil(total - 1e-9) if total > 0 else 0
     wanted = need + pool
