@@ -561,7 +561,8 @@ class Autoscaling(WireModel):
         gt=0,
         le=1,
         description="Share of a replica's sequence capacity the policy fills while it sizes by running sequences "
-        "(until a service rate is known: serviceRatePerReplica, or one learned at a saturation). Lower holds more "
+        "(until a service rate is known: serviceRatePerReplica, estimateServiceRate, or one learned at a saturation). "
+        "Lower holds more "
         "headroom. The default 0.4 (with scaleDownStabilizationSeconds 600) met the joint SLO in the benchmark in 54 "
         "of 90 cells (traces x replica models x routers) against 32 for (0.5, 300 s): ramps, fan-outs and "
         "bursts shorter than a cold start, held-out traces included; where both met it, it cost -3 % to +29 % "
@@ -595,7 +596,8 @@ class Autoscaling(WireModel):
     estimate_service_rate: bool = Field(
         default=False,
         description="Without serviceRatePerReplica, start from the operator's estimate of what one replica "
-        "sustains at the request mix it observes (prompt, cached and generated tokens per request), from the "
+        "sustains at the request mix it observes (prompt tokens, those served from the prefix cache, and generated "
+        "tokens per request, over the last few minutes), from the "
         "model's and the GPU's sizes with vLLM's step costs calibrated to published H100 measurements "
         "(operator/qwen_operator/domain/replica_rate.py). The policy then sizes the fleet linearly in the arrival "
         "rate from the first minute instead of waiting for a replica to saturate; learning corrects it as with "
@@ -609,7 +611,8 @@ class Autoscaling(WireModel):
         description="Length of the demand cycle (86400 for daily traffic). The "
         "policy records the request rate over one cycle and, from the next, asks ahead of time for the growth the "
         "previous cycle had over the next cold start; it stops forecasting, and says why in the decision, while "
-        "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, or one learned at "
+        "this cycle does not follow the last. Needs a known service rate (serviceRatePerReplica, estimateServiceRate, "
+        "or one learned at "
         "a saturation); unset: no forecast.",
     )
 
