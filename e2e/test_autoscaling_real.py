@@ -130,6 +130,25 @@ def _active_at_one_replica(namespace: str) -> bool:
     return True
 
 
+def _scaled_up(namespace: str) -> bool:
+    """True once the StatefulSet has 2+ replicas; else an AssertionError with the autoscaler's last decision and its
+    condition, which say why not (a CI run on a loaded machine timed out here with only "False" to show)."""
+    replicas = sts_replicas(namespace)
+    if replicas >= 2:
+        return True
+    qd = get_qd(namespace, NAME)
+    auto = (qd.get("status") or {}).get("autoscaling") or {}
+    raise AssertionError(
+        {
+            "replicas": replicas,
+            "condition": condition(qd, "AutoscalingActive"),
+            "lastReason": auto.get("lastReason"),
+            "lastMessage": auto.get("lastMessage"),
+            "window": (auto.get("policyState") or {}).get("window", [])[-4:],
+        }
+    )
+
+
 def _rate_unit_is_tokens(namespace: str) -> bool:
     """True once the policy measures throughput in tokens/s; else an AssertionError that shows the state's last
     rows (time, running, waiting, ready, completions/s, tokens/s; -1: unknown), which say why not."""
@@ -218,7 +237,7 @@ def test_scale_up_on_queue_then_down_then_hold_without_prometheus(operator, name
         loader = threading.Thread(target=_load, args=(vllm_server, stop, 12), daemon=True)
         loader.start()
         try:
-            wait_for("scale-up on queue depth", lambda: sts_replicas(namespace) >= 2, timeout=180)
+            wait_for("scale-up on queue depth", lambda: _scaled_up(namespace), timeout=180)
             check_scale_up_recorded(namespace)
             check_throughput_signals(f"http://{operator.prometheus_host}:{PROMETHEUS_PORT}", namespace)
             prom.stop()  # while scaled up
