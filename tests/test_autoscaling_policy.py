@@ -986,3 +986,14 @@ def test_a_vanishing_completion_rate_does_not_overflow_the_demand():
     st = PolicyState(service_rate=1.0, service_rate_time=0.0, rate_unit="tokens")
     d = decide(obs(t=2000.0, samples=samples, desired=0, mt=2000.0), st, cfg)
     assert 0 <= d.desired_replicas <= 1
+
+
+def test_a_vanishing_completion_rate_gives_no_mix_reading():
+    """Per request = rate / completions: with 1e-320 completions/s that overflows; no reading, nothing persisted."""
+    tiny = ReplicaSample(
+        waiting=0, running=10, kv_cache_usage=0.1, name="a", request_rate=1e-320, token_rate=500.0,
+        prompt_token_rate=400.0, generation_token_rate=100.0,
+    )  # fmt: skip
+    d = decide(obs(samples=[tiny]), PolicyState(), AutoscalingConfig(prior_rate_model=lambda p, c, g: 10.0))
+    assert d.state.request_mix is None
+    json.dumps(d.state.to_dict(), allow_nan=False)  # status JSON stays valid

@@ -22,8 +22,9 @@ the fleet in one of two modes, and always adds the warm pool on top::
 
 *Throughput mode* (once a per-replica service rate ``mu`` has been learned, or from the start when
 ``prior_service_rate`` gives one in requests/s, e.g. from a load test, or else ``prior_rate_model`` estimates one
-at the current request mix from the model and the GPU; it is converted at the current mix until evidence backs it; learning lowers a prior set too high at the first saturation and raises one set too low only
-by the slow creep below: bench/results/autoscaling_prior_error_all_*.md).  Requests are conserved, so
+at the current request mix from the model and the GPU; it is converted at the current mix until evidence backs
+it; learning lowers a prior set too high at the first saturation and raises one set too low only by the slow creep
+below: bench/results/autoscaling_prior_error_all_*.md).  Requests are conserved, so
 the arrival rate is the completion rate plus the growth of what is in flight (running + waiting, slope over
 the demand window).  Then::
 
@@ -999,7 +1000,8 @@ def _mix_now(obs: Observation) -> tuple[float, float, float] | None:
     generated = sum(s.generation_token_rate or 0.0 for s in done)
     prompt = sum(s.prompt_token_rate or 0.0 for s in done)
     computed = sum(s.token_rate or 0.0 for s in done) - generated
-    return prompt / n, max(0.0, computed) / n, generated / n
+    mix = (prompt / n, max(0.0, computed) / n, generated / n)
+    return mix if all(math.isfinite(x) for x in mix) else None  # a vanishing rate: no reading
 
 
 def _smooth_mix(previous: RequestMix | None, obs: Observation) -> RequestMix | None:
