@@ -178,7 +178,7 @@ def read_replicas(url: str, namespace: str, name: str, timeout_s: float = 5.0, m
                 elif key == "kv":
                     s.kv_cache_usage = value
                 elif key == "rate":  # optional signal: a bad value drops it rather than holding the fleet
-                    s.request_rate = value if math.isfinite(value) and value >= 0 else None
+                    s.request_rate = _rate_or_none(value)
                 elif key == "tokens":  # optional as well; a counter reset can make the difference dip below 0
                     s.token_rate = _rate_or_none(value)
                 elif key == "prompt_tokens":
