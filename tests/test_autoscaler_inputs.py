@@ -16,6 +16,23 @@ from qwen_operator.handlers.autoscaler import (
 from qwen_operator.manifests.status import pod_start_seconds
 
 
+def config_differences(bench: AutoscalingConfig, operator: AutoscalingConfig) -> dict[str, object]:
+    """The fields on which the benchmark's config and the operator's differ. The prior-rate model is a bound method
+    of the replica's costs: equal when the costs are equal (a bound method compares its object by identity)."""
+    from dataclasses import fields
+
+    out: dict[str, object] = {}
+    for f in fields(AutoscalingConfig):
+        b, o = getattr(bench, f.name), getattr(operator, f.name)
+        if f.name == "prior_rate_model" and b is not None and o is not None:
+            same = b.__func__ is o.__func__ and b.__self__ == o.__self__  # type: ignore[attr-defined]
+        else:
+            same = b == o
+        if not same:
+            out[f.name] = (b, o)
+    return out
+
+
 def _pod(created: str, ready_at: str | None, ready: str = "True") -> dict:
     conds = [] if ready_at is None else [{"type": "Ready", "status": ready, "lastTransitionTime": ready_at}]
     return {"metadata": {"name": "p", "creationTimestamp": created}, "status": {"conditions": conds}}
@@ -51,19 +68,24 @@ def test_policy_config_uses_the_measured_cold_start_or_the_default():
 def test_target_utilization_and_the_scale_down_window_reach_the_policy_as_the_sensitivity_study_sets_them():
     """The benchmark's sensitivity study (bench/autoscaling/sensitivity.py) varies the policy's target_utilization
     and scale-down window; a spec with the same two settings gives the policy the same config."""
-    from dataclasses import asdict
 
     from pydantic import ValidationError
 
     from bench.autoscaling.run import ours_config
 
-    auto = {"enabled": True, "targetUtilization": 0.4, "scaleDownStabilizationSeconds": 600}
+    # without the service-rate estimate, as the study runs (target utilization sizes only until a rate is known)
+    auto = {
+        "enabled": True,
+        "targetUtilization": 0.4,
+        "scaleDownStabilizationSeconds": 600,
+        "estimateServiceRate": False,
+    }
     spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": auto})
-    bench = asdict(ours_config(target_utilization=0.4, scale_down_stabilization_s=600.0))
-    operator = asdict(policy_config(spec, bench["cold_start_s"]))
-    differ = {k for k in bench if bench[k] != operator[k]}
-    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
-    assert operator["target_utilization"] == 0.4
+    bench = ours_config(target_utilization=0.4, scale_down_stabilization_s=600.0, prior_rate_model=None)
+    operator = policy_config(spec, bench.cold_start_s)
+    differ = config_differences(bench, operator)
+    assert set(differ) <= {"min_replicas", "max_replicas"}, differ
+    assert operator.target_utilization == 0.4
     for bad in (0, -0.1, 1.2):
         with pytest.raises(ValidationError, match="targetUtilization"):
             QwenDeploymentSpec.model_validate(
@@ -133,19 +155,18 @@ def test_observe_passes_token_rates_to_the_policy():
 def test_the_benchmark_runs_the_operators_default_policy():
     """bench/autoscaling's "ours" is what a QwenDeployment with default autoscaling settings gets from the
     operator: same knobs, apart from the replica bounds and the cold start the benchmark sets per scenario."""
-    from dataclasses import asdict
 
     from bench.autoscaling.run import ours_config
 
     spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": {"enabled": True}})
-    bench = asdict(ours_config())
-    operator = asdict(policy_config(spec, bench["cold_start_s"]))
-    differ = {k for k in bench if bench[k] != operator[k]}
-    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
+    bench = ours_config()
+    operator = policy_config(spec, bench.cold_start_s)
+    differ = config_differences(bench, operator)
+    assert set(differ) <= {"min_replicas", "max_replicas"}, differ
+    assert operator.prior_rate_model is not None  # the estimate, on by default for this spec
 
 
 def test_burst_headroom_reaches_the_policy_as_the_benchmark_runs_it():
-    from dataclasses import asdict
 
     from bench.autoscaling.run import POLICIES
 
@@ -153,11 +174,11 @@ def test_burst_headroom_reaches_the_policy_as_the_benchmark_runs_it():
     spec = QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}, "autoscaling": on})
     factory = POLICIES["ours-burst"][0]
     assert factory is not None
-    bench = asdict(factory().config)
-    operator = asdict(policy_config(spec, bench["cold_start_s"]))
-    differ = {k for k in bench if bench[k] != operator[k]}
-    assert differ <= {"min_replicas", "max_replicas"}, {k: (bench[k], operator[k]) for k in differ}
-    assert operator["burst_headroom_quantile"] == 0.9 and operator["burst_window_s"] == 3600.0
+    bench = factory().config
+    operator = policy_config(spec, bench.cold_start_s)
+    differ = config_differences(bench, operator)
+    assert set(differ) <= {"min_replicas", "max_replicas"}, differ
+    assert operator.burst_headroom_quantile == 0.9 and operator.burst_window_s == 3600.0
     off = policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}}))
     assert (
         off.burst_headroom_quantile is None
@@ -213,27 +234,42 @@ def test_status_is_written_on_a_changed_decision_or_a_new_seasonal_bucket():
     assert bursty[0] and not any(bursty[1:])
 
 
-def test_the_service_rate_estimate_reaches_the_policy_as_the_benchmark_runs_it():
-    """estimateServiceRate: the operator hands the policy the same estimate as the benchmark's "ours-estimated"
-    (bench/autoscaling/run.py BENCH_SPEC is the benchmark's replica as a spec), every other knob equal; off by
-    default; Prometheus is asked for the request mix only when the estimate needs it."""
-    from dataclasses import asdict
-
+def test_the_service_rate_estimate_is_the_default_where_it_exists_and_reaches_the_policy_as_the_benchmark_runs_it():
+    """estimateServiceRate unset: the operator hands the policy the same estimate as the benchmark's "ours"
+    (bench/autoscaling/run.py BENCH_SPEC is the benchmark's replica as a spec); false: none, as "ours-no-estimate";
+    a serviceRatePerReplica wins; where there is no estimate the policy learns, and status says why. Prometheus is
+    asked for the request mix only when the estimate needs it."""
     from bench.autoscaling.run import BENCH_SPEC, POLICIES
+    from qwen_operator.handlers.autoscaler import service_rate_prior_of
 
-    factory = POLICIES["ours-estimated"][0]
-    assert factory is not None
-    bench = factory().config
-    operator = policy_config(QwenDeploymentSpec.model_validate(BENCH_SPEC), bench.cold_start_s)
-    assert bench.prior_rate_model is not None and operator.prior_rate_model is not None
+    def spec(**auto: object) -> QwenDeploymentSpec:
+        return QwenDeploymentSpec.model_validate({**BENCH_SPEC, "autoscaling": {"enabled": True, **auto}})
+
+    for name, operator_spec in (("ours", spec()), ("ours-no-estimate", spec(estimateServiceRate=False))):
+        factory = POLICIES[name][0]
+        assert factory is not None
+        bench = factory().config
+        operator = policy_config(operator_spec, bench.cold_start_s)
+        differ = config_differences(bench, operator)
+        assert set(differ) <= {"min_replicas", "max_replicas"}, (name, differ)
+    estimate = policy_config(spec()).prior_rate_model
+    assert estimate is not None
     for mix in ((1155.0, 1155.0, 211.0), (15000.0, 5000.0, 300.0), (462.0, 462.0, 16.0)):
-        assert operator.prior_rate_model(*mix) == bench.prior_rate_model(*mix) > 0
-    same = {k: v for k, v in asdict(operator).items() if k != "prior_rate_model"}
-    differ = {k for k, v in same.items() if asdict(bench)[k] != v}
-    assert differ <= {"min_replicas", "max_replicas"}, differ
-    assert (
-        policy_config(QwenDeploymentSpec.model_validate({"model": {"name": "Qwen/Qwen3-8B"}})).prior_rate_model is None
+        assert estimate(*mix) > 0
+    assert service_rate_prior_of(spec()).source == "estimate"
+    assert policy_config(spec(estimateServiceRate=True)).prior_rate_model is not None
+    given = spec(serviceRatePerReplica=21.5)
+    assert policy_config(given).prior_rate_model is None and policy_config(given).prior_service_rate == 21.5
+    assert service_rate_prior_of(given).source == "serviceRatePerReplica"
+    off = service_rate_prior_of(spec(estimateServiceRate=False))
+    assert off.source == "none" and "estimateServiceRate is false" in off.message
+    # no estimate for this GPU: learned, not refused (refused only when estimateServiceRate is true)
+    elsewhere = QwenDeploymentSpec.model_validate(
+        {"model": {"name": "Qwen/Qwen3-4B"}, "gpu": {"product": "NVIDIA-L4"}, "autoscaling": {"enabled": True}}
     )
+    assert policy_config(elsewhere).prior_rate_model is None
+    why = service_rate_prior_of(elsewhere)
+    assert why.source == "none" and "NVIDIA-L4" in why.message and "serviceRatePerReplica" in why.message
     asked = queries("ns", "m", mix=True)
     assert "rate(vllm:request_prompt_tokens_sum{" in asked["prompt_tokens"]
     assert "rate(vllm:request_generation_tokens_sum{" in asked["generated_tokens"]

@@ -8,7 +8,7 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 JOBS=${JOBS:-2}
 OUT=${OUT:-bench/results/}
-POLICIES=ours,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
+POLICIES=ours,ours-no-estimate,ours-no-warm-pool,ours-load-tested,hpa-gpu-util,keda-prodstack,aibrix-kpa,kubeai
 export PYTHONPATH=operator:.
 # the plots at the end need the 'bench' extra: say so now, not after the hour of runs
 "$PY" -c 'import matplotlib' 2>/dev/null || { echo "matrix.sh: matplotlib missing: $PY -m pip install -e '.[bench]' (or make bench)" >&2; exit 2; }

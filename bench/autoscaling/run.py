@@ -24,7 +24,7 @@ from typing import Any
 
 from qwen_operator.api.models import QwenDeploymentSpec
 from qwen_operator.autoscaling.policy import AutoscalingConfig, default_scale_down_window_s
-from qwen_operator.domain.replica_rate import spec_replica_costs
+from qwen_operator.domain.replica_rate import service_rate_prior
 from qwen_operator.domain.validation import validate_spec
 
 from .loadtest import replica_throughput, sample_pairs
@@ -392,9 +392,32 @@ def fresh_requests(trace: Trace, sm: ServiceModel):
     return reqs
 
 
+# The benchmark's replica as a spec: what the operator validates, and estimates a service rate for
+# (domain/replica_rate.py; handlers/autoscaler.py policy_config does the same with the user's spec).
+BENCH_SPEC: dict[str, Any] = {
+    "model": {"name": "Qwen/Qwen3-8B"},
+    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
+    "serving": {"maxNumSeqs": 256, "maxNumBatchedTokens": 8192},
+    "autoscaling": {"enabled": True},
+}
+
+
+def estimated_rate_model() -> Callable[[float, float, float], float]:
+    """The operator's estimate of the service rate at a mix, for the benchmark's replica (autoscaling.estimateServiceRate,
+    on by default where the estimate exists, as it does for this spec)."""
+    report = validate_spec(QwenDeploymentSpec.model_validate(BENCH_SPEC))
+    assert report.spec is not None and not report.errors, report.errors
+    prior = service_rate_prior(report.spec, report.arch, report.gpu, report.fit)
+    if prior.costs is None:
+        raise ValueError(prior.message)
+    return prior.costs.saturation_rate
+
+
 def ours_config(**over: Any) -> AutoscalingConfig:
     """The operator's default policy for the benchmark's fleet, with ``over`` on top; as the operator does
-    (handlers/autoscaler.py policy_config), the scale-down window left unset follows the seasonal forecast and the warm pool."""
+    (handlers/autoscaler.py policy_config), the scale-down window left unset follows the seasonal forecast and the warm
+    pool, and the service-rate prior is the operator's estimate unless ``over`` gives a rate (serviceRatePerReplica)
+    or a ``prior_rate_model`` (None: estimateServiceRate false)."""
     base: dict[str, Any] = dict(
         min_replicas=MIN_REPLICAS,
         max_replicas=MAX_REPLICAS,
@@ -403,29 +426,18 @@ def ours_config(**over: Any) -> AutoscalingConfig:
         scale_down_stabilization_s=default_scale_down_window_s(
             over.get("seasonal_period_s"), over.get("warm_pool", AutoscalingConfig.warm_pool)
         ),
+        prior_rate_model=None if over.get("prior_service_rate") is not None else estimated_rate_model(),
     )
     base.update(over)
     return AutoscalingConfig(**base)
 
 
-# The benchmark's replica as a spec: what the operator validates, and estimates a service rate for when asked to
-# (domain/replica_rate.py; handlers/autoscaler.py service_rate_model does the same with the user's spec).
-BENCH_SPEC: dict[str, Any] = {
-    "model": {"name": "Qwen/Qwen3-8B"},
-    "gpu": {"product": "NVIDIA-H100-80GB-HBM3"},
-    "serving": {"maxNumSeqs": 256, "maxNumBatchedTokens": 8192},
-    "autoscaling": {"enabled": True, "estimateServiceRate": True},
-}
-
-
-def estimated_rate_model() -> Callable[[float, float, float], float]:
-    """The operator's estimate of the service rate at a mix, for the benchmark's replica (autoscaling.estimateServiceRate)."""
-    report = validate_spec(QwenDeploymentSpec.model_validate(BENCH_SPEC))
-    assert report.spec is not None and not report.errors, report.errors
-    costs, why = spec_replica_costs(report.spec, report.arch, report.gpu, report.fit)
-    if costs is None:
-        raise ValueError(why)
-    return costs.saturation_rate
+def described_config(config: AutoscalingConfig) -> dict[str, Any]:
+    """The config as JSON: the prior-rate model (a function) by the spec it estimates for."""
+    out = asdict(config)
+    if out.get("prior_rate_model") is not None:
+        out["prior_rate_model"] = f"the operator's estimate for {json.dumps(BENCH_SPEC, sort_keys=True)}"
+    return out
 
 
 POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
@@ -446,11 +458,9 @@ POLICIES: dict[str, tuple[Callable[[], Any] | None, str]] = {
     ),
     # ours given a load-tested service rate as its prior (built per trace in job_policy)
     "ours-load-tested": (None, "baked"),
-    # ours with the operator's estimate of the service rate at the observed mix as its prior (estimateServiceRate)
-    "ours-estimated": (
-        lambda: Ours(ours_config(prior_rate_model=estimated_rate_model()), name="ours-estimated"),
-        "baked",
-    ),
+    # ours without the service-rate estimate (estimateServiceRate false): the policy learns the rate at the first
+    # saturation, the default until the estimate became one
+    "ours-no-estimate": (lambda: Ours(ours_config(prior_rate_model=None), name="ours-no-estimate"), "baked"),
     "hpa-gpu-util": (lambda: HpaGpuUtil(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "keda-prodstack": (lambda: KedaQueue(MIN_REPLICAS, MAX_REPLICAS), "baked"),
     "aibrix-kpa": (lambda: AibrixKpa(MIN_REPLICAS, MAX_REPLICAS, target=5.0), "baked"),
@@ -1012,7 +1022,7 @@ def _params_doc(args: argparse.Namespace, sm: Any) -> dict[str, Any]:
         "cold_start_s": {
             k: round(cold_start_for(QWEN3_8B, k).total_s, 1) for k in ("baked", "unbaked", "unbaked-a10g")
         },
-        "ours_config": asdict(ours_config()),
+        "ours_config": described_config(ours_config()),
         "anchor_params": ANCHOR_PARAMS,
     }
 

@@ -4,9 +4,10 @@
   #   --suite heldout --utilizations 0.4,0.5 --stabilizations 300,600   (a smaller grid on the held-out suite)
 
 target_utilization (concurrency mode: the share of a replica's learned sequence capacity to fill) and
-scale_down_stabilization_s are varied around the defaults; everything else is the operator's default policy, the
-simulator and service model of bench.autoscaling.run, and the oracle's GPU-hours from its results file (run
-that first). The point is to see whether the distance to the oracle is a matter of tuning: it is not, since
+scale_down_stabilization_s are varied around the defaults; everything else is the operator's default policy for a
+spec without a service-rate estimate (estimateServiceRate false, or a model or GPU the estimate does not cover:
+target_utilization sizes the fleet only until a service rate is known), the simulator and service model of
+bench.autoscaling.run, and the oracle's GPU-hours from its results file (run that first). The point is to see whether the distance to the oracle is a matter of tuning: it is not, since
 filling replicas further loses the SLO on bursty traffic before it saves GPU-hours.
 """
 
@@ -52,7 +53,10 @@ def _parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, str]:
 def _run_cell(spec: R.TraceSpec, u: float, st: float, n0: int, oracle: dict[str, Any]) -> dict[str, Any]:
     """One policy setting on one trace, as a results row."""
     entry = (
-        lambda: Ours(R.ours_config(target_utilization=u, scale_down_stabilization_s=st), name="sensitivity"),
+        lambda: Ours(
+            R.ours_config(target_utilization=u, scale_down_stabilization_s=st, prior_rate_model=None),
+            name="sensitivity",
+        ),
         "baked",
     )
     r = R.job_policy(spec, "sensitivity", n0, oracle["counts"], entry)

@@ -1,5 +1,6 @@
 """What one vLLM replica completes per second at saturation, estimated from the model, the GPU and the request mix
-before the fleet has served anything: the autoscaler's default service-rate prior (spec.autoscaling.serviceRate).
+before the fleet has served anything: the autoscaler's default service-rate prior (spec.autoscaling.estimateServiceRate;
+``service_rate_prior`` says which prior a spec gets and why).
 
 One engine step (continuous batching with chunked prefill) is timed as the sum of its kernels, the calibrated step of
 the benchmark (bench/autoscaling/service.py, CALIBRATED_V1; every coefficient's source is written there):
@@ -162,3 +163,33 @@ def spec_replica_costs(
         max_num_batched_tokens=spec.serving.max_num_batched_tokens,
         quantization=str(getattr(spec.quantization, "value", spec.quantization)),
     )
+
+
+@dataclass(frozen=True)
+class ServiceRatePrior:
+    """Where the autoscaler's service-rate prior comes from for one spec: ``source`` is "serviceRatePerReplica" (the
+    user's figure), "estimate" (``costs``, asked at the observed request mix) or "none" (learned at the first
+    saturation); ``message`` says why, in the words status shows."""
+
+    source: str
+    message: str
+    costs: ReplicaCosts | None = None
+
+
+def service_rate_prior(
+    spec: QwenDeploymentSpec, arch: ModelArch | None, gpu: GPUProduct | None, fit: FitResult | None
+) -> ServiceRatePrior:
+    """The prior this spec gets: the user's serviceRatePerReplica; else the estimate, unless estimateServiceRate is
+    false or there is none for this configuration (validation refuses that only when estimateServiceRate is true)."""
+    a = spec.autoscaling
+    if a.service_rate_per_replica is not None:
+        return ServiceRatePrior(
+            "serviceRatePerReplica", f"{a.service_rate_per_replica:g} requests/s per replica (spec)"
+        )
+    learned = "the policy learns the rate at the first saturation"
+    if a.estimate_service_rate is False:
+        return ServiceRatePrior("none", f"estimateServiceRate is false: {learned}")
+    costs, why = spec_replica_costs(spec, arch, gpu, fit)
+    if costs is None:
+        return ServiceRatePrior("none", f"{why}: {learned}; set serviceRatePerReplica to start from a figure")
+    return ServiceRatePrior("estimate", f"{why}, at the observed request mix", costs)

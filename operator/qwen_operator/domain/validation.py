@@ -294,7 +294,7 @@ def validate_spec(spec: QwenDeploymentSpec) -> ValidationReport:
     rep.problems += _env_problems(spec)
     rep.problems += _routing_problems(spec)
     rep.problems += _weights_problems(spec, arch, gpu)
-    if spec.autoscaling.estimate_service_rate and rep.errors == []:
+    if spec.autoscaling.estimate_service_rate is True and rep.errors == []:  # unset: estimated where it can be
         costs, why = spec_replica_costs(spec, arch, gpu, rep.fit)
         if costs is None:
             rep.problems.append(

@@ -13,14 +13,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from ..adapters.prometheus import PodSample, read_replicas, read_router_in_flight
 from ..api.models import QwenDeploymentSpec
 from ..autoscaling import policy
 from ..domain.coldstart import DEFAULT_STARTUP_BUDGET_S
-from ..domain.replica_rate import spec_replica_costs
+from ..domain.replica_rate import ServiceRatePrior, service_rate_prior
 from ..domain.validation import validate_spec
 from ..manifests.status import ConditionSet, now_time, pod_issue, pod_ready, pod_start_seconds, previous_conditions
 from . import metrics
@@ -53,18 +53,18 @@ def flap_cap(spec: QwenDeploymentSpec, status: Mapping[str, Any]) -> float:
     return float(DEFAULT_STARTUP_BUDGET_S)
 
 
-def service_rate_model(spec: QwenDeploymentSpec) -> Callable[[float, float, float], float] | None:
-    """The estimate of a replica's service rate at a request mix (autoscaling.estimateServiceRate), else None.
-    Validation refuses a spec that asks for one where there is none, so None here means it was not asked for."""
-    if not spec.autoscaling.estimate_service_rate:
-        return None
+def service_rate_prior_of(spec: QwenDeploymentSpec) -> ServiceRatePrior:
+    """The service-rate prior the policy gets for this spec (domain/replica_rate.py service_rate_prior), from the
+    spec as validated: its architecture, GPU and fit."""
     report = validate_spec(spec)
-    costs, _ = spec_replica_costs(spec, report.arch, report.gpu, report.fit)
-    return costs.saturation_rate if costs is not None else None
+    return service_rate_prior(spec, report.arch, report.gpu, report.fit)
 
 
-def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -> policy.AutoscalingConfig:
+def policy_config(
+    spec: QwenDeploymentSpec, cold_start_s: float | None = None, prior: ServiceRatePrior | None = None
+) -> policy.AutoscalingConfig:
     a = spec.autoscaling
+    prior = prior if prior is not None else service_rate_prior_of(spec)
     seasonal_s = float(a.seasonal_period_seconds) if a.seasonal_period_seconds is not None else None
     down_window_s = (
         float(a.scale_down_stabilization_seconds)
@@ -85,7 +85,7 @@ def policy_config(spec: QwenDeploymentSpec, cold_start_s: float | None = None) -
         scale_down_period_s=float(min(60, max(a.interval_seconds, down_window_s))),
         metrics_max_age_s=float(max(30, 4 * a.interval_seconds)),
         prior_service_rate=a.service_rate_per_replica,
-        prior_rate_model=service_rate_model(spec),
+        prior_rate_model=prior.costs.saturation_rate if prior.costs is not None else None,
         seasonal_period_s=seasonal_s,
         burst_headroom_quantile=a.burst_headroom.quantile if a.burst_headroom.enabled else None,
         burst_window_s=float(a.burst_headroom.window_seconds),
@@ -152,11 +152,12 @@ def status_write_needed(
 
 
 def _read_metrics(
-    namespace: str, name: str, spec: QwenDeploymentSpec, pods: list[Mapping[str, Any]]
+    namespace: str, name: str, spec: QwenDeploymentSpec, pods: list[Mapping[str, Any]], mix: bool
 ) -> tuple[Mapping[str, PodSample], str | None]:
+    """Each Ready replica's sample, and the request mix (``mix``) when the service-rate estimate needs it."""
     if not CONFIG.prometheus_url:
         return {}, "no Prometheus URL is configured (QWEN_PROMETHEUS_URL / helm value prometheusUrl)"
-    read = read_replicas(CONFIG.prometheus_url, namespace, name, mix=spec.autoscaling.estimate_service_rate)
+    read = read_replicas(CONFIG.prometheus_url, namespace, name, mix=mix)
     routed = spec.routing.enabled
     if routed and read.error is None:
         router = read_router_in_flight(CONFIG.prometheus_url, namespace, name)
@@ -207,9 +208,10 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     cold_start = measured_cold_start(pods, flap_cap(spec, status))
     if cold_start is None and isinstance(auto.get("coldStartSeconds"), (int, float)):
         cold_start = float(auto["coldStartSeconds"])  # remembered across restarts and scale-to-floor
-    cfg = policy_config(spec, cold_start)
+    prior = service_rate_prior_of(spec)
+    cfg = policy_config(spec, cold_start, prior)
     current = int(auto.get("desiredReplicas") or policy.floor_replicas(cfg))
-    samples, error = _read_metrics(namespace, name, spec, pods)
+    samples, error = _read_metrics(namespace, name, spec, pods, mix=prior.costs is not None)
     router_in_flight = [s.router_in_flight for s in samples.values() if s.router_in_flight is not None]
     d = policy.decide(
         observe(pods, samples, current, time.time(), error),
@@ -226,7 +228,8 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
     warm = d.warm_pool if d.warm_pool is not None else cfg.warm_pool  # with burst headroom, above the constant
     metrics.WARM_REPLICAS.labels(namespace, name).set(warm)
     message = d.message if error is None else f"{error}; {d.message}"
-    if not status_write_needed(d, auto, cfg, current):
+    prior_status = {"source": prior.source, "message": prior.message}
+    if not status_write_needed(d, auto, cfg, current) and auto.get("serviceRatePrior") == prior_status:
         return
     now_iso = now_time()
     new_auto = {
@@ -234,6 +237,7 @@ def autoscale(state: OperatorState, namespace: str, name: str, indexes: Indexes)
         "lastMessage": message[:500],
         "active": bool(d.active),
         "warmReplicas": warm,
+        "serviceRatePrior": prior_status,
     }
     if cold_start is not None:
         new_auto["coldStartSeconds"] = round(cold_start, 1)
