@@ -65,3 +65,29 @@ def test_the_report_sets_the_variant_beside_ours_the_reference_and_the_cheapest_
     assert "| main | random | steady | **meets (all)** | **meets (all)** |" in text
     assert "Meets under every variant: ours 1, ours-estimated 1 of 2 pairs." in text
     assert (out / "estimated_prior" / "autoscaling_main_roofline_random.json").exists()
+
+
+def test_the_default_report_reads_the_full_runs_in_place_and_draws_no_plots(tmp_path: Path):
+    """ours-no-estimate: the runs are the full runs (ours, the policy without the estimate, the anchors), compared
+    where they lie: nothing is copied and no plot is drawn."""
+    results = tmp_path / "results"
+    results.mkdir()
+    doc = run(
+        "roofline",
+        {
+            "ramp": {
+                "ours": result(0.999, 4.0),
+                "ours-no-estimate": result(0.95, 3.0),
+                "ours-load-tested": result(0.999, 4.2),
+                "hpa-gpu-util": result(0.999, 3.5),
+            }
+        },
+    )
+    (results / "autoscaling_main_roofline_random.json").write_text(json.dumps(doc))
+    before = sorted(p.name for p in results.iterdir())
+    assert main([str(results), "--policy", "ours-no-estimate", "--out", str(results), "--full", str(results)]) == 0
+    text = (results / "autoscaling_estimate_default.md").read_text()
+    assert "| ramp | 2.00 | **99.90 % / 4.00 / 2.00x** | 95.00 % / 3.00 / 1.50x | -25.0 % |" in text
+    assert "| **99.90 % / 4.20 / 2.10x** | n/a (misses) |" in text  # the variant misses: no anchor verdict
+    assert "Plots" not in text
+    assert sorted(p.name for p in results.iterdir()) == sorted([*before, "autoscaling_estimate_default.md"])

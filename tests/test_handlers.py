@@ -131,6 +131,27 @@ def test_the_autoscaler_hands_its_status_to_the_pass_it_triggers():
     assert active["status"] == "False" and active["observedGeneration"] == 1  # no Prometheus: held
     assert {c["type"] for c in st["conditions"]} >= {"Validated", "Ready", "AutoscalingActive"}
     assert state.deployment(UID).policy_state is not None
+    # the service-rate prior it starts from, and why: the estimate, by default, for a Qwen3-8B on an H100
+    assert st["autoscaling"]["serviceRatePrior"]["source"] == "estimate", st["autoscaling"]
+
+
+def test_a_changed_service_rate_prior_is_written_even_when_the_decision_holds():
+    state, kube, idx = setup(autoscaling=True)
+    controller.reconcile(state, NS, NAME, idx, "test")
+    autoscaler.autoscale(state, NS, NAME, idx)
+    body = idx["deployments"][(NS, NAME)][0]
+    body["spec"]["autoscaling"]["serviceRatePerReplica"] = 12.5
+    body["metadata"]["generation"] = 2
+    state.deployment(UID).last_autoscale = -1e9  # the interval has passed
+    kube.calls.clear()
+    autoscaler.autoscale(state, NS, NAME, idx)
+    (st,) = kube.of("patch_status")
+    prior = st["autoscaling"]["serviceRatePrior"]
+    assert prior == {"source": "serviceRatePerReplica", "message": "12.5 requests/s per replica (spec)"}
+    kube.calls.clear()
+    state.deployment(UID).last_autoscale = -1e9
+    autoscaler.autoscale(state, NS, NAME, idx)  # nothing changed: nothing written
+    assert kube.of("patch_status") == []
 
 
 def test_a_refused_apply_is_reported_once_and_keeps_its_transition_time(monkeypatch: pytest.MonkeyPatch):

@@ -4,8 +4,10 @@
         --policies ours,ours-burst --skip-bounds          # for each suite, variant and router
     PYTHONPATH=operator:. python -m bench.autoscaling.compare_report DIR --policy ours-burst --out bench/results/
 
-``--policy`` is one of COMPARISONS: ours-burst (burst headroom, issue 17 item 5) or ours-estimated (the operator's
-service-rate estimate as the prior, autoscaling.estimateServiceRate).  The anchors are not rerun: their rows come
+``--policy`` is one of COMPARISONS: ours-burst (burst headroom, issue 17 item 5), ours-estimated (the operator's
+service-rate estimate as the prior, autoscaling.estimateServiceRate, before it became the default; "ours" in those
+runs is the policy without it) or ours-no-estimate (the full runs since the estimate is the default: ours beside the
+policy without it; ``python -m bench.autoscaling.compare_report bench/results --policy ours-no-estimate``).  The anchors are not rerun: their rows come
 from the full run of the same suite, variant and router in bench/results/ (the anchors, the oracle and the traces
 are the same code), to say whether the variant uses fewer GPU-hours than every anchor that meets the SLO; a
 reference policy of the full run (ours-load-tested for the estimate) is shown beside it.
@@ -28,9 +30,9 @@ class Comparison:
     title: str
     legend: str  # what the variant is
     report: str  # the markdown file written in --out
-    keep: str  # the folder of --out the runs are copied to
+    keep: str | None  # the folder of --out the runs are copied to (None: they are the full runs, not copied)
     reference: str | None  # a policy of the full run shown beside the variant
-    plot_prefix: str  # traces whose plots are drawn ("" for all)
+    plot_prefix: str | None  # traces whose plots are drawn ("" for all, None for none)
 
 
 COMPARISONS: dict[str, Comparison] = {
@@ -52,6 +54,18 @@ COMPARISONS: dict[str, Comparison] = {
         keep="estimated_prior",
         reference="ours-load-tested",
         plot_prefix="",
+    ),
+    "ours-no-estimate": Comparison(
+        title="The service-rate estimate as the default: ours (with it) beside ours without it",
+        legend="ours = the operator's default policy, which starts from its service-rate estimate (estimateServiceRate "
+        "unset; operator/qwen_operator/domain/replica_rate.py); ours-no-estimate = estimateServiceRate false (the "
+        "rate learned at the first saturation; the default before). ours-load-tested = ours given the saturation rate "
+        "a load test of the trace's first 10 minutes measures on the true replica model. GPU-h change: "
+        "ours-no-estimate against ours.",
+        report="autoscaling_estimate_default.md",
+        keep=None,
+        reference="ours-load-tested",
+        plot_prefix=None,
     ),
 }
 
@@ -149,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     c = COMPARISONS[args.policy]
     out = Path(args.out)
-    keep = out / c.keep
-    keep.mkdir(parents=True, exist_ok=True)
+    keep = out / c.keep if c.keep is not None else None
+    if keep is not None:
+        keep.mkdir(parents=True, exist_ok=True)
     ref_head = f" {c.reference} (full run) |" if c.reference else ""
     lines = [
         f"# {c.title}",
@@ -165,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         run = json.loads(path.read_text())
         full_path = Path(args.full) / path.name
         full = json.loads(full_path.read_text()) if full_path.exists() else None
-        if path.resolve() != (keep / path.name).resolve():
+        if keep is not None and path.resolve() != (keep / path.name).resolve():
             shutil.copy(path, keep / path.name)
         lines += [
             "",
@@ -180,11 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             *rows(run, full, args.policy, c.reference),
         ]
     lines += verdicts(paths, args.policy)
-    lines += ["", f"## Plots (calibrated-v1: ours in blue, {args.policy} in orange)", ""]
-    for path in sorted(Path(args.runs).glob("autoscaling_*_calibrated-v1_*.json")):
-        lines += [f"- {link}" for link in plot_runs(json.loads(path.read_text()), out, args.policy, c.plot_prefix)]
+    if c.plot_prefix is not None:
+        lines += ["", f"## Plots (calibrated-v1: ours in blue, {args.policy} in orange)", ""]
+        for path in sorted(Path(args.runs).glob("autoscaling_*_calibrated-v1_*.json")):
+            lines += [f"- {link}" for link in plot_runs(json.loads(path.read_text()), out, args.policy, c.plot_prefix)]
     (out / c.report).write_text("\n".join(lines) + "\n")
-    print(f"wrote {out / c.report} and {keep}/")
+    print(f"wrote {out / c.report}" + (f" and {keep}/" if keep is not None else ""))
     return 0
 
 

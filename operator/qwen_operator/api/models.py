@@ -561,9 +561,9 @@ class Autoscaling(WireModel):
         gt=0,
         le=1,
         description="Share of a replica's sequence capacity the policy fills while it sizes by running sequences "
-        "(until a service rate is known: serviceRatePerReplica, estimateServiceRate, or one learned at a saturation). "
-        "Lower holds more "
-        "headroom. The default 0.4 (with scaleDownStabilizationSeconds 600) met the joint SLO in the benchmark in 54 "
+        "(until a service rate is known: serviceRatePerReplica, the estimate (estimateServiceRate, on by default "
+        "where it exists), or one learned at a saturation). Lower holds more headroom. Without the estimate, the "
+        "default 0.4 (with scaleDownStabilizationSeconds 600) met the joint SLO in the benchmark in 54 "
         "of 90 cells (traces x replica models x routers) against 32 for (0.5, 300 s): ramps, fan-outs and "
         "bursts shorter than a cold start, held-out traces included; where both met it, it cost -3 % to +29 % "
         "GPU-hours (bench/autoscaling/README.md, 'A corner of the sensitivity grid'). 0.5 with 300 s is leaner "
