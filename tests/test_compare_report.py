@@ -84,10 +84,14 @@ def test_the_default_report_reads_the_full_runs_in_place_and_draws_no_plots(tmp_
         },
     )
     (results / "autoscaling_main_roofline_random.json").write_text(json.dumps(doc))
+    # the studies' files and the summary lie beside the runs: not runs of this policy, so not read as such
+    (results / "autoscaling_summary.json").write_text(json.dumps({"main": {}}))
+    (results / "autoscaling_sensitivity_main_roofline_random.json").write_text(json.dumps({"rows": [], "params": {}}))
+    (results / "autoscaling_heldout_roofline_random.json").write_text(json.dumps(run("roofline", {"a": {"ours": {}}})))
     before = sorted(p.name for p in results.iterdir())
     assert main([str(results), "--policy", "ours-no-estimate", "--out", str(results), "--full", str(results)]) == 0
     text = (results / "autoscaling_estimate_default.md").read_text()
     assert "| ramp | 2.00 | **99.90 % / 4.00 / 2.00x** | 95.00 % / 3.00 / 1.50x | -25.0 % |" in text
     assert "| **99.90 % / 4.20 / 2.10x** | n/a (misses) |" in text  # the variant misses: no anchor verdict
-    assert "Plots" not in text
+    assert "Plots" not in text and "## heldout" not in text and "summary" not in text
     assert sorted(p.name for p in results.iterdir()) == sorted([*before, "autoscaling_estimate_default.md"])

@@ -154,6 +154,20 @@ def plot_runs(run: dict[str, Any], out: Path, policy: str, prefix: str) -> list[
     return links
 
 
+def runs_with(folder: Path, policy: str) -> list[Path]:
+    """The runs of bench.autoscaling.run in ``folder`` that have ours and ``policy`` on every trace (a results folder
+    also holds the studies' files and the summary, named autoscaling_* as well)."""
+    out = []
+    for path in sorted(folder.glob("autoscaling_*.json")):
+        run = json.loads(path.read_text())
+        traces = run.get("traces") if isinstance(run, dict) and "params" in run else None
+        if isinstance(traces, dict) and traces and all(
+            {"ours", policy} <= set((t or {}).get("results", {})) for t in traces.values()
+        ):
+            out.append(path)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", help="directory with the autoscaling_<suite>_<variant>_<router>.json of the runs")
@@ -175,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         "meeting the SLO in the full run of the same suite, variant and router "
         "(bench/results/autoscaling_<suite>_<variant>_<router>.md).",
     ]
-    paths = sorted(Path(args.runs).glob("autoscaling_*.json"))
+    paths = runs_with(Path(args.runs), args.policy)
     for path in paths:
         run = json.loads(path.read_text())
         full_path = Path(args.full) / path.name
@@ -197,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += verdicts(paths, args.policy)
     if c.plot_prefix is not None:
         lines += ["", f"## Plots (calibrated-v1: ours in blue, {args.policy} in orange)", ""]
-        for path in sorted(Path(args.runs).glob("autoscaling_*_calibrated-v1_*.json")):
+        for path in [p for p in paths if "_calibrated-v1_" in p.name]:
             lines += [f"- {link}" for link in plot_runs(json.loads(path.read_text()), out, args.policy, c.plot_prefix)]
     (out / c.report).write_text("\n".join(lines) + "\n")
     print(f"wrote {out / c.report}" + (f" and {keep}/" if keep is not None else ""))

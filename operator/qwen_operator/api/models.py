@@ -605,7 +605,7 @@ class Autoscaling(WireModel):
         "(status.autoscaling.serviceRatePrior says which prior the policy has, and why); true: the spec is refused, "
         "with the reason, where there is no estimate; false: no estimate. In the benchmark the estimate met the joint "
         "SLO in 8 more of 90 cells than learning alone, for about an eighth more GPU-hours "
-        "(bench/results/autoscaling_estimated_prior.md). Set false when the replicas are slower than their GPU "
+        "(bench/results/autoscaling_estimate_default.md). Set false when the replicas are slower than their GPU "
         "label says (the estimate is then too high until the first saturation corrects it).",
     )
     seasonal_period_seconds: int | None = Field(
