@@ -161,8 +161,10 @@ def runs_with(folder: Path, policy: str) -> list[Path]:
     for path in sorted(folder.glob("autoscaling_*.json")):
         run = json.loads(path.read_text())
         traces = run.get("traces") if isinstance(run, dict) and "params" in run else None
-        if isinstance(traces, dict) and traces and all(
-            {"ours", policy} <= set((t or {}).get("results", {})) for t in traces.values()
+        if (
+            isinstance(traces, dict)
+            and traces
+            and all({"ours", policy} <= set((t or {}).get("results", {})) for t in traces.values())
         ):
             out.append(path)
     return out
