@@ -261,6 +261,25 @@ wait_controllers() {
     || die "kube-controller-manager does not seem to run (no default ServiceAccount); logs: $WORKDIR/logs"
 }
 
+# KWOK plays the kubelets and restarts with the control plane, but starts managing its nodes some 20 s after the
+# apiserver answers. A bake pod bound in between was never run (CI, session 24: bound 9 s after KWOK started,
+# untouched until its namespace was deleted 150 s later), so a restart is over only when KWOK has renewed every fake
+# node's lease again, as a node is back only when its kubelet is.
+kwok_leases_renewed_since() {  # kwok_leases_renewed_since UTC-TIME: every fake node's lease renewed at or after it
+  local since="$1" n renewed nodes
+  nodes="$(kc get nodes -o jsonpath='{range .items[?(@.metadata.annotations.kwok\.x-k8s\.io/node=="fake")]}{.metadata.name}{" "}{end}')" \
+    && [ -n "$nodes" ] || return 1
+  for n in $nodes; do
+    renewed="$(kc get lease "$n" -n kube-node-lease -o jsonpath='{.spec.renewTime}')" || return 1
+    [[ -n "$renewed" && ! "$renewed" < "$since" ]] || return 1
+  done
+}
+
+wait_node_agents() {  # wait_node_agents UTC-TIME
+  wait_for 90 "KWOK managing its nodes again (leases renewed)" kwok_leases_renewed_since "$1" \
+    || die "KWOK did not renew its nodes' leases after the restart; logs: $WORKDIR/logs"
+}
+
 # Embed the certificates in the kubeconfig, so that it works as a single file (copied, mounted, ...).
 flatten_kubeconfig() {
   local tmp="$KUBECONFIG_OUT.tmp.$$"
@@ -288,6 +307,7 @@ restart_locked() {  # restart_locked DOWN_SECONDS: stop every process, wait, sta
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done  # no-op when kwokctl stopped them
   reap "${pids[@]}"
   sleep "${1:-0}"
+  STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%S)"  # every process is down: a lease renewed after this is a new one
   kwokctl_ start cluster --name "$NAME" --wait 60s && wait_for 60 "kube-apiserver /readyz" healthy
 }
 
@@ -416,6 +436,7 @@ cmd_restart() {
   log "stopping cluster $NAME for ${down_s}s"
   restart_locked "$down_s" || die "cluster $NAME did not come back; logs in $WORKDIR/logs"
   wait_controllers
+  wait_node_agents "$STARTED_AT"
   log "cluster $NAME restarted"
 }
 
