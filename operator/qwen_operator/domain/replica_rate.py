@@ -21,6 +21,7 @@ and hybrid-attention models, quantized weights, other GPUs) has no estimate: ``r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ..api.models import QwenDeploymentSpec
 from .catalog import ModelArch
@@ -165,13 +166,16 @@ def spec_replica_costs(
     )
 
 
+PriorSource = Literal["serviceRatePerReplica", "estimate", "none"]
+
+
 @dataclass(frozen=True)
 class ServiceRatePrior:
     """Where the autoscaler's service-rate prior comes from for one spec: ``source`` is "serviceRatePerReplica" (the
     user's figure), "estimate" (``costs``, asked at the observed request mix) or "none" (learned at the first
     saturation); ``message`` says why, in the words status shows."""
 
-    source: str
+    source: PriorSource
     message: str
     costs: ReplicaCosts | None = None
 
